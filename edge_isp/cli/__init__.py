@@ -1,0 +1,62 @@
+"""The `edge-isp` command. Thin: every subcommand parses arguments and calls the library.
+
+A user's mistake (an :class:`~edge_isp.errors.EdgeIspError`, a missing file, a bad
+option) exits with status 1 and a one-paragraph message; anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import textwrap
+from collections.abc import Sequence
+
+from edge_isp import __version__
+from edge_isp.errors import EdgeIspError
+
+# Each module defines register(subparsers); its parser sets `func(args) -> int | None`.
+COMMAND_MODULES = (
+    "edge_isp.cli.sensor_commands",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's default exits 2; ours says 1
+        self.print_usage(sys.stderr)
+        _fail(f"{self.prog}: {message}")
+
+
+def _fail(message: str) -> None:
+    print("error: " + textwrap.fill(message, width=100, subsequent_indent="  "), file=sys.stderr)
+    raise SystemExit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="edge-isp",
+        description="RAW Bayer frames straight into one network that does the ISP and the task.",
+    )
+    parser.add_argument("--version", action="version", version=f"edge-isp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except (EdgeIspError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

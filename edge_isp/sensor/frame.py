@@ -1,0 +1,166 @@
+"""`RawFrame`: one Bayer frame and the metadata needed to interpret it.
+
+Every camera source yields RawFrames and every consumer takes them. On disk a frame is
+``NAME.npy`` (the uint16 mosaic) plus ``NAME.json`` (the metadata sidecar).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.fileio import atomic_open, write_json
+from edge_isp.sensor.cfa import CFA, pack, per_channel_map
+
+SIDECAR_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class RawFrame:
+    """A Bayer mosaic with its metadata.
+
+    Attributes:
+        data: ``(H, W)`` uint16 mosaic in DN, H and W even.
+        cfa: the Bayer pattern of ``data`` as stored (after any readout flips).
+        bit_depth: bits per sample the sensor delivers (8 to 16).
+        black_level: black level in DN per plane, in the order R, Gr, Gb, B.
+        white_level: the saturation level in DN.
+        analogue_gain: analogue gain (1.0 = the sensor's base gain).
+        exposure_time_s: exposure time in seconds.
+        timestamp_s: capture time in seconds (source clock), if known.
+        sensor: sensor or camera name, e.g. "imx219".
+    """
+
+    data: np.ndarray
+    cfa: CFA
+    bit_depth: int
+    black_level: tuple[float, float, float, float]
+    white_level: float
+    analogue_gain: float = 1.0
+    exposure_time_s: float = 0.0
+    timestamp_s: float | None = None
+    sensor: str = "unknown"
+
+    def __post_init__(self) -> None:
+        data = self.data
+        if not isinstance(data, np.ndarray) or data.ndim != 2:
+            raise InvalidInputError(
+                f"RawFrame.data must be a 2-D numpy array, got {type(data).__name__} "
+                f"with shape {getattr(data, 'shape', None)}"
+            )
+        if data.dtype != np.uint16:
+            raise InvalidInputError(f"RawFrame.data must be uint16, got {data.dtype}")
+        if data.shape[0] % 2 or data.shape[1] % 2:
+            raise InvalidInputError(f"RawFrame.data must have even height and width, got {data.shape}")
+        object.__setattr__(self, "cfa", CFA.parse(self.cfa))
+        if not 8 <= int(self.bit_depth) <= 16:
+            raise InvalidInputError(f"RawFrame.bit_depth must be 8..16, got {self.bit_depth}")
+        black = tuple(float(b) for b in np.broadcast_to(np.asarray(self.black_level, float), (4,)))
+        object.__setattr__(self, "black_level", black)
+        if not max(black) < self.white_level <= 2**16 - 1:
+            raise InvalidInputError(
+                f"RawFrame.white_level must be above every black level {black} and at most 65535, "
+                f"got {self.white_level}"
+            )
+        for name in ("analogue_gain", "exposure_time_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise InvalidInputError(f"RawFrame.{name} must be a finite number >= 0, got {value}")
+
+    @property
+    def height(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.data.shape[1])
+
+    def normalized(self) -> np.ndarray:
+        """The mosaic as float32 on [0, 1]: black level subtracted per channel, white at 1.
+
+        Values are not clipped at 0, so the noise around black keeps its zero mean.
+        """
+        black = per_channel_map(self.black_level, self.cfa, self.height, self.width)
+        scale = self.white_level - black
+        return ((self.data.astype(np.float32) - black) / scale).astype(np.float32)
+
+    def packed(self) -> np.ndarray:
+        """:meth:`normalized`, packed to ``(4, H/2, W/2)`` in the order R, Gr, Gb, B."""
+        return pack(self.normalized(), self.cfa)
+
+    def metadata(self) -> dict[str, Any]:
+        """The JSON-serializable metadata (everything but the pixels)."""
+        return {
+            "version": SIDECAR_VERSION,
+            "height": self.height,
+            "width": self.width,
+            "cfa": self.cfa.value,
+            "bit_depth": int(self.bit_depth),
+            "black_level": list(self.black_level),
+            "white_level": float(self.white_level),
+            "analogue_gain": float(self.analogue_gain),
+            "exposure_time_s": float(self.exposure_time_s),
+            "timestamp_s": self.timestamp_s,
+            "sensor": self.sensor,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path.npy`` and ``path.json`` (any suffix on ``path`` is replaced).
+
+        Both files are written atomically; returns the ``.npy`` path.
+        """
+        base = Path(path).with_suffix("")
+        with atomic_open(base.with_suffix(".npy"), "wb") as handle:
+            np.save(handle, self.data)
+        write_json(base.with_suffix(".json"), self.metadata())
+        return base.with_suffix(".npy")
+
+    @classmethod
+    def load(cls, path: str | Path) -> RawFrame:
+        """Read a frame written by :meth:`save`, from its ``.npy`` or ``.json`` path."""
+        base = Path(path).with_suffix("")
+        npy, sidecar = base.with_suffix(".npy"), base.with_suffix(".json")
+        for p in (npy, sidecar):
+            if not p.exists():
+                raise MissingFileError(f"RawFrame file {p} does not exist (a frame is a .npy plus a .json sidecar)")
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"{sidecar} is not valid JSON: {exc}") from None
+        try:
+            data = np.load(npy, allow_pickle=False)
+        except ValueError as exc:
+            raise InvalidInputError(f"{npy} is not a readable .npy array: {exc}") from None
+        return cls.from_metadata(data, meta, origin=str(sidecar))
+
+    @classmethod
+    def from_metadata(cls, data: np.ndarray, meta: dict[str, Any], origin: str = "metadata") -> RawFrame:
+        """Build a frame from pixels and a metadata dict as written by :meth:`metadata`."""
+        if meta.get("version") != SIDECAR_VERSION:
+            raise InvalidInputError(
+                f"{origin}: sidecar version {meta.get('version')!r} is not supported (expected {SIDECAR_VERSION})"
+            )
+        missing = [k for k in ("cfa", "bit_depth", "black_level", "white_level") if k not in meta]
+        if missing:
+            raise InvalidInputError(f"{origin}: missing field(s) {', '.join(missing)}")
+        if data.shape != (meta.get("height", data.shape[0]), meta.get("width", data.shape[1])):
+            raise InvalidInputError(
+                f"{origin}: says {meta.get('height')}x{meta.get('width')} but the array is {data.shape}"
+            )
+        return cls(
+            data=data,
+            cfa=CFA.parse(meta["cfa"]),
+            bit_depth=int(meta["bit_depth"]),
+            black_level=tuple(meta["black_level"]),
+            white_level=float(meta["white_level"]),
+            analogue_gain=float(meta.get("analogue_gain", 1.0)),
+            exposure_time_s=float(meta.get("exposure_time_s", 0.0)),
+            timestamp_s=meta.get("timestamp_s"),
+            sensor=str(meta.get("sensor", "unknown")),
+        )

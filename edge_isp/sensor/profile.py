@@ -1,0 +1,311 @@
+"""Sensor profiles: one versioned JSON schema for a camera's levels, colour and noise.
+
+The noise model is Poisson-Gaussian per analogue gain: a pixel that collects ``n``
+photo-electrons reads ``K * n + N(0, read_noise_dn^2)`` DN above black, with ``K`` the
+system gain in DN/e-. Optional row noise adds one Gaussian offset per row.
+
+Between the gains in the table, K is interpolated linearly in gain and the read noise
+log-linearly against K (the relation Wei et al. 2020, "ELD", fit on real sensors).
+Outside the table, K is proportional to gain and the read noise is held constant in
+electrons, the usual first-order model of an analogue amplifier.
+
+Example:
+    >>> profile = SensorProfile.load("nexus6p-rear")
+    >>> a, sigma = profile.normalized_noise(analogue_gain=1.0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_isp.errors import InvalidInputError, MissingFileError, ProfileError
+from edge_isp.fileio import write_json
+from edge_isp.sensor.cfa import CFA
+
+SCHEMA = "edge-isp/sensor-profile"
+SCHEMA_VERSION = 1
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "calibration" / "profiles"
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseAtGain:
+    """The noise model at one analogue gain, in DN of the sensor's raw output.
+
+    Attributes:
+        analogue_gain: the gain this entry was measured at (1.0 = base gain).
+        gain_dn_per_e: system gain K, DN per photo-electron.
+        read_noise_dn: standard deviation of the signal-independent noise, DN.
+        row_noise_dn: standard deviation of a per-row offset, DN (0 = none).
+        read_noise_lambda: Tukey-lambda shape of the read noise (None = Gaussian).
+    """
+
+    analogue_gain: float
+    gain_dn_per_e: float
+    read_noise_dn: float
+    row_noise_dn: float = 0.0
+    read_noise_lambda: float | None = None
+
+    @property
+    def read_noise_e(self) -> float:
+        """Read noise referred to the input, in electrons."""
+        return self.read_noise_dn / self.gain_dn_per_e
+
+
+@dataclasses.dataclass(frozen=True)
+class SensorProfile:
+    """A camera's levels, colour and noise. See the module docstring for the noise model.
+
+    Attributes:
+        name: short identifier, e.g. "imx219".
+        cfa: Bayer pattern of the raw output.
+        bit_depth: bits per raw sample.
+        black_level: DN per plane, order R, Gr, Gb, B.
+        white_level: saturation in DN.
+        color_matrix: 3x3, white-balanced camera RGB -> linear sRGB (rows sum to ~1).
+        white_balance: gains for camera R, G, B that make a neutral surface grey.
+        noise: the noise table, sorted by analogue gain.
+        base_iso: ISO at analogue gain 1 (for formats keyed on ISO).
+        max_analogue_gain: the highest analogue gain the sensor offers.
+        electrons_at_white_per_lux: photo-electrons a white surface gives per lux of scene
+            illumination at the profile's reference exposure; converts lux to electrons.
+        description: free text: where the numbers come from.
+    """
+
+    name: str
+    cfa: CFA
+    bit_depth: int
+    black_level: tuple[float, float, float, float]
+    white_level: float
+    color_matrix: tuple[tuple[float, float, float], ...]
+    white_balance: tuple[float, float, float]
+    noise: tuple[NoiseAtGain, ...]
+    base_iso: float = 100.0
+    max_analogue_gain: float = 16.0
+    electrons_at_white_per_lux: float | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # -- levels ---------------------------------------------------------------------
+    @property
+    def range_dn(self) -> float:
+        """White level minus the mean black level: the DN span of [0, 1]."""
+        return float(self.white_level - np.mean(self.black_level))
+
+    # -- noise ----------------------------------------------------------------------
+    def noise_at(self, analogue_gain: float) -> NoiseAtGain:
+        """The noise model at any analogue gain (interpolated; see the module docstring)."""
+        if not (math.isfinite(analogue_gain) and analogue_gain > 0):
+            raise InvalidInputError(f"analogue_gain must be a positive number, got {analogue_gain}")
+        table = self.noise
+        gains = np.array([n.analogue_gain for n in table])
+        if analogue_gain <= gains[0] or analogue_gain >= gains[-1] or len(table) == 1:
+            end = table[0] if analogue_gain <= gains[0] else table[-1]
+            ratio = analogue_gain / end.analogue_gain
+            return NoiseAtGain(
+                analogue_gain=float(analogue_gain),
+                gain_dn_per_e=end.gain_dn_per_e * ratio,
+                read_noise_dn=end.read_noise_dn * ratio,
+                row_noise_dn=end.row_noise_dn * ratio,
+                read_noise_lambda=end.read_noise_lambda,
+            )
+        i = int(np.searchsorted(gains, analogue_gain)) - 1
+        lo, hi = table[i], table[i + 1]
+        t = (analogue_gain - lo.analogue_gain) / (hi.analogue_gain - lo.analogue_gain)
+        k = lo.gain_dn_per_e + t * (hi.gain_dn_per_e - lo.gain_dn_per_e)
+        # log(read) linear in log(K) between the two entries.
+        u = math.log(k / lo.gain_dn_per_e) / math.log(hi.gain_dn_per_e / lo.gain_dn_per_e)
+
+        def loglin(a: float, b: float) -> float:
+            return 0.0 if a <= 0 or b <= 0 else math.exp(math.log(a) + u * (math.log(b) - math.log(a)))
+
+        return NoiseAtGain(
+            analogue_gain=float(analogue_gain),
+            gain_dn_per_e=k,
+            read_noise_dn=loglin(lo.read_noise_dn, hi.read_noise_dn),
+            row_noise_dn=loglin(lo.row_noise_dn, hi.row_noise_dn),
+            read_noise_lambda=lo.read_noise_lambda if t < 0.5 else hi.read_noise_lambda,
+        )
+
+    def normalized_noise(self, analogue_gain: float, digital_gain: float = 1.0) -> tuple[float, float]:
+        """(a, sigma) on the [0, 1] scale (white - black = 1): var(x) = a * x + sigma^2.
+
+        ``digital_gain`` multiplies the normalized raw after capture (exposure
+        compensation); it scales a and sigma alike.
+        """
+        n = self.noise_at(analogue_gain)
+        scale = digital_gain / self.range_dn
+        return n.gain_dn_per_e * scale, n.read_noise_dn * scale
+
+    def electrons_at_white(self, lux: float) -> float:
+        """Convert scene illumination in lux to photo-electrons at white."""
+        if self.electrons_at_white_per_lux is None:
+            raise ProfileError(
+                f"profile {self.name!r} has no 'electrons_at_white_per_lux', so lux cannot be "
+                "converted; give the light level in photo-electrons at white instead"
+            )
+        if not (math.isfinite(lux) and lux > 0):
+            raise InvalidInputError(f"lux must be a positive number, got {lux}")
+        return lux * self.electrons_at_white_per_lux
+
+    def lux(self, electrons_at_white: float) -> float:
+        """Inverse of :meth:`electrons_at_white`."""
+        return electrons_at_white / self.electrons_at_white(1.0)
+
+    # -- serialization --------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "version": SCHEMA_VERSION,
+            "name": self.name,
+            "description": self.description,
+            "cfa": self.cfa.value,
+            "bit_depth": self.bit_depth,
+            "black_level": list(self.black_level),
+            "white_level": self.white_level,
+            "base_iso": self.base_iso,
+            "max_analogue_gain": self.max_analogue_gain,
+            "electrons_at_white_per_lux": self.electrons_at_white_per_lux,
+            "color_matrix": [list(r) for r in self.color_matrix],
+            "white_balance": list(self.white_balance),
+            "noise": [dataclasses.asdict(n) for n in self.noise],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], origin: str = "profile") -> SensorProfile:
+        if not isinstance(data, dict):
+            raise ProfileError(f"{origin}: a sensor profile must be a JSON object, got {type(data).__name__}")
+        if data.get("schema") != SCHEMA:
+            raise ProfileError(f"{origin}: field 'schema' must be {SCHEMA!r}, got {data.get('schema')!r}")
+        if data.get("version") != SCHEMA_VERSION:
+            raise ProfileError(
+                f"{origin}: field 'version' is {data.get('version')!r}; this edge-isp reads version {SCHEMA_VERSION}"
+            )
+        required = ("name", "cfa", "bit_depth", "black_level", "white_level", "color_matrix", "white_balance", "noise")
+        for key in required:
+            if key not in data:
+                raise ProfileError(f"{origin}: missing field {key!r}")
+        known = {f.name for f in dataclasses.fields(cls)} | {"schema", "version"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ProfileError(f"{origin}: unknown field(s) {', '.join(map(repr, unknown))}")
+        noise_fields = {f.name for f in dataclasses.fields(NoiseAtGain)}
+        entries = []
+        for i, entry in enumerate(_as_list(data["noise"], "noise", origin)):
+            if not isinstance(entry, dict):
+                raise ProfileError(f"{origin}: field 'noise[{i}]' must be an object")
+            bad = sorted(set(entry) - noise_fields)
+            if bad:
+                raise ProfileError(f"{origin}: unknown field(s) in 'noise[{i}]': {', '.join(bad)}")
+            try:
+                entries.append(NoiseAtGain(**entry))
+            except TypeError as exc:
+                raise ProfileError(f"{origin}: field 'noise[{i}]': {exc}") from None
+        kwargs = {k: v for k, v in data.items() if k not in ("schema", "version")}
+        kwargs["noise"] = tuple(entries)
+        kwargs["cfa"] = _field(lambda: CFA.parse(data["cfa"]), "cfa", origin)
+        try:
+            return cls(**kwargs)
+        except ProfileError as exc:
+            raise ProfileError(f"{origin}: {exc}") from None
+
+    def save(self, path: str | Path) -> None:
+        """Write the profile as JSON, atomically."""
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> SensorProfile:
+        """Load a profile from a JSON path, or a shipped one by name ("nexus6p-rear")."""
+        path = Path(name_or_path)
+        if not path.exists() and path.suffix == "" and (PROFILE_DIR / f"{path}.json").exists():
+            path = PROFILE_DIR / f"{path}.json"
+        if not path.exists():
+            shipped = ", ".join(shipped_profiles()) or "none"
+            raise MissingFileError(f"sensor profile {str(name_or_path)!r} not found: not a file, nor a shipped profile ({shipped})")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ProfileError(f"{path}: not valid JSON: {exc}") from None
+        return cls.from_dict(data, origin=str(path))
+
+
+def shipped_profiles() -> list[str]:
+    """Names of the profiles shipped in calibration/profiles/."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
+
+
+def _as_list(value: Any, field: str, origin: str) -> list:
+    if not isinstance(value, (list, tuple)):
+        raise ProfileError(f"{origin}: field {field!r} must be a list")
+    return list(value)
+
+
+def _field(fn, field: str, origin: str):
+    try:
+        return fn()
+    except InvalidInputError as exc:
+        raise ProfileError(f"{origin}: field {field!r}: {exc}") from None
+
+
+def _numbers(value: Any, field: str, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ProfileError(f"field {field!r} must be numbers, got {value!r}") from None
+    if arr.shape != shape:
+        raise ProfileError(f"field {field!r} must have shape {shape}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ProfileError(f"field {field!r} must be finite, got {value!r}")
+    return arr
+
+
+def _validate(p: SensorProfile) -> None:
+    if not isinstance(p.name, str) or not p.name:
+        raise ProfileError("field 'name' must be a non-empty string")
+    if not isinstance(p.bit_depth, int) or not 8 <= p.bit_depth <= 16:
+        raise ProfileError(f"field 'bit_depth' must be an integer 8..16, got {p.bit_depth!r}")
+    black = _numbers(p.black_level, "black_level", (4,))
+    white = float(_numbers(p.white_level, "white_level", ()))
+    if white > 2**p.bit_depth - 1 or white <= black.max() or black.min() < 0:
+        raise ProfileError(
+            f"field 'white_level' ({white}) must exceed every black level {black.tolist()} "
+            f"and fit in {p.bit_depth} bits (<= {2**p.bit_depth - 1}); black levels must be >= 0"
+        )
+    ccm = _numbers(p.color_matrix, "color_matrix", (3, 3))
+    if abs(np.linalg.det(ccm)) < 1e-6:
+        raise ProfileError("field 'color_matrix' is singular")
+    wb = _numbers(p.white_balance, "white_balance", (3,))
+    if np.any(wb <= 0):
+        raise ProfileError(f"field 'white_balance' must be positive gains, got {wb.tolist()}")
+    for name in ("base_iso", "max_analogue_gain"):
+        if not float(_numbers(getattr(p, name), name, ())) > 0:
+            raise ProfileError(f"field {name!r} must be positive, got {getattr(p, name)!r}")
+    if p.electrons_at_white_per_lux is not None and not _numbers(p.electrons_at_white_per_lux, "electrons_at_white_per_lux", ()) > 0:
+        raise ProfileError("field 'electrons_at_white_per_lux' must be positive")
+    if not isinstance(p.noise, Sequence) or len(p.noise) == 0:
+        raise ProfileError("field 'noise' must list at least one gain")
+    previous = 0.0
+    for i, n in enumerate(p.noise):
+        where = f"noise[{i}]"
+        for name in ("analogue_gain", "gain_dn_per_e"):
+            if not float(_numbers(getattr(n, name), f"{where}.{name}", ())) > 0:
+                raise ProfileError(f"field '{where}.{name}' must be positive, got {getattr(n, name)!r}")
+        for name in ("read_noise_dn", "row_noise_dn"):
+            if not float(_numbers(getattr(n, name), f"{where}.{name}", ())) >= 0:
+                raise ProfileError(f"field '{where}.{name}' must be >= 0, got {getattr(n, name)!r}")
+        if n.analogue_gain <= previous:
+            raise ProfileError(f"field '{where}.analogue_gain': the noise table must be sorted by increasing gain")
+        previous = n.analogue_gain
+    object.__setattr__(p, "black_level", tuple(black.tolist()))
+    object.__setattr__(p, "white_level", white)
+    object.__setattr__(p, "color_matrix", tuple(tuple(r) for r in ccm.tolist()))
+    object.__setattr__(p, "white_balance", tuple(wb.tolist()))
+    object.__setattr__(p, "noise", tuple(p.noise))
