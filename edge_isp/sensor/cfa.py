@@ -44,9 +44,7 @@ class CFA(enum.Enum):
             return cls(str(value).strip().upper())
         except ValueError:
             choices = ", ".join(c.value for c in cls)
-            raise InvalidInputError(
-                f"unknown CFA pattern {value!r}; expected one of {choices}"
-            ) from None
+            raise InvalidInputError(f"unknown CFA pattern {value!r}; expected one of {choices}") from None
 
     @property
     def tile(self) -> tuple[tuple[str, str], tuple[str, str]]:
@@ -58,7 +56,7 @@ class CFA(enum.Enum):
         """(row, col) offset inside the 2x2 tile of each plane in :data:`PLANE_ORDER`."""
         (a, b), (c, d) = self.tile
         where = {}
-        for (y, x), colour in zip(((0, 0), (0, 1), (1, 0), (1, 1)), (a, b, c, d)):
+        for (y, x), colour in zip(((0, 0), (0, 1), (1, 0), (1, 1)), (a, b, c, d), strict=True):
             if colour == "G":
                 # The green on the red row is Gr, the other one Gb.
                 red_row = 0 if "R" in self.tile[0] else 1
@@ -86,9 +84,7 @@ def _stack(planes: list, like: Any, axis: int):
 
 def _check_even(height: int, width: int, what: str) -> None:
     if height % 2 or width % 2:
-        raise InvalidInputError(
-            f"{what} must have even height and width (a Bayer tile is 2x2), got {height}x{width}"
-        )
+        raise InvalidInputError(f"{what} must have even height and width (a Bayer tile is 2x2), got {height}x{width}")
 
 
 def pack(bayer, cfa: CFA | str):
@@ -126,7 +122,7 @@ def mosaic(rgb, cfa: CFA | str):
     if rgb.ndim < 3 or rgb.shape[-3] != 3:
         raise InvalidInputError(f"an RGB image must have shape (..., 3, H, W), got {tuple(rgb.shape)}")
     _check_even(rgb.shape[-2], rgb.shape[-1], "an image to mosaic")
-    planes = [rgb[..., c, y::2, x::2] for (y, x), c in zip(cfa.plane_offsets(), PLANE_RGB_INDEX)]
+    planes = [rgb[..., c, y::2, x::2] for (y, x), c in zip(cfa.plane_offsets(), PLANE_RGB_INDEX, strict=True)]
     return unpack(_stack(planes, rgb, axis=-3), cfa)
 
 
@@ -138,7 +134,7 @@ def colour_mask(cfa: CFA | str, height: int, width: int) -> np.ndarray:
     cfa = CFA.parse(cfa)
     _check_even(height, width, "a CFA mask")
     mask = np.zeros((3, height, width), dtype=bool)
-    for (y, x), c in zip(cfa.plane_offsets(), PLANE_RGB_INDEX):
+    for (y, x), c in zip(cfa.plane_offsets(), PLANE_RGB_INDEX, strict=True):
         mask[c, y::2, x::2] = True
     return mask
 

@@ -35,6 +35,8 @@ class RawFrame:
         exposure_time_s: exposure time in seconds.
         timestamp_s: capture time in seconds (source clock), if known.
         sensor: sensor or camera name, e.g. "imx219".
+        digital_gain: exposure compensation to apply after normalization, decided by whatever
+            produced the frame (the simulator, an auto-exposure); 1.0 for a sensor's own frame.
     """
 
     data: np.ndarray
@@ -46,6 +48,7 @@ class RawFrame:
     exposure_time_s: float = 0.0
     timestamp_s: float | None = None
     sensor: str = "unknown"
+    digital_gain: float = 1.0
 
     def __post_init__(self) -> None:
         data = self.data
@@ -68,6 +71,8 @@ class RawFrame:
                 f"RawFrame.white_level must be above every black level {black} and at most 65535, "
                 f"got {self.white_level}"
             )
+        if not (math.isfinite(self.digital_gain) and self.digital_gain > 0):
+            raise InvalidInputError(f"RawFrame.digital_gain must be a finite number > 0, got {self.digital_gain}")
         for name in ("analogue_gain", "exposure_time_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
@@ -84,15 +89,17 @@ class RawFrame:
     def normalized(self) -> np.ndarray:
         """The mosaic as float32 on [0, 1]: black level subtracted per channel, white at 1.
 
-        Values are not clipped at 0, so the noise around black keeps its zero mean.
+        Values are not clipped at 0, so the noise around black keeps its zero mean. The
+        digital gain is not applied (see :meth:`packed`).
         """
         black = per_channel_map(self.black_level, self.cfa, self.height, self.width)
         scale = self.white_level - black
         return ((self.data.astype(np.float32) - black) / scale).astype(np.float32)
 
     def packed(self) -> np.ndarray:
-        """:meth:`normalized`, packed to ``(4, H/2, W/2)`` in the order R, Gr, Gb, B."""
-        return pack(self.normalized(), self.cfa)
+        """The model input: :meth:`normalized` times the digital gain, packed to
+        ``(4, H/2, W/2)`` in the order R, Gr, Gb, B."""
+        return pack(self.normalized() * np.float32(self.digital_gain), self.cfa)
 
     def metadata(self) -> dict[str, Any]:
         """The JSON-serializable metadata (everything but the pixels)."""
@@ -108,6 +115,7 @@ class RawFrame:
             "exposure_time_s": float(self.exposure_time_s),
             "timestamp_s": self.timestamp_s,
             "sensor": self.sensor,
+            "digital_gain": float(self.digital_gain),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -163,4 +171,5 @@ class RawFrame:
             exposure_time_s=float(meta.get("exposure_time_s", 0.0)),
             timestamp_s=meta.get("timestamp_s"),
             sensor=str(meta.get("sensor", "unknown")),
+            digital_gain=float(meta.get("digital_gain", 1.0)),
         )

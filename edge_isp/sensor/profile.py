@@ -229,7 +229,9 @@ class SensorProfile:
             path = PROFILE_DIR / f"{path}.json"
         if not path.exists():
             shipped = ", ".join(shipped_profiles()) or "none"
-            raise MissingFileError(f"sensor profile {str(name_or_path)!r} not found: not a file, nor a shipped profile ({shipped})")
+            raise MissingFileError(
+                f"sensor profile {str(name_or_path)!r} not found: not a file, nor a shipped profile ({shipped})"
+            )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -288,7 +290,8 @@ def _validate(p: SensorProfile) -> None:
     for name in ("base_iso", "max_analogue_gain"):
         if not float(_numbers(getattr(p, name), name, ())) > 0:
             raise ProfileError(f"field {name!r} must be positive, got {getattr(p, name)!r}")
-    if p.electrons_at_white_per_lux is not None and not _numbers(p.electrons_at_white_per_lux, "electrons_at_white_per_lux", ()) > 0:
+    per_lux = p.electrons_at_white_per_lux
+    if per_lux is not None and not _numbers(per_lux, "electrons_at_white_per_lux", ()) > 0:
         raise ProfileError("field 'electrons_at_white_per_lux' must be positive")
     if not isinstance(p.noise, Sequence) or len(p.noise) == 0:
         raise ProfileError("field 'noise' must list at least one gain")

