@@ -1,0 +1,94 @@
+"""The generalized Anscombe transform for Poisson-Gaussian raw, and its inverses.
+
+For a normalized raw value ``y`` with ``var(y) = a * E[y] + sigma^2`` (the profile's noise on
+the [0, 1] scale), the transform
+
+    A(y) = sqrt(max(a * y + 3/8 * a^2 + sigma^2, 0))
+
+makes the noise nearly signal-independent with standard deviation ``a / 2`` (it is the classic
+``2/a * sqrt(...)`` scaled by ``a / 2`` so values stay on about [0, 1]). Two inverses:
+
+- algebraic: solves A(y) for y; biased at low counts;
+- unbiased: the closed-form approximation of the exact unbiased inverse by Makitalo and Foi
+  (2013, "Optimal inversion of the generalized Anscombe transformation for Poisson-Gaussian
+  noise"), which removes the bias that dominates below ~10 photo-electrons.
+
+Shapes: ``y`` is ``(B, C, H, W)``; ``noise`` is ``(B, 2)`` holding ``(a, sigma)`` per image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from edge_isp.errors import InvalidInputError
+
+_SQRT_3_2 = math.sqrt(1.5)
+_D_MIN = 2.0 * math.sqrt(0.375)
+
+
+def _split_noise(noise: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if noise.ndim != 2 or noise.shape[1] != 2 or noise.shape[0] != like.shape[0]:
+        raise InvalidInputError(
+            f"noise must have shape (B, 2) = (a, sigma) per image with B={like.shape[0]}, got {tuple(noise.shape)}"
+        )
+    a = noise[:, 0].clamp_min(1e-8).view(-1, *([1] * (like.ndim - 1)))
+    sigma = noise[:, 1].view(-1, *([1] * (like.ndim - 1)))
+    return a, sigma
+
+
+def anscombe(y: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Forward transform. ``y`` (B, C, H, W) normalized raw; returns values with noise std ~a/2."""
+    a, sigma = _split_noise(noise, y)
+    # The clamp keeps the gradient finite where a dark, noisy pixel goes below the pole.
+    return torch.sqrt((a * y + 0.375 * a * a + sigma * sigma).clamp_min(1e-12))
+
+
+def inverse_anscombe(t: torch.Tensor, noise: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """Map transformed values ``t`` (B, C, H, W) back to the normalized raw scale.
+
+    With ``unbiased=True`` the Makitalo-Foi closed form is used; it expects ``t`` to be an
+    estimate of the *expected* transformed value (a denoised image), which is what the ISP
+    produces.
+    """
+    a, sigma = _split_noise(noise, t)
+    if not unbiased:
+        return (t * t - 0.375 * a * a - sigma * sigma) / a
+    # In the unit-variance form D = 2/a * t; Poisson counts z = y / a, Gaussian std sigma / a.
+    # Below D = 2*sqrt(3/8) (the transform of a zero count) the closed form turns; it is
+    # ~0 there, so clamping keeps it monotone and finite.
+    d = (2.0 * t / a).clamp_min(_D_MIN)
+    s = sigma / a
+    z = 0.25 * d**2 + 0.25 * _SQRT_3_2 / d - 11.0 / 8.0 / d**2 + 5.0 / 8.0 * _SQRT_3_2 / d**3 - 0.125 - s * s
+    return a * z.clamp_min(0.0)
+
+
+def noise_std_map(noise: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The stabilized noise std ``a / 2`` as a constant channel shaped like ``like[:, :1]``."""
+    a, _ = _split_noise(noise, like)
+    return (0.5 * a).expand(like.shape[0], 1, *like.shape[2:])
+
+
+class Anscombe(nn.Module):
+    """Module form of :func:`anscombe`; ``enabled=False`` makes it the identity (an ablation)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        super().__init__()
+        self.enabled = enabled
+
+    def forward(self, y: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return anscombe(y, noise) if self.enabled else y
+
+
+class InverseAnscombe(nn.Module):
+    """Module form of :func:`inverse_anscombe`; identity when ``enabled=False``."""
+
+    def __init__(self, enabled: bool = True, unbiased: bool = True) -> None:
+        super().__init__()
+        self.enabled = enabled
+        self.unbiased = unbiased
+
+    def forward(self, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return inverse_anscombe(t, noise, self.unbiased) if self.enabled else t

@@ -1,0 +1,177 @@
+"""The Dirty Pixels ISP: packed raw + noise level -> full-resolution sRGB, differentiable.
+
+After Diamond et al. (TOG 2021): a generalized Anscombe transform stabilizes the
+Poisson-Gaussian noise; an unrolled half-quadratic-splitting (HQS) loop alternates a U-Net
+prior with a data-consistency step against the measured mosaic; the inverse Anscombe returns
+to linear intensity; a learned colour/tone stage maps to sRGB.
+
+The data-consistency update of iteration k, with the Bayer mask M and the measured
+(transformed) mosaic y spread to three colour channels:
+
+    z = prior(x)                       # the prior predicts the noise/artifact residual
+    x = (lambda_k * M * y + beta_k * (x - z)) / (lambda_k * M + beta_k)
+
+so measured pixels are pulled towards the measurement by lambda_k and the rest comes from the
+prior; with beta_k -> 0 the measured pixels are kept exactly.
+
+Input: ``packed`` (B, 4, H/2, W/2) normalized raw in the plane order R, Gr, Gb, B, and
+``noise`` (B, 2) = (a, sigma) on the same scale. Output: (B, 3, H, W) sRGB, about [0, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_isp.errors import InvalidInputError
+from edge_isp.model.anscombe import Anscombe, InverseAnscombe, noise_std_map
+
+# Which packed plane (R, Gr, Gb, B) belongs to which colour channel.
+_PLANE_COLOUR = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class IspNetConfig:
+    """Settings of :class:`DirtyPixelsISP`.
+
+    Attributes:
+        widths: channels of the U-Net at its 3 scales (the paper's small model: 8, 16, 32).
+        iterations: unrolled HQS iterations (the paper's released models use 1).
+        anscombe: use the Anscombe pair (False is the "no Anscombe" ablation).
+        unbiased_inverse: Makitalo-Foi unbiased inverse instead of the algebraic one.
+    """
+
+    widths: tuple[int, int, int] = (8, 16, 32)
+    iterations: int = 1
+    anscombe: bool = True
+    unbiased_inverse: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.widths) != 3 or min(self.widths) < 1:
+            raise InvalidInputError(f"widths must be 3 positive channel counts, got {self.widths}")
+        if self.iterations < 1:
+            raise InvalidInputError(f"iterations must be >= 1, got {self.iterations}")
+
+
+def packed_to_colour_planes(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spread packed planes (B, 4, h, w) to the masked mosaic M*y (B, 3, 2h, 2w) and M.
+
+    Built from ``pixel_shuffle`` (ONNX DepthToSpace) so the graph exports cleanly; the plane
+    order R, Gr, Gb, B is exactly an RGGB tile in pixel_shuffle's channel order.
+    """
+    if packed.ndim != 4 or packed.shape[1] != 4:
+        raise InvalidInputError(f"packed raw must have shape (B, 4, h, w), got {tuple(packed.shape)}")
+    weights = packed.new_tensor(_PLANE_COLOUR).reshape(1, 12, 1, 1)
+    tiled = packed.repeat(1, 3, 1, 1) * weights
+    masked = F.pixel_shuffle(tiled, 2)
+    mask = F.pixel_shuffle(torch.ones_like(tiled) * weights, 2)
+    return masked, mask
+
+
+def bilinear_fill(masked: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Fill unmeasured pixels by normalized convolution with a bilinear kernel (fixed)."""
+    k = masked.new_tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]).expand(3, 1, 3, 3)
+    num = F.conv2d(F.pad(masked, (1, 1, 1, 1), mode="reflect"), k, groups=3)
+    den = F.conv2d(F.pad(mask, (1, 1, 1, 1), mode="reflect"), k, groups=3)
+    return num / den
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.LeakyReLU(0.2, inplace=True),
+    )
+
+
+class UNetPrior(nn.Module):
+    """A 3-scale U-Net: (image (B, 3, H, W), noise std map (B, 1, H, W)) -> residual (B, 3, H, W).
+
+    H and W must be multiples of 4 (two 2x downsamplings); :class:`DirtyPixelsISP` pads.
+    The last layer starts at zero, so an untrained prior leaves its input unchanged.
+    """
+
+    def __init__(self, widths: tuple[int, int, int] = (8, 16, 32), in_channels: int = 4) -> None:
+        super().__init__()
+        w0, w1, w2 = widths
+        self.enc0 = _block(in_channels, w0)
+        self.enc1 = _block(w0, w1)
+        self.mid = _block(w1, w2)
+        self.up1 = nn.Conv2d(w2, w1, 1)
+        self.dec1 = _block(2 * w1, w1)
+        self.up0 = nn.Conv2d(w1, w0, 1)
+        self.dec0 = _block(2 * w0, w0)
+        self.out = nn.Conv2d(w0, 3, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, sigma_map: torch.Tensor) -> torch.Tensor:
+        e0 = self.enc0(torch.cat([x, sigma_map], dim=1))
+        e1 = self.enc1(F.avg_pool2d(e0, 2))
+        m = self.mid(F.avg_pool2d(e1, 2))
+        d1 = self.dec1(torch.cat([self.up1(F.interpolate(m, scale_factor=2.0, mode="nearest")), e1], dim=1))
+        d0 = self.dec0(torch.cat([self.up0(F.interpolate(d1, scale_factor=2.0, mode="nearest")), e0], dim=1))
+        return self.out(d0)
+
+
+class ColourTone(nn.Module):
+    """Learned colour and tone: a 3x3 colour matrix (starts at identity), the sRGB curve,
+    and a small pointwise residual network (starts at zero) that can bend it."""
+
+    def __init__(self, hidden: int = 16) -> None:
+        super().__init__()
+        self.matrix = nn.Conv2d(3, 3, 1, bias=False)
+        with torch.no_grad():
+            self.matrix.weight.copy_(torch.eye(3).reshape(3, 3, 1, 1))
+        self.residual = nn.Sequential(nn.Conv2d(3, hidden, 1), nn.LeakyReLU(0.2), nn.Conv2d(hidden, 3, 1))
+        nn.init.zeros_(self.residual[2].weight)
+        nn.init.zeros_(self.residual[2].bias)
+
+    def forward(self, linear: torch.Tensor) -> torch.Tensor:
+        x = self.matrix(linear).clamp(0.0, 1.0)
+        srgb = torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055)
+        return srgb + self.residual(srgb)
+
+
+class DirtyPixelsISP(nn.Module):
+    """The learned ISP. See the module docstring for the computation and the shapes."""
+
+    def __init__(self, config: IspNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or IspNetConfig()
+        self.anscombe = Anscombe(self.config.anscombe)
+        self.inverse = InverseAnscombe(self.config.anscombe, self.config.unbiased_inverse)
+        self.priors = nn.ModuleList(UNetPrior(self.config.widths) for _ in range(self.config.iterations))
+        # Positive through exp; lambda = beta at the start weighs measurement and prior equally.
+        self.log_lambda = nn.Parameter(torch.zeros(self.config.iterations))
+        self.log_beta = nn.Parameter(torch.zeros(self.config.iterations))
+        self.tone = ColourTone()
+
+    def data_step(self, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+        """The HQS data-consistency update of iteration ``k``."""
+        lam, beta = self.log_lambda[k].exp(), self.log_beta[k].exp()
+        return (lam * mask * y + beta * (x - z)) / (lam * mask + beta)
+
+    def reconstruct_linear(self, packed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Packed raw -> denoised, demosaicked linear RGB (B, 3, H, W), before colour/tone."""
+        h, w = packed.shape[-2:]
+        # The U-Net needs full-resolution sides that are multiples of 4: pad the packed planes.
+        ph, pw = (-h) % 2, (-w) % 2
+        if ph or pw:
+            packed = F.pad(packed, (0, pw, 0, ph), mode="replicate")
+        stabilized = self.anscombe(packed, noise)
+        y, mask = packed_to_colour_planes(stabilized)
+        x = bilinear_fill(y, mask)
+        sigma_map = noise_std_map(noise, x) if self.config.anscombe else noise[:, 1:2, None, None].expand_as(x[:, :1])
+        for k, prior in enumerate(self.priors):
+            z = prior(x, sigma_map)
+            x = self.data_step(x, z, y, mask, k)
+        linear = self.inverse(x, noise)
+        return linear[..., : 2 * h, : 2 * w]
+
+    def forward(self, packed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.tone(self.reconstruct_linear(packed, noise))

@@ -1,0 +1,100 @@
+"""The joint network: packed raw + noise parameters -> the task's answer, end to end.
+
+Every model here has the same interface, ``forward(packed, noise)`` with ``packed``
+(B, 4, H/2, W/2) normalized raw (planes R, Gr, Gb, B) and ``noise`` (B, 2) = (a, sigma),
+and nothing torch-specific beyond tensors, so it exports to ONNX with exactly those inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_isp.errors import InvalidInputError
+from edge_isp.model.heads import CenterNetDetector, Classifier
+from edge_isp.model.isp import DirtyPixelsISP, IspNetConfig
+
+TASKS = ("classification", "detection", "reconstruction")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """How a model is made; saved beside every checkpoint and in every ONNX file.
+
+    Attributes:
+        name: the registry name it was built from.
+        task: "classification", "detection", or "reconstruction" (the ISP alone).
+        num_classes: classes of the task (ignored for reconstruction).
+        isp: the learned ISP's settings; None for perception straight on the packed raw.
+        pretrained_backbone: start MobileNetV2 from the ImageNet weights.
+        width_mult: MobileNetV2's width multiplier.
+    """
+
+    name: str
+    task: str
+    num_classes: int = 10
+    isp: IspNetConfig | None = dataclasses.field(default_factory=IspNetConfig)
+    pretrained_backbone: bool = True
+    width_mult: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise InvalidInputError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.task == "reconstruction" and self.isp is None:
+            raise InvalidInputError("a reconstruction model needs an ISP (isp=None is the raw ablation)")
+        if self.num_classes < 1:
+            raise InvalidInputError(f"num_classes must be >= 1, got {self.num_classes}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        data = dict(data)
+        if data.get("isp") is not None:
+            isp = dict(data["isp"])
+            isp["widths"] = tuple(isp["widths"])
+            data["isp"] = IspNetConfig(**isp)
+        return cls(**data)
+
+
+class RawStem(nn.Module):
+    """The "no ISP" ablation's input layer: packed raw + noise level -> a 3-channel
+    full-resolution image by one learned 3x3 convolution and a pixel shuffle."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(5, 12, 3, padding=1)
+
+    def forward(self, packed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        level = noise[:, 1:2, None, None].expand(-1, 1, *packed.shape[-2:])
+        return F.pixel_shuffle(self.conv(torch.cat([packed, level], dim=1)), 2)
+
+
+class JointModel(nn.Module):
+    """ISP (or the raw stem) followed by a perception head; see the module docstring."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.isp: nn.Module = DirtyPixelsISP(config.isp) if config.isp is not None else RawStem()
+        if config.task == "classification":
+            self.head: nn.Module | None = Classifier(config.num_classes, config.pretrained_backbone, config.width_mult)
+        elif config.task == "detection":
+            self.head = CenterNetDetector(config.num_classes, config.pretrained_backbone, config.width_mult)
+        else:
+            self.head = None
+
+    def image(self, packed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The image the perception head sees: (B, 3, H, W)."""
+        return self.isp(packed, noise)
+
+    def forward(self, packed: torch.Tensor, noise: torch.Tensor):
+        """Logits (B, C) for classification, the detector's maps for detection, the sRGB
+        image (B, 3, H, W) for reconstruction."""
+        rgb = self.image(packed, noise)
+        return rgb if self.head is None else self.head(rgb)

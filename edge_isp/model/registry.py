@@ -1,0 +1,61 @@
+"""Named model variants, each a frozen :class:`ModelConfig` (timm style).
+
+Names: ``{isp}_{task}`` where the ISP part is ``dp_s``/``dp_m``/``dp_l`` (Dirty Pixels ISP with
+U-Net widths 8/16/32, 16/32/64, 32/64/128), ``dp_s_noansc`` (the ablation without the Anscombe
+layers) or ``raw`` (perception straight on the packed raw), and the task part ``cls``, ``det``
+or ``rec`` (the ISP alone, for reconstruction pretraining).
+
+Example:
+    >>> model = create_model("dp_s_cls", num_classes=10, pretrained_backbone=False)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from edge_isp.errors import InvalidInputError
+from edge_isp.model.isp import IspNetConfig
+from edge_isp.model.joint import JointModel, ModelConfig
+
+_ISPS: dict[str, IspNetConfig | None] = {
+    "dp_s": IspNetConfig(widths=(8, 16, 32)),
+    "dp_m": IspNetConfig(widths=(16, 32, 64)),
+    "dp_l": IspNetConfig(widths=(32, 64, 128)),
+    "dp_s_noansc": IspNetConfig(widths=(8, 16, 32), anscombe=False),
+    "raw": None,
+}
+_TASKS = {"cls": "classification", "det": "detection", "rec": "reconstruction"}
+
+
+def _build_registry() -> dict[str, ModelConfig]:
+    registry = {}
+    for isp_name, isp in _ISPS.items():
+        for task_name, task in _TASKS.items():
+            if isp is None and task == "reconstruction":
+                continue
+            name = f"{isp_name}_{task_name}"
+            registry[name] = ModelConfig(name=name, task=task, isp=isp)
+    return registry
+
+
+REGISTRY: dict[str, ModelConfig] = _build_registry()
+
+
+def list_models(task: str | None = None) -> list[str]:
+    """Registered names, optionally only those of one task."""
+    return sorted(n for n, c in REGISTRY.items() if task is None or c.task == task)
+
+
+def get_config(name: str, **overrides) -> ModelConfig:
+    """The registered config, with fields replaced by ``overrides`` (e.g. num_classes)."""
+    if name not in REGISTRY:
+        raise InvalidInputError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+    try:
+        return dataclasses.replace(REGISTRY[name], **overrides)
+    except TypeError as exc:
+        raise InvalidInputError(f"bad override for model {name!r}: {exc}") from None
+
+
+def create_model(name: str, **overrides) -> JointModel:
+    """Build a registered model."""
+    return JointModel(get_config(name, **overrides))
