@@ -17,9 +17,9 @@ from torch import nn
 
 from edge_isp.model.mobilenet import IMAGENET_MEAN, IMAGENET_STD, mobilenet_v2
 
-# features[i] outputs at strides 4, 8, 16, 32 of MobileNetV2 (24, 32, 96, 1280 channels).
-_DETECTOR_TAPS = (3, 6, 13, 18)
-DETECTOR_STRIDE = 4
+# MobileNetV2 feature strides merged by the neck; the finest sets the output stride.
+_DETECTOR_STRIDES = (4, 8, 16, 32)
+DETECTOR_STRIDE = _DETECTOR_STRIDES[0]
 
 
 class ImageNetNormalize(nn.Module):
@@ -58,10 +58,8 @@ class CenterNetDetector(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.normalize = ImageNetNormalize()
-        backbone = mobilenet_v2(pretrained=pretrained, width_mult=width_mult)
-        self.features = backbone.features
-        channels = [_channels_of(self.features[i]) for i in _DETECTOR_TAPS]
-        self.lateral = nn.ModuleList(nn.Conv2d(c, neck, 1) for c in channels)
+        self.backbone = mobilenet_v2(pretrained=pretrained, width_mult=width_mult)
+        self.lateral = nn.ModuleList(nn.Conv2d(self.backbone.stride_channels[s], neck, 1) for s in _DETECTOR_STRIDES)
         self.smooth = nn.Sequential(nn.Conv2d(neck, neck, 3, padding=1), nn.BatchNorm2d(neck), nn.ReLU(inplace=True))
         self.heatmap = _head(neck, num_classes)
         self.size = _head(neck, 2)
@@ -70,12 +68,7 @@ class CenterNetDetector(nn.Module):
         nn.init.constant_(self.heatmap[-1].bias, -2.19)
 
     def forward(self, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.normalize(rgb)
-        taps = []
-        for index, layer in enumerate(self.features):
-            x = layer(x)
-            if index in _DETECTOR_TAPS:
-                taps.append(x)
+        taps = self.backbone.forward_features(self.normalize(rgb), strides=_DETECTOR_STRIDES)
         merged = self.lateral[-1](taps[-1])
         for lateral, tap in zip(reversed(self.lateral[:-1]), reversed(taps[:-1]), strict=True):
             merged = F.interpolate(merged, size=tap.shape[-2:], mode="nearest") + lateral(tap)
@@ -112,8 +105,3 @@ def _head(channels: int, out: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(channels, out, 1)
     )
-
-
-def _channels_of(layer: nn.Module) -> int:
-    convs = [m for m in layer.modules() if isinstance(m, nn.Conv2d)]
-    return convs[-1].out_channels
