@@ -41,11 +41,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--profile", help="sensor profile for colour and noise (default: the shipped one named by the frame)"
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
+    _add_raw_options(p)
     p.set_defaults(func=_isp)
 
     p = sub.add_parser("info", help="print a raw file's metadata", description="Print a raw file's metadata.")
-    p.add_argument("raw", metavar="RAW", help="RawFrame .npy/.json, DNG or camera raw file")
+    p.add_argument("raw", metavar="RAW", help="RawFrame .npy/.json, DNG, camera raw, bare .raw dump or 16-bit PGM")
+    _add_raw_options(p)
     p.set_defaults(func=_info)
+
+
+def _add_raw_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("bare dumps (.raw/.bin) and 16-bit PGM need their layout and levels")
+    g.add_argument("--width", type=int, help="pixels per line")
+    g.add_argument("--height", type=int, help="lines")
+    g.add_argument("--format", dest="fmt", help="V4L2/libcamera format name, e.g. SRGGB10_CSI2P, RG10, pRAA")
+    g.add_argument("--stride", type=int, help="bytes per line including padding (default: no padding)")
+    g.add_argument("--cfa", help="Bayer pattern for PGM files: RGGB, BGGR, GRBG or GBRG")
+    g.add_argument("--black-level", type=float, help="black level in DN")
+    g.add_argument("--white-level", type=float, help="white level in DN (default: full scale)")
+
+
+def _raw_kwargs(args: argparse.Namespace) -> dict:
+    names = ("width", "height", "fmt", "stride", "cfa", "black_level", "white_level")
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
 def read_rgb(spec: str) -> tuple[str, np.ndarray]:
@@ -135,7 +153,7 @@ def _isp(args: argparse.Namespace) -> None:
     from edge_isp.sensor.rawfile import load_raw_with_color
 
     for spec in args.raws:
-        frame, colour = load_raw_with_color(spec)
+        frame, colour = load_raw_with_color(spec, **_raw_kwargs(args))
         profile = _profile_for(frame, args.profile)
         noise = None
         if args.denoise != "none":
@@ -161,4 +179,4 @@ def _isp(args: argparse.Namespace) -> None:
 def _info(args: argparse.Namespace) -> None:
     from edge_isp.sensor.rawfile import describe, load_raw
 
-    print(describe(load_raw(args.raw)))
+    print(describe(load_raw(args.raw, **_raw_kwargs(args))))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.fileio import atomic_open, write_json
+from edge_isp.fileio import atomic_open
 from edge_isp.sensor.cfa import CFA, pack, per_channel_map
 
 SIDECAR_VERSION = 1
@@ -62,9 +62,15 @@ class RawFrame:
         if data.shape[0] % 2 or data.shape[1] % 2:
             raise InvalidInputError(f"RawFrame.data must have even height and width, got {data.shape}")
         object.__setattr__(self, "cfa", CFA.parse(self.cfa))
-        if not 8 <= int(self.bit_depth) <= 16:
-            raise InvalidInputError(f"RawFrame.bit_depth must be 8..16, got {self.bit_depth}")
-        black = tuple(float(b) for b in np.broadcast_to(np.asarray(self.black_level, float), (4,)))
+        if isinstance(self.bit_depth, bool) or int(self.bit_depth) != self.bit_depth or not 8 <= self.bit_depth <= 16:
+            raise InvalidInputError(f"RawFrame.bit_depth must be an integer 8..16, got {self.bit_depth!r}")
+        object.__setattr__(self, "bit_depth", int(self.bit_depth))
+        black_arr = np.asarray(self.black_level, dtype=float)
+        if black_arr.shape not in ((), (4,)) or not np.all(np.isfinite(black_arr)):
+            raise InvalidInputError(
+                f"RawFrame.black_level must be one number or 4 (R, Gr, Gb, B), got {self.black_level!r}"
+            )
+        black = tuple(float(b) for b in np.broadcast_to(black_arr, (4,)))
         object.__setattr__(self, "black_level", black)
         if not max(black) < self.white_level <= 2**16 - 1:
             raise InvalidInputError(
@@ -119,21 +125,22 @@ class RawFrame:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write ``path.npy`` and ``path.json`` (any suffix on ``path`` is replaced).
+        """Write ``path.npy`` and ``path.json`` (a ``.npy``/``.json`` suffix on ``path`` is
+        dropped; other dots, as in ``burst.000``, are kept). Returns the ``.npy`` path.
 
-        Both files are written atomically; returns the ``.npy`` path.
+        Both files go to temporary names first and replace the old pair only when both are
+        fully written, so a failure leaves the previous frame intact.
         """
-        base = Path(path).with_suffix("")
-        with atomic_open(base.with_suffix(".npy"), "wb") as handle:
-            np.save(handle, self.data)
-        write_json(base.with_suffix(".json"), self.metadata())
-        return base.with_suffix(".npy")
+        npy, sidecar = _pair_paths(path)
+        with atomic_open(npy, "wb") as pixels, atomic_open(sidecar, "w", encoding="utf-8") as meta:
+            np.save(pixels, self.data)
+            json.dump(self.metadata(), meta, indent=2)
+        return npy
 
     @classmethod
     def load(cls, path: str | Path) -> RawFrame:
         """Read a frame written by :meth:`save`, from its ``.npy`` or ``.json`` path."""
-        base = Path(path).with_suffix("")
-        npy, sidecar = base.with_suffix(".npy"), base.with_suffix(".json")
+        npy, sidecar = _pair_paths(path)
         for p in (npy, sidecar):
             if not p.exists():
                 raise MissingFileError(f"RawFrame file {p} does not exist (a frame is a .npy plus a .json sidecar)")
@@ -150,6 +157,8 @@ class RawFrame:
     @classmethod
     def from_metadata(cls, data: np.ndarray, meta: dict[str, Any], origin: str = "metadata") -> RawFrame:
         """Build a frame from pixels and a metadata dict as written by :meth:`metadata`."""
+        if not isinstance(meta, dict):
+            raise InvalidInputError(f"{origin}: a RawFrame sidecar must be a JSON object, got {type(meta).__name__}")
         if meta.get("version") != SIDECAR_VERSION:
             raise InvalidInputError(
                 f"{origin}: sidecar version {meta.get('version')!r} is not supported (expected {SIDECAR_VERSION})"
@@ -173,3 +182,10 @@ class RawFrame:
             sensor=str(meta.get("sensor", "unknown")),
             digital_gain=float(meta.get("digital_gain", 1.0)),
         )
+
+
+def _pair_paths(path: str | Path) -> tuple[Path, Path]:
+    """The (.npy, .json) pair for ``path``, which may name either file or their common stem."""
+    path = Path(path)
+    base = path.with_suffix("") if path.suffix in (".npy", ".json") else path
+    return base.with_name(base.name + ".npy"), base.with_name(base.name + ".json")

@@ -117,15 +117,21 @@ class SensorProfile:
                 row_noise_dn=end.row_noise_dn * ratio,
                 read_noise_lambda=end.read_noise_lambda,
             )
+        exact = np.flatnonzero(gains == analogue_gain)
+        if exact.size:
+            return table[int(exact[0])]
         i = int(np.searchsorted(gains, analogue_gain)) - 1
         lo, hi = table[i], table[i + 1]
         t = (analogue_gain - lo.analogue_gain) / (hi.analogue_gain - lo.analogue_gain)
         k = lo.gain_dn_per_e + t * (hi.gain_dn_per_e - lo.gain_dn_per_e)
         # log(read) linear in log(K) between the two entries.
-        u = math.log(k / lo.gain_dn_per_e) / math.log(hi.gain_dn_per_e / lo.gain_dn_per_e)
+        k_ratio = hi.gain_dn_per_e / lo.gain_dn_per_e
+        u = t if k_ratio == 1.0 else math.log(k / lo.gain_dn_per_e) / math.log(k_ratio)
 
         def loglin(a: float, b: float) -> float:
-            return 0.0 if a <= 0 or b <= 0 else math.exp(math.log(a) + u * (math.log(b) - math.log(a)))
+            if a <= 0 or b <= 0:  # log-linear is undefined at 0: fall back to linear in K
+                return a + u * (b - a)
+            return math.exp(math.log(a) + u * (math.log(b) - math.log(a)))
 
         return NoiseAtGain(
             analogue_gain=float(analogue_gain),
@@ -205,10 +211,14 @@ class SensorProfile:
             bad = sorted(set(entry) - noise_fields)
             if bad:
                 raise ProfileError(f"{origin}: unknown field(s) in 'noise[{i}]': {', '.join(bad)}")
+            numeric = {k: v for k, v in entry.items() if k != "read_noise_lambda"}
             try:
-                entries.append(NoiseAtGain(**entry))
+                numeric = {k: float(_numbers(v, f"noise[{i}].{k}", ())) for k, v in numeric.items()}
+                entries.append(NoiseAtGain(**numeric, read_noise_lambda=entry.get("read_noise_lambda")))
             except TypeError as exc:
                 raise ProfileError(f"{origin}: field 'noise[{i}]': {exc}") from None
+            except ProfileError as exc:
+                raise ProfileError(f"{origin}: {exc}") from None
         kwargs = {k: v for k, v in data.items() if k not in ("schema", "version")}
         kwargs["noise"] = tuple(entries)
         kwargs["cfa"] = _field(lambda: CFA.parse(data["cfa"]), "cfa", origin)
@@ -258,10 +268,10 @@ def _field(fn, field: str, origin: str):
 
 
 def _numbers(value: Any, field: str, shape: tuple[int, ...]) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ProfileError(f"field {field!r} must be numbers, got {value!r}") from None
+    raw = np.asarray(value, dtype=object)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw.reshape(-1)):
+        raise ProfileError(f"field {field!r} must be numbers, got {value!r}")
+    arr = raw.astype(np.float64)
     if arr.shape != shape:
         raise ProfileError(f"field {field!r} must have shape {shape}, got {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -276,10 +286,12 @@ def _validate(p: SensorProfile) -> None:
         raise ProfileError(f"field 'bit_depth' must be an integer 8..16, got {p.bit_depth!r}")
     black = _numbers(p.black_level, "black_level", (4,))
     white = float(_numbers(p.white_level, "white_level", ()))
-    if white > 2**p.bit_depth - 1 or white <= black.max() or black.min() < 0:
+    if black.min() < 0:
+        raise ProfileError(f"field 'black_level' must be >= 0, got {black.tolist()}")
+    if white > 2**p.bit_depth - 1 or white <= black.max():
         raise ProfileError(
             f"field 'white_level' ({white}) must exceed every black level {black.tolist()} "
-            f"and fit in {p.bit_depth} bits (<= {2**p.bit_depth - 1}); black levels must be >= 0"
+            f"and fit in {p.bit_depth} bits (<= {2**p.bit_depth - 1})"
         )
     ccm = _numbers(p.color_matrix, "color_matrix", (3, 3))
     if abs(np.linalg.det(ccm)) < 1e-6:
@@ -295,7 +307,7 @@ def _validate(p: SensorProfile) -> None:
         raise ProfileError("field 'electrons_at_white_per_lux' must be positive")
     if not isinstance(p.noise, Sequence) or len(p.noise) == 0:
         raise ProfileError("field 'noise' must list at least one gain")
-    previous = 0.0
+    previous_gain = 0.0
     for i, n in enumerate(p.noise):
         where = f"noise[{i}]"
         for name in ("analogue_gain", "gain_dn_per_e"):
@@ -304,9 +316,12 @@ def _validate(p: SensorProfile) -> None:
         for name in ("read_noise_dn", "row_noise_dn"):
             if not float(_numbers(getattr(n, name), f"{where}.{name}", ())) >= 0:
                 raise ProfileError(f"field '{where}.{name}' must be >= 0, got {getattr(n, name)!r}")
-        if n.analogue_gain <= previous:
+        lam = n.read_noise_lambda
+        if lam is not None and not (isinstance(lam, (int, float)) and not isinstance(lam, bool) and math.isfinite(lam)):
+            raise ProfileError(f"field '{where}.read_noise_lambda' must be a finite number or null, got {lam!r}")
+        if n.analogue_gain <= previous_gain:
             raise ProfileError(f"field '{where}.analogue_gain': the noise table must be sorted by increasing gain")
-        previous = n.analogue_gain
+        previous_gain = n.analogue_gain
     object.__setattr__(p, "black_level", tuple(black.tolist()))
     object.__setattr__(p, "white_level", white)
     object.__setattr__(p, "color_matrix", tuple(tuple(r) for r in ccm.tolist()))
