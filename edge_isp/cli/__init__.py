@@ -17,7 +17,10 @@ from edge_isp import __version__
 from edge_isp.errors import EdgeIspError
 
 # Each module defines register(subparsers); its parser sets `func(args) -> int | None`.
-COMMAND_MODULES = ("edge_isp.cli.sensor_commands",)
+COMMAND_MODULES = (
+    "edge_isp.cli.sensor_commands",
+    "edge_isp.cli.data_commands",
+)
 
 
 class _Parser(argparse.ArgumentParser):
