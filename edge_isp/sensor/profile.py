@@ -307,7 +307,7 @@ def _validate(p: SensorProfile) -> None:
         raise ProfileError("field 'electrons_at_white_per_lux' must be positive")
     if not isinstance(p.noise, Sequence) or len(p.noise) == 0:
         raise ProfileError("field 'noise' must list at least one gain")
-    previous_gain = 0.0
+    previous_gain = previous_k = 0.0
     for i, n in enumerate(p.noise):
         where = f"noise[{i}]"
         for name in ("analogue_gain", "gain_dn_per_e"):
@@ -317,11 +317,18 @@ def _validate(p: SensorProfile) -> None:
             if not float(_numbers(getattr(n, name), f"{where}.{name}", ())) >= 0:
                 raise ProfileError(f"field '{where}.{name}' must be >= 0, got {getattr(n, name)!r}")
         lam = n.read_noise_lambda
-        if lam is not None and not (isinstance(lam, (int, float)) and not isinstance(lam, bool) and math.isfinite(lam)):
-            raise ProfileError(f"field '{where}.read_noise_lambda' must be a finite number or null, got {lam!r}")
+        lam_ok = isinstance(lam, (int, float)) and not isinstance(lam, bool) and math.isfinite(lam) and lam > -0.5
+        if lam is not None and not lam_ok:
+            # The Tukey-lambda distribution has a finite variance only for lambda > -1/2.
+            raise ProfileError(f"field '{where}.read_noise_lambda' must be a number > -0.5 or null, got {lam!r}")
         if n.analogue_gain <= previous_gain:
             raise ProfileError(f"field '{where}.analogue_gain': the noise table must be sorted by increasing gain")
-        previous_gain = n.analogue_gain
+        if n.gain_dn_per_e < previous_k:
+            raise ProfileError(
+                f"field '{where}.gain_dn_per_e': system gain K must not fall as analogue gain rises "
+                f"({n.gain_dn_per_e} after {previous_k})"
+            )
+        previous_gain, previous_k = n.analogue_gain, n.gain_dn_per_e
     object.__setattr__(p, "black_level", tuple(black.tolist()))
     object.__setattr__(p, "white_level", white)
     object.__setattr__(p, "color_matrix", tuple(tuple(r) for r in ccm.tolist()))
