@@ -1,0 +1,1 @@
+"""The live runtime: camera -> preprocessing -> inference -> annotation -> outputs. No torch."""
