@@ -92,10 +92,8 @@ class SimulatedRaw:
     def to_frames(
         self, profile: SensorProfile, exposure_time_s: float = 0.0, sensor: str | None = None
     ) -> list[RawFrame]:
-        """One uint16 :class:`RawFrame` per image, with the profile's CFA and levels.
-
-        ``frame.packed() * digital_gain[i]`` reproduces ``packed[i]``.
-        """
+        """One uint16 :class:`RawFrame` per image, with the profile's CFA and levels and the
+        digital gain, so ``frame.packed()`` reproduces ``packed[i]``."""
         raw = self.raw_dn.detach().round().clamp(0, profile.white_level).cpu().numpy().astype(np.uint16)
         return [
             RawFrame(
@@ -107,6 +105,7 @@ class SimulatedRaw:
                 analogue_gain=float(self.analogue_gain[i]),
                 exposure_time_s=exposure_time_s,
                 sensor=sensor or profile.name,
+                digital_gain=float(self.digital_gain[i]),
             )
             for i in range(raw.shape[0])
         ]
