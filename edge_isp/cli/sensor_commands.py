@@ -155,19 +155,15 @@ def _isp(args: argparse.Namespace) -> None:
     for spec in args.raws:
         frame, colour = load_raw_with_color(spec, **_raw_kwargs(args))
         profile = _profile_for(frame, args.profile)
-        noise = None
-        if args.denoise != "none":
-            if profile is None:
-                raise InvalidInputError(
-                    f"{spec}: --denoise {args.denoise} needs the sensor's noise level; pass --profile "
-                    f"(no shipped profile is named {frame.sensor!r})"
-                )
-            noise = profile.normalized_noise(frame.analogue_gain, frame.digital_gain)
+        if args.denoise != "none" and profile is None:
+            raise InvalidInputError(
+                f"{spec}: --denoise {args.denoise} needs the sensor's noise level; pass --profile "
+                f"(no shipped profile is named {frame.sensor!r})"
+            )
+        # The profile gives colour and noise; without one, the file's own colour (DNG tags).
         config = IspConfig(
             demosaic=args.demosaic,
             denoise=args.denoise,
-            noise=noise,
-            digital_gain=frame.digital_gain,
             white_balance=None if profile else colour.get("white_balance"),
             color_matrix=None if profile else colour.get("color_matrix"),
         )

@@ -57,7 +57,8 @@ class IspConfig:
             profile's, else none.
         noise: (a, sigma) of the normalized raw before digital gain, on the [0, 1] scale
             (``var = a * x + sigma^2``); None: from the profile at the frame's gain.
-        digital_gain: multiplies the normalized raw (exposure compensation), > 0.
+        digital_gain: multiplies the normalized raw (exposure compensation), > 0; for
+            :func:`render`, on top of the RawFrame's own digital gain.
         tone: one of ``edge_isp.isp.colour.TONE_CURVES``.
     """
 
@@ -188,4 +189,6 @@ def render(frame: RawFrame, config: IspConfig, profile: SensorProfile | None = N
         matrix = matrix if matrix is not None else profile.color_matrix
         if noise is None and config.denoise != "none":
             noise = profile.normalized_noise(frame.analogue_gain)
+    if frame.digital_gain != 1.0:
+        config = dataclasses.replace(config, digital_gain=config.digital_gain * frame.digital_gain)
     return _render(frame.normalized(), frame.cfa, config, gains, matrix, noise)
