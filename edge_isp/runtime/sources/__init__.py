@@ -1,0 +1,125 @@
+"""Camera sources: every one yields :class:`~edge_isp.sensor.frame.RawFrame` objects.
+
+:func:`open_source` builds one from the spec the command line takes:
+
+- ``sim``: :class:`~edge_isp.runtime.sources.simulated.SimulatedSource`, a moving scene
+  through a sensor profile (the demo's source);
+- ``replay:DIR``: :class:`~edge_isp.runtime.sources.replay.ReplaySource`, recorded frames;
+- ``picamera2`` or ``picamera2:N``: :class:`~edge_isp.runtime.sources.picamera2_source.
+  Picamera2Source`, a Raspberry Pi camera (N = camera index);
+- ``v4l2:/dev/videoN`` (or ``v4l2:N``): :class:`~edge_isp.runtime.sources.v4l2_source.
+  V4L2Source`, a V4L2 Bayer node such as a Jetson's CSI camera.
+
+Wrap any of them in :class:`~edge_isp.runtime.sources.retry.RetryingSource` to survive a
+camera that disappears. Nothing here imports torch, and the device libraries (picamera2)
+are imported only when such a source opens.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from edge_isp.errors import InvalidInputError
+from edge_isp.runtime.interfaces import CameraSource, SourceEnded, SourceError
+from edge_isp.runtime.sources.clock import Clock, ManualClock, SystemClock
+from edge_isp.runtime.sources.picamera2_source import Picamera2Source
+from edge_isp.runtime.sources.replay import ReplaySource
+from edge_isp.runtime.sources.retry import RetryEvent, RetryingSource, RetryPolicy, RetryStats
+from edge_isp.runtime.sources.simulated import SimulatedSource, load_profile
+from edge_isp.runtime.sources.v4l2_source import V4L2Source
+
+SOURCE_FORMS = ("sim", "replay:DIR", "picamera2", "picamera2:N", "v4l2:/dev/videoN", "v4l2:N")
+
+__all__ = [
+    "SOURCE_FORMS",
+    "CameraSource",
+    "Clock",
+    "ManualClock",
+    "Picamera2Source",
+    "ReplaySource",
+    "RetryEvent",
+    "RetryPolicy",
+    "RetryStats",
+    "RetryingSource",
+    "SimulatedSource",
+    "SourceEnded",
+    "SourceError",
+    "SystemClock",
+    "V4L2Source",
+    "open_source",
+    "parse_source_spec",
+]
+
+
+def _bad_spec(spec: str, why: str) -> InvalidInputError:
+    return InvalidInputError(f"source {spec!r}: {why}; valid forms: {', '.join(SOURCE_FORMS)}")
+
+
+def parse_source_spec(spec: str) -> tuple[str, str | None]:
+    """``(kind, argument)`` of a source spec: ``("sim", None)``, ``("replay", "DIR")``,
+    ``("picamera2", "0")``, ``("v4l2", "/dev/video0")``."""
+    text = str(spec).strip()
+    kind, sep, arg = text.partition(":")
+    kind = kind.lower()
+    if kind == "sim":
+        if sep:
+            raise _bad_spec(spec, "'sim' takes no argument (set its options instead)")
+        return "sim", None
+    if kind == "replay":
+        if not arg:
+            raise _bad_spec(spec, "replay needs a folder, as replay:DIR")
+        return "replay", arg
+    if kind == "picamera2":
+        index = arg or "0"
+        if not index.isdigit():
+            raise _bad_spec(spec, f"picamera2 takes a camera index, got {arg!r}")
+        return "picamera2", index
+    if kind == "v4l2":
+        if not arg:
+            raise _bad_spec(spec, "v4l2 needs a device, as v4l2:/dev/video0")
+        return "v4l2", f"/dev/video{arg}" if arg.isdigit() else arg
+    raise _bad_spec(spec, f"unknown kind {kind!r}")
+
+
+def _build(cls: type, args: tuple, opts: dict[str, Any], spec: str) -> CameraSource:
+    accepted = [
+        p.name for p in inspect.signature(cls.__init__).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    unknown = sorted(set(opts) - set(accepted))
+    if unknown:
+        raise InvalidInputError(
+            f"source {spec!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(accepted)}"
+        )
+    return cls(*args, **opts)
+
+
+def open_source(spec: str, **opts: Any) -> CameraSource:
+    """Build the source a spec names (see the module docstring), not yet opened: use it
+    as a context manager (``with open_source("sim") as source: ...``).
+
+    ``opts`` are the source class's keyword options (e.g. ``lux=3`` for ``sim``,
+    ``loop=True`` for ``replay``, ``fourcc="RG12"`` for ``v4l2``); an option the source
+    does not take is refused with the list of those it does. For ``sim``, ``profile``
+    may also be given; a ``profile`` given to ``v4l2`` supplies its levels. ``size=(W, H)``
+    is accepted for ``sim`` and ``v4l2`` as ``width``/``height``.
+
+    Raises:
+        InvalidInputError: an unknown spec (the message lists the valid forms) or option.
+    """
+    kind, arg = parse_source_spec(spec)
+    opts = dict(opts)
+    if "size" in opts and kind in ("sim", "v4l2"):
+        width, height = opts.pop("size")
+        opts.update(width=int(width), height=int(height))
+    if kind == "sim":
+        profile = opts.pop("profile", None)
+        return _build(SimulatedSource, () if profile is None else (profile,), opts, spec)
+    if kind == "replay":
+        return _build(ReplaySource, (Path(arg),), opts, spec)
+    if kind == "picamera2":
+        return _build(Picamera2Source, (int(arg),), opts, spec)
+    if isinstance(opts.get("profile"), (str, Path)):
+        opts["profile"] = load_profile(opts["profile"])
+    return _build(V4L2Source, (arg,), opts, spec)
