@@ -14,15 +14,24 @@ case "$mode" in run|test) ;; *) echo "usage: $0 [run|test]" >&2; exit 1 ;; esac
 sudo_=""
 if [ "$(id -u)" -ne 0 ]; then sudo_="sudo"; fi
 
-# Offline data the built-in data set is made from (see docs/DATA.md), and venv support.
-apt_wanted=()
-[ -d /usr/share/datasets/fashion-mnist ] || apt_wanted+=(dataset-fashion-mnist)
-[ -d /usr/share/doc/opencv-doc/examples/data ] || apt_wanted+=(opencv-doc)
+# Debian packages: the offline data the built-in data set is made from (docs/DATA.md) and
+# venv support; for the tests also a browser (dashboard test) and GStreamer's RTSP server
+# with the headers PyGObject builds against.
+apt_wanted=(dataset-fashion-mnist opencv-doc)
 python3 -c "import ensurepip, venv" 2>/dev/null || apt_wanted+=(python3-venv)
-if [ "${#apt_wanted[@]}" -gt 0 ]; then
-  echo "edge-isp: installing Debian packages: ${apt_wanted[*]}"
+if [ "$mode" = test ]; then
+  apt_wanted+=(chromium gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+    gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+    libgirepository1.0-dev libcairo2-dev pkg-config)
+fi
+apt_missing=()
+for pkg in "${apt_wanted[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || apt_missing+=("$pkg")
+done
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+  echo "edge-isp: installing Debian packages: ${apt_missing[*]}"
   $sudo_ apt-get update -qq
-  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_wanted[@]}" >/dev/null
+  $sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then
