@@ -15,14 +15,14 @@ sudo_=""
 if [ "$(id -u)" -ne 0 ]; then sudo_="sudo"; fi
 
 # Debian packages: the offline data the built-in data set is made from (docs/DATA.md) and
-# venv support; for the tests also a browser (dashboard test) and GStreamer's RTSP server
-# with the headers PyGObject builds against.
+# venv support; for the tests also a browser (dashboard test), GStreamer's RTSP server with the
+# headers PyGObject builds against, and an SSH server, shellcheck and systemd-analyze (deploy).
 apt_wanted=(dataset-fashion-mnist opencv-doc)
 python3 -c "import ensurepip, venv" 2>/dev/null || apt_wanted+=(python3-venv)
 if [ "$mode" = test ]; then
   apt_wanted+=(chromium gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-    libgirepository1.0-dev libcairo2-dev pkg-config)
+    libgirepository1.0-dev libcairo2-dev pkg-config openssh-server openssh-client shellcheck rsync systemd)
 fi
 apt_missing=()
 for pkg in "${apt_wanted[@]}"; do
