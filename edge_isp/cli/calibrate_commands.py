@@ -1,0 +1,194 @@
+"""`edge-isp calibrate ptc|dark|image|capture`: measure a sensor's noise, write its profile."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from edge_isp.errors import InvalidInputError, require
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    cal = sub.add_parser(
+        "calibrate",
+        help="measure a sensor's noise and write its sensor profile",
+        description="Measure a sensor's noise from raw frames (or capture them) and write a sensor profile "
+        "(profile.json), its DNG/darktable/Raspberry Pi exports, plots and a report. "
+        "How to capture the frames: calibration/PROTOCOL.md.",
+    )
+    cal_sub = cal.add_subparsers(dest="calibrate_command", metavar="METHOD", parser_class=type(cal))
+    cal_sub.required = True
+
+    p = cal_sub.add_parser(
+        "ptc",
+        help="photon transfer (EMVA 1288) from flat-field pairs and dark frames",
+        description="Photon transfer per CFA channel from pairs of flat frames over a range of exposures plus "
+        "dark frames, at one or more gains: K, read noise, saturation, linearity, SNR, dynamic range, PRNU, "
+        "DSNU, defects; then K against gain and read noise against K.",
+    )
+    _inputs(p)
+    p.add_argument(
+        "--max-gain", type=float, help="highest analogue gain the profile covers (default: the highest measured)"
+    )
+    p.set_defaults(func=_ptc)
+
+    p = cal_sub.add_parser(
+        "dark",
+        help="black level, read noise, row noise, DSNU and defects from dark frames",
+        description="Dark-frame analysis per gain. Dark frames do not measure K, so a profile is written only "
+        "with --base-profile, whose K it keeps.",
+    )
+    _inputs(p)
+    p.set_defaults(func=_dark)
+
+    p = cal_sub.add_parser(
+        "image",
+        help="noise from ordinary raw images (Foi et al. 2008)",
+        description="Fit the Poisson-Gaussian noise (a, b) of one or more raw images of ordinary scenes with "
+        "large smooth areas, accounting for clipping; images at several gains give a fit against gain.",
+    )
+    _inputs(p)
+    p.add_argument(
+        "--max-gain", type=float, help="highest analogue gain the profile covers (default: the highest measured)"
+    )
+    p.set_defaults(func=_image)
+
+    p = cal_sub.add_parser(
+        "capture",
+        help="capture a calibration set from a live camera, guided",
+        description="Drive a camera through the exposure sweep at each gain, telling you when to show it a "
+        "white surface and when to cover the lens, and save the frames for `edge-isp calibrate ptc`.",
+    )
+    p.add_argument("--source", required=True, help="the live camera source to capture from")
+    p.add_argument("--out", type=Path, required=True, help="folder for the frames")
+    p.set_defaults(func=_capture)
+
+
+def _inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="folders (searched recursively) or raw files")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--name", help="profile name (default: the output folder's name)")
+    p.add_argument("--base-profile", help="profile (shipped name or JSON) whose colour, ISO and lux data to keep")
+    p.add_argument("--manifest", type=Path, help="manifest JSON (default: INPUT/manifest.json)")
+    p.add_argument("--maker", help="camera maker for the darktable export (default edge-isp)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    dump = p.add_argument_group("bare dumps and metadata the files lack (the manifest can give them per file)")
+    dump.add_argument("--width", type=int, help="width of .raw/.bin dumps, pixels")
+    dump.add_argument("--height", type=int, help="height of .raw/.bin dumps, pixels")
+    dump.add_argument("--format", help="format of .raw/.bin dumps, e.g. SRGGB10_CSI2P, RG10, pRAA")
+    dump.add_argument("--stride", type=int, help="bytes per line of .raw/.bin dumps (default: packed)")
+    dump.add_argument("--msb-shift", type=int, help="bit position of MSB-aligned 16-bit samples")
+    dump.add_argument("--cfa", help="Bayer pattern (RGGB, BGGR, GRBG, GBRG) for PGM or to override")
+    dump.add_argument("--black-level", type=float, help="black level, DN (required for dumps and PGM)")
+    dump.add_argument("--white-level", type=float, help="white level, DN")
+    dump.add_argument("--bit-depth", type=int, help="bits per sample")
+    dump.add_argument("--gain", type=float, help="analogue gain of every frame (when the files do not say)")
+    dump.add_argument("--exposure", type=float, help="exposure time of every frame, s (when the files do not say)")
+    dump.add_argument("--base-iso", type=float, help="camera ISO at unity analogue gain (camera raw files)")
+
+
+def _discover(args: argparse.Namespace, kind: str | None):
+    # The methods' statistics use scipy; say how to get it rather than fail midway.
+    require("scipy", "calibrate", "noise calibration")
+    from edge_isp.calibrate.frames import discover
+
+    refs = discover(
+        args.inputs,
+        manifest=args.manifest,
+        kind=kind,
+        width=args.width,
+        height=args.height,
+        format=args.format,
+        stride=args.stride,
+        msb_shift=args.msb_shift,
+        cfa=args.cfa,
+        black_level=args.black_level,
+        white_level=args.white_level,
+        bit_depth=args.bit_depth,
+        analogue_gain=args.gain,
+        exposure_time_s=args.exposure,
+        base_iso=args.base_iso,
+    )
+    return refs
+
+
+def _base(args: argparse.Namespace):
+    from edge_isp.sensor.profile import SensorProfile
+
+    return SensorProfile.load(args.base_profile) if args.base_profile else None
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def _name(args: argparse.Namespace) -> str:
+    return args.name or args.out.resolve().name
+
+
+def _summary(cal) -> None:
+    if cal.gain_fit is not None:
+        for p in cal.gain_fit.points:
+            print(
+                f"gain {p.analogue_gain:g}: K = {p.gain_dn_per_e:.5g} ± {p.gain_se:.2g} DN/e-, read noise = "
+                f"{p.read_noise_dn:.4g} ± {p.read_noise_se:.2g} DN ({p.read_noise_dn / p.gain_dn_per_e:.3g} e-)"
+            )
+    for key, path in cal.files.items():
+        print(f"  {key:<10} {path}")
+
+
+def _ptc(args: argparse.Namespace) -> int:
+    from edge_isp.calibrate.frames import assign_dark_flat
+    from edge_isp.calibrate.pipeline import calibrate_ptc
+
+    refs = assign_dark_flat(_discover(args, None))
+    cal = calibrate_ptc(
+        refs, args.out, name=_name(args), base=_base(args), max_gain=args.max_gain, maker=args.maker,
+        progress=_progress(args),
+    )  # fmt: skip
+    _summary(cal)
+    return 0
+
+
+def _dark(args: argparse.Namespace) -> int:
+    from edge_isp.calibrate.pipeline import calibrate_dark
+
+    refs = _discover(args, None)
+    flats = [r for r in refs if r.kind == "flat"]
+    # Frames named or listed as flats are not darks, whatever folder they came in.
+    refs = [dataclasses.replace(r, kind="dark") for r in refs if r.kind != "flat"]
+    if flats:
+        print(f"ignoring {len(flats)} flat frame(s), e.g. {flats[0].name}")
+    if not refs:
+        raise InvalidInputError("no dark frames among the inputs: capture frames with the lens covered")
+    cal = calibrate_dark(refs, args.out, name=_name(args), base=_base(args), maker=args.maker, progress=_progress(args))
+    for d in cal.results:
+        print(
+            f"gain {d.analogue_gain:g}: black {[round(float(b), 2) for b in d.black_level_dn]} DN, read noise "
+            f"{d.read_noise_dn:.4g} ± {d.read_noise_se:.2g} DN, row noise {d.row_noise_dn:.3g} DN, "
+            f"{d.defects.count()} defective pixels"
+        )
+    for key, path in cal.files.items():
+        print(f"  {key:<10} {path}")
+    return 0
+
+
+def _image(args: argparse.Namespace) -> int:
+    from edge_isp.calibrate.pipeline import calibrate_image
+
+    refs = _discover(args, "scene")
+    cal = calibrate_image(refs, args.out, name=_name(args), base=_base(args), max_gain=args.max_gain, maker=args.maker)
+    _summary(cal)
+    return 0
+
+
+def _capture(args: argparse.Namespace) -> int:
+    # The runtime defines the CameraSource interface, but no live source is implemented
+    # yet; when one is, it is opened here and wrapped in calibrate.capture.ControlledSource.
+    raise InvalidInputError(
+        f"no live camera source is available in this edge-isp yet, so --source {args.source!r} cannot be opened. "
+        "Capture the frames with your camera's own tools (rpicam-still on a Raspberry Pi, v4l2-ctl on a Jetson) "
+        "as calibration/PROTOCOL.md describes, then run: edge-isp calibrate ptc FOLDER --out PROFILE_DIR"
+    )
