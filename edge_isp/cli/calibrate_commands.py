@@ -61,8 +61,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Drive a camera through the exposure sweep at each gain, telling you when to show it a "
         "white surface and when to cover the lens, and save the frames for `edge-isp calibrate ptc`.",
     )
-    p.add_argument("--source", required=True, help="the live camera source to capture from")
+    p.add_argument(
+        "--source", required=True, help="a camera with manual exposure and gain: picamera2[:N] or v4l2:/dev/videoN"
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for the frames")
+    p.add_argument("--gains", type=float, nargs="+", default=[1.0, 2.0, 4.0], help="analogue gains (default: 1 2 4)")
+    p.add_argument("--levels", type=int, default=20, help="flat-field exposure levels per gain (default: 20)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_capture)
 
 
@@ -185,10 +190,11 @@ def _image(args: argparse.Namespace) -> int:
 
 
 def _capture(args: argparse.Namespace) -> int:
-    # The runtime defines the CameraSource interface, but no live source is implemented
-    # yet; when one is, it is opened here and wrapped in calibrate.capture.ControlledSource.
-    raise InvalidInputError(
-        f"no live camera source is available in this edge-isp yet, so --source {args.source!r} cannot be opened. "
-        "Capture the frames with your camera's own tools (rpicam-still on a Raspberry Pi, v4l2-ctl on a Jetson) "
-        "as calibration/PROTOCOL.md describes, then run: edge-isp calibrate ptc FOLDER --out PROFILE_DIR"
-    )
+    from edge_isp.calibrate.capture import CapturePlan, ControlledSource, run_capture
+    from edge_isp.runtime.sources import open_source
+
+    plan = CapturePlan(gains=tuple(args.gains), levels=args.levels)
+    with open_source(args.source) as camera:
+        paths = run_capture(ControlledSource(camera), plan, args.out, progress=not args.no_progress)
+    print(f"captured {len(paths)} frames into {args.out}; next: edge-isp calibrate ptc {args.out} --out PROFILE_DIR")
+    return 0

@@ -1,5 +1,5 @@
 """`edge-isp calibrate ...` end to end through its argument parser: files written, exports
-consistent with the profile, and the capture command honest about having no camera."""
+consistent with the profile, and the capture command refusing cameras it cannot drive."""
 
 from __future__ import annotations
 
@@ -108,22 +108,30 @@ def test_image_method_from_two_gains(tmp_path, profile):
     assert "Single image at gain 8" in (tmp_path / "out" / "report.md").read_text()
 
 
-def test_capture_says_no_live_source_exists(tmp_path):
-    with pytest.raises(InvalidInputError, match=r"no live camera source is available.*PROTOCOL\.md"):
-        run(["calibrate", "capture", "--source", "imx219", "--out", str(tmp_path)])
-    assert not any(tmp_path.iterdir())
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("imx219", r"unknown kind 'imx219'; valid forms: sim"),
+        # The simulated camera has no exposure control, so it cannot run a calibration sweep.
+        ("sim", r"cannot set exposure_time_s manually"),
+    ],
+)
+def test_capture_refuses_sources_it_cannot_drive(tmp_path, source, words):
+    with pytest.raises(InvalidInputError, match=words):
+        run(["calibrate", "capture", "--source", source, "--out", str(tmp_path / "frames")])
+    assert not (tmp_path / "frames").exists()
 
 
 def test_through_the_edge_isp_command(monkeypatch, tmp_path, capsys):
     """Registered beside the other commands, a user's mistake exits 1 with a message, no traceback."""
     from edge_isp import cli
 
-    monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "edge_isp.cli.calibrate_commands"))
+    assert "edge_isp.cli.calibrate_commands" in cli.COMMAND_MODULES
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["calibrate", "capture", "--source", "imx219", "--out", str(tmp_path)])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: no live camera source") and "Traceback" not in err
+    assert err.startswith("error: source 'imx219'") and "Traceback" not in err
     with pytest.raises(SystemExit):
         cli.main(["calibrate", "ptc", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     assert "does not exist" in " ".join(capsys.readouterr().err.split())  # the message is wrapped
