@@ -1,0 +1,144 @@
+"""Calibration frames for INT8: raw at the deployment light levels, as the model will see it.
+
+Two sources, one feed (``get_next() -> {"raw", "noise"} | None`` and ``rewind()``, the
+interface ONNX Runtime's calibrators read):
+
+- clean images simulated through the target camera's sensor profile at each deployment light
+  level (photo-electrons at white), every image at every level, with a fixed seed;
+- recorded :class:`~edge_isp.sensor.frame.RawFrame` captures, centre-cropped to the model's
+  size (on an even offset, so the Bayer phase is kept), with the noise level from the profile
+  at the frame's analogue and digital gain.
+
+The frames are made once, when the feed is built, so every pass (calibration, the variants of
+a sensitivity search) reads exactly the same data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_isp.errors import InvalidInputError, MissingFileError
+
+
+class CalibrationFeed:
+    """A fixed list of model inputs, each ``{"raw": (B, 4, H/2, W/2), "noise": (B, 2)}`` float32."""
+
+    def __init__(self, items: Sequence[dict[str, np.ndarray]], description: str = "") -> None:
+        if not items:
+            raise InvalidInputError("calibration needs at least one frame, got none")
+        self.items = list(items)
+        self.description = description
+        self._next = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._next >= len(self.items):
+            return None
+        self._next += 1
+        return self.items[self._next - 1]
+
+    def rewind(self) -> None:
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+
+def _batches(raw: np.ndarray, noise: np.ndarray, batch: int) -> list[dict[str, np.ndarray]]:
+    """Split (N, ...) arrays into model-sized batches; a short tail is dropped when the model's
+    batch is fixed (it could not take it)."""
+    count = raw.shape[0] // batch * batch
+    return [
+        {"raw": np.ascontiguousarray(raw[i : i + batch]), "noise": np.ascontiguousarray(noise[i : i + batch])}
+        for i in range(0, count, batch)
+    ]
+
+
+def simulated_feed(
+    images: np.ndarray,
+    profile: Any,
+    electrons_levels: Sequence[float],
+    *,
+    batch: int = 1,
+    seed: int = 0,
+) -> CalibrationFeed:
+    """Calibration frames simulated from clean images.
+
+    Args:
+        images: (N, 3, H, W) uint8 RGB at the model's input size
+            (:func:`edge_isp.export.evalset.load_images`).
+        profile: the deployment camera's ``SensorProfile``.
+        electrons_levels: the deployment light levels, photo-electrons at white; every
+            image is simulated at every level.
+        batch: the model's batch size.
+        seed: the noise seed (level ``i`` uses ``seed + i``).
+    """
+    from edge_isp.export.evalset import simulate_inputs
+
+    levels = [float(v) for v in electrons_levels]
+    if not levels or not all(v > 0 for v in levels):
+        raise InvalidInputError(f"calibration light levels must be positive electrons at white, got {levels}")
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise InvalidInputError(f"calibration needs images (N, 3, H, W) with N >= 1, got shape {images.shape}")
+    simulated = [simulate_inputs(images, profile, level, seed + i) for i, level in enumerate(levels)]
+    raw = np.concatenate([r for r, _ in simulated])
+    noise = np.concatenate([n for _, n in simulated])
+    items = _batches(raw, noise, batch)
+    if not items:
+        raise InvalidInputError(f"{raw.shape[0]} calibration frames cannot fill one batch of {batch}")
+    description = f"{images.shape[0]} images x {len(levels)} light levels ({', '.join(f'{v:g}' for v in levels)} e-)"
+    return CalibrationFeed(items, description)
+
+
+def centre_crop(frame: Any, input_size: tuple[int, int]) -> Any:
+    """The centre ``input_size`` (width, height) of a RawFrame, on an even offset."""
+    from edge_isp.sensor.frame import RawFrame
+
+    w, h = input_size
+    if frame.width < w or frame.height < h:
+        raise InvalidInputError(
+            f"a recorded frame of {frame.width}x{frame.height} is smaller than the model's input {w}x{h}; "
+            "record at the deployment resolution (or larger)"
+        )
+    x0 = (frame.width - w) // 4 * 2
+    y0 = (frame.height - h) // 4 * 2
+    data = np.ascontiguousarray(frame.data[y0 : y0 + h, x0 : x0 + w])
+    return RawFrame.from_metadata(data, {**frame.metadata(), "height": h, "width": w}, origin="crop")
+
+
+def frames_feed(frames: Iterable[Any], profile: Any, input_size: tuple[int, int], *, batch: int = 1) -> CalibrationFeed:
+    """Calibration frames from recorded RawFrames (see the module docstring)."""
+    raws, noises = [], []
+    for frame in frames:
+        crop = centre_crop(frame, input_size)
+        if crop.cfa != profile.cfa:
+            raise InvalidInputError(
+                f"a recorded frame has CFA {crop.cfa.value} but the profile {profile.name!r} says {profile.cfa.value}"
+            )
+        raws.append(crop.packed())
+        noises.append(np.asarray(profile.normalized_noise(crop.analogue_gain, crop.digital_gain), np.float32))
+    if not raws:
+        raise InvalidInputError("calibration needs at least one recorded frame, got none")
+    items = _batches(np.stack(raws).astype(np.float32), np.stack(noises), batch)
+    if not items:
+        raise InvalidInputError(f"{len(raws)} recorded frames cannot fill one batch of {batch}")
+    return CalibrationFeed(items, f"{len(raws)} recorded frames")
+
+
+def recorded_frames(folder: str | Path) -> list[Any]:
+    """The RawFrames (``NAME.npy`` + ``NAME.json``) in ``folder``, sorted by name."""
+    from edge_isp.sensor.frame import RawFrame
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MissingFileError(f"recorded frames folder {folder} does not exist")
+    files = sorted(folder.glob("*.npy"))
+    if not files:
+        raise InvalidInputError(f"{folder}: no recorded RawFrames (NAME.npy + NAME.json) to calibrate on")
+    return [RawFrame.load(f) for f in files]

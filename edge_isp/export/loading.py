@@ -1,0 +1,111 @@
+"""What the export starts from: a training checkpoint, or a registered model with fresh weights.
+
+A checkpoint written by ``edge-isp train`` (:mod:`edge_isp.train.checkpoint`) carries the
+resolved ``ModelConfig``, the class names and the training config, from which the export
+takes its defaults: the sensor profile (``sensor.profile``), the light levels validation ran
+at (``sensor.val_light`` in ``sensor.light_unit``) and the image size (``data.size``).
+
+A registry name ("dp_s_det") builds that model untrained: for latency benchmarks and for
+trying the export pipeline, never for deployment (its answers mean nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from edge_isp.errors import InvalidInputError, MissingFileError
+
+DEFAULT_PROFILE = "nexus6p-rear"
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A network ready to export, with what its source says about it.
+
+    Attributes:
+        model: the ``JointModel`` in eval mode.
+        class_names: one name per class (generic ``class_N`` for an untrained model).
+        profile: the sensor profile name or path it was trained for.
+        input_size: (width, height) it was trained at, or None if unknown.
+        light_levels: the validation light levels of its training, or None.
+        light_unit: "lux" or "electrons" (the unit of ``light_levels``).
+        source: the checkpoint path or "untrained NAME".
+        trained: False for a registry model with fresh weights.
+    """
+
+    model: Any
+    class_names: list[str]
+    profile: str
+    input_size: tuple[int, int] | None
+    light_levels: tuple[float, ...] | None
+    light_unit: str
+    source: str
+    trained: bool
+
+    @property
+    def config(self):
+        return self.model.config
+
+
+def load_model(source: str | Path, **overrides: Any) -> LoadedModel:
+    """Load a checkpoint (a ``.pt`` file) or build a registered model untrained.
+
+    ``overrides`` apply to a registered model's config only (``num_classes``,
+    ``width_mult``...); ``pretrained_backbone`` defaults to False for it, so nothing is read
+    from the ImageNet weights file unless asked.
+    """
+    from edge_isp.model.registry import REGISTRY, create_model
+
+    path = Path(source)
+    if path.suffix in (".pt", ".pth") or path.exists():
+        if overrides:
+            raise InvalidInputError(
+                f"model overrides {sorted(overrides)} apply to registered models only; {path} is a checkpoint "
+                "whose config is fixed by its training"
+            )
+        return _from_checkpoint(path)
+    name = str(source)
+    if name not in REGISTRY:
+        raise MissingFileError(
+            f"{name!r} is neither a checkpoint file nor a registered model; registered: {', '.join(sorted(REGISTRY))}"
+        )
+    overrides.setdefault("pretrained_backbone", False)
+    model = create_model(name, **overrides).eval()
+    return LoadedModel(
+        model=model,
+        class_names=[f"class_{i}" for i in range(model.config.num_classes)],
+        profile=DEFAULT_PROFILE,
+        input_size=None,
+        light_levels=None,
+        light_unit="lux",
+        source=f"untrained {name}",
+        trained=False,
+    )
+
+
+def _from_checkpoint(path: Path) -> LoadedModel:
+    from edge_isp.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    data = load_checkpoint(path)
+    model = model_from_checkpoint(path)
+    config = model.config
+    names = [str(n) for n in data.get("class_names") or []]
+    if config.task != "reconstruction" and len(names) != config.num_classes:
+        # A model trained with extra (unused) outputs still needs a name per output.
+        names = names + [f"class_{i}" for i in range(len(names), config.num_classes)]
+    train = data.get("train_config") or {}
+    sensor = train.get("sensor") or {}
+    size = (train.get("data") or {}).get("size")
+    levels = sensor.get("val_light")
+    return LoadedModel(
+        model=model,
+        class_names=names,
+        profile=str(sensor.get("profile") or DEFAULT_PROFILE),
+        input_size=(int(size[0]), int(size[1])) if size else None,
+        light_levels=tuple(float(v) for v in levels) if levels else None,
+        light_unit=str(sensor.get("light_unit") or "lux"),
+        source=str(path),
+        trained=True,
+    )

@@ -1,0 +1,288 @@
+"""Export a joint network to ONNX with the contract of docs/ARCHITECTURE.md, checked and
+compared with torch through ONNX Runtime.
+
+Graph: inputs ``raw`` (B, 4, H/2, W/2) and ``noise`` (B, 2), float32; outputs ``logits``
+(classification), ``boxes``/``scores``/``labels`` (detection: the K highest heatmap peaks,
+boxes xyxy in full-resolution pixels, labels int32) or ``image`` (reconstruction), plus
+optionally ``image`` (B, 3, H, W), the learned ISP's sRGB. Written with the TorchScript
+exporter (``dynamo=False``; the torch.export one needs onnxscript) at opset 17, which
+TensorRT 8.5 and later parse.
+
+The detection decoding is written here again rather than calling
+``CenterNetDetector.decode``: the same arithmetic, but the index split uses truncating
+division (identical for the non-negative TopK indices) so the graph has a plain integer
+``Div`` instead of the floor-division's Mod/Xor sign fix-up, and the labels leave as int32,
+which TensorRT handles natively. A test holds the two decodings equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_isp import __version__
+from edge_isp.errors import InvalidInputError, require
+from edge_isp.export.metadata import INPUT_NAMES, ExportMetadata, output_names, set_metadata
+from edge_isp.model.heads import DETECTOR_STRIDE
+
+OPSET = 17
+DEFAULT_TOP_K = 100
+DETECTION_MULTIPLE = 32
+# The detector's maps before decoding: what a sensitivity ranking compares (see precision_search).
+DENSE_DETECTION_OUTPUTS = ("heatmap", "size", "offset")
+
+
+def decode_detections(maps: dict[str, torch.Tensor], top_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CenterNet maps -> (boxes (B, K, 4) xyxy input pixels, scores (B, K), labels (B, K) int32).
+
+    Same result as ``CenterNetDetector.decode`` (see the module docstring for the difference
+    in the graph). ``K = min(top_k, C * H/4 * W/4)``.
+    """
+    heat = torch.sigmoid(maps["heatmap"])
+    b, c, h, w = heat.shape
+    peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat).to(heat.dtype)
+    k = min(top_k, c * h * w)
+    scores, index = torch.topk(peaks.reshape(b, -1), k)
+    labels = torch.div(index, h * w, rounding_mode="trunc")
+    cell = index - labels * (h * w)
+    cy = torch.div(cell, w, rounding_mode="trunc")
+    cx = cell - cy * w
+    gather = cell.unsqueeze(1).expand(b, 2, k)
+    size = torch.gather(maps["size"].reshape(b, 2, h * w), 2, gather)
+    offset = torch.gather(maps["offset"].reshape(b, 2, h * w), 2, gather)
+    x = (cx.to(heat.dtype) + offset[:, 0]) * DETECTOR_STRIDE
+    y = (cy.to(heat.dtype) + offset[:, 1]) * DETECTOR_STRIDE
+    half_w, half_h = size[:, 0] / 2, size[:, 1] / 2
+    boxes = torch.stack([x - half_w, y - half_h, x + half_w, y + half_h], dim=-1)
+    return boxes, scores, labels.to(torch.int32)
+
+
+class ExportModule(nn.Module):
+    """A ``JointModel`` with the exported outputs: ``forward(raw, noise)`` returns the tuple
+    named by :func:`edge_isp.export.metadata.output_names` for its task."""
+
+    def __init__(
+        self, model: nn.Module, top_k: int = DEFAULT_TOP_K, with_image: bool = False, dense: bool = False
+    ) -> None:
+        super().__init__()
+        if top_k < 1:
+            raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
+        # Attribute names match JointModel's so the ONNX node names read /isp/..., /head/...
+        self.isp = model.isp
+        self.head = model.head
+        self.task = model.config.task
+        self.top_k = top_k
+        self.with_image = with_image
+        self.dense = dense and self.task == "detection"
+        self.names = list(DENSE_DETECTION_OUTPUTS) if self.dense else output_names(self.task, with_image)
+
+    def forward(self, raw: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        rgb = self.isp(raw, noise)
+        if self.task == "reconstruction":
+            return (rgb,)
+        out = self.head(rgb)
+        if self.dense:
+            return tuple(out[name] for name in DENSE_DETECTION_OUTPUTS)
+        result = decode_detections(out, self.top_k) if self.task == "detection" else (out,)
+        return (*result, rgb) if self.with_image else tuple(result)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityStats:
+    """How far an ONNX Runtime output is from torch's on the same input.
+
+    ``max_abs`` / ``mean_abs``: the differences; ``ref_max_abs``: the largest torch value
+    (the scale to read them against). For detections, values are compared after pairing each
+    torch detection with the ONNX one of the same label nearest in box (top-K order can swap
+    near-equal scores); ``unmatched`` counts torch detections without a partner within 1 px.
+    """
+
+    max_abs: float
+    mean_abs: float
+    ref_max_abs: float
+    unmatched: int = 0
+
+    def ok(self, tolerance: float = 1e-3) -> bool:
+        """Within ``tolerance`` of the output's scale (at least 1), every detection paired."""
+        return self.unmatched == 0 and self.max_abs <= tolerance * max(1.0, self.ref_max_abs)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    metadata: ExportMetadata
+    parity: dict[str, ParityStats]
+    seconds: float
+
+
+def check_input_size(task: str, input_size: tuple[int, int]) -> tuple[int, int]:
+    """Validate (width, height) for ``task``: even (Bayer tiles), multiples of 32 for detection."""
+    w, h = (int(v) for v in input_size)
+    multiple = DETECTION_MULTIPLE if task == "detection" else 2
+    if w < multiple or h < multiple or w % multiple or h % multiple:
+        raise InvalidInputError(
+            f"input size for a {task} model must be positive multiples of {multiple} (width x height), got {w}x{h}"
+        )
+    return w, h
+
+
+def parity_inputs(
+    profile: Any, input_size: tuple[int, int], batch: int = 1, electrons_at_white: float = 30.0, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """A realistic model input: a smooth random scene simulated through ``profile`` (a
+    ``SensorProfile``) at ``electrons_at_white``. Returns ``{"raw", "noise"}`` float32."""
+    from edge_isp.sensor.simulate import simulate
+
+    w, h = input_size
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(batch, 3, max(2, h // 16), max(2, w // 16), generator=generator)
+    scene = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
+    sim = simulate(scene, profile, electrons_at_white, generator=generator)
+    return {"raw": sim.packed.float().numpy(), "noise": sim.noise.float().numpy()}
+
+
+def compare_outputs(names: list[str], got: list[np.ndarray], expected: list[np.ndarray]) -> dict[str, ParityStats]:
+    """Per-output :class:`ParityStats` of ``got`` (ONNX Runtime) against ``expected`` (torch)."""
+    stats = {}
+    detection = {"boxes", "scores", "labels"} <= set(names)
+    pairs = dict(zip(names, zip(got, expected, strict=True), strict=True))
+    if detection:
+        stats.update(_detection_parity(pairs))
+    for name, (g, e) in pairs.items():
+        if detection and name in ("boxes", "scores", "labels"):
+            continue
+        diff = np.abs(g.astype(np.float64) - e.astype(np.float64))
+        stats[name] = ParityStats(float(diff.max(initial=0)), float(diff.mean()) if diff.size else 0.0,
+                                  float(np.abs(e).max(initial=0)))  # fmt: skip
+    return stats
+
+
+def _detection_parity(pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, ParityStats]:
+    (gb, eb), (gs, es), (gl, el) = pairs["boxes"], pairs["scores"], pairs["labels"]
+    box_diffs, score_diffs, unmatched = [], [], 0
+    for i in range(eb.shape[0]):
+        distance = np.abs(eb[i][:, None, :] - gb[i][None, :, :]).max(-1)
+        distance = np.where(el[i][:, None] == gl[i][None, :], distance, np.inf)
+        j = distance.argmin(1)
+        for k in range(eb.shape[1]):
+            if distance[k, j[k]] > 1.0:
+                unmatched += 1
+                continue
+            box_diffs.append(distance[k, j[k]])
+            score_diffs.append(abs(float(es[i, k]) - float(gs[i, j[k]])))
+    boxes = np.asarray(box_diffs or [0.0])
+    scores = np.asarray(score_diffs or [0.0])
+    return {
+        "boxes": ParityStats(float(boxes.max()), float(boxes.mean()), float(np.abs(eb).max(initial=0)), unmatched),
+        "scores": ParityStats(float(scores.max()), float(scores.mean()), float(np.abs(es).max(initial=0)), unmatched),
+        "labels": ParityStats(0.0, 0.0, float(np.abs(el).max(initial=0)), unmatched),
+    }
+
+
+def exporter_string() -> str:
+    onnx = require("onnx", "export", "exporting to ONNX")
+    return f"torch {torch.__version__}, onnx {onnx.__version__}, opset {OPSET}"
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    input_size: tuple[int, int],
+    class_names: list[str],
+    profile: Any,
+    batch: int = 1,
+    dynamic_batch: bool = False,
+    with_image: bool = False,
+    top_k: int = DEFAULT_TOP_K,
+    dense: bool = False,
+) -> ExportResult:
+    """Export ``model`` (a ``JointModel``) to ``path`` and compare it with torch.
+
+    Args:
+        model: the network; exported in eval mode (its mode is restored afterwards).
+        path: the ``.onnx`` file to write (atomically).
+        input_size: (width, height) of the full-resolution frame.
+        class_names: one per class; saved in the metadata.
+        profile: the ``SensorProfile`` the model was trained for: its name goes in the
+            metadata and the parity input is simulated through it.
+        batch: the batch of the graph (with ``dynamic_batch``, of the parity input only).
+        dynamic_batch: make the batch axis dynamic ("batch").
+        with_image: add the ``image`` output.
+        top_k: detections per image (detection models).
+        dense: a detector's heatmap/size/offset maps instead of decoded boxes: not the
+            deployment contract, the graph a sensitivity ranking measures.
+    """
+    onnx = require("onnx", "export", "exporting to ONNX")
+    ort = require("onnxruntime", "export", "checking an exported model")
+    from edge_isp.fileio import write_bytes
+
+    config = model.config
+    input_size = check_input_size(config.task, input_size)
+    if config.task != "reconstruction" and len(class_names) != config.num_classes:
+        raise InvalidInputError(
+            f"the model has {config.num_classes} classes but {len(class_names)} class names were given"
+        )
+    if batch < 1:
+        raise InvalidInputError(f"batch must be >= 1, got {batch}")
+    start = time.perf_counter()
+    was_training = model.training
+    wrapper = ExportModule(model, top_k, with_image, dense).eval()
+    names = wrapper.names
+    inputs = parity_inputs(profile, input_size, batch)
+    args = (torch.from_numpy(inputs["raw"]), torch.from_numpy(inputs["noise"]))
+    dynamic = {n: {0: "batch"} for n in (*INPUT_NAMES, *names)} if dynamic_batch else None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.export.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+            torch.onnx.export(wrapper, args, str(tmp), opset_version=OPSET, dynamo=False, input_names=list(INPUT_NAMES),
+                              output_names=names, dynamic_axes=dynamic, do_constant_folding=True)  # fmt: skip
+        graph = onnx.load(str(tmp))
+    finally:
+        tmp.unlink(missing_ok=True)
+        model.train(was_training)
+    with torch.no_grad():
+        expected = [t.numpy() for t in wrapper(*args)]
+    metadata = ExportMetadata(
+        version=__version__,
+        # Through JSON, so the in-memory metadata equals what a reader gets (tuples -> lists).
+        model_config=json.loads(json.dumps(config.to_dict())),
+        task=config.task,
+        class_names=tuple(class_names),
+        input_size=input_size,
+        profile=profile.name,
+        precision="fp32",
+        exporter=exporter_string(),
+        top_k=int(expected[0].shape[1]) if config.task == "detection" and not dense else None,
+    )
+    set_metadata(graph, metadata)
+    onnx.checker.check_model(graph, full_check=True)
+    data = graph.SerializeToString()
+    write_bytes(path, data)
+    session = ort.InferenceSession(data, sess_options=quiet_session_options(), providers=["CPUExecutionProvider"])
+    got = session.run(names, inputs)
+    parity = compare_outputs(names, got, expected)
+    return ExportResult(path, metadata, parity, time.perf_counter() - start)
+
+
+def quiet_session_options(threads: int | None = None) -> Any:
+    """ONNX Runtime session options that log errors only (its warnings about constant
+    folding of FP16 nodes are noise to a user); ``threads`` sets the intra-op threads."""
+    ort = require("onnxruntime", "export", "running ONNX models")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    return options

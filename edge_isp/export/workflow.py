@@ -1,0 +1,243 @@
+"""``edge-isp export all``: from a checkpoint to the engine for a board, every step measured.
+
+1. ONNX (FP32) at the target's input size, checked, compared with torch.
+2. FP16 and INT8 ONNX files; each layer group that measurably costs accuracy kept in FP32
+   (:mod:`edge_isp.export.precision_search`), INT8 calibrated on raw simulated at the
+   deployment light levels through the camera's profile, or on recorded frames.
+3. The accuracy report per precision per light level through ONNX Runtime (table + JSON).
+4. The TensorRT engine of the target's precision, from the cache or built; where TensorRT is
+   not installed, what to run on the board (and the equivalent trtexec command) instead.
+
+Everything lands in ``OUT``: ``NAME.fp32.onnx``, ``NAME.fp16.onnx``, ``NAME.int8.onnx``,
+``accuracy.json``, ``export.json`` (all of it), ``engines/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge_isp.errors import InvalidInputError
+from edge_isp.export.targets import Target
+
+RANKING_DIVISOR = 4
+
+
+@dataclasses.dataclass
+class ExportOptions:
+    """Settings of :func:`export_all` (the command line's options).
+
+    Attributes:
+        target: the board.
+        out_dir: where everything is written.
+        data: evaluation data (built data set, image folder, or COCO JSON); None skips the
+            precisions' measurement, the search and the report (FP32 and the engine only).
+        split: the split of a built data set to report on; calibration and the layer search use
+            its "train" split (a plain folder or COCO file serves all three).
+        light: light levels; None takes the checkpoint's validation levels.
+        light_unit: "lux" or "electrons"; None takes the checkpoint's.
+        profile: sensor profile name/path; None: the target's, else the checkpoint's.
+        precisions: the reduced precisions to make ("fp16", "int8").
+        eval_images, search_images, calib_images: images used for the report, the search's
+            metric, and INT8 calibration (each spread over its set; None = all for the report).
+        calib_frames: a folder of recorded RawFrames to calibrate INT8 on instead.
+        tolerance: the largest acceptable drop from FP32 in points.
+        search: search for layers to keep in FP32 (False: reduce every layer and report).
+        calibration: "minmax", "percentile" or "entropy".
+        with_image, top_k, dynamic_batch: the exported graph's options.
+        engine: build (or look up) the engine when TensorRT is installed.
+        cache_dir: the engine cache (default ``OUT/engines``).
+        rebuild: build the engine even when the cache has it.
+        seed: the noise seed of every simulation.
+    """
+
+    target: Target
+    out_dir: Path
+    data: Path | None = None
+    split: str = "val"
+    light: tuple[float, ...] | None = None
+    light_unit: str | None = None
+    profile: str | None = None
+    precisions: tuple[str, ...] = ("fp16", "int8")
+    eval_images: int | None = 200
+    search_images: int = 32
+    calib_images: int = 32
+    calib_frames: Path | None = None
+    tolerance: float = 1.0
+    search: bool = True
+    calibration: str = "minmax"
+    with_image: bool = False
+    top_k: int = 100
+    dynamic_batch: bool = False
+    engine: bool = True
+    cache_dir: Path | None = None
+    rebuild: bool = False
+    seed: int = 0
+
+
+def ranking_size(input_size: tuple[int, int]) -> tuple[int, int]:
+    """The small size a sensitivity ranking runs at: a quarter of each side, rounded to a
+    multiple of 32 (at least 64), e.g. 640x480 -> 160x128."""
+    return tuple(max(64, round(v / RANKING_DIVISOR / 32) * 32) for v in input_size)  # type: ignore[return-value]
+
+
+def export_all(source: str | Path, options: ExportOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the whole export (see the module docstring); returns what ``export.json`` holds."""
+    from edge_isp.export.loading import load_model
+    from edge_isp.export.onnx_export import export_onnx
+    from edge_isp.fileio import write_json
+    from edge_isp.sensor.profile import SensorProfile
+
+    target, out = options.target, Path(options.out_dir)
+    loaded = load_model(source)
+    if not loaded.trained:
+        say(f"warning: {loaded.source} has fresh weights: its answers mean nothing; use a trained checkpoint")
+    profile = SensorProfile.load(options.profile or target.sensor_profile or loaded.profile)
+    name = loaded.config.name
+    fp32_path = out / f"{name}.fp32.onnx"
+    summary: dict[str, Any] = {"source": loaded.source, "target": target.to_dict(), "profile": profile.name}
+    result = export_onnx(
+        loaded.model, fp32_path, input_size=target.input_size, class_names=loaded.class_names, profile=profile,
+        batch=target.batch, dynamic_batch=options.dynamic_batch, with_image=options.with_image, top_k=options.top_k,
+    )  # fmt: skip
+    parity = {k: dataclasses.asdict(v) for k, v in result.parity.items()}
+    say(f"fp32: {fp32_path} ({result.seconds:.1f} s); ONNX Runtime vs torch, largest difference per output:")
+    for key, stats in result.parity.items():
+        flag = "" if stats.ok() else "  <- larger than expected: check the exported graph"
+        say(f"  {key:<8} {stats.max_abs:.3g} (values up to {stats.ref_max_abs:.3g}){flag}")
+    summary["onnx"] = {"fp32": str(fp32_path)}
+    summary["parity"] = parity
+    summary["parity_ok"] = all(stats.ok() for stats in result.parity.values())
+    paths = {"fp32": fp32_path}
+    if options.data is not None and loaded.config.task in ("classification", "detection"):
+        paths.update(_reduced_precisions(loaded, profile, fp32_path, options, summary, say))
+    elif options.precisions:
+        say("no evaluation data (--data): fp16 and int8 are neither made nor measured; pass --data to make them")
+    write_json(out / "export.json", summary)
+    summary["engine"] = _engine_step(paths, options, say)
+    write_json(out / "export.json", summary)
+    return summary
+
+
+def _reduced_precisions(
+    loaded: Any, profile: Any, fp32_path: Path, options: ExportOptions, summary: dict[str, Any],
+    say: Callable[[str], None],
+) -> dict[str, Path]:  # fmt: skip
+    from edge_isp.export.accuracy import accuracy_report
+    from edge_isp.export.calibration import frames_feed, recorded_frames, simulated_feed
+    from edge_isp.export.evalset import check_class_names, light_levels, load_images, open_dataset
+    from edge_isp.export.graph_stats import graph_stats
+    from edge_isp.export.onnx_export import export_onnx
+    from edge_isp.export.precision import convert_fp16, precision_suffix, quantize_int8
+    from edge_isp.export.precision_search import FrameSet, Ranking, reduce_precision
+    from edge_isp.fileio import write_json
+
+    target, task = options.target, loaded.config.task
+    values = options.light or loaded.light_levels
+    if not values:
+        raise InvalidInputError("no light levels: pass --light (the checkpoint does not name its validation levels)")
+    levels = light_levels(profile, values, options.light_unit or loaded.light_unit)
+    dataset = open_dataset(options.data, task, options.split)
+    check_class_names(dataset.class_names, loaded.class_names, str(options.data))
+    calib_set = open_dataset(options.data, task, "train")
+    batch = None if options.dynamic_batch else target.batch
+    # The search measures on the calibration split, so the report's images play no part in it.
+    search_images = load_images(calib_set, task, target.input_size, options.search_images)
+    frames = FrameSet.simulate(search_images.images, profile, levels, options.seed)
+    feed = None
+    if "int8" in options.precisions:
+        if options.calib_frames is not None:
+            feed = frames_feed(recorded_frames(options.calib_frames), profile, target.input_size, batch=batch or 1)
+        else:
+            calib = load_images(calib_set, task, target.input_size, options.calib_images)
+            feed = simulated_feed(calib.images, profile, [lv.electrons for lv in levels], batch=batch or 1,
+                                  seed=options.seed)  # fmt: skip
+        say(f"int8 calibration: {feed.description}")
+
+    ranking_path = options.out_dir / f".{loaded.config.name}.ranking.onnx"
+
+    def ranking() -> Ranking:
+        size = ranking_size(target.input_size)
+        path = ranking_path
+        say(f"ranking layer groups on the same network at {size[0]}x{size[1]} (its dense outputs)")
+        export_onnx(loaded.model, path, input_size=size, class_names=loaded.class_names, profile=profile, dense=True)
+        small = load_images(calib_set, task, size, options.search_images)
+        small_feed = None
+        if feed is not None:
+            small_calib = load_images(calib_set, task, size, options.calib_images)
+            small_feed = simulated_feed(small_calib.images, profile, [lv.electrons for lv in levels],
+                                        seed=options.seed)  # fmt: skip
+        return Ranking(path, FrameSet.simulate(small.images, profile, levels, options.seed), small_feed)
+
+    stats = graph_stats(fp32_path)
+    paths, searches, notes = {}, {}, {}
+    try:
+        for precision in options.precisions:
+            out_path = precision_suffix(fp32_path, precision)
+            say(f"{precision}: {'searching for layers to keep in fp32' if options.search else 'reducing every layer'}")
+            if options.search:
+                found = reduce_precision(
+                    precision, fp32_path, out_path, images=search_images, frames=frames, feed=feed,
+                    ranking=ranking, tolerance=options.tolerance, calibration_method=options.calibration,
+                    progress=lambda t: say("  " + t),
+                )  # fmt: skip
+                searches[precision] = found.to_json()
+                say("  " + found.summary())
+                if found.kept_nodes:
+                    share = stats.mac_fraction(found.kept_nodes)
+                    notes[precision] = f"{share:.1%} of the multiply-accumulates stay in fp32"
+            elif precision == "fp16":
+                convert_fp16(fp32_path, out_path)
+            else:
+                quantize_int8(fp32_path, out_path, feed, method=options.calibration)
+            paths[precision] = out_path
+    finally:
+        ranking_path.unlink(missing_ok=True)
+    eval_images = load_images(dataset, task, target.input_size, options.eval_images)
+    say(f"accuracy report: {len(eval_images)} images x {len(levels)} light levels x {1 + len(paths)} models")
+    report = accuracy_report({"fp32": fp32_path, **paths}, eval_images, profile, levels,
+                             tolerance=options.tolerance, seed=options.seed)  # fmt: skip
+    report.notes.update(notes)
+    say(report.table())
+    write_json(options.out_dir / "accuracy.json", {**report.to_json(), "search": searches})
+    summary["onnx"].update({k: str(v) for k, v in paths.items()})
+    summary["accuracy"] = report.to_json()
+    summary["search"] = searches
+    return paths
+
+
+def _engine_step(paths: dict[str, Path], options: ExportOptions, say: Callable[[str], None]) -> dict[str, Any]:
+    from edge_isp.export.engine import build_engine, plan_for
+    from edge_isp.export.tensorrt_build import installed_version
+    from edge_isp.export.trtexec import format_command, trtexec_args
+
+    target = options.target
+    onnx_path = paths.get(target.precision)
+    if onnx_path is None:
+        say(f"engine: target {target.name!r} wants {target.precision}, which was not made (pass --data to make it)")
+        return {"status": "skipped", "reason": f"no {target.precision} model"}
+    cache = options.cache_dir or options.out_dir / "engines"
+    version = installed_version()
+    if version is None or not options.engine:
+        board_version = target.tensorrt_version or "10.0"
+        plan = plan_for(target, onnx_path, board_version)
+        engine_path = cache / f"{onnx_path.name.split('.')[0]}.{target.precision}.engine"
+        command = format_command(trtexec_args(onnx_path, plan, engine_path))
+        why = "TensorRT is not installed here" if version is None else "--no-engine"
+        say(f"engine: not built ({why}). On the board: edge-isp export engine {onnx_path} --target {target.name}")
+        say(f"or with trtexec (TensorRT {board_version}):\n{command}")
+        return {"status": "not built", "reason": why, "trtexec": command, "onnx": str(onnx_path)}
+    result = build_engine(onnx_path, target, cache, rebuild=options.rebuild, say=say, progress=_progress())
+    verb = "built" if result.built else "found in the cache"
+    say(f"engine: {result.entry.engine_path} ({verb}; sidecar {result.entry.sidecar_path.name})")
+    return {"status": verb, "engine": str(result.entry.engine_path), "sidecar": str(result.entry.sidecar_path)}
+
+
+def _progress() -> Any:
+    import sys
+
+    from edge_isp.export.progress import BuildProgress
+
+    return BuildProgress(show=sys.stderr.isatty())

@@ -1,0 +1,132 @@
+"""`edge-isp export ...` through its register(subparsers), as the lead wires it in."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+import edge_isp.cli as cli
+from edge_isp.cli import export_commands
+from edge_isp.export.loading import load_model
+from edge_isp.export.workflow import ranking_size
+
+from .conftest import make_colour_folder
+
+
+@pytest.fixture
+def run(monkeypatch):
+    """main(argv) with the export commands registered."""
+    if "edge_isp.cli.export_commands" not in cli.COMMAND_MODULES:
+        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "edge_isp.cli.export_commands"))
+    return cli.main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny classifier saved the way `edge-isp train` saves it, and colour data for it."""
+    from edge_isp.model.registry import create_model
+    from edge_isp.train.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("cli")
+    model = create_model("raw_cls", num_classes=2, pretrained_backbone=False, width_mult=0.35)
+    path = root / "best.pt"
+    save_checkpoint(path, {
+        "stage": "joint", "model_config": model.config.to_dict(), "model": model.state_dict(),
+        "class_names": ["blue", "red"],
+        "train_config": {"sensor": {"profile": "nexus6p-rear", "val_light": [3.0, 30.0], "light_unit": "lux"},
+                         "data": {"size": [64, 64]}},
+    })  # fmt: skip
+    return path, make_colour_folder(root / "data", per_class=3, size=64)
+
+
+def test_register_adds_the_export_actions():
+    parser = argparse.ArgumentParser()
+    export_commands.register(parser.add_subparsers())
+    args = parser.parse_args(["export", "engine", "m.onnx", "--target", "orin-nx", "--print-trtexec"])
+    assert args.print_trtexec and args.func is export_commands._engine
+    args = parser.parse_args(["export", "all", "best.pt", "--target", "orin-nano", "--light", "3,30"])
+    assert args.light == (3.0, 30.0) and args.precisions == "fp16,int8"
+
+
+def test_targets_lists_the_boards(run, capsys):
+    assert run(["export", "targets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("orin-nano", "orin-nx", "agx-orin", "xavier-nx", "x86-gpu"):
+        assert name in out
+    assert "DLA 0 +GPU fallback" in out
+
+
+def test_loading_a_checkpoint_takes_its_training_settings(checkpoint):
+    path, _ = checkpoint
+    loaded = load_model(path)
+    assert loaded.trained and loaded.class_names == ["blue", "red"]
+    assert loaded.profile == "nexus6p-rear" and loaded.light_levels == (3.0, 30.0) and loaded.input_size == (64, 64)
+    assert not loaded.model.training
+
+
+def test_onnx_then_print_trtexec(run, checkpoint, tmp_path, capsys):
+    path, _ = checkpoint
+    out = tmp_path / "m.fp32.onnx"
+    assert run(["export", "onnx", str(path), "-o", str(out), "--input-size", "64x64"]) == 0
+    text = capsys.readouterr().out
+    assert "logits" in text and out.is_file()
+    target = tmp_path / "t.toml"
+    target.write_text('name = "t"\nprecision = "fp32"\ninput_size = [64, 64]\nmemory_pool_mb = 512\n')
+    code = run(["export", "engine", str(out), "--target", str(target), "--print-trtexec", "--tensorrt-version", "11.3"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "strong-11" in text and f"--onnx={out}" in text and "--memPoolSize=workspace:512" in text
+
+
+def test_user_mistakes_exit_1_with_a_message(run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        run(["export", "engine", str(tmp_path / "m.onnx"), "--target", "no-such-board"])
+    assert info.value.code == 1
+    assert "not found" in capsys.readouterr().err
+
+
+def test_export_all_end_to_end(run, checkpoint, tmp_path, capsys):
+    path, data = checkpoint
+    target = tmp_path / "t.toml"
+    target.write_text('name = "t"\nprecision = "int8"\ninput_size = [64, 64]\nmemory_pool_mb = 512\n'
+                      'tensorrt_version = "10.3"\n')  # fmt: skip
+    out = tmp_path / "out"
+    code = run(["export", "all", str(path), "--target", str(target), "--data", str(data), "--out", str(out),
+                "--eval-images", "6", "--calib-images", "2", "--search-images", "4", "--no-search"])  # fmt: skip
+    assert code == 0
+    text = capsys.readouterr().out
+    for name in ("raw_cls.fp32.onnx", "raw_cls.fp16.onnx", "raw_cls.int8.onnx", "accuracy.json", "export.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "export.json").read_text())
+    assert set(summary["accuracy"]["results"]) == {"fp32", "fp16", "int8"}
+    assert [lv["label"] for lv in summary["accuracy"]["levels"]] == ["3 lux", "30 lux"]  # from the checkpoint
+    assert summary["engine"]["status"] == "not built"  # no TensorRT on this machine
+    assert "--int8" in summary["engine"]["trtexec"]
+    assert "top-1 %" in text and "trtexec" in text
+
+
+def test_ranking_size():
+    assert ranking_size((640, 480)) == (160, 128)
+    assert ranking_size((64, 64)) == (64, 64)
+
+
+@pytest.mark.slow
+def test_export_all_forced_search_ranks_on_the_small_dense_graph(run, checkpoint, tmp_path, capsys):
+    """A negative tolerance can never be met: the search must rank every layer group (on the
+    ranking graph), try keeping more and more of them, and say it did not get there."""
+    path, data = checkpoint
+    target = tmp_path / "t.toml"
+    target.write_text('name = "t"\nprecision = "int8"\ninput_size = [64, 64]\nmemory_pool_mb = 512\n')
+    out = tmp_path / "out"
+    code = run(["export", "all", str(path), "--target", str(target), "--data", str(data), "--out", str(out),
+                "--precisions", "int8", "--eval-images", "2", "--calib-images", "2", "--search-images", "2",
+                "--tolerance", "-1", "--no-engine"])  # fmt: skip
+    assert code == 0
+    text = capsys.readouterr().out
+    search = json.loads((out / "accuracy.json").read_text())["search"]["int8"]
+    assert not search["met"] and len(search["ranking"]) > 10
+    assert "ranking layer groups on the same network" in text and "alone in int8" in text
+    assert "NOT within -1 point(s)" in text
+    assert not list(out.glob(".*"))  # the ranking graph and the search's work files are gone

@@ -1,0 +1,111 @@
+"""The measured search for layers to keep in FP32: the pure search, and the whole thing on a
+model with exactly one layer that cannot be quantized."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from edge_isp.errors import InvalidInputError
+from edge_isp.export.calibration import CalibrationFeed
+from edge_isp.export.evalset import EvalImages, LightLevel
+from edge_isp.export.metadata import read_metadata
+from edge_isp.export.precision import layer_name, quantized_nodes
+from edge_isp.export.precision_search import FrameSet, reduce_precision
+from edge_isp.export.sensitivity import (
+    GRAPH_LEVEL,
+    group_nodes,
+    keep_counts,
+    layer_group,
+    relative_error,
+    search,
+)
+
+from .conftest import SensitiveClassifier, export_module, sensitive_inputs
+
+
+def test_keep_counts_grow_about_twice_per_doubling():
+    assert keep_counts(1) == [1]
+    assert keep_counts(5) == [1, 2, 3, 4, 5]
+    assert keep_counts(80) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 80]
+
+
+def test_layer_groups():
+    assert layer_group("/head/features.3/conv/conv.1/conv.1.0/Conv", 3) == "head/features.3/conv.1"
+    assert layer_group("/head/backbone/features/features.3/conv/conv.1/conv.1.0/Conv", 2) == "head/features.3"
+    assert layer_group("/isp/priors.0/enc0/enc0.0/Conv", 3) == "isp/priors.0/enc0.0"
+    assert layer_group("/isp/inverse/Pow_2", 2) == "isp/inverse"
+    assert layer_group("/TopK", 2) == GRAPH_LEVEL
+    assert layer_group("Identity_12", 2) is None
+    groups = group_nodes(["/isp/anscombe/Sqrt", "Constant_3", "/isp/anscombe/Mul", "/head/heatmap/heatmap.0/Conv"], 2)
+    assert groups == {"isp/anscombe": ["/isp/anscombe/Sqrt", "/isp/anscombe/Mul"], "head/heatmap.0": [
+        "/head/heatmap/heatmap.0/Conv"]}  # fmt: skip
+    with pytest.raises(InvalidInputError):
+        layer_group("/a/b", 0)
+
+
+def test_relative_error():
+    ref = {"scores": np.array([1.0, 2.0]), "boxes": np.array([1.0]), "labels": np.array([1])}
+    assert relative_error(ref, ref) == 0.0
+    got = {"scores": np.array([1.0, 2.0 + np.sqrt(5.0)]), "boxes": np.array([99.0]), "labels": np.array([0])}
+    assert relative_error(got, ref) == pytest.approx(1.0)  # boxes/labels are not graded
+    overflow = {"scores": np.array([np.inf, 2.0])}
+    assert relative_error(overflow, {"scores": ref["scores"]}) > 0.5
+    with pytest.raises(InvalidInputError, match=r"no graded outputs"):
+        relative_error({"labels": np.array([1])}, {"labels": np.array([1])})
+
+
+class TestSearch:
+    GROUPS: ClassVar[dict[str, list[str]]] = {"a": ["a1"], "b": ["b1", "b2"], "c": ["c1"], "d": ["d1"]}
+
+    def test_nothing_kept_when_all_reduced_is_within_tolerance(self):
+        calls = []
+        result = search("int8", self.GROUPS, lambda keep: {"3 lux": 0.4}, lambda n: calls.append(n) or 0.0)
+        assert result.met and result.kept == [] and calls == []  # no ranking needed
+
+    def test_keeps_the_worst_groups_until_within_tolerance(self):
+        # b and d break it (5 points each); the ranking errors point at them.
+        errors = {"a1": 0.01, "b1": 0.5, "c1": 0.02, "d1": 0.3}
+
+        def drop(keep):
+            lost = {"b": "b1" not in keep, "d": "d1" not in keep}
+            return {"3 lux": 5.0 * sum(lost.values()), "30 lux": 1.0}
+
+        result = search("int8", self.GROUPS, drop, lambda nodes: errors[nodes[0]], tolerance=1.0)
+        assert result.met
+        assert result.kept == ["b", "d"] and result.kept_nodes == ["b1", "b2", "d1"]
+        assert [g.group for g in result.ranking] == ["b", "d", "c", "a"]
+        assert [s.kept for s in result.steps] == [(), ("b",), ("b", "d")]
+        assert "keeping 2 group(s)" in result.summary() and result.to_json()["met"]
+
+    def test_reports_when_nothing_gets_within_tolerance(self):
+        result = search("fp16", self.GROUPS, lambda keep: {"3 lux": 3.0 - 0.1 * len(keep)}, lambda n: 1.0)
+        assert not result.met
+        assert result.steps[-1].kept == ("a", "b", "c", "d")
+        assert "NOT within" in result.summary()
+
+
+def test_search_finds_the_one_sensitive_layer(tmp_path):
+    """End to end through ONNX Runtime: FP32 is always right, all-INT8 guesses, and the search
+    keeps exactly the first layer, which brings INT8 back to FP32's accuracy."""
+    path = export_module(SensitiveClassifier(), tmp_path / "s.fp32.onnx", packed_hw=(8, 8), task="classification",
+                         class_names=["pos", "neg"], outputs=["logits"], batch="batch")  # fmt: skip
+    raw, noise, labels = sensitive_inputs(16, seed=1)
+    images = EvalImages(np.zeros((16, 3, 16, 16), np.uint8), labels, ["pos", "neg"], "classification")
+    levels = [LightLevel(3.0, "lux", 8.0), LightLevel(30.0, "lux", 80.0)]
+    frames = FrameSet(levels, {lv.label: (raw, noise) for lv in levels})
+    calib_raw, calib_noise, _ = sensitive_inputs(16, seed=2)
+    feed = CalibrationFeed([{"raw": calib_raw[i : i + 4], "noise": calib_noise[i : i + 4]} for i in range(0, 16, 4)])
+    lines = []
+    result = reduce_precision("int8", path, tmp_path / "s.int8.onnx", images=images, frames=frames, feed=feed,
+                              tolerance=1.0, progress=lines.append)  # fmt: skip
+    assert result.steps[0].worst_drop >= 40  # all layers in INT8: about chance
+    assert result.met and result.kept == ["stem"]
+    assert result.ranking[0].group == "stem" and result.ranking[0].error > 10 * result.ranking[1].error
+    out = tmp_path / "s.int8.onnx"
+    assert sorted(layer_name(n) for n in quantized_nodes(out)) == ["body", "head"]
+    assert read_metadata(out).higher_precision == ("stem",)
+    assert any("stem alone in int8" in line for line in lines)
+    assert not list(tmp_path.glob(".search.*"))  # the work folder is removed
