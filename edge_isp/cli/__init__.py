@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "edge_isp.cli.sensor_commands",
     "edge_isp.cli.data_commands",
     "edge_isp.cli.record_commands",
+    "edge_isp.cli.run_commands",
     "edge_isp.cli.calibrate_commands",
     "edge_isp.cli.export_commands",
     "edge_isp.cli.deploy_commands",

@@ -112,9 +112,15 @@ class InferenceBackend(abc.ABC):
     """Runs a model on named numpy arrays. Open it with ``with`` before calling :meth:`infer`."""
 
     name: str = "backend"
+    # One line saying what runs the model (backend, device, precision); backends set it.
+    description: str = "backend"
 
     def __init__(self) -> None:
         self._is_open = False
+
+    def metadata(self) -> dict[str, str]:
+        """The model's metadata (ONNX ``metadata_props`` or an engine's sidecar); {} if none."""
+        return {}
 
     @abc.abstractmethod
     def input_specs(self) -> list[TensorSpec]: ...

@@ -149,6 +149,9 @@ def read_board_model(path: str = "/proc/device-tree/model") -> str:
 
 def load_gstreamer() -> tuple[Any, Any, Any]:
     """``(Gst, GstRtspServer, GLib)``, initialized, or a MissingDependencyError that says what to install."""
+    from edge_isp.runtime.native import prefer_libgcc_unwinder
+
+    prefer_libgcc_unwinder()
     try:
         import gi
 

@@ -1,0 +1,100 @@
+"""Torch backend, for development: run a training checkpoint without exporting it.
+
+It wraps the network exactly as the ONNX export does (``edge_isp.export.onnx_export.
+ExportModule``), so its outputs have the names, shapes and dtypes of an exported model and
+the rest of the runtime cannot tell the difference. Torch is imported only when this backend
+is made: the board never needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_isp.errors import InvalidInputError, require
+from edge_isp.runtime.interfaces import InferenceBackend, TensorSpec
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class TorchBackend(InferenceBackend):
+    """Runs a ``.pt`` checkpoint from ``edge-isp train`` (or, for trying things out, a
+    registered model name with untrained weights).
+
+    Args:
+        checkpoint: the checkpoint path, or a registry name such as ``dp_s_det``.
+        device: ``"auto"`` (CUDA when torch sees a GPU), ``"cpu"`` or ``"cuda"``.
+        top_k: detections per frame (detection models).
+        with_image: also return the learned ISP's picture as ``image``.
+    """
+
+    name = "torch"
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto", top_k: int = 100, with_image: bool = True) -> None:
+        super().__init__()
+        torch = require("torch", "train", "the torch backend (running a training checkpoint)")
+        from edge_isp import __version__
+        from edge_isp.export.loading import load_model
+        from edge_isp.export.onnx_export import ExportModule
+
+        if device not in DEVICES:
+            raise InvalidInputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise InvalidInputError("device 'cuda' asked for, but torch sees no CUDA GPU; use device 'cpu'")
+        self._torch = torch
+        self._device = torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
+        self.path = Path(checkpoint)
+        loaded = load_model(checkpoint)
+        if not loaded.trained:
+            log.warning("the torch backend runs %s: untrained weights, its answers mean nothing", loaded.source)
+        config = loaded.config
+        self._module = ExportModule(loaded.model, top_k=top_k, with_image=with_image).eval().to(self._device)
+        self._names = list(self._module.names)
+        self._inputs = [
+            TensorSpec("raw", np.dtype(np.float32), (1, 4, None, None)),
+            TensorSpec("noise", np.dtype(np.float32), (1, 2)),
+        ]
+        shapes: dict[str, tuple[int | None, ...]] = {
+            "logits": (1, config.num_classes),
+            "boxes": (1, None, 4),
+            "scores": (1, None),
+            "labels": (1, None),
+            "image": (1, 3, None, None),
+        }
+        dtypes = {"labels": np.dtype(np.int32)}
+        self._outputs = [TensorSpec(n, dtypes.get(n, np.dtype(np.float32)), shapes[n]) for n in self._names]
+        self._metadata = {
+            "edge_isp.version": __version__,
+            "edge_isp.model_config": json.dumps(config.to_dict(), sort_keys=True),
+            "edge_isp.task": config.task,
+            "edge_isp.class_names": json.dumps(list(loaded.class_names)),
+            "edge_isp.profile": str(loaded.profile),
+        }
+        if loaded.input_size is not None:
+            self._metadata["edge_isp.input_size"] = f"{loaded.input_size[0]}x{loaded.input_size[1]}"
+
+    @property
+    def description(self) -> str:
+        return f"{self.name} {self._torch.__version__} on {self._device}"
+
+    def input_specs(self) -> list[TensorSpec]:
+        return list(self._inputs)
+
+    def output_specs(self) -> list[TensorSpec]:
+        return list(self._outputs)
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self._metadata)
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self._torch
+        with torch.inference_mode():
+            args = [torch.from_numpy(feed[n]).to(self._device) for n in ("raw", "noise")]
+            values: Any = self._module(*args)
+        return {name: value.cpu().numpy() for name, value in zip(self._names, values, strict=True)}
