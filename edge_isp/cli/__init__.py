@@ -20,6 +20,7 @@ from edge_isp.errors import EdgeIspError
 COMMAND_MODULES = (
     "edge_isp.cli.sensor_commands",
     "edge_isp.cli.data_commands",
+    "edge_isp.cli.train_commands",
     "edge_isp.cli.record_commands",
     "edge_isp.cli.run_commands",
     "edge_isp.cli.calibrate_commands",

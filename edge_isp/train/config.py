@@ -1,0 +1,448 @@
+"""Training configuration: a frozen dataclass read from TOML, with dotted overrides.
+
+A config file has one table per section (``[model]``, ``[data]``, ``[sensor]``, ``[optim]``,
+``[loss]``, ``[run]``, ``[init]``, ``[baseline]``) and optional per-stage tables that apply
+only when that stage runs, e.g. ``[stage.isp.model] name = "dp_s_rec"``. Resolution order:
+defaults, then the file's sections, then ``[stage.STAGE]``, then ``--set KEY=VALUE``
+overrides (``--set optim.lr=1e-3``; the value is read as TOML, bare words as strings,
+``none`` clears an optional key). Paths are relative to the current directory.
+
+Every key is checked: unknown keys, wrong types and out-of-range values raise
+:class:`ConfigError` naming the key, what it expects and what it got. The resolved config
+(``to_toml``) is written beside every checkpoint and loads back to an equal config.
+
+Example:
+    >>> config = load_config("configs/smoke.toml", stage="joint", overrides=["optim.lr=1e-3"])
+    >>> config.optim.lr
+    0.001
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.fileio import atomic_open
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+STAGES = ("isp", "head", "joint", "baseline")
+LIGHT_UNITS = ("lux", "electrons")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "constant", "step")
+UNPROCESS_MODES = ("fixed", "random")
+DATA_TASKS = ("classification", "detection")
+
+
+class ConfigError(InvalidInputError):
+    """A training config key that is unknown, of the wrong type or out of range."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    """Which network. ``name`` is a registry name (``edge_isp.model.registry``);
+    ``num_classes`` None takes the number of classes from the training data."""
+
+    name: str = "dp_s_cls"
+    num_classes: int | None = None
+    pretrained_backbone: bool = True
+    width_mult: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self.num_classes is None or self.num_classes >= 1, "model.num_classes", ">= 1", self.num_classes)
+        _check(self.width_mult > 0, "model.width_mult", "> 0", self.width_mult)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection:
+    """Where the images come from and how they are batched.
+
+    ``root`` is a data set built by ``edge-isp data build`` (its ``classification/`` and
+    ``detection/`` splits are used); ``train``/``val`` name a split directly instead: an
+    image folder (``CLASS/IMAGE.png``) for classification, a COCO JSON file for detection
+    (``train_images``/``val_images`` its images folder; by default found beside it).
+    ``size`` (width, height) resizes every image; None keeps them as they are. ``task``
+    picks which of the built data set's tasks supplies the images of the isp stage
+    (reconstruction; default classification); other stages use their model's task.
+    """
+
+    root: str | None = None
+    task: str | None = None
+    train: str | None = None
+    val: str | None = None
+    train_images: str | None = None
+    val_images: str | None = None
+    size: tuple[int, int] | None = None
+    batch_size: int = 16
+    num_workers: int = 2
+    train_limit: int | None = None
+    val_limit: int | None = None
+    hflip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.task is not None:
+            _check_choice(self.task, "data.task", DATA_TASKS)
+        if self.size is not None:
+            ok = all(s >= 16 and s % 2 == 0 for s in self.size)
+            _check(ok, "data.size", "[width, height], even, >= 16 pixels", list(self.size))
+        _check(self.batch_size >= 1, "data.batch_size", ">= 1", self.batch_size)
+        _check(self.num_workers >= 0, "data.num_workers", ">= 0", self.num_workers)
+        for key in ("train_limit", "val_limit"):
+            value = getattr(self, key)
+            _check(value is None or value >= 1, f"data.{key}", ">= 1 or none", value)
+
+
+@dataclasses.dataclass(frozen=True)
+class SensorSection:
+    """How clean images become raw: the sensor profile and the light levels.
+
+    ``light_range`` (low, high) is sampled log-uniformly per training image;
+    ``val_light`` lists the fixed levels validation runs at (the metric is their mean).
+    Both are in ``light_unit``: lux (through the profile) or photo-electrons at white.
+    """
+
+    profile: str = "nexus6p-rear"
+    light_unit: str = "lux"
+    light_range: tuple[float, float] = (2.0, 200.0)
+    val_light: tuple[float, ...] = (3.0, 30.0)
+    unprocess: str = "fixed"
+    blur: str = "none"
+    analogue_gain: float | None = None
+    quantize: bool = True
+
+    def __post_init__(self) -> None:
+        _check_choice(self.light_unit, "sensor.light_unit", LIGHT_UNITS)
+        _check_choice(self.unprocess, "sensor.unprocess", UNPROCESS_MODES)
+        low, high = self.light_range
+        _check(0 < low <= high and math.isfinite(high), "sensor.light_range", "[low, high] with 0 < low <= high",
+               list(self.light_range))  # fmt: skip
+        _check(len(self.val_light) >= 1 and all(v > 0 and math.isfinite(v) for v in self.val_light),
+               "sensor.val_light", "a non-empty list of positive levels", list(self.val_light))  # fmt: skip
+        _check(self.analogue_gain is None or self.analogue_gain > 0, "sensor.analogue_gain", "> 0 or none (auto)",
+               self.analogue_gain)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimSection:
+    """Optimizer and learning-rate schedule (stepped every iteration).
+
+    ``isp_lr_scale`` multiplies the learning rate of the ISP's parameters (joint stage).
+    ``grad_clip`` caps the gradient norm (0: no cap). ``schedule``: cosine to zero over the
+    run, constant, or step (times ``gamma`` every ``step_epochs``); ``warmup_steps`` ramps
+    linearly from zero first.
+    """
+
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    step_epochs: int = 10
+    gamma: float = 0.1
+    grad_clip: float = 5.0
+    isp_lr_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_choice(self.name, "optim.name", OPTIMIZERS)
+        _check_choice(self.schedule, "optim.schedule", SCHEDULES)
+        _check(self.lr > 0 and math.isfinite(self.lr), "optim.lr", "> 0", self.lr)
+        _check(self.weight_decay >= 0, "optim.weight_decay", ">= 0", self.weight_decay)
+        _check(0 <= self.momentum < 1, "optim.momentum", "in [0, 1)", self.momentum)
+        _check(self.warmup_steps >= 0, "optim.warmup_steps", ">= 0", self.warmup_steps)
+        _check(self.step_epochs >= 1, "optim.step_epochs", ">= 1", self.step_epochs)
+        _check(0 < self.gamma <= 1, "optim.gamma", "in (0, 1]", self.gamma)
+        _check(self.grad_clip >= 0, "optim.grad_clip", ">= 0 (0: no clipping)", self.grad_clip)
+        _check(self.isp_lr_scale >= 0, "optim.isp_lr_scale", ">= 0", self.isp_lr_scale)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSection:
+    """Loss weights. Reconstruction: ``rec_l1`` * L1 + ``rec_ssim`` * (1 - SSIM); the joint
+    stage adds ``joint_rec`` times that to the task loss. Detection: CenterNet's focal
+    heatmap loss and L1 size/offset losses with these weights."""
+
+    rec_l1: float = 1.0
+    rec_ssim: float = 0.0
+    joint_rec: float = 0.0
+    det_heatmap: float = 1.0
+    det_size: float = 0.1
+    det_offset: float = 1.0
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            _check(value >= 0 and math.isfinite(value), f"loss.{field.name}", ">= 0", value)
+        _check(self.rec_l1 + self.rec_ssim > 0, "loss.rec_l1", "rec_l1 + rec_ssim > 0", self.rec_l1)
+        _check(self.label_smoothing < 1, "loss.label_smoothing", "< 1", self.label_smoothing)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSection:
+    """The run: length, seed, device, output folder, checkpoints.
+
+    ``max_steps`` stops early (with a checkpoint) after that many optimizer steps in total;
+    ``checkpoint_every`` also checkpoints every that many steps inside an epoch.
+    ``device``: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+    ``deterministic`` asks torch for deterministic kernels (slower on CUDA).
+    ``channels_last`` keeps the network's weights and activations in NHWC memory order,
+    which oneDNN's CPU convolutions (MobileNetV2's depthwise ones above all) run much faster.
+    """
+
+    epochs: int = 10
+    max_steps: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    out: str | None = None
+    progress: bool = True
+    deterministic: bool = False
+    channels_last: bool = True
+    checkpoint_every: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "run.epochs", ">= 1", self.epochs)
+        _check(self.max_steps is None or self.max_steps >= 1, "run.max_steps", ">= 1 or none", self.max_steps)
+        _check(self.seed >= 0, "run.seed", ">= 0", self.seed)
+        ok = re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None
+        _check(ok, "run.device", "auto, cpu, cuda or cuda:N", self.device)
+        every = self.checkpoint_every
+        _check(every is None or every >= 1, "run.checkpoint_every", ">= 1 or none", every)
+
+
+@dataclasses.dataclass(frozen=True)
+class InitSection:
+    """Checkpoints to start from: the ISP (``isp``, e.g. the isp stage's best.pt) and the
+    perception head (``head``, e.g. the head stage's best.pt). Their matching submodules
+    are loaded into the model; the rest stays as created."""
+
+    isp: str | None = None
+    head: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineSection:
+    """The conventional ISP the baseline stage trains its head on (``edge_isp.isp``)."""
+
+    demosaic: str = "malvar"
+    denoise: str = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; see the module docstring."""
+
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    sensor: SensorSection = dataclasses.field(default_factory=SensorSection)
+    optim: OptimSection = dataclasses.field(default_factory=OptimSection)
+    loss: LossSection = dataclasses.field(default_factory=LossSection)
+    run: RunSection = dataclasses.field(default_factory=RunSection)
+    init: InitSection = dataclasses.field(default_factory=InitSection)
+    baseline: BaselineSection = dataclasses.field(default_factory=BaselineSection)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Nested plain dict (tuples as lists), the inverse of :meth:`from_dict`."""
+        return {
+            f.name: {
+                k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(getattr(self, f.name)).items()
+            }
+            for f in dataclasses.fields(self)
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], origin: str = "config") -> TrainConfig:
+        """Build and validate from a nested dict; errors name ``origin`` and the key."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{origin}: expected a table of sections, got {type(data).__name__}")
+        sections = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(sections))
+        if unknown:
+            raise ConfigError(f"{origin}: unknown section(s) {', '.join(unknown)}; expected {', '.join(sections)}")
+        built = {}
+        for name in sections:
+            section_type = typing.get_type_hints(cls)[name]
+            values = data.get(name, {})
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"{origin}: [{name}] must be a table, got {values!r}")
+            built[name] = _build_section(section_type, name, values, origin)
+        return cls(**built)
+
+    def to_toml(self) -> str:
+        """The resolved config as TOML. Keys that are none are left out: TOML has no null, and
+        every optional key defaults to none, so the text loads back to an equal config."""
+        lines = []
+        for section, values in self.to_dict().items():
+            lines.append(f"[{section}]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in values.items() if value is not None]
+            lines.append("")
+        return "\n".join(lines)
+
+    def save(self, path: str | Path) -> None:
+        """Write :meth:`to_toml` atomically."""
+        with atomic_open(path, "w", encoding="utf-8") as handle:
+            handle.write(self.to_toml())
+
+
+def _check(ok: bool, key: str, expected: str, got: Any) -> None:
+    if not ok:
+        raise ConfigError(f"config key {key!r} must be {expected}, got {got!r}")
+
+
+def _check_choice(value: str, key: str, choices: Iterable[str]) -> None:
+    choices = tuple(choices)
+    _check(value in choices, key, f"one of {', '.join(choices)}", value)
+
+
+def _build_section(section_type: type, name: str, values: Mapping[str, Any], origin: str):
+    hints = typing.get_type_hints(section_type)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(
+            f"{origin}: unknown key(s) {', '.join(f'{name}.{k}' for k in unknown)}; [{name}] takes {', '.join(hints)}"
+        )
+    kwargs = {key: _coerce(value, hints[key], f"{name}.{key}") for key, value in values.items()}
+    try:
+        return section_type(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``hint``; lists become tuples, ints floats."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [o for o in options if o is not type(None)]
+        return _coerce(value, inner, key)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"config key {key!r} must be a list of {len(args)} values, got {list(value)!r}")
+        return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+    if not isinstance(value, hint):
+        raise ConfigError(f"config key {key!r} must be {_type_name(hint)}, got {value!r}")
+    return value
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=1e-3"`` -> (["optim", "lr"], 0.001).
+
+    The value is read as TOML, except for text keys (names, paths), which take the text
+    as written (quotes optional). ``none`` or ``null`` clears a key that may be none.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not re.fullmatch(r"[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*)+", key):
+        raise ConfigError(f"an override must look like SECTION.KEY=VALUE (e.g. optim.lr=1e-3), got {text!r}")
+    path, raw = key.split("."), raw.strip()
+    hint = _field_hint(path)
+    options = typing.get_args(hint) if hint is not None else ()
+    if raw.lower() in ("none", "null") and type(None) in options:
+        return path, None
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    if str in (hint, *options) and not isinstance(value, str):
+        value = raw
+    return path, value
+
+
+def _field_hint(path: list[str]) -> Any:
+    """The annotation of SECTION.KEY, or None for a key that does not exist."""
+    if len(path) != 2:
+        return None
+    sections = typing.get_type_hints(TrainConfig)
+    if path[0] not in sections:
+        return None
+    return typing.get_type_hints(sections[path[0]]).get(path[1])
+
+
+def _set_path(data: dict, path: list[str], value: Any, origin: str) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{origin}: {'.'.join(path)} cannot be set: {part!r} is not a table")
+        node = child
+    node[path[-1]] = value
+
+
+def _merge(base: dict, extra: Mapping, origin: str, prefix: str = "") -> None:
+    for key, value in extra.items():
+        if isinstance(value, Mapping):
+            child = base.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{origin}: {prefix}{key} is a table here but a value elsewhere")
+            _merge(child, value, origin, f"{prefix}{key}.")
+        else:
+            base[key] = value
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; a missing file or bad TOML raises an error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"config file {path} does not exist (see configs/*.toml for examples)")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_config(
+    path: str | Path | None = None, *, stage: str | None = None, overrides: Iterable[str] = ()
+) -> TrainConfig:
+    """Resolve a config: defaults <- file <- ``[stage.STAGE]`` <- ``overrides`` (KEY=VALUE)."""
+    data = read_toml(path) if path is not None else {}
+    origin = str(path) if path is not None else "config"
+    per_stage = data.pop("stage", {})
+    if not isinstance(per_stage, dict) or not set(per_stage) <= set(STAGES):
+        extra = sorted(set(per_stage) - set(STAGES)) if isinstance(per_stage, dict) else per_stage
+        raise ConfigError(f"{origin}: [stage.*] tables must be named {', '.join(STAGES)}, got {extra}")
+    if stage is not None:
+        _check_choice(stage, "stage", STAGES)
+        _merge(data, per_stage.get(stage, {}), origin)
+    for text in overrides:
+        path_parts, value = parse_override(text)
+        _set_path(data, path_parts, value, f"--set {text}")
+    return TrainConfig.from_dict(data, origin)

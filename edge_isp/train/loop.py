@@ -1,0 +1,417 @@
+"""The trainer: one stage of one config, with checkpoints that resume to the same state.
+
+Repeatability: all randomness of a step (light levels, noise, flips) comes from generators
+seeded by ``(run.seed, rank, global step)``; the data order of an epoch is a function of
+``(run.seed, epoch)`` (``DistributedSampler``); torch's global generator (dropout) is saved
+in every checkpoint with numpy's and Python's. So a run resumed from a checkpoint takes the
+same steps as one that was never stopped: on the CPU its parameters are bitwise equal.
+
+Outputs in the run folder: ``last.pt`` (each epoch, every ``run.checkpoint_every`` steps,
+and when ``run.max_steps`` stops the run), ``best.pt`` (best validation metric),
+``config.toml`` (the resolved config) and ``history.json`` (per-epoch losses and metrics).
+Only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from edge_isp.errors import EdgeIspError, InvalidInputError, MissingFileError
+from edge_isp.fileio import write_json
+from edge_isp.train import distributed as D
+from edge_isp.train.batches import collate_classification, collate_detection, random_hflip, to_float
+from edge_isp.train.checkpoint import load_checkpoint, load_submodule, rng_state, save_checkpoint, set_rng_state
+from edge_isp.train.config import TrainConfig
+from edge_isp.train.datasets import data_task, open_datasets
+from edge_isp.train.stages import Stage, StageModule, check_stage, seeded_generator
+
+# Keys that may differ between a run and its resumption: they change how long it runs and
+# how it reports, not the steps already taken.
+_RESUMABLE_CHANGES = {"run.epochs", "run.max_steps", "run.progress", "run.checkpoint_every", "data.num_workers"}
+
+
+class DivergedError(EdgeIspError, ArithmeticError):
+    """The loss stopped being a finite number."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a run reached. ``finished``: all epochs done (not stopped by max_steps)."""
+
+    out_dir: Path
+    stage: str
+    metric_name: str
+    best_metric: float | None
+    global_step: int
+    epochs_completed: int
+    finished: bool
+    history: list[dict[str, Any]]
+
+
+class _ResumableSampler(Sampler):
+    """A DistributedSampler that can start an epoch part-way, after ``skip`` samples."""
+
+    def __init__(self, inner: DistributedSampler) -> None:
+        self.inner = inner
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.inner.set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        return iter(list(self.inner)[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, len(self.inner) - self.skip)
+
+
+def _lr_factor(config: TrainConfig, steps_per_epoch: int):
+    o = config.optim
+    total = config.run.epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        if o.schedule == "constant":
+            return 1.0
+        if o.schedule == "step":
+            return o.gamma ** (step // (o.step_epochs * steps_per_epoch))
+        progress = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _flat(config_dict: dict) -> dict[str, Any]:
+    return {f"{s}.{k}": v for s, values in config_dict.items() for k, v in values.items()}
+
+
+def _check_image_size(hw: tuple[int, int], task: str) -> None:
+    """The raw needs whole Bayer tiles; the detector's feature pyramid needs multiples of 32."""
+    h, w = (int(v) for v in hw)
+    multiple = 32 if task == "detection" else 2
+    if h % multiple or w % multiple:
+        raise InvalidInputError(
+            f"{task} training needs image sides that are multiples of {multiple} pixels, got {w}x{h}; "
+            f"set data.size = [width, height] to resize them"
+        )
+
+
+class Trainer:
+    """Set up everything for ``stage`` from ``config``; :meth:`fit` runs it.
+
+    Args:
+        stage: "isp", "head", "joint" or "baseline".
+        config: the resolved config; ``run.out`` None writes to ``runs/STAGE-MODEL``.
+        resume: continue from ``OUT/last.pt`` (its model, optimizer, schedule, generators, step).
+    """
+
+    def __init__(self, stage: str, config: TrainConfig, resume: bool = False) -> None:
+        if config.run.out is None:
+            out = f"runs/{stage}-{config.model.name}"
+            config = dataclasses.replace(config, run=dataclasses.replace(config.run, out=out))
+        self.config = config
+        self.stage_name = stage
+        self.out_dir = Path(config.run.out)
+        self.dist = D.setup_distributed(config.run.device)
+        try:
+            self._setup(resume)
+        except BaseException:
+            D.teardown_distributed(self.dist)
+            raise
+
+    # -- setup ------------------------------------------------------------------------
+    def _setup(self, resume: bool) -> None:
+        from edge_isp.model.registry import create_model, get_config
+
+        cfg = self.config
+        self.device = D.resolve_device(cfg.run.device, self.dist.local_rank)
+        if cfg.run.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        D.seed_everything(cfg.run.seed + self.dist.rank)
+        model_task = get_config(cfg.model.name).task
+        self.spec = check_stage(self.stage_name, cfg.model.name, model_task)
+        train_ds, val_ds, class_names = open_datasets(cfg.data, data_task(cfg.data, model_task))
+        num_classes = cfg.model.num_classes or max(1, len(class_names))
+        if model_task != "reconstruction" and num_classes < len(class_names):
+            raise InvalidInputError(
+                f"config key 'model.num_classes' is {num_classes}, but the data has {len(class_names)} classes"
+            )
+        self.class_names = class_names
+        _check_image_size(train_ds[0][0].shape[-2:], model_task)
+        self.model = create_model(
+            cfg.model.name,
+            num_classes=num_classes,
+            pretrained_backbone=cfg.model.pretrained_backbone,
+            width_mult=cfg.model.width_mult,
+        )
+        resume_path = self.out_dir / "last.pt"
+        if resume and not resume_path.is_file():
+            raise MissingFileError(f"nothing to resume: {resume_path} does not exist; run without --resume to start")
+        if not resume:
+            for part in ("isp", "head"):
+                path = getattr(cfg.init, part)
+                if path is not None:
+                    if not Path(path).is_file():
+                        raise MissingFileError(
+                            f"init.{part} = {path!r}: no such checkpoint; train that stage first "
+                            f"(edge-isp train {part} --config ...) or set init.{part}=none"
+                        )
+                    load_submodule(self.model, path, part)
+        self.model.to(self.device)
+        if cfg.run.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if self.spec.head_only:
+            self.model.isp.requires_grad_(False)
+        self.stage = Stage(self.spec, cfg, model_task, num_classes, self.device)
+        self.module = StageModule(self.model, self.spec)
+        self.train_module: torch.nn.Module = self.module
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_module = DistributedDataParallel(self.module, device_ids=ids)
+        self._make_loaders(train_ds, val_ds)
+        self._make_optimizer()
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.best_metric: float | None = None
+        self.history: list[dict[str, Any]] = []
+        self.epoch_losses: list[float] = []
+        if resume:
+            self._restore(resume_path)
+
+    def _make_loaders(self, train_ds, val_ds) -> None:
+        cfg, info = self.config, self.dist
+        collate = collate_detection if train_ds.task == "detection" else collate_classification
+        inner = DistributedSampler(
+            train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.run.seed
+        )
+        self.sampler = _ResumableSampler(inner)
+        self.batch_size = cfg.data.batch_size
+        # A partial last batch is dropped when there is a full one (BatchNorm needs > 1 sample).
+        self.drop_last = len(inner) >= self.batch_size
+        per_epoch = len(inner) // self.batch_size if self.drop_last else 1
+        self.steps_per_epoch = per_epoch
+        common = {
+            "batch_size": self.batch_size,
+            "num_workers": cfg.data.num_workers,
+            "collate_fn": collate,
+            "pin_memory": self.device.type == "cuda",
+            # The loader draws its workers' base seed from this, not from torch's global generator.
+            "generator": torch.Generator().manual_seed(cfg.run.seed),
+        }
+        self.train_loader = DataLoader(train_ds, sampler=self.sampler, drop_last=self.drop_last, **common)
+        self.val_loader = DataLoader(val_ds, shuffle=False, **common)
+        self.num_train, self.num_val = len(train_ds), len(val_ds)
+
+    def _make_optimizer(self) -> None:
+        o = self.config.optim
+        isp_params = [p for p in self.model.isp.parameters() if p.requires_grad]
+        isp_ids = {id(p) for p in isp_params}
+        other = [p for p in self.model.parameters() if p.requires_grad and id(p) not in isp_ids]
+        groups = [
+            g
+            for g in ({"params": other, "lr": o.lr}, {"params": isp_params, "lr": o.lr * o.isp_lr_scale})
+            if g["params"]
+        ]
+        if o.name == "sgd":
+            self.optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        elif o.name == "adam":
+            self.optimizer = torch.optim.Adam(groups, lr=o.lr, weight_decay=o.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+        self.params = [p for g in groups for p in g["params"]]
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_factor(self.config, self.steps_per_epoch)
+        )
+
+    def _restore(self, path: Path) -> None:
+        data = load_checkpoint(path, map_location=self.device)
+        if data.get("stage") != self.stage_name or data["model_config"]["name"] != self.config.model.name:
+            raise InvalidInputError(
+                f"{path} is stage {data.get('stage')!r} of model {data['model_config']['name']!r}; it cannot resume "
+                f"stage {self.stage_name!r} of model {self.config.model.name!r} (use another run.out)"
+            )
+        before, now = _flat(data["train_config"]), _flat(self.config.to_dict())
+        changed = sorted(
+            k for k in set(before) | set(now) if before.get(k) != now.get(k) and k not in _RESUMABLE_CHANGES
+        )
+        if changed and self.dist.is_main:
+            print(f"warning: resuming with changed config keys: {', '.join(changed)}", file=sys.stderr)
+        self.model.load_state_dict(data["model"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.scheduler.load_state_dict(data["scheduler"])
+        states = data["rng"]
+        set_rng_state(states[self.dist.rank] if len(states) == self.dist.world_size else states[0])
+        self.epoch, self.step_in_epoch = data["epoch"], data["step_in_epoch"]
+        self.global_step, self.best_metric, self.history = data["global_step"], data["best_metric"], data["history"]
+        self.epoch_losses = list(data["epoch_losses"])
+
+    # -- checkpoints --------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage_name,
+            "model_config": self.model.config.to_dict(),
+            "train_config": self.config.to_dict(),
+            "class_names": self.class_names,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "best_metric": self.best_metric,
+            "metric_name": self.stage.metric_name,
+            "history": self.history,
+            "epoch_losses": self.epoch_losses,
+        }
+
+    def save(self, best: bool = False) -> None:
+        """Write last.pt (and best.pt), config.toml and history.json. Every rank must call it
+        (the generator states are gathered); rank 0 writes."""
+        states = D.gather_objects(self.dist, rng_state())
+        if not self.dist.is_main:
+            return
+        state = {**self._state(), "rng": states}
+        self.config.save(self.out_dir / "config.toml")
+        save_checkpoint(self.out_dir / "last.pt", state)
+        if best:
+            save_checkpoint(self.out_dir / "best.pt", state)
+        write_json(self.out_dir / "history.json", {"stage": self.stage_name, "epochs": self.history})
+
+    # -- training -----------------------------------------------------------------------
+    def _train_step(self, batch: tuple) -> tuple[float, dict[str, float]]:
+        seed, rank = self.config.run.seed, self.dist.rank
+        images = batch[0]
+        if self.config.data.hflip:
+            flips = seeded_generator("cpu", seed, rank, self.global_step, 1)
+            boxes, labels = (batch[1], batch[2]) if len(batch) == 3 else (None, None)
+            images, boxes = random_hflip(images, boxes, labels, generator=flips)
+            batch = (images, boxes, labels) if boxes is not None else (images, *batch[1:])
+        clean = to_float(images, self.device)
+        inputs, target = self.stage.inputs(clean, seeded_generator(self.device, seed, rank, self.global_step))
+        prediction, image = self.train_module(*inputs)
+        loss, parts = self.stage.loss(prediction, image, target, batch)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise DivergedError(
+                f"the loss became {value} at step {self.global_step + 1} (epoch {self.epoch + 1}); "
+                "lower optim.lr or optim.grad_clip"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return value, {k: float(v) for k, v in parts.items()}
+
+    def _validate(self) -> dict[str, Any] | None:
+        result = None
+        if self.dist.is_main:
+            self.module.eval()
+            result = self.stage.validate(self.module, self.val_loader, self.config.run.seed)
+            self.module.train()
+        D.barrier(self.dist)
+        return result
+
+    def fit(self) -> TrainResult:
+        """Train until ``run.epochs`` (or ``run.max_steps``) and return what was reached."""
+        from tqdm import tqdm
+
+        cfg = self.config
+        show = cfg.run.progress and self.dist.is_main
+        try:
+            if self.dist.is_main:
+                self._announce()
+            self.module.train()
+            stopped = False
+            while self.epoch < cfg.run.epochs and not stopped:
+                epoch = self.epoch
+                self.sampler.set_epoch(epoch, skip=self.step_in_epoch * self.batch_size)
+                started = time.perf_counter()
+                if self.step_in_epoch == 0:
+                    self.epoch_losses = []
+                bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, disable=not show,
+                           desc=f"{self.stage_name} {epoch + 1}/{cfg.run.epochs}", dynamic_ncols=True)  # fmt: skip
+                for batch in self.train_loader:
+                    loss, parts = self._train_step(batch)
+                    self.epoch_losses.append(loss)
+                    self.step_in_epoch += 1
+                    self.global_step += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}", **{k: f"{v:.3f}" for k, v in parts.items()})
+                    every = cfg.run.checkpoint_every
+                    stopped = cfg.run.max_steps is not None and self.global_step >= cfg.run.max_steps
+                    if stopped and self.step_in_epoch < self.steps_per_epoch:
+                        break
+                    if every and self.global_step % every == 0 and self.step_in_epoch < self.steps_per_epoch:
+                        self.save()
+                bar.close()
+                if self.step_in_epoch < self.steps_per_epoch:
+                    self.save()
+                    break
+                self._end_epoch(epoch, self.epoch_losses, time.perf_counter() - started)
+        finally:
+            D.teardown_distributed(self.dist)
+        return TrainResult(
+            self.out_dir,
+            self.stage_name,
+            self.stage.metric_name,
+            self.best_metric,
+            self.global_step,
+            self.epoch,
+            self.epoch >= cfg.run.epochs,
+            self.history,
+        )
+
+    def _end_epoch(self, epoch: int, losses: list[float], seconds: float) -> None:
+        val = self._validate()
+        self.epoch, self.step_in_epoch = epoch + 1, 0
+        improved = False
+        if val is not None:
+            improved = self.best_metric is None or val["value"] > self.best_metric
+            if improved:
+                self.best_metric = val["value"]
+            self.history.append({
+                "epoch": epoch + 1,
+                "step": self.global_step,
+                "train_loss": sum(losses) / len(losses) if losses else None,
+                "lr": self.scheduler.get_last_lr()[0],
+                val["name"]: val["value"],
+                "per_level": val["per_level"],
+                "seconds": round(seconds, 3),
+            })  # fmt: skip
+            levels = ", ".join(f"{k} {v:.4g}" for k, v in val["per_level"].items())
+            loss_text = f"{self.history[-1]['train_loss']:.4f}" if losses else "-"
+            print(
+                f"epoch {epoch + 1}/{self.config.run.epochs}: train loss {loss_text}, {val['name']} "
+                f"{val['value']:.4g} ({levels}), best {self.best_metric:.4g}",
+                file=sys.stderr,
+            )
+        self.save(best=improved)
+
+    def _announce(self) -> None:
+        params = sum(p.numel() for p in self.model.parameters())
+        world = f" x {self.dist.world_size} processes" if self.dist.enabled else ""
+        print(
+            f"stage {self.stage_name}: model {self.config.model.name} ({params / 1e6:.2f} M parameters), "
+            f"{self.num_train} train / {self.num_val} val images, {self.steps_per_epoch} steps per epoch, "
+            f"on {self.device}{world} -> {self.out_dir}",
+            file=sys.stderr,
+        )
+
+
+def train(stage: str, config: TrainConfig, resume: bool = False) -> TrainResult:
+    """Run ``stage`` with ``config`` (see :class:`Trainer`)."""
+    return Trainer(stage, config, resume=resume).fit()
