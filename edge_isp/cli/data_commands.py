@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_OUT = Path("data/builtin")
+DEFAULT_OUT = Path("data/demo")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

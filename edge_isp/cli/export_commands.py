@@ -1,9 +1,9 @@
 """`edge-isp export ...`: ONNX, FP16/INT8 with an accuracy report, TensorRT engines.
 
-edge-isp export all runs/joint/best.pt --target orin-nx --data data/builtin --out export/out
+edge-isp export all runs/joint/best.pt --target orin-nx --data data/demo --out export/out
 edge-isp export onnx runs/joint/best.pt --target orin-nx -o model.fp32.onnx
-edge-isp export precision model.fp32.onnx --precision int8 --data data/builtin --light 3,30
-edge-isp export report model.fp32.onnx model.fp16.onnx model.int8.onnx --data data/builtin --light 3,30
+edge-isp export precision model.fp32.onnx --precision int8 --data data/demo --light 3,30
+edge-isp export report model.fp32.onnx model.fp16.onnx model.int8.onnx --data data/demo --light 3,30
 edge-isp export engine model.int8.onnx --target orin-nx [--print-trtexec]
 edge-isp export targets
 """
