@@ -8,11 +8,8 @@ optionally ``image`` (B, 3, H, W), the learned ISP's sRGB. Written with the Torc
 exporter (``dynamo=False``; the torch.export one needs onnxscript) at opset 17, which
 TensorRT 8.5 and later parse.
 
-The detection decoding is written here again rather than calling
-``CenterNetDetector.decode``: the same arithmetic, but the index split uses truncating
-division (identical for the non-negative TopK indices) so the graph has a plain integer
-``Div`` instead of the floor-division's Mod/Xor sign fix-up, and the labels leave as int32,
-which TensorRT handles natively. A test holds the two decodings equal.
+The detection decoding is ``CenterNetDetector.decode`` with the labels cast to int32, which
+TensorRT handles natively.
 """
 
 from __future__ import annotations
@@ -32,7 +29,7 @@ from torch import nn
 from edge_isp import __version__
 from edge_isp.errors import InvalidInputError, require
 from edge_isp.export.metadata import INPUT_NAMES, ExportMetadata, output_names, set_metadata
-from edge_isp.model.heads import DETECTOR_STRIDE
+from edge_isp.model.heads import CenterNetDetector
 
 OPSET = 17
 DEFAULT_TOP_K = 100
@@ -42,28 +39,10 @@ DENSE_DETECTION_OUTPUTS = ("heatmap", "size", "offset")
 
 
 def decode_detections(maps: dict[str, torch.Tensor], top_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CenterNet maps -> (boxes (B, K, 4) xyxy input pixels, scores (B, K), labels (B, K) int32).
-
-    Same result as ``CenterNetDetector.decode`` (see the module docstring for the difference
-    in the graph). ``K = min(top_k, C * H/4 * W/4)``.
-    """
-    heat = torch.sigmoid(maps["heatmap"])
-    b, c, h, w = heat.shape
-    peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat).to(heat.dtype)
-    k = min(top_k, c * h * w)
-    scores, index = torch.topk(peaks.reshape(b, -1), k)
-    labels = torch.div(index, h * w, rounding_mode="trunc")
-    cell = index - labels * (h * w)
-    cy = torch.div(cell, w, rounding_mode="trunc")
-    cx = cell - cy * w
-    gather = cell.unsqueeze(1).expand(b, 2, k)
-    size = torch.gather(maps["size"].reshape(b, 2, h * w), 2, gather)
-    offset = torch.gather(maps["offset"].reshape(b, 2, h * w), 2, gather)
-    x = (cx.to(heat.dtype) + offset[:, 0]) * DETECTOR_STRIDE
-    y = (cy.to(heat.dtype) + offset[:, 1]) * DETECTOR_STRIDE
-    half_w, half_h = size[:, 0] / 2, size[:, 1] / 2
-    boxes = torch.stack([x - half_w, y - half_h, x + half_w, y + half_h], dim=-1)
-    return boxes, scores, labels.to(torch.int32)
+    """CenterNet maps -> (boxes (B, K, 4) xyxy input pixels, scores (B, K), labels (B, K) int32),
+    ``K = min(top_k, C * H/4 * W/4)``."""
+    out = CenterNetDetector.decode(maps, top_k)
+    return out["boxes"], out["scores"], out["labels"].to(torch.int32)
 
 
 class ExportModule(nn.Module):

@@ -88,9 +88,11 @@ class CenterNetDetector(nn.Module):
         peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat).to(heat.dtype)
         k = min(top_k, c * h * w)
         scores, index = torch.topk(peaks.reshape(b, -1), k)
-        labels = torch.div(index, h * w, rounding_mode="floor")
+        # Truncating division equals floor for TopK's non-negative indices and exports as a
+        # plain integer Div (floor adds a Mod/Xor sign fix-up to the ONNX graph).
+        labels = torch.div(index, h * w, rounding_mode="trunc")
         cell = index - labels * (h * w)
-        cy = torch.div(cell, w, rounding_mode="floor")
+        cy = torch.div(cell, w, rounding_mode="trunc")
         cx = cell - cy * w
         size = torch.gather(maps["size"].reshape(b, 2, h * w), 2, cell.unsqueeze(1).expand(b, 2, k))
         offset = torch.gather(maps["offset"].reshape(b, 2, h * w), 2, cell.unsqueeze(1).expand(b, 2, k))

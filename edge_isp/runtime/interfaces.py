@@ -32,20 +32,16 @@ class SourceEnded(EdgeIspError, EOFError):
     """A finite source (a replay played once) has no more frames."""
 
 
-class CameraSource(abc.ABC):
-    """A camera, a recording or a simulation that produces RawFrames.
+class Resource(abc.ABC):
+    """Something opened once and closed once (a camera, a GPU context), usable with ``with``.
 
-    Subclasses implement :meth:`_open`, :meth:`_read` and :meth:`_close`. ``read`` blocks
-    until the next frame (or ``timeout_s``) and raises :class:`SourceError` when the device
-    fails and :class:`SourceEnded` at the end of a finite source.
+    Subclasses put their work in :meth:`_open` and :meth:`_close`.
     """
-
-    name: str = "source"
 
     def __init__(self) -> None:
         self._is_open = False
 
-    def open(self) -> CameraSource:
+    def open(self):
         if not self._is_open:
             self._open()
             self._is_open = True
@@ -59,6 +55,29 @@ class CameraSource(abc.ABC):
     @property
     def is_open(self) -> bool:
         return self._is_open
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def _open(self) -> None: ...
+
+    @abc.abstractmethod
+    def _close(self) -> None: ...
+
+
+class CameraSource(Resource):
+    """A camera, a recording or a simulation that produces RawFrames.
+
+    Subclasses implement :meth:`_open`, :meth:`_read` and :meth:`_close`. ``read`` blocks
+    until the next frame (or ``timeout_s``) and raises :class:`SourceError` when the device
+    fails and :class:`SourceEnded` at the end of a finite source.
+    """
+
+    name: str = "source"
 
     def read(self, timeout_s: float | None = None) -> RawFrame:
         if not self._is_open:
@@ -83,20 +102,8 @@ class CameraSource(abc.ABC):
             f"source {self.name!r} has no control {name!r}; it has: {sorted(self.controls()) or 'none'}"
         )
 
-    def __enter__(self) -> CameraSource:
-        return self.open()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @abc.abstractmethod
-    def _open(self) -> None: ...
-
     @abc.abstractmethod
     def _read(self, timeout_s: float | None) -> RawFrame: ...
-
-    @abc.abstractmethod
-    def _close(self) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +115,7 @@ class TensorSpec:
     shape: tuple[int | None, ...]
 
 
-class InferenceBackend(abc.ABC):
+class InferenceBackend(Resource):
     """Runs a model on named numpy arrays. Open it with ``with`` before calling :meth:`infer`."""
 
     name: str = "backend"
@@ -116,17 +123,21 @@ class InferenceBackend(abc.ABC):
     description: str = "backend"
 
     def __init__(self) -> None:
-        self._is_open = False
+        super().__init__()
+        # Filled by each backend when it reads its model.
+        self._inputs: list[TensorSpec] = []
+        self._outputs: list[TensorSpec] = []
+        self._metadata: dict[str, str] = {}
+
+    def input_specs(self) -> list[TensorSpec]:
+        return list(self._inputs)
+
+    def output_specs(self) -> list[TensorSpec]:
+        return list(self._outputs)
 
     def metadata(self) -> dict[str, str]:
         """The model's metadata (ONNX ``metadata_props`` or an engine's sidecar); {} if none."""
-        return {}
-
-    @abc.abstractmethod
-    def input_specs(self) -> list[TensorSpec]: ...
-
-    @abc.abstractmethod
-    def output_specs(self) -> list[TensorSpec]: ...
+        return dict(self._metadata)
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Check ``feed`` against :meth:`input_specs`, then run the model."""
@@ -156,28 +167,11 @@ class InferenceBackend(abc.ABC):
     @abc.abstractmethod
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
-    def _open(self) -> None:  # noqa: B027 - optional hook, most backends load in __init__
+    def _open(self) -> None:  # most backends load their model in __init__
         pass
 
-    def _close(self) -> None:  # noqa: B027 - optional hook
+    def _close(self) -> None:
         pass
-
-    def open(self) -> InferenceBackend:
-        if not self._is_open:
-            self._open()
-            self._is_open = True
-        return self
-
-    def close(self) -> None:
-        if self._is_open:
-            self._is_open = False
-            self._close()
-
-    def __enter__(self) -> InferenceBackend:
-        return self.open()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @dataclasses.dataclass(frozen=True)

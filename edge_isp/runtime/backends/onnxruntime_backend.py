@@ -112,16 +112,6 @@ class OnnxRuntimeBackend(InferenceBackend):
         """E.g. ``onnxruntime (CPUExecutionProvider)``: what runs the model, for logs and the UI."""
         return f"{self.name} ({', '.join(self.providers)})"
 
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
-    def metadata(self) -> dict[str, str]:
-        """The model's ``metadata_props``."""
-        return dict(self._metadata)
-
     def _open(self) -> None:
         if self._session is None:
             self._session = self._create()

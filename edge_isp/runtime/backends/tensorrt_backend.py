@@ -166,15 +166,6 @@ class TensorRTBackend(InferenceBackend):
             (inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(spec)
         return inputs, outputs
 
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
-    def metadata(self) -> dict[str, str]:
-        return dict(self._metadata)
-
     def _open(self) -> None:
         if self._engine is None:
             self._load()

@@ -83,15 +83,6 @@ class TorchBackend(InferenceBackend):
     def description(self) -> str:
         return f"{self.name} {self._torch.__version__} on {self._device}"
 
-    def input_specs(self) -> list[TensorSpec]:
-        return list(self._inputs)
-
-    def output_specs(self) -> list[TensorSpec]:
-        return list(self._outputs)
-
-    def metadata(self) -> dict[str, str]:
-        return dict(self._metadata)
-
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self._torch
         with torch.inference_mode():
