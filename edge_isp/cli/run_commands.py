@@ -173,6 +173,9 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         raise InvalidInputError(f"the model {model} has no 'raw' input (it has {names}); see docs/ARCHITECTURE.md")
     input_size = model_input_size(raw_spec.shape, info.input_size, args.input_size)
 
+    if kind == "sim" and getattr(args, "size", None) is None:
+        # Simulate at the model's own size: a bigger frame is only resized down again.
+        args.size = input_size
     source = open_source(source_spec, **_source_options(args, kind, profile))
     if kind in _CAMERAS:
         source = RetryingSource(source)
