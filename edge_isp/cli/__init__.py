@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "edge_isp.cli.sensor_commands",
     "edge_isp.cli.data_commands",
     "edge_isp.cli.train_commands",
+    "edge_isp.cli.eval_commands",
     "edge_isp.cli.record_commands",
     "edge_isp.cli.run_commands",
     "edge_isp.cli.calibrate_commands",

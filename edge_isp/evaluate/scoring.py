@@ -1,0 +1,135 @@
+"""Scoring one pipeline at one light level: the task metric and the quality of its image.
+
+Metrics (all "higher is better"):
+
+- ``top1``: classification accuracy, [0, 1].
+- ``map50``: detection mAP at IoU 0.5; ``map50_95``: the mean of the mAPs at IoU 0.50,
+  0.55, ..., 0.95 (COCO's primary metric, with the all-point AP of
+  :mod:`edge_isp.train.metrics`), both in [0, 1].
+- ``psnr`` (dB) and ``ssim`` ([-1, 1]) of the pipeline's image against the clean sRGB
+  image, per image then averaged over images. The image is clipped to [0, 1] first, as a
+  display would; a pipeline without an image scores None (n/a).
+
+Detections are decoded as in validation: the detector's top 50 peaks, score >= 0.01.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from torch import Tensor
+
+from edge_isp.errors import InvalidInputError
+from edge_isp.train import metrics
+
+TASK_METRICS = {"classification": ("top1",), "detection": ("map50", "map50_95"), "reconstruction": ()}
+IMAGE_METRICS = ("psnr", "ssim")
+METRIC_TEXT = {
+    "top1": "top-1 accuracy",
+    "map50": "mAP@0.5",
+    "map50_95": "mAP@0.5:0.95",
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM",
+}
+COCO_IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+DETECTION_TOP_K = 50
+DETECTION_MIN_SCORE = 0.01
+
+
+def metric_names(task: str) -> tuple[str, ...]:
+    """The task's metrics followed by the image metrics."""
+    if task not in TASK_METRICS:
+        raise InvalidInputError(f"task must be one of {', '.join(TASK_METRICS)}, got {task!r}")
+    return TASK_METRICS[task] + IMAGE_METRICS
+
+
+def map_over_thresholds(
+    acc: metrics.DetectionAccumulator, thresholds: tuple[float, ...] = COCO_IOU_THRESHOLDS
+) -> float:
+    """Mean of ``acc.mean_average_precision(t)`` over the IoU ``thresholds``."""
+    return float(np.mean([acc.mean_average_precision(t) for t in thresholds]))
+
+
+def image_quality(image: Tensor, target: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(PSNR dB (B,), SSIM (B,)) of sRGB images (B, 3, H, W) against clean ones, after
+    clipping ``image`` to [0, 1]."""
+    from edge_isp.train.losses import ssim
+
+    if image.shape != target.shape:
+        raise InvalidInputError(
+            f"a pipeline's image {tuple(image.shape)} must match the clean image {tuple(target.shape)}"
+        )
+    clipped = image.detach().float().clamp(0.0, 1.0)
+    target = target.detach().float()
+    psnr = metrics.psnr(clipped.cpu().numpy(), target.cpu().numpy())
+    return psnr, ssim(clipped, target).cpu().numpy().astype(np.float64)
+
+
+class Scorer:
+    """Accumulates one pipeline's outputs over the batches of one (seed, level).
+
+    Args:
+        task: "classification", "detection" or "reconstruction".
+        num_classes: detection classes (for the mAP); unused otherwise.
+        has_image: whether the pipeline makes an image.
+    """
+
+    def __init__(self, task: str, num_classes: int = 1, has_image: bool = True) -> None:
+        metric_names(task)
+        self.task = task
+        self.has_image = has_image
+        self.correct = 0
+        self.total = 0
+        self.psnr: list[float] = []
+        self.ssim: list[float] = []
+        self.detections = metrics.DetectionAccumulator(num_classes) if task == "detection" else None
+
+    def add(self, prediction: Any, image: Tensor | None, batch: tuple, target: Tensor) -> None:
+        """One batch: the pipeline's prediction and image, the loader's ``batch`` (labels /
+        boxes on the CPU) and the clean sRGB ``target`` (B, 3, H, W)."""
+        if self.task == "classification":
+            self.correct += metrics.top1_correct(prediction.float().cpu().numpy(), batch[1].numpy())
+            self.total += len(batch[1])
+        elif self.task == "detection":
+            from edge_isp.model.heads import CenterNetDetector
+
+            decoded = CenterNetDetector.decode(prediction, top_k=DETECTION_TOP_K)
+            for i in range(target.shape[0]):
+                keep = decoded["scores"][i] >= DETECTION_MIN_SCORE
+                real = batch[2][i] >= 0
+                self.detections.add(
+                    decoded["boxes"][i][keep].cpu().numpy(),
+                    decoded["scores"][i][keep].cpu().numpy(),
+                    decoded["labels"][i][keep].cpu().numpy(),
+                    batch[1][i][real].numpy(),
+                    batch[2][i][real].numpy(),
+                )
+        if self.has_image:
+            if image is None:
+                raise InvalidInputError("a pipeline declared to make an image returned none")
+            psnr, ssim = image_quality(image, target)
+            self.psnr += psnr.tolist()
+            self.ssim += ssim.tolist()
+
+    def result(self) -> dict[str, float | None]:
+        """{metric: value}; image metrics None for a pipeline without an image."""
+        out: dict[str, float | None] = {}
+        if self.task == "classification":
+            out["top1"] = self.correct / self.total if self.total else None
+        elif self.task == "detection":
+            out["map50"] = self.detections.mean_average_precision(0.5)
+            out["map50_95"] = map_over_thresholds(self.detections)
+        has = self.has_image and bool(self.psnr)
+        out["psnr"] = float(np.mean(self.psnr)) if has else None
+        out["ssim"] = float(np.mean(self.ssim)) if has else None
+        return out
+
+
+def spread(values: list[float | None]) -> tuple[float | None, float | None]:
+    """(mean, sample standard deviation) over seeds; std None for one seed, both None when
+    any value is None."""
+    if not values or any(v is None for v in values):
+        return None, None
+    array = np.asarray(values, np.float64)
+    return float(array.mean()), (float(array.std(ddof=1)) if array.size > 1 else None)

@@ -1,0 +1,127 @@
+"""Tiny checkpoints and data for the evaluation tests: untrained narrow models saved with
+``save_checkpoint`` (as a training run would save them) and a few 32x32 / 64x64 images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from edge_isp.model.registry import create_model
+from edge_isp.train.checkpoint import save_checkpoint
+from edge_isp.train.config import load_config
+
+COLOURS = {"red": (0.85, 0.15, 0.1), "blue": (0.1, 0.2, 0.85)}
+CLASS_NAMES = list(COLOURS)
+STAGE_OF_ROLE = {"head": "head", "baseline": "baseline", "isp": "isp", "raw": "joint", "joint": "joint",
+                 "noansc": "joint"}  # fmt: skip
+MODEL_OF_ROLE = {"head": "dp_s", "baseline": "dp_s", "isp": "dp_s", "raw": "raw", "joint": "dp_s",
+                 "noansc": "dp_s_noansc"}  # fmt: skip
+RUN_FOLDER = {"head": "head", "baseline": "baseline", "isp": "isp", "raw": "joint-raw", "joint": "joint",
+              "noansc": "joint-noansc"}  # fmt: skip
+
+
+def _write(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def make_classification(root: Path, per_class: int, size: int = 32, seed: int = 0) -> Path:
+    """root/CLASS/NNN.png: textured images dominated by the class colour."""
+    rng = np.random.default_rng(seed)
+    for name, colour in COLOURS.items():
+        for i in range(per_class):
+            image = np.asarray(colour) * rng.uniform(0.6, 1.0) + rng.normal(0, 0.08, (size, size, 3))
+            _write(root / name / f"{i:03d}.png", (np.clip(image, 0, 1) * 255).astype(np.uint8))
+    return root
+
+
+def make_detection(root: Path, count: int, size: int = 64, seed: int = 0) -> Path:
+    """root/test/images/*.png + root/test.json (COCO): 1-2 coloured squares on grey."""
+    rng = np.random.default_rng(seed)
+    images, annotations = [], []
+    for i in range(count):
+        image = np.full((size, size, 3), 0.45) + rng.normal(0, 0.03, (size, size, 3))
+        for _ in range(int(rng.integers(1, 3))):
+            label = int(rng.integers(0, 2))
+            side = int(rng.integers(14, 26))
+            x, y = (int(v) for v in rng.integers(0, size - side, 2))
+            image[y : y + side, x : x + side] = list(COLOURS.values())[label]
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": i + 1, "category_id": label + 1,
+                "bbox": [x, y, side, side], "area": side * side, "iscrowd": 0,
+            })  # fmt: skip
+        name = f"{i:03d}.png"
+        _write(root / "test" / "images" / name, (np.clip(image, 0, 1) * 255).astype(np.uint8))
+        images.append({"id": i + 1, "file_name": name, "width": size, "height": size})
+    categories = [{"id": k + 1, "name": n} for k, n in enumerate(COLOURS)]
+    path = root / "test.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+def make_checkpoint(
+    path: Path,
+    role: str,
+    task: str,
+    *,
+    light_range: tuple[float, float] = (2.0, 200.0),
+    seed: int = 0,
+    class_names: list[str] | None = None,
+) -> Path:
+    """A checkpoint as the training stage of ``role`` writes it, of an untrained narrow model."""
+    suffix = {"classification": "cls", "detection": "det"}[task]
+    name = f"{MODEL_OF_ROLE[role]}_{'rec' if role == 'isp' else suffix}"
+    class_names = class_names or CLASS_NAMES
+    torch.manual_seed(seed)
+    model = create_model(name, num_classes=len(class_names), pretrained_backbone=False, width_mult=0.35)
+    size = [32, 32] if task == "classification" else [64, 64]
+    config = load_config(None, overrides=[f"model.name={name}", f"sensor.light_range=[{light_range[0]}, "
+                                          f"{light_range[1]}]", f"data.size={size}"])  # fmt: skip
+    state = {
+        "stage": STAGE_OF_ROLE[role],
+        "model_config": model.config.to_dict(),
+        "train_config": config.to_dict(),
+        "class_names": class_names,
+        "model": model.state_dict(),
+    }
+    save_checkpoint(path, state)
+    return path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: tiny CPU work on a shared 2-core machine runs faster so."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def cls_folder(tmp_path_factory) -> Path:
+    return make_classification(tmp_path_factory.mktemp("cls") / "test", per_class=3)
+
+
+@pytest.fixture(scope="session")
+def det_json(tmp_path_factory) -> Path:
+    return make_detection(tmp_path_factory.mktemp("det"), count=3)
+
+
+@pytest.fixture(scope="session")
+def cls_runs(tmp_path_factory) -> Path:
+    """runs/classification/<folder>/best.pt for every role but ``noansc`` (left missing)."""
+    runs = tmp_path_factory.mktemp("runs")
+    for role in ("head", "baseline", "isp", "raw", "joint"):
+        make_checkpoint(runs / "classification" / RUN_FOLDER[role] / "best.pt", role, "classification")
+    return runs
+
+
+@pytest.fixture(scope="session")
+def checkpoint_factory():
+    """``checkpoint_factory(path, role, task, light_range=..., seed=...)``: see :func:`make_checkpoint`."""
+    return make_checkpoint
