@@ -30,7 +30,8 @@ DASHBOARD_HTML = """<!doctype html>
   #stats { font-variant-numeric: tabular-nums; color: #9c9; }
   main { display: flex; flex-wrap: wrap; gap: 16px; padding: 16px; }
   figure { margin: 0; }
-  figure img { display: block; max-width: 640px; width: 100%; background: #000; }
+  /* Small model inputs (160x128) are shown at least 320 wide; larger ones as they are, up to 640. */
+  figure img { display: block; min-width: 320px; max-width: 640px; width: 100%; background: #000; }
   figcaption { color: #aaa; padding: 4px 0; }
   aside { min-width: 240px; }
   #results li { font-variant-numeric: tabular-nums; }
