@@ -48,49 +48,12 @@ SRGB_TO_XYZ = np.array(
 )
 
 
-def load_raw(
-    path: str | os.PathLike,
-    *,
-    kind: str | None = None,
-    width: int | None = None,
-    height: int | None = None,
-    fmt: RawFormat | str | None = None,
-    stride: int | None = None,
-    msb_shift: int | None = None,
-    allow_trailing: bool = False,
-    cfa: CFA | str | None = None,
-    black_level: float | Sequence[float] | None = None,
-    white_level: float | None = None,
-    bit_depth: int | None = None,
-    analogue_gain: float | None = None,
-    exposure_time_s: float | None = None,
-    timestamp_s: float | None = None,
-    sensor: str | None = None,
-    base_iso: float | None = None,
-) -> RawFrame:
+def load_raw(path: str | os.PathLike, **options: Any) -> RawFrame:
     """Read a raw frame; :func:`load_raw_with_color` without the colour information.
 
     The keywords, defaults and errors are those of :func:`load_raw_with_color`.
     """
-    return load_raw_with_color(
-        path,
-        kind=kind,
-        width=width,
-        height=height,
-        fmt=fmt,
-        stride=stride,
-        msb_shift=msb_shift,
-        allow_trailing=allow_trailing,
-        cfa=cfa,
-        black_level=black_level,
-        white_level=white_level,
-        bit_depth=bit_depth,
-        analogue_gain=analogue_gain,
-        exposure_time_s=exposure_time_s,
-        timestamp_s=timestamp_s,
-        sensor=sensor,
-        base_iso=base_iso,
-    )[0]
+    return load_raw_with_color(path, **options)[0]
 
 
 def load_raw_with_color(
