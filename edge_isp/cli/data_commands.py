@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from edge_isp.cli import arguments
+
 DEFAULT_OUT = Path("data/demo")
 
 
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
     p.add_argument("--task", choices=["classification", "detection", "both"], default="both")
     p.add_argument(
-        "--size", type=_size, metavar="WxH", help="image size of every task built (default 64x64 and 128x128)"
+        "--size", type=arguments.size, metavar="WxH", help="image size of every task built (default 64x64 and 128x128)"
     )
     for split in ("train", "val", "test"):
         p.add_argument(f"--{split}", type=int, metavar="N", help=f"images in the {split} split of every task built")
@@ -33,14 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opencv-samples", type=Path, metavar="DIR", help="folder of the OpenCV sample images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_build)
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 128x128, got {text!r}") from None
-    return w, h
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from edge_isp.cli import arguments
+
 ROLE_HELP = (
     "a checkpoint for a role: ROLE=PATH or ROLE:LABEL=PATH (a labelled variant, e.g. joint:dark=...), "
     "ROLE one of head, baseline, isp, raw, joint, noansc (repeatable; replaces what --runs found)"
@@ -69,7 +71,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "motion:L:A, psf:FILE.npy (default none)")  # fmt: skip
     p.add_argument("--seeds", type=int, default=1, help="noise seeds 0..N-1: mean and spread (default 1)")
     p.add_argument("--limit", type=int, help="evaluate N test images, spread over the split")
-    p.add_argument("--size", type=_size, metavar="WxH", help="resize images (default: the checkpoints' size)")
+    p.add_argument("--size", type=arguments.size, metavar="WxH", help="resize images (default: the checkpoints' size)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default test)")
     p.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
     p.add_argument("--isp-demosaic", help="conventional ISP's demosaicking (default: the baseline's, or malvar)")
@@ -89,14 +91,6 @@ def _numbers(text: str) -> tuple[float, ...]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one number")
     return values
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 128x128, got {text!r}") from None
-    return w, h
 
 
 def _settings(args: argparse.Namespace) -> dict:

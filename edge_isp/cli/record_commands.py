@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from edge_isp.cli import arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -25,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=_positive_int, metavar="N", help="stop after N frames")
     p.add_argument("--seconds", type=_positive_float, metavar="S", help="stop after S seconds")
     p.add_argument("--profile", metavar="NAME|PATH", help="sensor profile (sim: the sensor; v4l2: its levels)")
-    p.add_argument("--size", type=_size, metavar="WxH", help="frame size (sim, v4l2, picamera2)")
+    p.add_argument("--size", type=arguments.size, metavar="WxH", help="frame size (sim, v4l2, picamera2)")
     p.add_argument("--fps", type=_positive_float, help="frame rate (sim, replay, picamera2)")
     p.add_argument("--lux", type=_positive_float, help="scene illumination of the simulated source")
     p.add_argument("--loop", action="store_true", help="replay: loop the recording (stop with --frames/--seconds)")
@@ -53,14 +55,6 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}") from None
-    return w, h
 
 
 def _record(args: argparse.Namespace) -> int:
