@@ -4,9 +4,11 @@
     edge-isp eval --task detection --data data/demo --checkpoint joint=runs/detection/joint/best.pt \\
         --checkpoint baseline=runs/detection/baseline/best.pt --seeds 3 --out results/detection
     edge-isp eval recon --data data/demo --runs runs --limit 100 --out results/recon
+    edge-isp eval merge results/seed0 results/seed1 results/seed2 --out results/merged
 
 The first two write sweep.md, sweep.json, sweep.png and scene.png; `eval recon` writes
-recon.md, recon.json, recon.png and recon-scene.png.
+recon.md, recon.json, recon.png and recon-scene.png; `eval merge` writes the merged sweep.*
+(and the first run's scene.png).
 """
 
 from __future__ import annotations
@@ -52,6 +54,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--no-demosaicnet", action="store_true", help="leave out the demosaicnet pipelines")
     r.add_argument("--scene-index", type=int, default=0, help="test image of the picture grid (default 0)")
     r.set_defaults(func=_recon)
+    m = actions.add_parser(
+        "merge",
+        help="merge the sweeps of repeated training runs (one per seed): spread between runs",
+        description="Merge sweeps of the same evaluation made with each training seed's checkpoints into one "
+        "report: cells mean ± std over the runs, and the joint pipeline (e) minus each other pipeline paired "
+        "within runs. The sweeps must agree on task, profile, levels, blur, noise seeds, images and pipelines.",
+    )
+    m.add_argument("sweeps", nargs="+", type=Path, metavar="SWEEP", help="folders with sweep.json (or the files)")
+    m.add_argument("--out", type=Path, required=True, help="report folder for the merged sweep")
+    m.add_argument("--title", help="the report's title (default: from the task and profile)")
+    m.set_defaults(func=_merge)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -161,6 +174,26 @@ def _recon(args: argparse.Namespace) -> int:
         scene_level=args.scene_lux, scene_index=args.scene_index, progress=_progress(args),
     )  # fmt: skip
     _print(outcome)
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from edge_isp.evaluate.merge import load_sweep, merge_results
+    from edge_isp.evaluate.report import markdown, write_report
+    from edge_isp.fileio import write_bytes
+
+    results = [load_sweep(path) for path in args.sweeps]
+    merged = merge_results(results, [str(path) for path in args.sweeps])
+    s = merged.settings
+    title = args.title or f"Light sweep: {s['task']} on {s['profile']}, {len(results)} training runs"
+    paths = write_report(merged, args.out, title=title)
+    # The picture grid is one scene through one run's pipelines: the first run's stands in.
+    first = args.sweeps[0] if args.sweeps[0].is_dir() else args.sweeps[0].parent
+    if (first / "scene.png").is_file() and first.resolve() != args.out.resolve():
+        write_bytes(args.out / "scene.png", (first / "scene.png").read_bytes())
+        paths["scene"] = args.out / "scene.png"
+    print(markdown(merged, title))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 

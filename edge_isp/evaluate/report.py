@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_isp.evaluate.merge import paired_differences
 from edge_isp.evaluate.scoring import METRIC_TEXT
 from edge_isp.evaluate.sweep import SweepResult, out_of_range, range_means
 from edge_isp.fileio import atomic_open, write_bytes, write_json
@@ -63,11 +64,10 @@ def markdown(result: SweepResult, title: str | None = None) -> str:
     """The report as Markdown (see the module docstring)."""
     s = result.settings
     title = title or f"Light sweep: {s['task']} on {s['profile']}"
-    seeds = ", ".join(str(v) for v in s["seeds"])
     lines = [
         f"# {title}",
         "",
-        f"Held-out images: {result.images}; seeds: {seeds} (cells: mean ± std over seeds); "
+        f"Held-out images: {result.images}; {_runs_text(s)}; "
         f"profile: `{s['profile']}`; blur: `{s['blur']}`"
         + ("." if s["task"] == "reconstruction" else f"; conventional ISP: {s['demosaic']} + {s['denoise']}."),
         f"{OUTSIDE_MARK}: a light level outside the range the pipeline's raw was trained on "
@@ -87,9 +87,47 @@ def markdown(result: SweepResult, title: str | None = None) -> str:
             lines.append(f"| {p['label']} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += _training_section(result)
+    lines += _differences_section(result)
     if result.notes:
         lines += ["## Notes", "", *[f"- {note}" for note in result.notes], ""]
     return "\n".join(lines)
+
+
+def _runs_text(settings: Mapping[str, Any]) -> str:
+    seeds = ", ".join(str(v) for v in settings["seeds"])
+    runs = settings.get("runs")
+    if not runs:
+        return f"noise seeds: {seeds} (cells: mean ± std over seeds)"
+    return (
+        f"{len(runs)} training runs ({', '.join(f'`{r}`' for r in runs)}) x noise seeds {seeds} "
+        f"(cells: mean ± std over the {len(runs) * len(settings['seeds'])} runs)"
+    )
+
+
+def _differences_section(result: SweepResult, reference: str = "e") -> list[str]:
+    """The joint pipeline minus each other one, paired within runs (merged sweeps only)."""
+    keys = [p["key"] for p in result.pipelines]
+    rows = len(next(iter(result.values.values()))[result.metrics[0]]) if result.values else 0
+    if reference not in keys or rows < 2:
+        return []
+    metric = result.metrics[0]
+    headers = [level_header(row) for row in result.levels]
+    lines = [
+        f"## ({reference}) minus each pipeline, paired within runs: {metric_title(metric)}",
+        "",
+        "Every pipeline of a run saw the same frames and noise: mean ± std over runs of the difference.",
+        "",
+        "| (e) minus | " + " | ".join(headers) + " |",
+        "|---|" + "---:|" * len(headers),
+    ]
+    for p in result.pipelines:
+        if p["key"] == reference:
+            continue
+        diffs = paired_differences(result, reference, p["key"], metric)
+        if diffs is not None:
+            cells = [format_value(metric, mean, std) for mean, std in diffs]
+            lines.append(f"| {p['label']} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def _training_section(result: SweepResult) -> list[str]:
@@ -156,7 +194,8 @@ def sweep_figure(result: SweepResult):
     fig.legend(handles, labels, loc="lower center", ncol=min(3, max(1, len(labels))), fontsize=8, frameon=False)
     s = result.settings
     blur = "" if s["blur"] in ("", "none") else f", blur {s['blur']}"
-    fig.suptitle(f"{s['task']} on {s['profile']}{blur}: {len(s['seeds'])} seed(s), {result.images} images")
+    runs = f"{len(s['runs'])} training runs x " if s.get("runs") else ""
+    fig.suptitle(f"{s['task']} on {s['profile']}{blur}: {runs}{len(s['seeds'])} noise seed(s), {result.images} images")
     fig.tight_layout(rect=(0, 0.06 + 0.03 * ((len(labels) - 1) // 3), 1, 0.95))
     return fig
 
