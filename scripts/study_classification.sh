@@ -53,6 +53,9 @@ eval_seed() {
   for role in head baseline isp raw joint noansc; do
     checkpoints+=(--checkpoint "$role=$dir/$role/best.pt")
   done
+  # (e)'s head behind (c)'s ISP (scripts/study_isp_drift.py --swap): what joint training of
+  # the ISP itself adds.
+  checkpoints+=(--checkpoint "joint:isp-from-c=$dir/swap/best.pt")
   "$edge_isp" eval --task classification --data data/demo "${checkpoints[@]}" \
     --limit "$limit" --out "$out/seed$seed"
 }
@@ -65,6 +68,7 @@ for seed in "${seeds[@]}"; do
   [ "$what" = eval ] || train_seed "$seed"
 done
 if [ "$what" != train ]; then
+  .venv/bin/python scripts/study_isp_drift.py "$runs" --swap --out "$out/drift.md"
   for seed in "${seeds[@]}"; do eval_seed "$seed"; done
   merged=()
   for seed in "${seeds[@]}"; do merged+=("$out/seed$seed"); done

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The probes of docs/STUDY.md around the classification study's seed 0 (runs/study-cls/seed0,
+# from scripts/study_classification.sh): why the joint model does or does not beat the
+# fine-tuned conventional pipeline, and how the models carry over to other conditions.
+#
+#   scripts/study_probes.sh [train|eval|all] [PROBE...]
+#
+# Probes (default: all, in this order):
+#   schedule     (b) and (e) trained 3x longer (24 epochs), and (e) with a 10x ISP learning rate
+#   light-range  (e) trained on 2-10 lux only and on 40-200 lux only, evaluated over the sweep
+#   blur         (b), (d) and (e) trained with a Gaussian lens blur (sigma 1.5 px), evaluated with it
+#   camera       every seed-0 pipeline evaluated on a second camera's profile (oneplus6-rear)
+#   recon        the reconstruction ISP vs NLM, BM3D and demosaicnet + the same denoisers
+# Environment: CONFIG, RUNS, OUT (docs/study), LIMIT as in study_classification.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+edge_isp=.venv/bin/edge-isp
+config=${CONFIG:-configs/default-cls.toml}
+runs=${RUNS:-runs/study-cls}
+out=${OUT:-docs/study}
+limit=${LIMIT:-300}
+seed0="$runs/seed0"
+what=${1:-all}
+shift || true
+probes=("$@")
+[ ${#probes[@]} -gt 0 ] || probes=(schedule light-range blur camera recon)
+blur="gaussian:1.5"
+
+for f in isp head joint baseline raw noansc; do
+  [ -f "$seed0/$f/DONE" ] || { echo "missing $seed0/$f: run scripts/study_classification.sh train 0 first" >&2; exit 1; }
+done
+
+train() {
+  local stage=$1 dir=$2
+  shift 2
+  [ -f "$dir/DONE" ] && return 0
+  local resume=()
+  [ -f "$dir/last.pt" ] && resume=(--resume)
+  "$edge_isp" train "$stage" --config "$config" --out "$dir" "$@" "${resume[@]}"
+  touch "$dir/DONE"
+}
+init=(--set "init.isp=$seed0/isp/best.pt" --set "init.head=$seed0/head/best.pt")
+
+train_probe() {
+  case "$1" in
+    schedule)
+      train joint "$runs/probes/joint-24ep" "${init[@]}" --set run.epochs=24
+      train baseline "$runs/probes/baseline-24ep" "${init[@]}" --set run.epochs=24
+      train joint "$runs/probes/joint-isp-lr10" "${init[@]}" --set optim.isp_lr_scale=10.0 ;;
+    light-range)
+      train joint "$runs/probes/joint-dark" "${init[@]}" --set "sensor.light_range=[2.0, 10.0]" \
+        --set "sensor.val_light=[3.0, 6.0]"
+      train joint "$runs/probes/joint-bright" "${init[@]}" --set "sensor.light_range=[40.0, 200.0]" \
+        --set "sensor.val_light=[48.0, 96.0]" ;;
+    blur)
+      train joint "$runs/probes/joint-blur" "${init[@]}" --set "sensor.blur=\"$blur\""
+      train baseline "$runs/probes/baseline-blur" "${init[@]}" --set "sensor.blur=\"$blur\""
+      train joint "$runs/probes/raw-blur" --set model.name=raw_cls --set init.isp=none \
+        --set "init.head=$seed0/head/best.pt" --set "sensor.blur=\"$blur\"" ;;
+    camera | recon) ;;
+    *) echo "unknown probe $1 (schedule, light-range, blur, camera, recon)" >&2; exit 1 ;;
+  esac
+}
+
+study() {
+  "$edge_isp" eval --task classification --data data/demo --limit "$limit" "$@"
+}
+
+eval_probe() {
+  local p="$runs/probes"
+  case "$1" in
+    schedule)
+      study --checkpoint "head=$seed0/head/best.pt" --checkpoint "baseline=$seed0/baseline/best.pt" \
+        --checkpoint "baseline:24ep=$p/baseline-24ep/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
+        --checkpoint "joint:24ep=$p/joint-24ep/best.pt" --checkpoint "joint:isp-lr10=$p/joint-isp-lr10/best.pt" \
+        --out "$out/classification-schedule" ;;
+    light-range)
+      study --checkpoint "head=$seed0/head/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
+        --checkpoint "joint:2-10lux=$p/joint-dark/best.pt" --checkpoint "joint:40-200lux=$p/joint-bright/best.pt" \
+        --lux 1.5,3,6,12,24,48,96,192 --out "$out/classification-light-range" ;;
+    blur)
+      study --blur "$blur" --checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt" \
+        --checkpoint "baseline=$seed0/baseline/best.pt" --checkpoint "baseline:blur=$p/baseline-blur/best.pt" \
+        --checkpoint "raw:blur=$p/raw-blur/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
+        --checkpoint "joint:blur=$p/joint-blur/best.pt" --out "$out/classification-blur" ;;
+    camera)
+      local checkpoints=()
+      for role in head baseline isp raw joint noansc; do checkpoints+=(--checkpoint "$role=$seed0/$role/best.pt"); done
+      study --profile oneplus6-rear "${checkpoints[@]}" --out "$out/classification-oneplus6" ;;
+    recon)
+      "$edge_isp" eval recon --data data/demo --checkpoint "isp=$seed0/isp/best.pt" --limit 60 \
+        --out "$out/recon" ;;
+  esac
+}
+
+case "$what" in
+  train | eval | all) ;;
+  *) echo "usage: $0 [train|eval|all] [PROBE...]" >&2; exit 1 ;;
+esac
+[ "$what" = eval ] || for probe in "${probes[@]}"; do train_probe "$probe"; done
+[ "$what" = train ] || for probe in "${probes[@]}"; do eval_probe "$probe"; done
