@@ -6,7 +6,9 @@
 #   scripts/study_probes.sh [train|eval|all] [PROBE...]
 #
 # Probes (default: all, in this order):
-#   schedule     (b) and (e) trained 3x longer (24 epochs), and (e) with a 10x ISP learning rate
+#   schedule     (b) and (e) trained 2x longer (16 epochs), and (e) with a 10x ISP learning rate
+#   isp          the ISP's quality: (c) pretrained 6x longer (24 epochs), and with the larger
+#                U-Net (dp_m, 16 epochs), each with its (e) trained from it
 #   light-range  (e) trained on 2-10 lux only and on 40-200 lux only, evaluated over the sweep
 #   blur         (b), (d) and (e) trained with a Gaussian lens blur (sigma 1.5 px), evaluated with it
 #   camera       every seed-0 pipeline evaluated on a second camera's profile (oneplus6-rear)
@@ -23,7 +25,7 @@ seed0="$runs/seed0"
 what=${1:-all}
 shift || true
 probes=("$@")
-[ ${#probes[@]} -gt 0 ] || probes=(schedule light-range blur camera recon)
+[ ${#probes[@]} -gt 0 ] || probes=(schedule isp light-range blur camera recon)
 blur="gaussian:1.5"
 
 for f in isp head joint baseline raw noansc; do
@@ -39,14 +41,21 @@ train() {
   "$edge_isp" train "$stage" --config "$config" --out "$dir" "$@" "${resume[@]}"
   touch "$dir/DONE"
 }
-init=(--set "init.isp=$seed0/isp/best.pt" --set "init.head=$seed0/head/best.pt")
+head=(--set "init.head=$seed0/head/best.pt")
+init=("${head[@]}" --set "init.isp=$seed0/isp/best.pt")
 
 train_probe() {
   case "$1" in
     schedule)
-      train joint "$runs/probes/joint-24ep" "${init[@]}" --set run.epochs=24
-      train baseline "$runs/probes/baseline-24ep" "${init[@]}" --set run.epochs=24
+      train joint "$runs/probes/joint-16ep" "${init[@]}" --set run.epochs=16
+      train baseline "$runs/probes/baseline-16ep" "${head[@]}" --set run.epochs=16
       train joint "$runs/probes/joint-isp-lr10" "${init[@]}" --set optim.isp_lr_scale=10.0 ;;
+    isp)
+      train isp "$runs/probes/isp-24ep" --set run.epochs=24
+      train joint "$runs/probes/joint-isp-24ep" "${head[@]}" --set "init.isp=$runs/probes/isp-24ep/best.pt"
+      train isp "$runs/probes/isp-dp-m" --set model.name=dp_m_rec --set run.epochs=16
+      train joint "$runs/probes/joint-dp-m" "${head[@]}" --set model.name=dp_m_cls \
+        --set "init.isp=$runs/probes/isp-dp-m/best.pt" ;;
     light-range)
       train joint "$runs/probes/joint-dark" "${init[@]}" --set "sensor.light_range=[2.0, 10.0]" \
         --set "sensor.val_light=[3.0, 6.0]"
@@ -54,11 +63,11 @@ train_probe() {
         --set "sensor.val_light=[48.0, 96.0]" ;;
     blur)
       train joint "$runs/probes/joint-blur" "${init[@]}" --set "sensor.blur=\"$blur\""
-      train baseline "$runs/probes/baseline-blur" "${init[@]}" --set "sensor.blur=\"$blur\""
-      train joint "$runs/probes/raw-blur" --set model.name=raw_cls --set init.isp=none \
-        --set "init.head=$seed0/head/best.pt" --set "sensor.blur=\"$blur\"" ;;
+      train baseline "$runs/probes/baseline-blur" "${head[@]}" --set "sensor.blur=\"$blur\""
+      train joint "$runs/probes/raw-blur" "${head[@]}" --set model.name=raw_cls --set init.isp=none \
+        --set "sensor.blur=\"$blur\"" ;;
     camera | recon) ;;
-    *) echo "unknown probe $1 (schedule, light-range, blur, camera, recon)" >&2; exit 1 ;;
+    *) echo "unknown probe $1 (schedule, isp, light-range, blur, camera, recon)" >&2; exit 1 ;;
   esac
 }
 
@@ -71,9 +80,15 @@ eval_probe() {
   case "$1" in
     schedule)
       study --checkpoint "head=$seed0/head/best.pt" --checkpoint "baseline=$seed0/baseline/best.pt" \
-        --checkpoint "baseline:24ep=$p/baseline-24ep/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
-        --checkpoint "joint:24ep=$p/joint-24ep/best.pt" --checkpoint "joint:isp-lr10=$p/joint-isp-lr10/best.pt" \
+        --checkpoint "baseline:16ep=$p/baseline-16ep/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
+        --checkpoint "joint:16ep=$p/joint-16ep/best.pt" --checkpoint "joint:isp-lr10=$p/joint-isp-lr10/best.pt" \
         --out "$out/classification-schedule" ;;
+    isp)
+      study --checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt" \
+        --checkpoint "isp:24ep=$p/isp-24ep/best.pt" --checkpoint "isp:dp_m=$p/isp-dp-m/best.pt" \
+        --checkpoint "baseline=$seed0/baseline/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
+        --checkpoint "joint:isp-24ep=$p/joint-isp-24ep/best.pt" --checkpoint "joint:dp_m=$p/joint-dp-m/best.pt" \
+        --out "$out/classification-isp" ;;
     light-range)
       study --checkpoint "head=$seed0/head/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
         --checkpoint "joint:2-10lux=$p/joint-dark/best.pt" --checkpoint "joint:40-200lux=$p/joint-bright/best.pt" \
@@ -88,8 +103,10 @@ eval_probe() {
       for role in head baseline isp raw joint noansc; do checkpoints+=(--checkpoint "$role=$seed0/$role/best.pt"); done
       study --profile oneplus6-rear "${checkpoints[@]}" --out "$out/classification-oneplus6" ;;
     recon)
-      "$edge_isp" eval recon --data data/demo --checkpoint "isp=$seed0/isp/best.pt" --limit 60 \
-        --out "$out/recon" ;;
+      local isps=(--checkpoint "isp=$seed0/isp/best.pt")
+      [ -f "$p/isp-24ep/DONE" ] && isps+=(--checkpoint "isp:24ep=$p/isp-24ep/best.pt")
+      [ -f "$p/isp-dp-m/DONE" ] && isps+=(--checkpoint "isp:dp_m=$p/isp-dp-m/best.pt")
+      "$edge_isp" eval recon --data data/demo "${isps[@]}" --limit 60 --out "$out/recon" ;;
   esac
 }
 

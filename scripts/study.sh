@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The study of docs/STUDY.md with repeated training seeds: the six pipelines trained from one
+# config per seed, each seed evaluated over the light sweep on the same frames and noise
+# draws, and the seeds merged into one table and plot with their spread.
+#
+#   scripts/study.sh cls|det [train|eval|all] [SEEDS...]     (default: all 0 1 2)
+#
+# Environment (defaults for cls / det):
+#   CONFIG  configs/default-cls.toml / configs/default-det.toml
+#   RUNS    runs/study-cls / runs/study-det
+#   OUT     docs/study/classification / docs/study/detection
+#   LIMIT   test images (300 / 200)
+#   EPOCHS  epochs of the joint, raw, no-Anscombe and baseline stages (the config's / 12)
+#   ROLES   which pipelines' runs to train and evaluate (all six: head baseline isp raw
+#           joint noansc; head is always needed)
+#   EVAL_ARGS  more `edge-isp eval` arguments, e.g. another labelled checkpoint
+# Each stage resumes where a killed run left off. A classification seed trains in about 20
+# minutes on a 2-core CPU and evaluates in 4.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+edge_isp=.venv/bin/edge-isp
+task=${1:-}
+case "$task" in
+  cls) defaults=(configs/default-cls.toml runs/study-cls docs/study/classification 300 "" classification) ;;
+  det) defaults=(configs/default-det.toml runs/study-det docs/study/detection 200 12 detection) ;;
+  *) echo "usage: $0 cls|det [train|eval|all] [SEEDS...]" >&2; exit 1 ;;
+esac
+config=${CONFIG:-${defaults[0]}}
+runs=${RUNS:-${defaults[1]}}
+out=${OUT:-${defaults[2]}}
+limit=${LIMIT:-${defaults[3]}}
+epochs=${EPOCHS-${defaults[4]}}
+task_name=${defaults[5]}
+read -r -a roles <<< "${ROLES:-head baseline isp raw joint noansc}"
+read -r -a eval_args <<< "${EVAL_ARGS:-}"
+what=${2:-all}
+shift 2 || shift $#
+seeds=("$@")
+[ ${#seeds[@]} -gt 0 ] || seeds=(0 1 2)
+
+[ -f data/demo/dataset.json ] || "$edge_isp" data build --out data/demo
+
+has_role() { [[ " ${roles[*]} " == *" $1 "* ]]; }
+
+# train STAGE RUN_DIR [--set ...]: one resumable stage.
+train() {
+  local stage=$1 dir=$2
+  shift 2
+  [ -f "$dir/DONE" ] && return 0
+  local resume=()
+  [ -f "$dir/last.pt" ] && resume=(--resume)
+  "$edge_isp" train "$stage" --config "$config" --out "$dir" "$@" "${resume[@]}"
+  touch "$dir/DONE"
+}
+
+train_seed() {
+  local seed=$1 dir="$runs/seed$1"
+  local common=(--set "run.seed=$seed")
+  local long=("${common[@]}" --set "init.head=$dir/head/best.pt")
+  [ -z "$epochs" ] || long+=(--set "run.epochs=$epochs")
+  train isp "$dir/isp" "${common[@]}"
+  train head "$dir/head" "${common[@]}"
+  has_role joint && train joint "$dir/joint" "${long[@]}" --set "init.isp=$dir/isp/best.pt"
+  has_role raw && train joint "$dir/raw" "${long[@]}" --set "model.name=raw_$task" --set init.isp=none
+  has_role noansc && train joint "$dir/noansc" "${long[@]}" --set "model.name=dp_s_noansc_$task" --set init.isp=none
+  has_role baseline && train baseline "$dir/baseline" "${long[@]}"
+  return 0
+}
+
+eval_seed() {
+  local seed=$1 dir="$runs/seed$1"
+  local checkpoints=()
+  for role in "${roles[@]}"; do checkpoints+=(--checkpoint "$role=$dir/$role/best.pt"); done
+  # (e)'s head behind (c)'s ISP (scripts/study_isp_drift.py --swap): what joint training of
+  # the ISP itself adds.
+  has_role joint && checkpoints+=(--checkpoint "joint:isp-from-c=$dir/swap/best.pt")
+  "$edge_isp" eval --task "$task_name" --data data/demo "${checkpoints[@]}" "${eval_args[@]}" \
+    --limit "$limit" --out "$out/seed$seed"
+}
+
+case "$what" in
+  train | eval | all) ;;
+  *) echo "usage: $0 cls|det [train|eval|all] [SEEDS...]" >&2; exit 1 ;;
+esac
+if [ "$what" != eval ]; then
+  for seed in "${seeds[@]}"; do train_seed "$seed"; done
+fi
+if [ "$what" != train ]; then
+  has_role joint && .venv/bin/python scripts/study_isp_drift.py "$runs" --swap --out "$out/drift.md"
+  for seed in "${seeds[@]}"; do eval_seed "$seed"; done
+  if [ ${#seeds[@]} -gt 1 ]; then
+    merged=()
+    for seed in "${seeds[@]}"; do merged+=("$out/seed$seed"); done
+    "$edge_isp" eval merge "${merged[@]}" --out "$out"
+  fi
+fi
