@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from edge_isp.deploy.run_config import TOP_KEYS, parse_run_config
 from edge_isp.deploy.ssh import check_remote_path
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.fileio import write_json
+from edge_isp.tomlwrite import toml_value
 
 try:
     import tomllib
@@ -124,23 +124,13 @@ def _resolve_target(target: str) -> Path:
     return path if path.is_file() else TARGET_DIR / f"{target}.toml"
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    raise InvalidInputError(f"run config values must be strings, numbers or booleans, got {value!r}")
-
-
 def to_toml(data: dict[str, Any]) -> str:
     """The run config as TOML: top-level keys, then [outputs]."""
     lines = ["# Written by `edge-isp deploy`: paths are relative to this release's folder."]
-    lines += [f"{key} = {_toml_value(v)}" for key, v in data.items() if not isinstance(v, dict)]
+    lines += [f"{key} = {toml_value(v)}" for key, v in data.items() if not isinstance(v, dict)]
     for table, values in data.items():
         if isinstance(values, dict):
-            lines += ["", f"[{table}]", *(f"{key} = {_toml_value(v)}" for key, v in values.items())]
+            lines += ["", f"[{table}]", *(f"{key} = {toml_value(v)}" for key, v in values.items())]
     return "\n".join(lines) + "\n"
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.fileio import atomic_open
+from edge_isp.tomlwrite import toml_value
 
 try:
     import tomllib
@@ -284,7 +285,7 @@ class TrainConfig:
         lines = []
         for section, values in self.to_dict().items():
             lines.append(f"[{section}]")
-            lines += [f"{key} = {_toml_value(value)}" for key, value in values.items() if value is not None]
+            lines += [f"{key} = {toml_value(value)}" for key, value in values.items() if value is not None]
             lines.append("")
         return "\n".join(lines)
 
@@ -349,18 +350,6 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if not isinstance(value, hint):
         raise ConfigError(f"config key {key!r} must be {_type_name(hint)}, got {value!r}")
     return value
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
