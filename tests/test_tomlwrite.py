@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
-import tomllib
 
 import pytest
 
 from edge_isp.errors import InvalidInputError
 from edge_isp.tomlwrite import toml_value
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 
 @pytest.mark.parametrize(

@@ -18,12 +18,16 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
     assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
-def make_classification(root: Path, per_class: int, size: int = 32, seed: int = 0) -> Path:
-    """root/CLASS/NNN.png: noisy images dominated by the class colour."""
+def make_classification(
+    root: Path, per_class: int, size: int = 32, seed: int = 0, brightness: tuple[float, float] = (0.6, 1.0),
+    noise: float = 0.08,
+) -> Path:  # fmt: skip
+    """root/CLASS/NNN.png: noisy images dominated by the class colour, scaled by a brightness
+    drawn from ``brightness``, plus white noise of std ``noise`` (on 0..1)."""
     rng = np.random.default_rng(seed)
     for name, colour in COLOURS.items():
         for i in range(per_class):
-            image = np.asarray(colour) * rng.uniform(0.6, 1.0) + rng.normal(0, 0.08, (size, size, 3))
+            image = np.asarray(colour) * rng.uniform(*brightness) + rng.normal(0, noise, (size, size, 3))
             write_png(root / name / f"{i:03d}.png", (np.clip(image, 0, 1) * 255).astype(np.uint8))
     return root
 

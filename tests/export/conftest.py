@@ -16,18 +16,16 @@ import json
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from edge_isp.export.metadata import ExportMetadata, set_metadata
+from tests.tiny_data import COLOURS, make_classification, write_png
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-
-COLOURS = {"red": (0.85, 0.15, 0.1), "blue": (0.1, 0.2, 0.85)}
 
 
 def export_module(
@@ -108,19 +106,10 @@ def sensitive_inputs(count: int, seed: int, hw: tuple[int, int] = (8, 8)) -> tup
     return raw, noise, labels.astype(np.int64)
 
 
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-
-
 def make_colour_folder(root: Path, per_class: int, size: int = 32, seed: int = 0) -> Path:
-    """root/{red,blue}/N.png: flat colour fields with a little noise."""
-    rng = np.random.default_rng(seed)
-    for name, colour in COLOURS.items():
-        for i in range(per_class):
-            image = np.asarray(colour) * rng.uniform(0.7, 1.0) + rng.normal(0, 0.03, (size, size, 3))
-            write_png(root / name / f"{i:02d}.png", (np.clip(image, 0, 1) * 255).astype(np.uint8))
-    return root
+    """root/{red,blue}/NNN.png: flat colour fields with a little noise (a clean task for the
+    colour classifier)."""
+    return make_classification(root, per_class, size, seed, brightness=(0.7, 1.0), noise=0.03)
 
 
 def make_coco(root: Path, count: int, size: int = 64) -> Path:
