@@ -3,7 +3,7 @@
     .venv/bin/python scripts/study_isp_drift.py runs/study-cls [--out docs/study/classification/drift.md]
     .venv/bin/python scripts/study_isp_drift.py runs/study-cls --swap
 
-For every seed folder RUNS/seedN (from scripts/study_classification.sh) it compares the joint
+For every seed folder RUNS/seedN (from scripts/study.sh) it compares the joint
 model (e) with the checkpoints it was initialized from, the reconstruction ISP (c) and the
 clean head (a), and the fine-tuned head (b) with the clean head: the relative L2 change
 ||trained - init|| / ||init|| of each part's parameters, and the ISP's data-term weights.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The probes of docs/STUDY.md around the classification study's seed 0 (runs/study-cls/seed0,
-# from scripts/study_classification.sh): why the joint model does or does not beat the
+# from scripts/study.sh cls): why the joint model does or does not beat the
 # fine-tuned conventional pipeline, and how the models carry over to other conditions.
 #
 #   scripts/study_probes.sh [train|eval|all] [PROBE...]
@@ -13,7 +13,7 @@
 #   blur         (b), (d) and (e) trained with a Gaussian lens blur (sigma 1.5 px), evaluated with it
 #   camera       every seed-0 pipeline evaluated on a second camera's profile (oneplus6-rear)
 #   recon        the reconstruction ISP vs NLM, BM3D and demosaicnet + the same denoisers
-# Environment: CONFIG, RUNS, OUT (docs/study), LIMIT as in study_classification.sh.
+# Environment: CONFIG, RUNS, OUT (docs/study), LIMIT as in scripts/study.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 edge_isp=.venv/bin/edge-isp
@@ -29,7 +29,7 @@ probes=("$@")
 blur="gaussian:1.5"
 
 for f in isp head joint baseline raw noansc; do
-  [ -f "$seed0/$f/DONE" ] || { echo "missing $seed0/$f: run scripts/study_classification.sh train 0 first" >&2; exit 1; }
+  [ -f "$seed0/$f/DONE" ] || { echo "missing $seed0/$f: run scripts/study.sh cls train 0 first" >&2; exit 1; }
 done
 
 train() {
