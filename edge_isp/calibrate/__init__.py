@@ -12,8 +12,10 @@ Methods (each a module, each usable alone):
 
 Around them: :mod:`~edge_isp.calibrate.frames` (finding and grouping frames),
 :mod:`~edge_isp.calibrate.pipeline` (a method end to end, with exports, plots and report),
-:mod:`~edge_isp.calibrate.capture` (a guided capture from a live camera) and
-:mod:`~edge_isp.calibrate.synthetic` (frames with known noise, for checks).
+:mod:`~edge_isp.calibrate.capture` (a guided capture from a live camera),
+:mod:`~edge_isp.calibrate.synthetic` (frames with known noise, for checks) and
+:mod:`~edge_isp.calibrate.importing` (a profile from published noise data: darktable's
+noise profiles, a DNG NoiseProfile, a Raspberry Pi tuning file, when no camera is at hand).
 """
 
 from edge_isp.calibrate.capture import CalibrationSource, CapturePlan, run_capture

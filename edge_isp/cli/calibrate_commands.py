@@ -1,4 +1,5 @@
-"""`edge-isp calibrate ptc|dark|image|capture`: measure a sensor's noise, write its profile."""
+"""`edge-isp calibrate ptc|dark|image|capture|import`: measure a sensor's noise (or import a
+published measurement), write its profile."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from edge_isp.errors import InvalidInputError, require
 def register(sub: argparse._SubParsersAction) -> None:
     cal = sub.add_parser(
         "calibrate",
-        help="measure a sensor's noise and write its sensor profile",
+        help="measure a sensor's noise (or import published noise data) and write its sensor profile",
         description="Measure a sensor's noise from raw frames (or capture them) and write a sensor profile "
-        "(profile.json), its DNG/darktable/Raspberry Pi exports, plots and a report. "
+        "(profile.json), its DNG/darktable/Raspberry Pi exports, plots and a report; or import a profile "
+        "from darktable's noise profiles, a DNG NoiseProfile or a Raspberry Pi tuning file. "
         "How to capture the frames: calibration/PROTOCOL.md.",
     )
     cal_sub = cal.add_subparsers(dest="calibrate_command", metavar="METHOD", parser_class=type(cal))
@@ -69,6 +71,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--levels", type=int, default=20, help="flat-field exposure levels per gain (default: 20)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_capture)
+
+    p = cal_sub.add_parser(
+        "import",
+        help="a sensor profile from a published noise description (darktable, DNG, Raspberry Pi)",
+        description="Write a sensor profile from someone else's measurement of a camera: darktable's noise "
+        "profiles (one entry per ISO), a DNG NoiseProfile tag, or a Raspberry Pi tuning file's rpi.noise "
+        "block. None of them holds colour (the profile gets an identity matrix), and darktable's holds no raw "
+        "levels, so give the camera's. Provenance goes into the profile's description.",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--darktable", type=Path, metavar="FILE", help="darktable noiseprofiles.json")
+    source.add_argument(
+        "--dng-noise-profile", metavar="S,O[,S,O,S,O]", help="a DNG NoiseProfile tag: one (S, O) pair or R, G, B"
+    )
+    source.add_argument("--rpi-tuning", type=Path, metavar="FILE", help="libcamera Raspberry Pi tuning file (JSON)")
+    dt = p.add_argument_group("darktable")
+    dt.add_argument("--maker", help="camera maker, spelt as in the file (e.g. OnePlus)")
+    dt.add_argument("--model", help="camera model, spelt as in the file (e.g. 'ONEPLUS A6003')")
+    dt.add_argument("--isos", type=float, nargs="+", metavar="ISO", help="ISOs to import (default: all)")
+    dt.add_argument(
+        "--variance-scale",
+        type=float,
+        help="darktable's wavelet-band variance over raw pixel variance (default 0.25, exact for white noise; "
+        "demosaicking lowers it: see edge_isp.sensor.noise_formats.to_darktable)",
+    )
+    p.add_argument("--iso", type=float, help="ISO the DNG NoiseProfile was recorded at (required with it)")
+    p.add_argument("--output", type=Path, required=True, help="the profile JSON to write")
+    p.add_argument("--name", help="profile name (default: the output file's name without .json)")
+    p.add_argument("--cfa", required=True, help="Bayer pattern of the raw: RGGB, BGGR, GRBG or GBRG")
+    p.add_argument("--bit-depth", type=int, required=True, help="bits per raw sample")
+    p.add_argument(
+        "--black", type=float, nargs="+", metavar="DN",
+        help="black level, DN: one, or 4 for R Gr Gb B (required, except from a tuning file that has one)",
+    )  # fmt: skip
+    p.add_argument("--white", type=float, metavar="DN", help="white level, DN (default: full scale)")
+    p.add_argument("--base-iso", type=float, help="ISO at analogue gain 1 (default: darktable's lowest ISO, else 100)")
+    p.add_argument("--max-gain", type=float, help="highest analogue gain (default: the table's highest, or 16)")
+    p.add_argument(
+        "--electrons-per-lux", type=float, metavar="E",
+        help="photo-electrons at white per lux of scene illumination (default none: light in electrons only)",
+    )  # fmt: skip
+    p.add_argument("--description", help="the profile's description (default: the provenance, generated)")
+    p.set_defaults(func=_import)
 
 
 def _inputs(p: argparse.ArgumentParser) -> None:
@@ -198,3 +243,75 @@ def _capture(args: argparse.Namespace) -> int:
         paths = run_capture(ControlledSource(camera), plan, args.out, progress=not args.no_progress)
     print(f"captured {len(paths)} frames into {args.out}; next: edge-isp calibrate ptc {args.out} --out PROFILE_DIR")
     return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from edge_isp.calibrate import importing
+
+    _check_import_options(args)
+    common = {
+        "name": args.name or args.output.stem,
+        "cfa": args.cfa,
+        "bit_depth": args.bit_depth,
+        "white_level": args.white,
+        "max_analogue_gain": args.max_gain,
+        "electrons_at_white_per_lux": args.electrons_per_lux,
+        "description": args.description,
+    }
+    black = None if args.black is None else (args.black[0] if len(args.black) == 1 else args.black)
+    if args.darktable is not None:
+        extra = {} if args.variance_scale is None else {"variance_scale": args.variance_scale}
+        result = importing.import_darktable(
+            importing.read_json_document(args.darktable, "darktable noise profile file"),
+            maker=args.maker, model=args.model, black_level=black, base_iso=args.base_iso, isos=args.isos,
+            source=args.darktable.name, **extra, **common,
+        )  # fmt: skip
+    elif args.dng_noise_profile is not None:
+        result = importing.import_dng_noise_profile(
+            importing.parse_dng_noise_profile(args.dng_noise_profile), iso=args.iso, black_level=black,
+            base_iso=100.0 if args.base_iso is None else args.base_iso, **common,
+        )  # fmt: skip
+    else:
+        result = importing.import_rpi_tuning(
+            importing.read_json_document(args.rpi_tuning, "Raspberry Pi tuning file"), black_level=black,
+            base_iso=100.0 if args.base_iso is None else args.base_iso, source=args.rpi_tuning.name, **common,
+        )  # fmt: skip
+    profile = result.profile
+    profile.save(args.output)
+    for n in profile.noise:
+        print(
+            f"ISO {n.analogue_gain * profile.base_iso:g} (gain {n.analogue_gain:g}): K = {n.gain_dn_per_e:.5g} DN/e-, "
+            f"read noise = {n.read_noise_dn:.4g} DN ({n.read_noise_e:.3g} e-)"
+        )
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote {args.output} (profile {profile.name!r})")
+    return 0
+
+
+def _check_import_options(args: argparse.Namespace) -> None:
+    """Options that belong to one source only, and the ones a source cannot do without."""
+    given = {
+        "--maker": args.maker, "--model": args.model, "--isos": args.isos,
+        "--variance-scale": args.variance_scale, "--iso": args.iso,
+    }  # fmt: skip
+    if args.darktable is not None:
+        source, own = "--darktable", ("--maker", "--model", "--isos", "--variance-scale")
+        needed = ("--maker", "--model")
+    elif args.dng_noise_profile is not None:
+        source, own, needed = "--dng-noise-profile", ("--iso",), ("--iso",)
+    else:
+        source, own, needed = "--rpi-tuning", (), ()
+    missing = [o for o in needed if given[o] is None]
+    if missing:
+        raise InvalidInputError(f"{source} needs {' and '.join(missing)}: expected them, got none")
+    stray = [o for o, v in given.items() if v is not None and o not in own]
+    if stray:
+        raise InvalidInputError(
+            f"{', '.join(stray)} cannot be used with {source}: expected only its own options "
+            f"({', '.join(own) or 'none beyond the common ones'})"
+        )
+    if args.black is None and args.rpi_tuning is None:
+        raise InvalidInputError(f"{source} needs the raw's black level: expected --black DN, got none")
+    if args.black is not None and len(args.black) not in (1, 4):
+        raise InvalidInputError(f"--black takes one level or 4 (R Gr Gb B), got {len(args.black)}")
