@@ -92,6 +92,11 @@ def _add_common(p: argparse.ArgumentParser, http_default: str | None = None) -> 
     p.add_argument("--top-k", type=int, default=5, help="labels a classifier reports (default %(default)s)")
     p.add_argument("--nms", type=float, metavar="IOU", help="class-wise NMS at this IoU (CenterNet needs none)")
     p.add_argument(
+        "--nms-across-classes",
+        action="store_true",
+        help="with --nms, boxes of different classes suppress each other too (one box per object)",
+    )
+    p.add_argument(
         "--conventional-every", type=int, metavar="N", help="render the conventional ISP view every Nth frame"
     )
     p.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: one per core)")
@@ -181,7 +186,10 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         source = RetryingSource(source)
     exposure = args.auto_exposure == "on" or (args.auto_exposure == "auto" and kind in _CAMERAS)
     preprocessor = Preprocessor(profile, input_size, auto_exposure=AutoExposure() if exposure else None)
-    postprocessor = Postprocessor(info, score_threshold=args.score_threshold, top_k=args.top_k, nms_iou=args.nms)
+    postprocessor = Postprocessor(
+        info, score_threshold=args.score_threshold, top_k=args.top_k, nms_iou=args.nms,
+        nms_across_classes=args.nms_across_classes,
+    )  # fmt: skip
     every = args.conventional_every if args.conventional_every is not None else (3 if args.http else 0)
     config = PipelineConfig(
         conventional_every=every,

@@ -100,6 +100,8 @@ class Postprocessor:
         score_threshold: detections below it are dropped.
         top_k: how many labels a classifier reports.
         nms_iou: class-wise NMS at this IoU, or None for none (CenterNet needs none).
+        nms_across_classes: let boxes of different classes suppress each other too (one box
+            per object where a detector scores two classes at one place).
         max_detections: at most this many boxes per frame, best first.
     """
 
@@ -107,6 +109,7 @@ class Postprocessor:
     score_threshold: float = 0.3
     top_k: int = 5
     nms_iou: float | None = None
+    nms_across_classes: bool = False
     max_detections: int = 100
 
     def __post_init__(self) -> None:
@@ -114,6 +117,8 @@ class Postprocessor:
             raise InvalidInputError(f"score_threshold must be in [0, 1], got {self.score_threshold}")
         if self.nms_iou is not None and not 0 < self.nms_iou <= 1:
             raise InvalidInputError(f"nms_iou must be in (0, 1] or None, got {self.nms_iou}")
+        if self.nms_across_classes and self.nms_iou is None:
+            raise InvalidInputError("nms_across_classes needs an nms_iou (the IoU above which boxes suppress)")
         if self.top_k < 1 or self.max_detections < 1:
             raise InvalidInputError(f"top_k and max_detections must be >= 1, got {self.top_k}, {self.max_detections}")
 
@@ -141,7 +146,8 @@ class Postprocessor:
         keep = np.flatnonzero(scores >= self.score_threshold)
         keep = keep[np.argsort(-scores[keep], kind="stable")]
         if self.nms_iou is not None and keep.size > 1:
-            keep = keep[nms(boxes[keep], scores[keep], self.nms_iou, labels[keep])]
+            same_class = None if self.nms_across_classes else labels[keep]
+            keep = keep[nms(boxes[keep], scores[keep], self.nms_iou, same_class)]
         keep = keep[: self.max_detections]
         width, height = geometry.frame_size
         frame_boxes = geometry.to_frame(boxes[keep])

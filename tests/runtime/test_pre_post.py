@@ -184,6 +184,20 @@ class TestPostprocess:
         assert len(Postprocessor(INFO, score_threshold=0.1).detections(outputs, g)) == 2
         assert len(Postprocessor(INFO, score_threshold=0.1, nms_iou=0.5).detections(outputs, g)) == 1
 
+    def test_nms_across_classes_keeps_one_box_per_object(self):
+        # One object scored as two classes at one place, and a second object elsewhere.
+        outputs = {
+            "boxes": np.array([[[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]]], np.float32),
+            "scores": np.array([[0.6, 0.9, 0.5]], np.float32),
+            "labels": np.array([[0, 1, 0]], np.int32),
+        }
+        g = geometry(size=(200, 100))
+        assert len(Postprocessor(INFO, score_threshold=0.1, nms_iou=0.5).detections(outputs, g)) == 3
+        dets = Postprocessor(INFO, score_threshold=0.1, nms_iou=0.5, nms_across_classes=True).detections(outputs, g)
+        assert [(d["class_id"], d["score"]) for d in dets] == [(1, pytest.approx(0.9)), (0, pytest.approx(0.5))]
+        with pytest.raises(InvalidInputError, match="nms_across_classes needs an nms_iou"):
+            Postprocessor(INFO, nms_across_classes=True)
+
     def test_missing_or_malformed_outputs_are_named(self):
         with pytest.raises(InvalidInputError, match=r"must return 'boxes'.*\['logits'\]"):
             Postprocessor(INFO)({"logits": np.zeros((1, 2))}, geometry())
