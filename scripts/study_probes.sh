@@ -8,9 +8,10 @@
 # Probes (default: all, in this order):
 #   schedule     (b) and (e) trained 2x longer (16 epochs), and (e) with a 10x ISP learning rate
 #   isp          the ISP's quality: (c) pretrained 6x longer (24 epochs), and with the larger
-#                U-Net (dp_m, 16 epochs), each with its (e) trained from it
+#                U-Net (dp_m, the same 4 epochs), each with its (e) trained from it
 #   light-range  (e) trained on 2-10 lux only and on 40-200 lux only, evaluated over the sweep
-#   blur         (b), (d) and (e) trained with a Gaussian lens blur (sigma 1.5 px), evaluated with it
+#   blur         every pipeline evaluated with a Gaussian lens blur (sigma 1.5 px) on top of the
+#                noise, beside (b), (d) and (e) trained with that blur (where trained)
 #   camera       every seed-0 pipeline evaluated on a second camera's profile (oneplus6-rear)
 #   recon        the reconstruction ISP vs NLM, BM3D and demosaicnet + the same denoisers
 # Environment: CONFIG, RUNS, OUT (docs/study), LIMIT as in scripts/study.sh.
@@ -53,7 +54,7 @@ train_probe() {
     isp)
       train isp "$runs/probes/isp-24ep" --set run.epochs=24
       train joint "$runs/probes/joint-isp-24ep" "${head[@]}" --set "init.isp=$runs/probes/isp-24ep/best.pt"
-      train isp "$runs/probes/isp-dp-m" --set model.name=dp_m_rec --set run.epochs=16
+      train isp "$runs/probes/isp-dp-m" --set model.name=dp_m_rec
       train joint "$runs/probes/joint-dp-m" "${head[@]}" --set model.name=dp_m_cls \
         --set "init.isp=$runs/probes/isp-dp-m/best.pt" ;;
     light-range)
@@ -94,10 +95,12 @@ eval_probe() {
         --checkpoint "joint:2-10lux=$p/joint-dark/best.pt" --checkpoint "joint:40-200lux=$p/joint-bright/best.pt" \
         --lux 1.5,3,6,12,24,48,96,192 --out "$out/classification-light-range" ;;
     blur)
-      study --blur "$blur" --checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt" \
-        --checkpoint "baseline=$seed0/baseline/best.pt" --checkpoint "baseline:blur=$p/baseline-blur/best.pt" \
-        --checkpoint "raw:blur=$p/raw-blur/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
-        --checkpoint "joint:blur=$p/joint-blur/best.pt" --out "$out/classification-blur" ;;
+      local checkpoints=()
+      for role in head baseline isp raw joint noansc; do checkpoints+=(--checkpoint "$role=$seed0/$role/best.pt"); done
+      for run in baseline-blur raw-blur joint-blur; do
+        [ -f "$p/$run/DONE" ] && checkpoints+=(--checkpoint "${run%-blur}:blur=$p/$run/best.pt")
+      done
+      study --blur "$blur" "${checkpoints[@]}" --out "$out/classification-blur" ;;
     camera)
       local checkpoints=()
       for role in head baseline isp raw joint noansc; do checkpoints+=(--checkpoint "$role=$seed0/$role/best.pt"); done
