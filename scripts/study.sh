@@ -9,26 +9,28 @@
 #   CONFIG  configs/default-cls.toml / configs/default-det.toml
 #   RUNS    runs/study-cls / runs/study-det
 #   OUT     docs/study/classification / docs/study/detection
-#   LIMIT   test images (300 / 200)
+#   LIMIT   test images (default: all, 1000 / 400 in the built-in set)
 #   EPOCHS  epochs of the joint, raw, no-Anscombe and baseline stages (the config's / 12)
 #   ROLES   which pipelines' runs to train and evaluate (all six: head baseline isp raw
 #           joint noansc; head is always needed)
 #   EVAL_ARGS  more `edge-isp eval` arguments, e.g. another labelled checkpoint
 # Each stage resumes where a killed run left off. A classification seed trains in about 20
-# minutes on a 2-core CPU and evaluates in 4.
+# minutes on a 2-core CPU and evaluates in 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 edge_isp=.venv/bin/edge-isp
 task=${1:-}
 case "$task" in
-  cls) defaults=(configs/default-cls.toml runs/study-cls docs/study/classification 300 "" classification) ;;
-  det) defaults=(configs/default-det.toml runs/study-det docs/study/detection 200 12 detection) ;;
+  cls) defaults=(configs/default-cls.toml runs/study-cls docs/study/classification "" "" classification) ;;
+  det) defaults=(configs/default-det.toml runs/study-det docs/study/detection "" 12 detection) ;;
   *) echo "usage: $0 cls|det [train|eval|all] [SEEDS...]" >&2; exit 1 ;;
 esac
 config=${CONFIG:-${defaults[0]}}
 runs=${RUNS:-${defaults[1]}}
 out=${OUT:-${defaults[2]}}
 limit=${LIMIT:-${defaults[3]}}
+limit_args=()
+[ -z "$limit" ] || limit_args=(--limit "$limit")
 epochs=${EPOCHS-${defaults[4]}}
 task_name=${defaults[5]}
 read -r -a roles <<< "${ROLES:-head baseline isp raw joint noansc}"
@@ -75,7 +77,7 @@ eval_seed() {
   # the ISP itself adds.
   has_role joint && checkpoints+=(--checkpoint "joint:isp-from-c=$dir/swap/best.pt")
   "$edge_isp" eval --task "$task_name" --data data/demo "${checkpoints[@]}" "${eval_args[@]}" \
-    --limit "$limit" --out "$out/seed$seed"
+    "${limit_args[@]}" --out "$out/seed$seed"
 }
 
 case "$what" in
