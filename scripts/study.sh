@@ -11,8 +11,9 @@
 #   OUT     docs/study/classification / docs/study/detection
 #   LIMIT   test images (default: all, 1000 / 400 in the built-in set)
 #   EPOCHS  epochs of the joint, raw, no-Anscombe and baseline stages (the config's / 12)
-#   ROLES   which pipelines' runs to train and evaluate (all six: head baseline isp raw
-#           joint noansc; head is always needed)
+#   ROLES   which runs to train and evaluate (default all: head baseline isp raw joint noansc
+#           for the six pipelines, and frozen, (e) trained with its ISP frozen, as a control;
+#           isp and head are always trained)
 #   EVAL_ARGS  more `edge-isp eval` arguments, e.g. another labelled checkpoint
 # Each stage resumes where a killed run left off. A classification seed trains in about 20
 # minutes on a 2-core CPU and evaluates in 2.
@@ -33,7 +34,7 @@ limit_args=()
 [ -z "$limit" ] || limit_args=(--limit "$limit")
 epochs=${EPOCHS-${defaults[4]}}
 task_name=${defaults[5]}
-read -r -a roles <<< "${ROLES:-head baseline isp raw joint noansc}"
+read -r -a roles <<< "${ROLES:-head baseline isp raw joint noansc frozen}"
 read -r -a eval_args <<< "${EVAL_ARGS:-}"
 what=${2:-all}
 shift 2 || shift $#
@@ -63,6 +64,10 @@ train_seed() {
   train isp "$dir/isp" "${common[@]}"
   train head "$dir/head" "${common[@]}"
   has_role joint && train joint "$dir/joint" "${long[@]}" --set "init.isp=$dir/isp/best.pt"
+  # The control for (e): the same run with the ISP frozen at (c) (learning rate 0), so only
+  # the head adapts to the ISP's output. (e) minus this is what adapting the ISP adds.
+  has_role frozen && train joint "$dir/joint-frozen-isp" "${long[@]}" --set "init.isp=$dir/isp/best.pt" \
+    --set optim.isp_lr_scale=0.0
   has_role raw && train joint "$dir/raw" "${long[@]}" --set "model.name=raw_$task" --set init.isp=none
   has_role noansc && train joint "$dir/noansc" "${long[@]}" --set "model.name=dp_s_noansc_$task" --set init.isp=none
   has_role baseline && train baseline "$dir/baseline" "${long[@]}"
@@ -72,9 +77,12 @@ train_seed() {
 eval_seed() {
   local seed=$1 dir="$runs/seed$1"
   local checkpoints=()
-  for role in "${roles[@]}"; do checkpoints+=(--checkpoint "$role=$dir/$role/best.pt"); done
-  # (e)'s head behind (c)'s ISP (scripts/study_isp_drift.py --swap): what joint training of
-  # the ISP itself adds.
+  for role in "${roles[@]}"; do
+    [ "$role" = frozen ] || checkpoints+=(--checkpoint "$role=$dir/$role/best.pt")
+  done
+  # (e) with its ISP frozen at (c) during training, and (e)'s head behind (c)'s ISP
+  # (scripts/study_isp_drift.py --swap): what adapting the ISP to the task adds.
+  has_role frozen && checkpoints+=(--checkpoint "joint:frozen-isp=$dir/joint-frozen-isp/best.pt")
   has_role joint && checkpoints+=(--checkpoint "joint:isp-from-c=$dir/swap/best.pt")
   "$edge_isp" eval --task "$task_name" --data data/demo "${checkpoints[@]}" "${eval_args[@]}" \
     "${limit_args[@]}" --out "$out/seed$seed"
