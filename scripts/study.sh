@@ -10,7 +10,7 @@
 #   RUNS    runs/study-cls / runs/study-det
 #   OUT     docs/study/classification / docs/study/detection
 #   LIMIT   test images (default: all, 1000 / 400 in the built-in set)
-#   EPOCHS  epochs of the joint, raw, no-Anscombe and baseline stages (the config's / 12)
+#   EPOCHS  epochs of the joint, raw, no-Anscombe and baseline stages (the config's / 8)
 #   ROLES   which runs to train and evaluate (default all: head baseline isp raw joint noansc
 #           for the six pipelines, and frozen, (e) trained with its ISP frozen, as a control;
 #           isp and head are always trained)
@@ -23,7 +23,7 @@ edge_isp=.venv/bin/edge-isp
 task=${1:-}
 case "$task" in
   cls) defaults=(configs/default-cls.toml runs/study-cls docs/study/classification "" "" classification) ;;
-  det) defaults=(configs/default-det.toml runs/study-det docs/study/detection "" 12 detection) ;;
+  det) defaults=(configs/default-det.toml runs/study-det docs/study/detection "" 8 detection) ;;
   *) echo "usage: $0 cls|det [train|eval|all] [SEEDS...]" >&2; exit 1 ;;
 esac
 config=${CONFIG:-${defaults[0]}}
