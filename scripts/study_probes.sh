@@ -32,15 +32,8 @@ for f in isp head joint baseline raw noansc; do
   [ -f "$seed0/$f/DONE" ] || { echo "missing $seed0/$f: run scripts/study.sh cls train 0 first" >&2; exit 1; }
 done
 
-train() {
-  local stage=$1 dir=$2
-  shift 2
-  [ -f "$dir/DONE" ] && return 0
-  local resume=()
-  [ -f "$dir/last.pt" ] && resume=(--resume)
-  "$edge_isp" train "$stage" --config "$config" --out "$dir" "$@" "${resume[@]}"
-  touch "$dir/DONE"
-}
+# shellcheck source=scripts/study_lib.sh
+. scripts/study_lib.sh
 head=(--set "init.head=$seed0/head/best.pt")
 init=("${head[@]}" --set "init.isp=$seed0/isp/best.pt")
 
