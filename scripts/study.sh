@@ -41,20 +41,16 @@ shift 2 || shift $#
 seeds=("$@")
 [ ${#seeds[@]} -gt 0 ] || seeds=(0 1 2)
 
+case "$what" in
+  train | eval | all) ;;
+  *) echo "usage: $0 cls|det [train|eval|all] [SEEDS...]" >&2; exit 1 ;;
+esac
 [ -f data/demo/dataset.json ] || "$edge_isp" data build --out data/demo
 
 has_role() { [[ " ${roles[*]} " == *" $1 "* ]]; }
 
-# train STAGE RUN_DIR [--set ...]: one resumable stage.
-train() {
-  local stage=$1 dir=$2
-  shift 2
-  [ -f "$dir/DONE" ] && return 0
-  local resume=()
-  [ -f "$dir/last.pt" ] && resume=(--resume)
-  "$edge_isp" train "$stage" --config "$config" --out "$dir" "$@" "${resume[@]}"
-  touch "$dir/DONE"
-}
+# shellcheck source=scripts/study_lib.sh
+. scripts/study_lib.sh
 
 train_seed() {
   local seed=$1 dir="$runs/seed$1"
@@ -88,10 +84,6 @@ eval_seed() {
     "${limit_args[@]}" --out "$out/seed$seed"
 }
 
-case "$what" in
-  train | eval | all) ;;
-  *) echo "usage: $0 cls|det [train|eval|all] [SEEDS...]" >&2; exit 1 ;;
-esac
 if [ "$what" != eval ]; then
   for seed in "${seeds[@]}"; do train_seed "$seed"; done
 fi
