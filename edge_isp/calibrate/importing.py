@@ -24,13 +24,14 @@ silently.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
 import math
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -198,8 +199,7 @@ def import_darktable(
         notes.append(f"base ISO not given: the lowest ISO imported, {base_iso:g}, is analogue gain 1")
     base_iso = _number(base_iso, "base_iso", positive=True)
     table, spreads, labels = [], [], []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", noise_formats.NoiseConversionWarning)
+    with _conversion_notes(notes):
         for entry in entries:
             single, entry_spreads = noise_formats.from_darktable(
                 [entry],
@@ -214,7 +214,6 @@ def import_darktable(
             table.append(single.noise[0])
             spreads += entry_spreads
             labels.append(f"ISO {float(entry['iso']):g}")
-    notes += _warning_lines(caught)
     _check_k_rises(table, labels, [float(e["iso"]) for e in entries])
     if description is None:
         description = (
@@ -264,12 +263,10 @@ def import_dng_noise_profile(
     iso = _number(iso, "iso", positive=True)
     base_iso = _number(base_iso, "base_iso", positive=True)
     white, notes = _white(white_level, bit_depth)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", noise_formats.NoiseConversionWarning)
+    with _conversion_notes(notes):
         entry, spread = noise_formats.from_dng_noise_profile(
             pairs, black_level=black_level, white_level=white, analogue_gain=iso / base_iso
         )
-    notes += _warning_lines(caught)
     if description is None:
         description = (
             f"Noise from a DNG NoiseProfile tag at ISO {iso:g} (base ISO {base_iso:g}), with the DNG's levels black "
@@ -330,10 +327,8 @@ def import_rpi_tuning(
         )
     white, white_note = _white(white_level, bit_depth)
     notes += white_note
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", noise_formats.NoiseConversionWarning)
+    with _conversion_notes(notes):
         entry = noise_formats.from_rpi_noise(block["reference_constant"], block["reference_slope"], bit_depth=bit_depth)
-    notes += _warning_lines(caught)
     if description is None:
         description = (
             f"Noise from the rpi.noise block of {source} (reference_constant {block['reference_constant']}, "
@@ -438,14 +433,18 @@ def _single_gain_max(entry: NoiseAtGain, max_analogue_gain: float | None, notes:
     return top
 
 
-def _warning_lines(caught: list[warnings.WarningMessage]) -> list[str]:
-    lines = []
+@contextlib.contextmanager
+def _conversion_notes(notes: list[str]) -> Iterator[None]:
+    """Turn the conversions' NoiseConversionWarnings inside the block into lines of ``notes``;
+    other warnings are passed on."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", noise_formats.NoiseConversionWarning)
+        yield
     for w in caught:
         if issubclass(w.category, noise_formats.NoiseConversionWarning):
-            lines.append(str(w.message))
+            notes.append(str(w.message))
         else:  # not ours to swallow
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return lines
 
 
 def _assemble(
