@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---:|---:|---|---|",
     ]
     for folder in seeds:
-        model = {name: load_checkpoint(folder / name / "best.pt")["model"] for name in ("isp", "head", "joint")}
+        joint = load_checkpoint(folder / "joint" / "best.pt")
+        model = {name: load_checkpoint(folder / name / "best.pt")["model"] for name in ("isp", "head")}
+        model["joint"] = joint["model"]
         baseline = folder / "baseline" / "best.pt"
         b_change = "-"
         if baseline.is_file():
@@ -73,13 +75,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{data_weights(model['isp'])} | {data_weights(model['joint'])} |"
         )
         if args.swap:
-            state = load_checkpoint(folder / "joint" / "best.pt")
-            swapped = dict(state["model"])
+            swapped = dict(joint["model"])
             for name, value in model["isp"].items():
                 if name.startswith("isp."):
                     swapped[name] = value
-            state["model"] = swapped
-            save_checkpoint(folder / "swap" / "best.pt", state)
+            save_checkpoint(folder / "swap" / "best.pt", {**joint, "model": swapped})
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
     if args.out:
