@@ -223,19 +223,9 @@ def import_darktable(
             f"levels black {black_level} and white {white:g} DN given at import (darktable's file holds none); "
             "the colour planes' values averaged; colour not calibrated (identity matrix, unit white balance)."
         )
-    profile = _assemble(
-        table,
-        name=name,
-        cfa=cfa,
-        bit_depth=bit_depth,
-        black_level=black_level,
-        white_level=white,
-        base_iso=base_iso,
-        max_analogue_gain=max_analogue_gain if max_analogue_gain is not None else table[-1].analogue_gain,
-        electrons_at_white_per_lux=electrons_at_white_per_lux,
-        description=description,
-    )
-    return ImportedProfile(profile, tuple(spreads), tuple(notes))
+    target = _Target(name, cfa, bit_depth, black_level, white, base_iso, electrons_at_white_per_lux)
+    top = max_analogue_gain if max_analogue_gain is not None else table[-1].analogue_gain
+    return ImportedProfile(target.profile(table, top, description), tuple(spreads), tuple(notes))
 
 
 def import_dng_noise_profile(
@@ -273,18 +263,8 @@ def import_dng_noise_profile(
             f"{black_level} and white {white:g} DN; one gain measured, others extrapolated (K proportional to gain, "
             "read noise constant in electrons); colour not calibrated (identity matrix, unit white balance)."
         )
-    profile = _assemble(
-        [entry],
-        name=name,
-        cfa=cfa,
-        bit_depth=bit_depth,
-        black_level=black_level,
-        white_level=white,
-        base_iso=base_iso,
-        max_analogue_gain=_single_gain_max(entry, max_analogue_gain, notes),
-        electrons_at_white_per_lux=electrons_at_white_per_lux,
-        description=description,
-    )
+    target = _Target(name, cfa, bit_depth, black_level, white, base_iso, electrons_at_white_per_lux)
+    profile = target.profile([entry], _single_gain_max(entry, max_analogue_gain, notes), description)
     return ImportedProfile(profile, (spread,), tuple(notes))
 
 
@@ -336,18 +316,8 @@ def import_rpi_tuning(
             f"{black_level} and white {white:g} DN; other gains extrapolated (K proportional to gain, read noise "
             "constant in electrons); colour not calibrated (identity matrix, unit white balance)."
         )
-    profile = _assemble(
-        [entry],
-        name=name,
-        cfa=cfa,
-        bit_depth=bit_depth,
-        black_level=black_level,
-        white_level=white,
-        base_iso=base_iso,
-        max_analogue_gain=_single_gain_max(entry, max_analogue_gain, notes),
-        electrons_at_white_per_lux=electrons_at_white_per_lux,
-        description=description,
-    )
+    target = _Target(name, cfa, bit_depth, black_level, white, base_iso, electrons_at_white_per_lux)
+    profile = target.profile([entry], _single_gain_max(entry, max_analogue_gain, notes), description)
     return ImportedProfile(profile, (), tuple(notes))
 
 
@@ -447,39 +417,41 @@ def _conversion_notes(notes: list[str]) -> Iterator[None]:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
-def _assemble(
-    table: Sequence[NoiseAtGain],
-    *,
-    name: str,
-    cfa: CFA | str,
-    bit_depth: int,
-    black_level: float | Sequence[float],
-    white_level: float,
-    base_iso: float,
-    max_analogue_gain: float,
-    electrons_at_white_per_lux: float | None,
-    description: str,
-) -> SensorProfile:
-    top = _number(max_analogue_gain, "max_analogue_gain", positive=True)
-    if top < table[-1].analogue_gain:
-        raise InvalidInputError(
-            f"max_analogue_gain must cover the noise table: expected >= {table[-1].analogue_gain:g} "
-            f"(its highest gain), got {top:g}"
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    """The profile an import writes, less what its source gives: the name, the raw's format and
+    levels (DN, white resolved), the ISO and lux scales: what every import takes from its caller alike."""
+
+    name: str
+    cfa: CFA | str
+    bit_depth: int
+    black_level: float | Sequence[float]
+    white_level: float
+    base_iso: float
+    electrons_at_white_per_lux: float | None
+
+    def profile(self, table: Sequence[NoiseAtGain], max_analogue_gain: float, description: str) -> SensorProfile:
+        """The profile with the source's noise ``table``, which ``max_analogue_gain`` must cover."""
+        top = _number(max_analogue_gain, "max_analogue_gain", positive=True)
+        if top < table[-1].analogue_gain:
+            raise InvalidInputError(
+                f"max_analogue_gain must cover the noise table: expected >= {table[-1].analogue_gain:g} "
+                f"(its highest gain), got {top:g}"
+            )
+        per_lux = self.electrons_at_white_per_lux
+        if per_lux is not None and not (math.isfinite(float(per_lux)) and float(per_lux) > 0):
+            raise InvalidInputError(f"electrons_at_white_per_lux must be a positive number (e-/lx), got {per_lux!r}")
+        return SensorProfile(
+            name=self.name,
+            cfa=CFA.parse(self.cfa),
+            bit_depth=self.bit_depth,
+            black_level=_black4(self.black_level),
+            white_level=self.white_level,
+            color_matrix=IDENTITY,
+            white_balance=(1.0, 1.0, 1.0),
+            noise=tuple(table),
+            base_iso=self.base_iso,
+            max_analogue_gain=top,
+            electrons_at_white_per_lux=None if per_lux is None else float(per_lux),
+            description=description,
         )
-    per_lux = electrons_at_white_per_lux
-    if per_lux is not None and not (math.isfinite(float(per_lux)) and float(per_lux) > 0):
-        raise InvalidInputError(f"electrons_at_white_per_lux must be a positive number (e-/lx), got {per_lux!r}")
-    return SensorProfile(
-        name=name,
-        cfa=CFA.parse(cfa),
-        bit_depth=bit_depth,
-        black_level=_black4(black_level),
-        white_level=white_level,
-        color_matrix=IDENTITY,
-        white_balance=(1.0, 1.0, 1.0),
-        noise=tuple(table),
-        base_iso=base_iso,
-        max_analogue_gain=top,
-        electrons_at_white_per_lux=None if per_lux is None else float(per_lux),
-        description=description,
-    )

@@ -17,7 +17,8 @@ The conversions to the other formats are those of :mod:`edge_isp.sensor.noise_fo
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge_isp.calibrate import plots, report
@@ -92,13 +93,19 @@ def _finish(profile: SensorProfile, out_dir: Path, files: dict[str, Path], maker
     return files
 
 
-def _relative(files: dict[str, Path], out_dir: Path) -> dict[str, str]:
-    return {k: v.relative_to(out_dir).as_posix() for k, v in files.items()}
+def _save_defects(maps: Sequence[DefectMap], path: Path) -> None:
+    """One map of the pixels defective at any of the gains."""
+    functools.reduce(DefectMap.union, maps).save(path)
 
 
-def _write_report(path: Path, text: str) -> None:
-    with atomic_open(path, "w", encoding="utf-8") as handle:
+def _write_report(files: dict[str, Path], out_dir: Path, render: Callable[[dict[str, str]], str]) -> dict[str, Path]:
+    """Write ``report.md``, the text ``render`` makes from the files written (the report among them)
+    relative to ``out_dir``; returns the files with the report added."""
+    files = {**files, "report": out_dir / "report.md"}
+    text = render({k: v.relative_to(out_dir).as_posix() for k, v in files.items()})
+    with atomic_open(files["report"], "w", encoding="utf-8") as handle:
         handle.write(text + "\n")
+    return files
 
 
 def calibrate_ptc(
@@ -148,13 +155,9 @@ def calibrate_ptc(
     }
     plots.plot_ptc(result.gains, files["ptc_plot"])
     plots.plot_gain(fit, files["gain_plot"])
-    defects = result.gains[0].defects
-    for g in result.gains[1:]:
-        defects = defects.union(g.defects)
-    defects.save(files["defects"])
+    _save_defects([g.defects for g in result.gains], files["defects"])
     files = _finish(profile, out_dir, files, maker)
-    files["report"] = out_dir / "report.md"
-    _write_report(files["report"], report.ptc_report(result, fit, profile, _relative(files, out_dir)))
+    files = _write_report(files, out_dir, lambda listed: report.ptc_report(result, fit, profile, listed))
     return Calibration(profile, fit, result, files)
 
 
@@ -180,10 +183,7 @@ def calibrate_dark(
             )
         results.append(analyze_dark(stack.refs, progress=progress))
     files: dict[str, Path] = {"defects": out_dir / "defects.json"}
-    defects: DefectMap = results[0].defects
-    for d in results[1:]:
-        defects = defects.union(d.defects)
-    defects.save(files["defects"])
+    _save_defects([d.defects for d in results], files["defects"])
     profile = fit = None
     if base is not None:
         points = [
@@ -211,9 +211,8 @@ def calibrate_dark(
             f"gains {', '.join(f'{d.analogue_gain:g}' for d in results)}; K from '{base.name}'",
         )
         files = _finish(profile, out_dir, files, maker)
-    files["report"] = out_dir / "report.md"
     title = f"Dark-frame calibration: {name}"
-    _write_report(files["report"], report.dark_report(results, title, _relative(files, out_dir), profile))
+    files = _write_report(files, out_dir, lambda listed: report.dark_report(results, title, listed, profile))
     return Calibration(profile, fit, tuple(results), files)
 
 
@@ -261,6 +260,5 @@ def calibrate_image(
     plots.plot_level_sets(results, files["level_sets_plot"])
     plots.plot_gain(fit, files["gain_plot"])
     files = _finish(profile, out_dir, files, maker)
-    files["report"] = out_dir / "report.md"
-    _write_report(files["report"], report.image_report(results, fit, profile, _relative(files, out_dir)))
+    files = _write_report(files, out_dir, lambda listed: report.image_report(results, fit, profile, listed))
     return Calibration(profile, fit, tuple(results), files)

@@ -30,10 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "dark frames, at one or more gains: K, read noise, saturation, linearity, SNR, dynamic range, PRNU, "
         "DSNU, defects; then K against gain and read noise against K.",
     )
-    _inputs(p)
-    p.add_argument(
-        "--max-gain", type=float, help="highest analogue gain the profile covers (default: the highest measured)"
-    )
+    _inputs(p, max_gain=True)
     p.set_defaults(func=_ptc)
 
     p = cal_sub.add_parser(
@@ -51,10 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Fit the Poisson-Gaussian noise (a, b) of one or more raw images of ordinary scenes with "
         "large smooth areas, accounting for clipping; images at several gains give a fit against gain.",
     )
-    _inputs(p)
-    p.add_argument(
-        "--max-gain", type=float, help="highest analogue gain the profile covers (default: the highest measured)"
-    )
+    _inputs(p, max_gain=True)
     p.set_defaults(func=_image)
 
     p = cal_sub.add_parser(
@@ -116,7 +110,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_import)
 
 
-def _inputs(p: argparse.ArgumentParser) -> None:
+def _inputs(p: argparse.ArgumentParser, *, max_gain: bool = False) -> None:
+    """The options of the methods that measure frames; ``max_gain`` for those that fit K against gain."""
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="folders (searched recursively) or raw files")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--name", help="profile name (default: the output folder's name)")
@@ -137,6 +132,10 @@ def _inputs(p: argparse.ArgumentParser) -> None:
     dump.add_argument("--gain", type=float, help="analogue gain of every frame (when the files do not say)")
     dump.add_argument("--exposure", type=float, help="exposure time of every frame, s (when the files do not say)")
     dump.add_argument("--base-iso", type=float, help="camera ISO at unity analogue gain (camera raw files)")
+    if max_gain:
+        p.add_argument(
+            "--max-gain", type=float, help="highest analogue gain the profile covers (default: the highest measured)"
+        )
 
 
 def _discover(args: argparse.Namespace, kind: str | None):
