@@ -111,6 +111,27 @@ class SimulatedRaw:
         ]
 
 
+def sample_log_uniform(
+    batch: int,
+    low: float,
+    high: float,
+    generator: torch.Generator | None = None,
+    *,
+    what: str = "values",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """``(B,)`` values log-uniform over ``[low, high]``, drawn on ``generator``'s device
+    (CPU without one unless ``device`` says), then moved to ``device``. ``what`` names
+    them in the error for a bad range."""
+    if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+        raise InvalidInputError(f"{what} need 0 < low <= high, got low={low}, high={high}")
+    where = generator.device if generator is not None else device
+    u = torch.rand(int(batch), dtype=torch.float64, device=where, generator=generator)
+    values = torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+    return values.to(dtype=dtype, device=device)
+
+
 def sample_light_levels(
     batch: int,
     low: float,
@@ -120,17 +141,8 @@ def sample_light_levels(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    """Photo-electrons at white ``(B,)``, log-uniform over ``[low, high]`` electrons.
-
-    Drawn on ``generator``'s device (CPU without one unless ``device`` says), then moved to
-    ``device``.
-    """
-    if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
-        raise InvalidInputError(f"light levels need 0 < low <= high (electrons), got low={low}, high={high}")
-    where = generator.device if generator is not None else device
-    u = torch.rand(int(batch), dtype=torch.float64, device=where, generator=generator)
-    levels = torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
-    return levels.to(dtype=dtype, device=device)
+    """Photo-electrons at white ``(B,)``, log-uniform over ``[low, high]`` electrons."""
+    return sample_log_uniform(batch, low, high, generator, what="light levels (electrons)", device=device, dtype=dtype)
 
 
 def electrons_from_lux(profile: SensorProfile, lux: float | Tensor) -> Tensor:
@@ -246,6 +258,7 @@ def simulate(
     unprocess: str = "fixed",
     quantize: bool = True,
     noise: bool = True,
+    read_noise_scale: float | Tensor = 1.0,
     generator: torch.Generator | None = None,
 ) -> SimulatedRaw:
     """Simulate the raw a sensor with ``profile`` records of the scenes ``srgb``.
@@ -263,6 +276,10 @@ def simulate(
             ``"random"`` (Brooks et al. 2019, per image).
         quantize: round to whole DN (straight-through gradient).
         noise: add shot, read and row noise; False gives the expected raw.
+        read_noise_scale: multiplies the profile's read noise (a number or ``(B,)``), and
+            ``sigma`` of the noise parameters with it: a camera like this one but for its
+            read noise. Training over a range of it shows a model noise parameters off one
+            camera's ``(a, sigma)`` line (another sensor's); 1 is the profile itself.
         generator: random source, on the same device as ``srgb``; None uses torch's global one.
 
     Returns:
@@ -296,10 +313,17 @@ def simulate(
                 f"analogue_gain must be at most the profile's max_analogue_gain "
                 f"{profile.max_analogue_gain}, got {gains.max()}"
             )
-    models = [profile.noise_at(float(g)) for g in gains]
+    read_scale = _per_image(read_noise_scale, batch, "read_noise_scale")
+    models = []
+    for g, s in zip(gains, read_scale, strict=True):
+        at_gain = profile.noise_at(float(g))
+        models.append(dataclasses.replace(at_gain, read_noise_dn=at_gain.read_noise_dn * float(s)))
     k_dn_per_e = np.array([m.gain_dn_per_e for m in models])
     digital = profile.range_dn / (electrons * k_dn_per_e)
-    noise_params = [profile.normalized_noise(float(g), float(d)) for g, d in zip(gains, digital, strict=True)]
+    noise_params = []
+    for g, d, s in zip(gains, digital, read_scale, strict=True):
+        a, sigma = profile.normalized_noise(float(g), float(d))
+        noise_params.append((a, sigma * float(s)))
 
     def per_image(values) -> Tensor:
         return torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=dtype, device=device)

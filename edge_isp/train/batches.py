@@ -13,6 +13,7 @@ boxes in the batch with label -1.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from edge_isp.errors import InvalidInputError
 from edge_isp.sensor.profile import SensorProfile
-from edge_isp.sensor.simulate import SimulatedRaw, electrons_from_lux, sample_light_levels, simulate
+from edge_isp.sensor.simulate import SimulatedRaw, electrons_from_lux, sample_light_levels, sample_log_uniform, simulate
 
 
 def _resize(image: np.ndarray, size: tuple[int, int] | None) -> tuple[np.ndarray, float, float]:
@@ -151,6 +152,9 @@ class RawBatcher:
         unprocess: "fixed" or "random" camera colour (see ``simulate``).
         analogue_gain: None for "auto", else the gain.
         quantize: round to whole DN.
+        read_noise_range: (low, high) factor on the profile's read noise, drawn
+            log-uniformly per image with the levels (``simulate``'s ``read_noise_scale``);
+            (1, 1), the default, draws nothing and simulates the profile itself.
     """
 
     def __init__(
@@ -162,10 +166,15 @@ class RawBatcher:
         unprocess: str = "fixed",
         analogue_gain: float | None = None,
         quantize: bool = True,
+        read_noise_range: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         low, high = (float(v) for v in electrons_range)
         if not 0 < low <= high:
             raise InvalidInputError(f"light range needs 0 < low <= high electrons at white, got {low}, {high}")
+        read_low, read_high = (float(v) for v in read_noise_range)
+        if not (0 < read_low <= read_high and math.isfinite(read_high)):
+            raise InvalidInputError(f"read noise range needs 0 < low <= high, got {read_low}, {read_high}")
+        self.read_noise_range = (read_low, read_high)
         self.profile = profile
         self.low, self.high = low, high
         self.blur = blur
@@ -188,17 +197,23 @@ class RawBatcher:
             unprocess=sensor.unprocess,
             analogue_gain=sensor.analogue_gain,
             quantize=sensor.quantize,
+            read_noise_range=sensor.read_noise_range,
         )
 
     def __call__(
         self, srgb: Tensor, generator: torch.Generator, electrons_at_white: float | Tensor | None = None
     ) -> SimulatedRaw:
-        """Simulate ``srgb`` (B, 3, H, W) on [0, 1]; levels sampled unless given.
-        ``generator`` must live on ``srgb``'s device."""
+        """Simulate ``srgb`` (B, 3, H, W) on [0, 1]; levels sampled unless given (and the
+        read-noise factors with them). ``generator`` must live on ``srgb``'s device."""
+        read_noise_scale: float | Tensor = 1.0
         if electrons_at_white is None:
             electrons_at_white = sample_light_levels(
                 srgb.shape[0], self.low, self.high, generator, device=srgb.device, dtype=srgb.dtype
             )
+            if self.read_noise_range != (1.0, 1.0):
+                read_noise_scale = sample_log_uniform(
+                    srgb.shape[0], *self.read_noise_range, generator, what="read noise factors", dtype=torch.float64
+                )
         blur = self.blur.to(srgb) if self.blur is not None else None
         return simulate(
             srgb,
@@ -208,6 +223,7 @@ class RawBatcher:
             analogue_gain=self.analogue_gain,
             unprocess=self.unprocess,
             quantize=self.quantize,
+            read_noise_scale=read_noise_scale,
             generator=generator,
         )
 

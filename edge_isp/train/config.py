@@ -110,6 +110,9 @@ class SensorSection:
     ``light_range`` (low, high) is sampled log-uniformly per training image;
     ``val_light`` lists the fixed levels validation runs at (the metric is their mean).
     Both are in ``light_unit``: lux (through the profile) or photo-electrons at white.
+    ``read_noise_range`` (low, high) multiplies the profile's read noise by a factor drawn
+    log-uniformly per training image (validation simulates the profile itself): noise
+    parameters off this one camera's line, as another sensor's would be. [1, 1]: off.
     """
 
     profile: str = "nexus6p-rear"
@@ -120,6 +123,7 @@ class SensorSection:
     blur: str = "none"
     analogue_gain: float | None = None
     quantize: bool = True
+    read_noise_range: tuple[float, float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         _check_choice(self.light_unit, "sensor.light_unit", LIGHT_UNITS)
@@ -131,6 +135,9 @@ class SensorSection:
                "sensor.val_light", "a non-empty list of positive levels", list(self.val_light))  # fmt: skip
         _check(self.analogue_gain is None or self.analogue_gain > 0, "sensor.analogue_gain", "> 0 or none (auto)",
                self.analogue_gain)  # fmt: skip
+        low, high = self.read_noise_range
+        _check(0 < low <= high and math.isfinite(high), "sensor.read_noise_range", "[low, high] with 0 < low <= high",
+               list(self.read_noise_range))  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)

@@ -206,6 +206,24 @@ class TestPoissonGaussianStatistics:
                 assert abs(var - expected) < Z * se, f"plane {p} x={x:.3f}: var {var:.5g} vs a*x+s^2 {expected:.5g}"
                 assert abs(float(samples.double().mean()) - x) < Z * math.sqrt(var / samples.numel())
 
+    def test_read_noise_scale_scales_the_read_noise_and_sigma(self):
+        profile = SYNTHETIC_NO_ROWS
+        dark = torch.zeros(2, 3, 128, 128)
+        base = simulate(dark, profile, 50.0, analogue_gain=4.0, quantize=False, generator=seeded(5))
+        scaled = simulate(
+            dark, profile, 50.0, analogue_gain=4.0, quantize=False, read_noise_scale=torch.tensor([1.0, 3.0]),
+            generator=seeded(5),
+        )  # fmt: skip
+        # sigma follows the factor, a does not; image 0 is the profile itself.
+        assert torch.equal(scaled.noise[0], base.noise[0])
+        assert torch.allclose(scaled.noise[1], base.noise[1] * torch.tensor([1.0, 3.0]))
+        # The dark frame's variance is sigma^2 (no light, no shot noise), as the model input says.
+        for i in range(2):
+            var, se = sample_var_with_se(scaled.packed[i])
+            assert abs(var - float(scaled.noise[i, 1]) ** 2) < Z * se
+        with pytest.raises(InvalidInputError, match="read_noise_scale"):
+            simulate(dark, profile, 50.0, read_noise_scale=torch.tensor([1.0, 0.0]))
+
     def test_tukey_lambda_read_noise(self):
         lam, read = 0.5, 20.0
         entry = NoiseAtGain(1.0, 0.5, read, 0.0, read_noise_lambda=lam)

@@ -93,6 +93,26 @@ def test_raw_batcher_samples_levels_in_range_and_noise_follows_light():
         RawBatcher(profile, (10.0, 1.0))
 
 
+def test_raw_batcher_read_noise_range_draws_a_factor_per_training_image():
+    profile = SensorProfile.load("nexus6p-rear")
+    clean = torch.full((256, 3, 8, 8), 0.5)
+    plain = RawBatcher(profile, (5.0, 500.0))(clean, torch.Generator().manual_seed(0))
+    jittered = RawBatcher(profile, (5.0, 500.0), read_noise_range=(0.25, 4.0))
+    sim = jittered(clean, torch.Generator().manual_seed(0))
+    # The levels come first from the generator, so they are the same draws as without jitter.
+    assert torch.equal(sim.electrons_at_white, plain.electrons_at_white)
+    factor = sim.noise[:, 1] / plain.noise[:, 1]
+    assert torch.all((factor >= 0.25 - 1e-5) & (factor <= 4.0 + 1e-5))
+    # Log-uniform on [1/4, 4]: about half the factors below 1; a unchanged.
+    assert 96 < int((factor < 1).sum()) < 160
+    assert torch.allclose(sim.noise[:, 0], plain.noise[:, 0])
+    # Given levels (validation, evaluation) simulate the profile itself.
+    fixed = jittered(clean, torch.Generator().manual_seed(0), torch.full((256,), 10.0))
+    assert torch.allclose(fixed.noise[:, 1], fixed.noise[0, 1].expand(256))
+    with pytest.raises(InvalidInputError, match="read noise range"):
+        RawBatcher(profile, (5.0, 500.0), read_noise_range=(2.0, 1.0))
+
+
 def test_conventional_isp_batch_renders_the_raw():
     pytest.importorskip("edge_isp.isp.pipeline")
     profile = SensorProfile.load("nexus6p-rear")

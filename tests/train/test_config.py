@@ -65,6 +65,7 @@ class TestValidation:
         [
             ("optim.lr=-1", "optim.lr"),
             ("sensor.light_range=[10, 1]", "sensor.light_range"),
+            ("sensor.read_noise_range=[0, 2]", "sensor.read_noise_range"),
             ("sensor.light_unit=candela", "sensor.light_unit"),
             ("data.size=[63, 64]", "data.size"),
             ("run.device=tpu", "run.device"),
