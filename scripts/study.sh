@@ -15,6 +15,8 @@
 #           for the six pipelines, and frozen, (e) trained with its ISP frozen, as a control;
 #           isp and head are always trained)
 #   EVAL_ARGS  more `edge-isp eval` arguments, e.g. another labelled checkpoint
+#   LAST    1: also evaluate each task-trained run's last epoch (last.pt, as ROLE:last), not
+#           only the epoch validation picked (best.pt); the merge pairs (e:last) too
 # Each stage resumes where a killed run left off. A classification seed trains in about 20
 # minutes on a 2-core CPU and evaluates in 2.
 set -euo pipefail
@@ -36,6 +38,7 @@ epochs=${EPOCHS-${defaults[4]}}
 task_name=${defaults[5]}
 read -r -a roles <<< "${ROLES:-head baseline isp raw joint noansc frozen}"
 read -r -a eval_args <<< "${EVAL_ARGS:-}"
+last=${LAST:-}
 what=${2:-all}
 shift 2 || shift $#
 seeds=("$@")
@@ -80,6 +83,11 @@ eval_seed() {
   # (scripts/study_isp_drift.py --swap): what adapting the ISP to the task adds.
   has_role frozen && checkpoints+=(--checkpoint "joint:frozen-isp=$dir/joint-frozen-isp/best.pt")
   has_role joint && checkpoints+=(--checkpoint "joint:isp-from-c=$dir/swap/best.pt")
+  if [ -n "$last" ]; then
+    for role in baseline raw joint noansc; do
+      has_role "$role" && checkpoints+=(--checkpoint "$role:last=$dir/$role/last.pt")
+    done
+  fi
   "$edge_isp" eval --task "$task_name" --data data/demo "${checkpoints[@]}" "${eval_args[@]}" \
     "${limit_args[@]}" --out "$out/seed$seed"
 }
@@ -93,6 +101,8 @@ if [ "$what" != train ]; then
   if [ ${#seeds[@]} -gt 1 ]; then
     merged=()
     for seed in "${seeds[@]}"; do merged+=("$out/seed$seed"); done
-    "$edge_isp" eval merge "${merged[@]}" --out "$out"
+    paired=(--paired e)
+    [ -z "$last" ] || paired+=(--paired e:last)
+    "$edge_isp" eval merge "${merged[@]}" --out "$out" "${paired[@]}"
   fi
 fi

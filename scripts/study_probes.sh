@@ -12,6 +12,8 @@
 #   blur         every pipeline evaluated with a Gaussian lens blur (sigma 1.5 px) on top of the
 #                noise, beside (b), (d) and (e) trained with that blur (where trained)
 #   camera       every seed-0 pipeline evaluated on a second camera's profile (oneplus6-rear)
+#   read-noise   (c)'s ISP and (e) trained over 1/3x to 3x the profile's read noise
+#                (sensor.read_noise_range), evaluated on both cameras beside seed 0's
 #   recon        the reconstruction ISP vs NLM, BM3D and demosaicnet + the same denoisers
 # Environment: CONFIG, RUNS, OUT (docs/study), LIMIT as in scripts/study.sh.
 set -euo pipefail
@@ -25,8 +27,9 @@ seed0="$runs/seed0"
 what=${1:-all}
 shift || true
 probes=("$@")
-[ ${#probes[@]} -gt 0 ] || probes=(schedule isp light-range blur camera recon)
+[ ${#probes[@]} -gt 0 ] || probes=(schedule isp light-range blur camera read-noise recon)
 blur="gaussian:1.5"
+read_noise=(--set "sensor.read_noise_range=[0.33, 3.0]")
 
 for f in isp head joint baseline raw noansc; do
   [ -f "$seed0/$f/DONE" ] || { echo "missing $seed0/$f: run scripts/study.sh cls train 0 first" >&2; exit 1; }
@@ -55,8 +58,12 @@ train_probe() {
       train baseline "$runs/probes/baseline-blur" "${head[@]}" --set "sensor.blur=\"$blur\""
       train joint "$runs/probes/raw-blur" "${head[@]}" --set model.name=raw_cls --set init.isp=none \
         --set "sensor.blur=\"$blur\"" ;;
+    read-noise)
+      train isp "$runs/probes/isp-read-noise" "${read_noise[@]}"
+      train joint "$runs/probes/joint-read-noise" "${head[@]}" --set "init.isp=$runs/probes/isp-read-noise/best.pt" \
+        "${read_noise[@]}" ;;
     camera | recon) ;;
-    *) echo "unknown probe $1 (schedule, isp, light-range, blur, camera, recon)" >&2; exit 1 ;;
+    *) echo "unknown probe $1 (schedule, isp, light-range, blur, camera, read-noise, recon)" >&2; exit 1 ;;
   esac
 }
 
@@ -93,6 +100,12 @@ eval_probe() {
       local checkpoints=()
       for role in head baseline isp raw joint noansc; do checkpoints+=(--checkpoint "$role=$seed0/$role/best.pt"); done
       study --profile oneplus6-rear "${checkpoints[@]}" --out "$out/classification-oneplus6" ;;
+    read-noise)
+      local checkpoints=(--checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt"
+        --checkpoint "isp:read-noise=$p/isp-read-noise/best.pt" --checkpoint "joint=$seed0/joint/best.pt"
+        --checkpoint "joint:read-noise=$p/joint-read-noise/best.pt")
+      study "${checkpoints[@]}" --out "$out/classification-read-noise"
+      study --profile oneplus6-rear "${checkpoints[@]}" --out "$out/classification-read-noise-oneplus6" ;;
     recon)
       local isps=(--checkpoint "isp=$seed0/isp/best.pt")
       [ -f "$p/isp-24ep/DONE" ] && isps+=(--checkpoint "isp:24ep=$p/isp-24ep/best.pt")

@@ -64,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("sweeps", nargs="+", type=Path, metavar="SWEEP", help="folders with sweep.json (or the files)")
     m.add_argument("--out", type=Path, required=True, help="report folder for the merged sweep")
     m.add_argument("--title", help="the report's title (default: from the task and profile)")
+    m.add_argument("--paired", action="append", metavar="KEY",
+                   help="a pipeline key (e.g. e:last) whose difference to every other pipeline, paired within "
+                   "runs, gets a table; repeatable (default: e)")  # fmt: skip
     m.set_defaults(func=_merge)
 
 
@@ -178,21 +181,27 @@ def _recon(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
+    from edge_isp.errors import InvalidInputError
     from edge_isp.evaluate.merge import load_sweep, merge_results
     from edge_isp.evaluate.report import markdown, write_report
     from edge_isp.fileio import write_bytes
 
     results = [load_sweep(path) for path in args.sweeps]
     merged = merge_results(results, [str(path) for path in args.sweeps])
+    paired = args.paired or ["e"]
+    keys = [p["key"] for p in merged.pipelines]
+    unknown = [key for key in paired if key not in keys]
+    if unknown and args.paired:  # the default (e) may be absent: then no table, no error
+        raise InvalidInputError(f"--paired {', '.join(unknown)}: no such pipeline; the sweeps have {', '.join(keys)}")
     s = merged.settings
     title = args.title or f"Light sweep: {s['task']} on {s['profile']}, {len(results)} training runs"
-    paths = write_report(merged, args.out, title=title)
+    paths = write_report(merged, args.out, title=title, paired=paired)
     # The picture grid is one scene through one run's pipelines: the first run's stands in.
     first = args.sweeps[0] if args.sweeps[0].is_dir() else args.sweeps[0].parent
     if (first / "scene.png").is_file() and first.resolve() != args.out.resolve():
         write_bytes(args.out / "scene.png", (first / "scene.png").read_bytes())
         paths["scene"] = args.out / "scene.png"
-    print(markdown(merged, title))
+    print(markdown(merged, title, paired))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

@@ -17,7 +17,7 @@ Plots use matplotlib's Agg backend (no display needed).
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,9 @@ def level_header(level: Mapping[str, Any]) -> str:
     return f"{level['value']:g} lux ({e})" if level["unit"] == "lux" else e
 
 
-def markdown(result: SweepResult, title: str | None = None) -> str:
-    """The report as Markdown (see the module docstring)."""
+def markdown(result: SweepResult, title: str | None = None, paired: Sequence[str] = ("e",)) -> str:
+    """The report as Markdown (see the module docstring); for merged sweeps, each pipeline
+    key of ``paired`` minus every other pipeline, paired within runs."""
     s = result.settings
     title = title or f"Light sweep: {s['task']} on {s['profile']}"
     lines = [
@@ -87,7 +88,8 @@ def markdown(result: SweepResult, title: str | None = None) -> str:
             lines.append(f"| {p['label']} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += _training_section(result)
-    lines += _differences_section(result)
+    for reference in paired:
+        lines += _differences_section(result, reference)
     if result.notes:
         lines += ["## Notes", "", *[f"- {note}" for note in result.notes], ""]
     return "\n".join(lines)
@@ -104,8 +106,8 @@ def _runs_text(settings: Mapping[str, Any]) -> str:
     )
 
 
-def _differences_section(result: SweepResult, reference: str = "e") -> list[str]:
-    """The joint pipeline minus each other one, paired within runs (merged sweeps only)."""
+def _differences_section(result: SweepResult, reference: str) -> list[str]:
+    """Pipeline ``reference`` minus each other one, paired within runs (merged sweeps only)."""
     keys = [p["key"] for p in result.pipelines]
     rows = len(next(iter(result.values.values()))[result.metrics[0]]) if result.values else 0
     if reference not in keys or rows < 2:
@@ -117,7 +119,7 @@ def _differences_section(result: SweepResult, reference: str = "e") -> list[str]
         "",
         "Every pipeline of a run saw the same frames and noise: mean ± std over runs of the difference.",
         "",
-        "| (e) minus | " + " | ".join(headers) + " |",
+        f"| ({reference}) minus | " + " | ".join(headers) + " |",
         "|---|" + "---:|" * len(headers),
     ]
     for p in result.pipelines:
@@ -239,12 +241,14 @@ def write_report(
     scene: Mapping[str, np.ndarray | None] | None = None,
     scene_title: str = "",
     title: str | None = None,
+    paired: Sequence[str] = ("e",),
 ) -> dict[str, Path]:
-    """Write ``NAME.md``, ``NAME.json``, ``NAME.png`` (and ``scene.png``) into ``out``."""
+    """Write ``NAME.md``, ``NAME.json``, ``NAME.png`` (and ``scene.png``) into ``out``;
+    ``paired`` as in :func:`markdown`."""
     out = Path(out)
     paths = {"markdown": out / f"{name}.md", "json": out / f"{name}.json", "plot": out / f"{name}.png"}
     with atomic_open(paths["markdown"], "w", encoding="utf-8") as handle:
-        handle.write(markdown(result, title))
+        handle.write(markdown(result, title, paired))
     write_json(paths["json"], result.to_dict())
     save_figure(sweep_figure(result), paths["plot"])
     if scene is not None:

@@ -121,3 +121,22 @@ def test_cli_merges_folders_and_keeps_the_first_scene(tmp_path, capsys):
     assert len(data["values"]["e"]["top1"]) == 3
     assert data["summary"]["e"]["top1"][0]["std"] == pytest.approx(0.05)
     assert "Light sweep: classification on nexus6p-rear, 3 training runs" in capsys.readouterr().out
+
+
+def test_cli_paired_tables_for_chosen_keys_and_an_unknown_key_is_refused(tmp_path):
+    folders = []
+    for index, result in enumerate(_three_runs()):
+        write_report(result, tmp_path / f"seed{index}")
+        folders.append(str(tmp_path / f"seed{index}"))
+    parser = argparse.ArgumentParser(prog="edge-isp")
+    eval_commands.register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "merged"
+    args = parser.parse_args(["eval", "merge", *folders, "--out", str(out), "--paired", "a", "--paired", "e"])
+    assert args.func(args) == 0
+    text = (out / "sweep.md").read_text()
+    # (a) minus (e) is the negation of (e) minus (a), with the same spread.
+    assert "## (a) minus each pipeline" in text and "| (e) joint | -25.0 ± 5.0 | -10.0 ± 4.0 |" in text
+    assert "## (e) minus each pipeline" in text and "| (a) conventional | 25.0 ± 5.0 | 10.0 ± 4.0 |" in text
+    args = parser.parse_args(["eval", "merge", *folders, "--out", str(out), "--paired", "e:last"])
+    with pytest.raises(InvalidInputError, match=r"--paired e:last: no such pipeline; the sweeps have a, e"):
+        args.func(args)
