@@ -182,7 +182,7 @@ def _recon(args: argparse.Namespace) -> int:
 
 def _merge(args: argparse.Namespace) -> int:
     from edge_isp.errors import InvalidInputError
-    from edge_isp.evaluate.merge import load_sweep, merge_results
+    from edge_isp.evaluate.merge import load_sweep, merge_results, sweep_file
     from edge_isp.evaluate.report import markdown, write_report
     from edge_isp.fileio import write_bytes
 
@@ -197,7 +197,7 @@ def _merge(args: argparse.Namespace) -> int:
     title = args.title or f"Light sweep: {s['task']} on {s['profile']}, {len(results)} training runs"
     paths = write_report(merged, args.out, title=title, paired=paired)
     # The picture grid is one scene through one run's pipelines: the first run's stands in.
-    first = args.sweeps[0] if args.sweeps[0].is_dir() else args.sweeps[0].parent
+    first = sweep_file(args.sweeps[0]).parent
     if (first / "scene.png").is_file() and first.resolve() != args.out.resolve():
         write_bytes(args.out / "scene.png", (first / "scene.png").read_bytes())
         paths["scene"] = args.out / "scene.png"

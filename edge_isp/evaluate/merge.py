@@ -33,13 +33,18 @@ from edge_isp.evaluate.sweep import SweepResult
 SAME_SETTINGS = ("task", "profile", "levels", "light_unit", "blur", "seeds", "demosaic", "denoise", "unprocess")
 
 
-def load_sweep(path: str | Path) -> SweepResult:
-    """A sweep from ``DIR/sweep.json`` or a JSON file's path."""
+def sweep_file(path: str | Path) -> Path:
+    """``DIR/sweep.json`` for a report folder, else ``path`` itself; it must exist."""
     path = Path(path)
     file = path / "sweep.json" if path.is_dir() else path
     if not file.is_file():
         raise InvalidInputError(f"no sweep at {path}: expected a folder with sweep.json (from edge-isp eval) or one")
+    return file
 
+
+def load_sweep(path: str | Path) -> SweepResult:
+    """A sweep from ``DIR/sweep.json`` or a JSON file's path."""
+    file = sweep_file(path)
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
         return SweepResult.from_dict(data)
