@@ -8,6 +8,7 @@
 # Probes (default: all, in this order):
 #   schedule     (b) and (e) trained 2x longer (16 epochs)
 #   isp          the ISP's quality: (c) pretrained 6x longer (24 epochs), and (e) trained from it
+#   isp-lr       (e) with a 10x learning rate on its ISP: does a faster-moving ISP open a gap?
 #   light-range  (e) trained on 2-10 lux only and on 40-200 lux only, evaluated over the sweep
 #   blur         every pipeline evaluated with a Gaussian lens blur (sigma 1.5 px) on top of the
 #                noise, beside (b), (d) and (e) trained with that blur (where trained)
@@ -27,7 +28,7 @@ seed0="$runs/seed0"
 what=${1:-all}
 shift || true
 probes=("$@")
-[ ${#probes[@]} -gt 0 ] || probes=(schedule isp light-range blur camera read-noise recon)
+[ ${#probes[@]} -gt 0 ] || probes=(schedule isp isp-lr light-range blur camera read-noise recon)
 blur="gaussian:1.5"
 read_noise=(--set "sensor.read_noise_range=[0.33, 3.0]")
 
@@ -48,6 +49,12 @@ train_probe() {
     isp)
       train isp "$runs/probes/isp-24ep" --set run.epochs=24
       train joint "$runs/probes/joint-isp-24ep" "${head[@]}" --set "init.isp=$runs/probes/isp-24ep/best.pt" ;;
+    isp-lr)
+      # Laid out as a study seed folder, so that scripts/study_isp_drift.py measures it.
+      local lr10="$runs/probes/isp-lr10/seed0"
+      mkdir -p "$lr10"
+      for role in isp head baseline; do ln -sfn "$(realpath "$seed0/$role")" "$lr10/$role"; done
+      train joint "$lr10/joint" "${init[@]}" --set optim.isp_lr_scale=10.0 ;;
     light-range)
       train joint "$runs/probes/joint-dark" "${init[@]}" --set "sensor.light_range=[2.0, 10.0]" \
         --set "sensor.val_light=[3.0, 6.0]"
@@ -63,7 +70,7 @@ train_probe() {
       train joint "$runs/probes/joint-read-noise" "${head[@]}" --set "init.isp=$runs/probes/isp-read-noise/best.pt" \
         "${read_noise[@]}" ;;
     camera | recon) ;;
-    *) echo "unknown probe $1 (schedule, isp, light-range, blur, camera, read-noise, recon)" >&2; exit 1 ;;
+    *) echo "unknown probe $1 (schedule, isp, isp-lr, light-range, blur, camera, read-noise, recon)" >&2; exit 1 ;;
   esac
 }
 
@@ -85,6 +92,12 @@ eval_probe() {
         --checkpoint "baseline=$seed0/baseline/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
         --checkpoint "joint:isp-24ep=$p/joint-isp-24ep/best.pt" \
         --out "$out/classification-isp" ;;
+    isp-lr)
+      mkdir -p "$out/classification-isp-lr"
+      .venv/bin/python scripts/study_isp_drift.py "$p/isp-lr10" --out "$out/classification-isp-lr/drift.md"
+      study --checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt" \
+        --checkpoint "baseline=$seed0/baseline/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
+        --checkpoint "joint:isp-lr10=$p/isp-lr10/seed0/joint/best.pt" --out "$out/classification-isp-lr" ;;
     light-range)
       study --checkpoint "head=$seed0/head/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
         --checkpoint "joint:2-10lux=$p/joint-dark/best.pt" --checkpoint "joint:40-200lux=$p/joint-bright/best.pt" \
