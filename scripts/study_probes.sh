@@ -13,6 +13,8 @@
 #   blur         every pipeline evaluated with a Gaussian lens blur (sigma 1.5 px) on top of the
 #                noise, beside (b), (d) and (e) trained with that blur (where trained)
 #   camera       every seed-0 pipeline evaluated on a second camera's profile (oneplus6-rear)
+#   texture      a texture-bound task (data/texture: the label is a garment's stripes or checks,
+#                not its shape): (a), (b), (c) and (e) trained and evaluated on it
 #   read-noise   (c)'s ISP and (e) trained over 1/3x to 3x the profile's read noise
 #                (sensor.read_noise_range), evaluated on both cameras beside seed 0's
 #   recon        the reconstruction ISP vs NLM, BM3D and demosaicnet + the same denoisers
@@ -28,9 +30,10 @@ seed0="$runs/seed0"
 what=${1:-all}
 shift || true
 probes=("$@")
-[ ${#probes[@]} -gt 0 ] || probes=(schedule isp isp-lr light-range blur camera read-noise recon)
+[ ${#probes[@]} -gt 0 ] || probes=(schedule isp isp-lr light-range blur camera read-noise texture recon)
 blur="gaussian:1.5"
 read_noise=(--set "sensor.read_noise_range=[0.33, 3.0]")
+texture_data=data/texture
 
 for f in isp head joint baseline raw noansc; do
   [ -f "$seed0/$f/DONE" ] || { echo "missing $seed0/$f: run scripts/study.sh cls train 0 first" >&2; exit 1; }
@@ -69,8 +72,18 @@ train_probe() {
       train isp "$runs/probes/isp-read-noise" "${read_noise[@]}"
       train joint "$runs/probes/joint-read-noise" "${head[@]}" --set "init.isp=$runs/probes/isp-read-noise/best.pt" \
         "${read_noise[@]}" ;;
+    texture)
+      # The ISP is seed 0's (reconstruction does not depend on the labels); the heads are new.
+      local tex="$runs/probes/texture" on_texture=(--set "data.root=\"$texture_data\"")
+      [ -f "$texture_data/dataset.json" ] ||
+        "$edge_isp" data build --out "$texture_data" --task classification --classes textures
+      train head "$tex/head" "${on_texture[@]}"
+      train baseline "$tex/baseline" "${on_texture[@]}" --set "init.head=$tex/head/best.pt"
+      train joint "$tex/joint" "${on_texture[@]}" --set "init.head=$tex/head/best.pt" \
+        --set "init.isp=$seed0/isp/best.pt" ;;
     camera | recon) ;;
-    *) echo "unknown probe $1 (schedule, isp, isp-lr, light-range, blur, camera, read-noise, recon)" >&2; exit 1 ;;
+    *) echo "unknown probe $1 (schedule, isp, isp-lr, light-range, blur, camera, read-noise, texture, recon)" >&2
+      exit 1 ;;
   esac
 }
 
@@ -119,6 +132,12 @@ eval_probe() {
         --checkpoint "joint:read-noise=$p/joint-read-noise/best.pt")
       study "${checkpoints[@]}" --out "$out/classification-read-noise"
       study --profile oneplus6-rear "${checkpoints[@]}" --out "$out/classification-read-noise-oneplus6" ;;
+    texture)
+      local tex="$runs/probes/texture"
+      "$edge_isp" eval --task classification --data "$texture_data" --limit "$limit" \
+        --checkpoint "head=$tex/head/best.pt" --checkpoint "baseline=$tex/baseline/best.pt" \
+        --checkpoint "isp=$seed0/isp/best.pt" --checkpoint "joint=$tex/joint/best.pt" \
+        --out "$out/classification-texture" ;;
     recon)
       local isps=(--checkpoint "isp=$seed0/isp/best.pt")
       [ -f "$p/isp-24ep/DONE" ] && isps+=(--checkpoint "isp:24ep=$p/isp-24ep/best.pt")

@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     for split in ("train", "val", "test"):
         p.add_argument(f"--{split}", type=int, metavar="N", help=f"images in the {split} split of every task built")
+    p.add_argument("--classes", choices=["garments", "textures"], default="garments",
+                   help="classification labels: the garment's class, or its fill (10 stripe and check textures on "
+                   "garments of any class; with --task classification) (default %(default)s)")  # fmt: skip
     p.add_argument("--force", action="store_true", help="replace OUT if it holds something else")
     p.add_argument("--fashion-mnist", type=Path, metavar="DIR", help="folder of the Fashion-MNIST *-ubyte.gz files")
     p.add_argument("--opencv-samples", type=Path, metavar="DIR", help="folder of the OpenCV sample images")
@@ -50,7 +53,7 @@ def _build(args: argparse.Namespace) -> int:
         configs[task] = TaskConfig(args.size or DEFAULT_SIZE[task], counts)
     result = build_dataset(
         args.out,
-        BuildConfig(seed=args.seed, tasks=configs),
+        BuildConfig(seed=args.seed, tasks=configs, classes=args.classes),
         force=args.force,
         progress=not args.no_progress and sys.stderr.isatty(),
         fashion_mnist_dir=args.fashion_mnist,

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_isp import __version__
-from edge_isp.data import scenes, sources
+from edge_isp.data import compose, scenes, sources
 from edge_isp.errors import InvalidInputError, MissingFileError
 
 if TYPE_CHECKING:
@@ -43,6 +43,9 @@ MANIFEST = "dataset.json"
 MANIFEST_VERSION = 1
 DEFAULT_SIZE = {"classification": (64, 64), "detection": (128, 128)}
 DEFAULT_COUNTS = {"classification": (5000, 1000, 1000), "detection": (2000, 400, 400)}
+# What a classification image's label is: the garment (Fashion-MNIST's 10 classes, told apart
+# mostly by shape and colour) or the garment's fill (10 textures on garments of any class).
+CLASS_SETS = ("garments", "textures")
 # Fashion-MNIST (part, first, stop) feeding each split: the garments never cross splits.
 GARMENT_RANGES = {"train": ("train", 0, 50000), "val": ("train", 50000, 60000), "test": ("test", 0, 10000)}
 
@@ -75,6 +78,10 @@ class BuildConfig:
         min_visible_fraction: a detection garment is placed only where every garment
             below it keeps at least this fraction of its mask visible.
         pattern_probability: chance that a garment gets stripes or checks.
+        classes: ``"garments"`` (a classification image's label is its garment's class) or
+            ``"textures"`` (its label is the garment's fill, one of
+            :data:`edge_isp.data.compose.TEXTURES`, on a garment of any class: a task that
+            needs fine detail; classification only).
     """
 
     seed: int = 0
@@ -84,10 +91,17 @@ class BuildConfig:
     max_garments: int = 6
     min_visible_fraction: float = 0.6
     pattern_probability: float = 0.4
+    classes: str = "garments"
 
     def __post_init__(self) -> None:
         if not self.tasks or any(t not in TASKS for t in self.tasks):
             raise InvalidInputError(f"tasks must be a non-empty subset of {', '.join(TASKS)}, got {list(self.tasks)}")
+        if self.classes not in CLASS_SETS:
+            raise InvalidInputError(f"classes must be one of {', '.join(CLASS_SETS)}, got {self.classes!r}")
+        if self.classes == "textures" and set(self.tasks) != {"classification"}:
+            raise InvalidInputError(
+                "texture classes are for the classification task only: build it alone (--task classification)"
+            )
         if not 1 <= self.max_garments <= 20:
             raise InvalidInputError(f"max_garments must be 1..20, got {self.max_garments}")
         if not 0.0 < self.min_visible_fraction <= 1.0:
@@ -107,7 +121,14 @@ class BuildConfig:
             "max_garments": self.max_garments,
             "min_visible_fraction": self.min_visible_fraction,
             "pattern_probability": self.pattern_probability,
+            # Only when not the default, so data sets built before the option stay reusable.
+            **({"classes": self.classes} if self.classes != "garments" else {}),
         }
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classification classes: Fashion-MNIST's, or the texture classes."""
+        return compose.TEXTURE_NAMES if self.classes == "textures" else tuple(sources.CLASS_NAMES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +166,7 @@ def _manifest(config: BuildConfig, photos: dict[str, list[sources.Photo]], fashi
         "name": "edge-isp built-in: Fashion-MNIST garments on natural photographs",
         "version": MANIFEST_VERSION,
         "config": config.to_json(),
-        "class_names": list(sources.CLASS_NAMES),
+        "class_names": list(config.class_names),
         "tasks": written,
         "sources": {
             "fashion_mnist": {

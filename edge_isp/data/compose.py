@@ -96,6 +96,38 @@ def sample_style(rng: np.random.Generator, pattern_probability: float) -> dict[s
     return style
 
 
+# The texture classes of the texture-bound variant (BuildConfig.classes = "textures"): the
+# label is the garment's fill, not its shape. Name -> (pattern, angle in degrees, period as a
+# fraction of the garment's side). Fine stripes are 3-5 px at 64x64, near the limit a
+# Bayer sensor resolves: a denoiser that smooths them away loses the class.
+TEXTURES = {
+    "stripes-0-fine": ("stripes", 0.0, 0.09),
+    "stripes-45-fine": ("stripes", 45.0, 0.09),
+    "stripes-90-fine": ("stripes", 90.0, 0.09),
+    "stripes-135-fine": ("stripes", 135.0, 0.09),
+    "stripes-0-coarse": ("stripes", 0.0, 0.18),
+    "stripes-45-coarse": ("stripes", 45.0, 0.18),
+    "stripes-90-coarse": ("stripes", 90.0, 0.18),
+    "stripes-135-coarse": ("stripes", 135.0, 0.18),
+    "checks-0-fine": ("checks", 0.0, 0.12),
+    "checks-45-fine": ("checks", 45.0, 0.12),
+}
+TEXTURE_NAMES = tuple(TEXTURES)
+
+
+def sample_texture_style(rng: np.random.Generator, texture: int) -> dict[str, Any]:
+    """Random colours with the fill of texture class ``texture`` (an index into
+    :data:`TEXTURE_NAMES`), its angle within 7 degrees and its period within 10%."""
+    style = sample_style(rng, pattern_probability=1.0)
+    pattern, angle, period = TEXTURES[TEXTURE_NAMES[texture]]
+    style.update(
+        pattern=pattern,
+        pattern_angle_deg=_r((angle + rng.uniform(-7.0, 7.0)) % 180.0),
+        pattern_period=_r(period * rng.uniform(0.9, 1.1)),
+    )
+    return style
+
+
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """Binary mask with every region not reachable from the border set (enclosed holes filled)."""
     padded = np.pad(mask.astype(np.uint8), 1)

@@ -53,9 +53,16 @@ def _background(rng: np.random.Generator, photos: Photos, size: tuple[int, int])
 
 
 def _garment(rng: np.random.Generator, pool: GarmentPool, label: int, side: int, config: BuildConfig):
+    """A garment of class ``label``; with texture classes, a garment of any class whose fill
+    is texture ``label`` (its record keeps the garment's own class)."""
+    if config.classes == "textures":
+        texture, label = label, int(rng.integers(len(pool.by_class)))
     index = int(rng.choice(pool.by_class[label]))
     flip = bool(rng.uniform() < 0.5)
-    style = compose.sample_style(rng, config.pattern_probability)
+    if config.classes == "textures":
+        style = compose.sample_texture_style(rng, texture)
+    else:
+        style = compose.sample_style(rng, config.pattern_probability)
     garment = compose.Garment(part=pool.part, index=index, label=label, x=0, y=0, size=side, flip=flip, **style)
     rgb, alpha = compose.render_garment(pool.images[index], garment)
     return garment, rgb, alpha
@@ -157,18 +164,19 @@ def write_classification(
     """Write ``count`` images of ``split`` under ``root/classification``; classes cycle in
     label order so every class gets ``count / 10`` images (rounded). Returns a summary."""
     base = root / "classification"
-    for name in sources.CLASS_NAMES:
+    names = config.class_names
+    for name in names:
         (base / split / name).mkdir(parents=True, exist_ok=True)
     records = []
     for i in _progress(count, f"classification/{split}", progress):
-        label = i % len(sources.CLASS_NAMES)
+        label = i % len(names)
         image, record = classification_image(
             image_rng(config.seed, "classification", split, i), label, size, config, pool, photos
         )
-        file = f"{sources.CLASS_NAMES[label]}/{i:05d}.png"
+        file = f"{names[label]}/{i:05d}.png"
         _write_png(base / split / file, image)
         records.append({"file": file, "label": label, **record})
-    write_plain_json(base / f"{split}.json", {"class_names": list(sources.CLASS_NAMES), "images": records})
+    write_plain_json(base / f"{split}.json", {"class_names": list(names), "images": records})
     return {"images": count, "folder": f"classification/{split}", "provenance": f"classification/{split}.json"}
 
 

@@ -246,6 +246,8 @@ def test_read_idx_refuses_bad_files(tmp_path):
         ({"min_visible_fraction": 0.0}, "min_visible_fraction"),
         ({"pattern_probability": 1.5}, "pattern_probability"),
         ({"seed": -1}, "seed"),
+        ({"classes": "colours"}, "classes must be one of garments, textures"),
+        ({"classes": "textures"}, "classification task only"),
     ],
 )
 def test_config_validation(kwargs, match):
@@ -319,3 +321,25 @@ def test_cli_build(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["data", "build", "--out", str(out), "--size", "48by40"])
     assert exit_info.value.code == 1 and "WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+@needs_fashion
+def test_texture_classes_label_the_fill_not_the_garment(tmp_path):
+    config = BuildConfig(seed=5, tasks={"classification": TaskConfig((48, 48), (30, 10, 10))}, classes="textures")
+    root = build_dataset(tmp_path / "tex", config).root
+    manifest = builtin.read_manifest(root)
+    assert manifest["class_names"] == list(compose.TEXTURE_NAMES) and manifest["config"]["classes"] == "textures"
+    ds = builtin_dataset(root, "classification", "train")
+    assert ds.class_names == list(compose.TEXTURE_NAMES)
+    garment_classes = set()
+    for record in _provenance(root, "train")["images"]:
+        g = compose.Garment.from_json(record["garment"])
+        pattern, angle, period = compose.TEXTURES[compose.TEXTURE_NAMES[record["label"]]]
+        assert record["file"].startswith(compose.TEXTURE_NAMES[record["label"]] + "/")
+        assert g.pattern == pattern and abs(g.pattern_period / period - 1) <= 0.1 + 1e-3
+        assert min(abs(g.pattern_angle_deg - angle) % 180, 180 - abs(g.pattern_angle_deg - angle) % 180) <= 7 + 1e-3
+        garment_classes.add(g.label)
+    # The garment under the texture is any class: its shape does not tell the label.
+    assert len(garment_classes) >= 6
+    # The default build's config is written as before the option existed (old sets stay reusable).
+    assert "classes" not in BuildConfig().to_json()
