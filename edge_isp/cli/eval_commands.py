@@ -59,7 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="merge the sweeps of repeated training runs (one per seed): spread between runs",
         description="Merge sweeps of the same evaluation made with each training seed's checkpoints into one "
         "report: cells mean ± std over the runs, and the joint pipeline (e) minus each other pipeline paired "
-        "within runs. The sweeps must agree on task, profile, levels, blur, noise seeds, images and pipelines.",
+        "within runs. The sweeps must agree on task, profile, levels, blur, noise seeds, images and pipelines "
+        "(with --common, only on the pipelines they all have).",
     )
     m.add_argument("sweeps", nargs="+", type=Path, metavar="SWEEP", help="folders with sweep.json (or the files)")
     m.add_argument("--out", type=Path, required=True, help="report folder for the merged sweep")
@@ -67,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--paired", action="append", metavar="KEY",
                    help="a pipeline key (e.g. e:last) whose difference to every other pipeline, paired within "
                    "runs, gets a table; repeatable (default: e)")  # fmt: skip
+    m.add_argument("--common", action="store_true",
+                   help="merge the pipelines every sweep has (same key and label) and list the others in the "
+                   "report's notes, instead of refusing sweeps whose pipelines differ")  # fmt: skip
     m.set_defaults(func=_merge)
 
 
@@ -187,7 +191,7 @@ def _merge(args: argparse.Namespace) -> int:
     from edge_isp.fileio import write_bytes
 
     results = [load_sweep(path) for path in args.sweeps]
-    merged = merge_results(results, [str(path) for path in args.sweeps])
+    merged = merge_results(results, [str(path) for path in args.sweeps], common=args.common)
     paired = args.paired or ["e"]
     keys = [p["key"] for p in merged.pipelines]
     unknown = [key for key in paired if key not in keys]

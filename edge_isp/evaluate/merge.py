@@ -7,7 +7,9 @@ checkpoints on the same frames and noise draws, and merges the sweeps here:
 
 - every sweep must have measured the same thing (task, profile, light levels, blur,
   conventional ISP, noise seeds, number of images, pipelines); a difference is an error
-  that names it;
+  that names it. With ``common=True`` the pipelines may differ: the merge keeps those every
+  sweep has (same key and label) and notes the ones it leaves out, so that a run evaluated
+  with an extra checkpoint, or without one, still joins the others;
 - the merged ``values`` hold one row per (run, noise seed), so the cells' mean ± std are
   over the runs;
 - :func:`paired_differences` gives, per light level, the mean and spread over runs of one
@@ -52,46 +54,64 @@ def load_sweep(path: str | Path) -> SweepResult:
         raise InvalidInputError(f"{file} is not a sweep written by edge-isp eval: {error}") from None
 
 
-def _signature(result: SweepResult) -> dict[str, Any]:
+def _signature(result: SweepResult, with_pipelines: bool = True) -> dict[str, Any]:
     s = result.settings
-    return {
+    signature = {
         **{key: s.get(key) for key in SAME_SETTINGS},
         "metrics": list(result.metrics),
         "images": result.images,
-        "pipelines": [(p["key"], p["label"]) for p in result.pipelines],
     }
+    if with_pipelines:
+        signature["pipelines"] = _pipeline_names(result)
+    return signature
 
 
-def merge_results(results: Sequence[SweepResult], sources: Sequence[str]) -> SweepResult:
+def _pipeline_names(result: SweepResult) -> list[tuple[str, str]]:
+    return [(p["key"], p["label"]) for p in result.pipelines]
+
+
+def merge_results(results: Sequence[SweepResult], sources: Sequence[str], common: bool = False) -> SweepResult:
     """One sweep whose rows are every run's noise seeds, for the spread between runs.
 
     Args:
         results: two or more sweeps of the same evaluation, one per training seed.
         sources: a name for each (its folder), kept in ``settings["runs"]``.
+        common: keep the pipelines every sweep has (in the first sweep's order) and note
+            the others, instead of refusing sweeps whose pipelines differ.
     """
     if len(results) < 2:
         raise InvalidInputError(f"merging needs at least two sweeps, got {len(results)}")
     if len(sources) != len(results):
         raise InvalidInputError(f"one source name per sweep: {len(results)} sweeps, {len(sources)} names")
-    first = _signature(results[0])
+    first = _signature(results[0], with_pipelines=not common)
     for source, result in zip(sources[1:], results[1:], strict=True):
-        other = _signature(result)
+        other = _signature(result, with_pipelines=not common)
         differing = [key for key in first if first[key] != other[key]]
         if differing:
             details = "; ".join(f"{key}: {first[key]!r} vs {other[key]!r}" for key in differing)
-            raise InvalidInputError(f"{source} did not measure what {sources[0]} did ({details})")
+            hint = " (--common merges the pipelines every sweep has)" if differing == ["pipelines"] else ""
+            raise InvalidInputError(f"{source} did not measure what {sources[0]} did ({details}){hint}")
+    names = [set(_pipeline_names(r)) for r in results]
+    shared = set.intersection(*names)
+    kept = [p for p in results[0].pipelines if (p["key"], p["label"]) in shared]
+    if not kept:
+        raise InvalidInputError(f"the sweeps {', '.join(sources)} have no pipeline in common (same key and label)")
+    left_out = []
+    for name in sorted(set.union(*names) - shared):
+        holders = [source for source, have in zip(sources, names, strict=True) if name in have]
+        left_out.append(f"left out of the merge: {name[1]} (only in {', '.join(holders)})")
     metrics = list(results[0].metrics)
     values = {
         p["key"]: {metric: [row for r in results for row in r.values[p["key"]][metric]] for metric in metrics}
-        for p in results[0].pipelines
+        for p in kept
     }
     pipelines = []
-    for index, p in enumerate(results[0].pipelines):
+    for p in kept:
         merged = {key: value for key, value in p.items() if key != "checkpoints"}
-        merged["checkpoints"] = [r.pipelines[index].get("checkpoints", {}) for r in results]
+        merged["checkpoints"] = [_pipeline(r, p["key"]).get("checkpoints", {}) for r in results]
         pipelines.append(merged)
     settings = {**results[0].settings, "runs": list(sources)}
-    notes = sorted({note for r in results for note in r.notes})
+    notes = sorted({note for r in results for note in r.notes}) + left_out
     return SweepResult(
         settings=settings,
         levels=results[0].levels,
@@ -101,6 +121,10 @@ def merge_results(results: Sequence[SweepResult], sources: Sequence[str]) -> Swe
         images=results[0].images,
         notes=notes,
     )
+
+
+def _pipeline(result: SweepResult, key: str) -> dict[str, Any]:
+    return next(p for p in result.pipelines if p["key"] == key)
 
 
 def paired_differences(

@@ -88,14 +88,23 @@ class EvalBatch:
 @dataclasses.dataclass(frozen=True)
 class TrainedOn:
     """What a checkpoint's raw was simulated from in training: the sensor profile (name or
-    path), the light range and its unit; for the generalization view of the report."""
+    path), the light range and its unit, the lens blur and the factor range on the
+    profile's read noise; for the generalization view of the report."""
 
     profile: str
     light_range: tuple[float, float]
     light_unit: str
+    blur: str = "none"
+    read_noise_range: tuple[float, float] = (1.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"profile": self.profile, "light_range": list(self.light_range), "light_unit": self.light_unit}
+        return {
+            "profile": self.profile,
+            "light_range": list(self.light_range),
+            "light_unit": self.light_unit,
+            "blur": self.blur,
+            "read_noise_range": list(self.read_noise_range),
+        }
 
 
 @dataclasses.dataclass
@@ -195,7 +204,13 @@ def load_for_eval(path: str | Path, device: torch.device | str = "cpu") -> Loade
     sensor, stage = train.get("sensor"), data.get("stage")
     trained_on = None
     if sensor and stage in ("isp", "joint", "baseline"):
-        trained_on = TrainedOn(str(sensor["profile"]), tuple(sensor["light_range"]), str(sensor["light_unit"]))
+        trained_on = TrainedOn(
+            str(sensor["profile"]),
+            tuple(sensor["light_range"]),
+            str(sensor["light_unit"]),
+            str(sensor.get("blur", "none")),
+            tuple(sensor.get("read_noise_range", (1.0, 1.0))),
+        )
     baseline = train.get("baseline")
     isp = (str(baseline["demosaic"]), str(baseline["denoise"])) if baseline and stage == "baseline" else None
     names = data.get("class_names")

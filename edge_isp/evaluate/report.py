@@ -134,25 +134,44 @@ def _differences_section(result: SweepResult, reference: str) -> list[str]:
 
 def _training_section(result: SweepResult) -> list[str]:
     metric = result.metrics[0]
+    extras = {p["key"]: _simulation_extras(p.get("trained_on")) for p in result.pipelines}
+    # The column only where some pipeline was trained with blur or a read-noise range.
+    extra_head, extra_rule = (" also simulated |", "---|") if any(extras.values()) else ("", "")
     lines = [
         "## Training conditions",
         "",
-        f"| pipeline | trained on | light range | {metric_title(metric)} in range | out of range |",
-        "|---|---|---|---:|---:|",
+        f"| pipeline | trained on | light range |{extra_head} {metric_title(metric)} in range | out of range |",
+        f"|---|---|---|{extra_rule}---:|---:|",
     ]
     for p in result.pipelines:
         trained = p.get("trained_on")
+        extra = f" {extras[p['key']] or '-'} |" if extra_head else ""
         if not trained:
-            lines.append(f"| {p['label']} | {p.get('training', 'not learned')} | - | - | - |")
+            lines.append(f"| {p['label']} | {p.get('training', 'not learned')} | - |{extra} - | - |")
             continue
         low, high = trained["light_range"]
         unit = "lux" if trained["light_unit"] == "lux" else "e-"
         inside, outside = range_means(result, p["key"], metric)
         lines.append(
-            f"| {p['label']} | `{trained['profile']}` | {low:g}-{high:g} {unit} | "
+            f"| {p['label']} | `{trained['profile']}` | {low:g}-{high:g} {unit} |{extra} "
             f"{format_value(metric, inside, None)} | {format_value(metric, outside, None)} |"
         )
     return [*lines, ""]
+
+
+def _simulation_extras(trained: dict[str, Any] | None) -> str:
+    """What a pipeline's training simulated beyond profile and light: the lens blur and the
+    read-noise factor range, where set ("" otherwise, and for sweeps written before these
+    were recorded)."""
+    if not trained:
+        return ""
+    parts = []
+    if trained.get("blur", "none") != "none":
+        parts.append(f"blur `{trained['blur']}`")
+    low, high = trained.get("read_noise_range", (1.0, 1.0))
+    if (low, high) != (1.0, 1.0):
+        parts.append(f"read noise x{low:g}-{high:g}")
+    return ", ".join(parts)
 
 
 def x_values(result: SweepResult) -> tuple[np.ndarray, str]:

@@ -30,8 +30,10 @@ def make_checkpoint(
     light_range: tuple[float, float] = (2.0, 200.0),
     seed: int = 0,
     class_names: list[str] | None = None,
+    overrides: tuple[str, ...] = (),
 ) -> Path:
-    """A checkpoint as the training stage of ``role`` writes it, of an untrained narrow model."""
+    """A checkpoint as the training stage of ``role`` writes it, of an untrained narrow model
+    (``overrides``: more ``--set`` strings for its training config)."""
     suffix = {"classification": "cls", "detection": "det"}[task]
     name = f"{MODEL_OF_ROLE[role]}_{'rec' if role == 'isp' else suffix}"
     class_names = class_names or CLASS_NAMES
@@ -39,7 +41,7 @@ def make_checkpoint(
     model = create_model(name, num_classes=len(class_names), pretrained_backbone=False, width_mult=0.35)
     size = [32, 32] if task == "classification" else [64, 64]
     config = load_config(None, overrides=[f"model.name={name}", f"sensor.light_range=[{light_range[0]}, "
-                                          f"{light_range[1]}]", f"data.size={size}"])  # fmt: skip
+                                          f"{light_range[1]}]", f"data.size={size}", *overrides])  # fmt: skip
     state = {
         "stage": STAGE_OF_ROLE[role],
         "model_config": model.config.to_dict(),

@@ -140,3 +140,58 @@ def test_cli_paired_tables_for_chosen_keys_and_an_unknown_key_is_refused(tmp_pat
     args = parser.parse_args(["eval", "merge", *folders, "--out", str(out), "--paired", "e:last"])
     with pytest.raises(InvalidInputError, match=r"--paired e:last: no such pipeline; the sweeps have a, e"):
         args.func(args)
+
+
+def _with_extra(result: SweepResult, key: str, label: str, top1: list[float]) -> SweepResult:
+    """The run's sweep with one more pipeline, listed first (order must not matter)."""
+    extra = {"key": key, "label": label, "has_image": False, "checkpoints": {}, "trained_on": None,
+             "training": "simulated raw"}  # fmt: skip
+    values = {**result.values, key: {"top1": [top1], "psnr": [[None, None]], "ssim": [[None, None]]}}
+    return dataclasses.replace(result, pipelines=[extra, *result.pipelines], values=values)
+
+
+def test_common_keeps_the_shared_pipelines_paired_by_key_and_notes_the_others():
+    runs = _three_runs()
+    runs[0] = _with_extra(runs[0], "x", "(x) only here", [0.9, 0.9])
+    runs[2] = _with_extra(runs[2], "f", "(f) no Anscombe", [0.1, 0.2])
+    runs[1] = _with_extra(runs[1], "f", "(f) no Anscombe", [0.3, 0.4])
+    with pytest.raises(InvalidInputError, match=r"pipelines: .*\(--common merges the pipelines every sweep has\)"):
+        merge_results(runs, ["s0", "s1", "s2"])
+    merged = merge_results(runs, ["s0", "s1", "s2"], common=True)
+    assert [p["key"] for p in merged.pipelines] == ["a", "e"]
+    # Each run's rows come from its own pipeline of that key, wherever it was listed.
+    assert merged.values["e"]["top1"] == [[0.40, 0.70], [0.50, 0.72], [0.45, 0.74]]
+    assert merged.values["a"]["top1"] == [[0.10, 0.60], [0.30, 0.66], [0.20, 0.60]]
+    assert merged.pipelines[1]["checkpoints"] == [{"joint": f"seed{i}/j.pt"} for i in range(3)]
+    assert merged.notes == [
+        "left out of the merge: (f) no Anscombe (only in s1, s2)",
+        "left out of the merge: (x) only here (only in s0)",
+    ]
+    assert "- left out of the merge: (x) only here (only in s0)" in markdown(merged)
+
+
+def test_common_still_refuses_other_differences_and_no_shared_pipeline():
+    runs = _three_runs()
+    changed = dataclasses.replace(runs[1], settings={**runs[1].settings, "profile": "other"})
+    with pytest.raises(InvalidInputError, match=r"s1 did not measure what s0 did .*profile"):
+        merge_results([runs[0], changed], ["s0", "s1"], common=True)
+    renamed = dataclasses.replace(runs[1], pipelines=[{**p, "label": p["label"] + "!"} for p in runs[1].pipelines])
+    with pytest.raises(InvalidInputError, match="no pipeline in common"):
+        merge_results([runs[0], renamed], ["s0", "s1"], common=True)
+
+
+def test_cli_common(tmp_path):
+    runs = _three_runs()
+    runs[0] = _with_extra(runs[0], "x", "(x) only here", [0.9, 0.9])
+    folders = []
+    for index, result in enumerate(runs):
+        write_report(result, tmp_path / f"seed{index}")
+        folders.append(str(tmp_path / f"seed{index}"))
+    parser = argparse.ArgumentParser(prog="edge-isp")
+    eval_commands.register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "merged"
+    args = parser.parse_args(["eval", "merge", *folders, "--out", str(out), "--common"])
+    assert args.func(args) == 0
+    data = json.loads((out / "sweep.json").read_text())
+    assert sorted(data["values"]) == ["a", "e"] and len(data["values"]["e"]["top1"]) == 3
+    assert "(x) only here (only in" in (out / "sweep.md").read_text()

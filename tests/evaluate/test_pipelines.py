@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.evaluate.pipelines import build_pipelines, discover_checkpoints, parse_checkpoint_args
+from edge_isp.evaluate.pipelines import build_pipelines, discover_checkpoints, load_for_eval, parse_checkpoint_args
 
 
 def test_parse_checkpoint_args():
@@ -70,3 +70,13 @@ def test_a_labelled_head_alone_does_not_make_pipeline_c(cls_runs):
     made = build_pipelines("classification", {"head:x": runs / "head" / "best.pt", "isp": runs / "isp" / "best.pt"})
     assert [p.key for p in made.pipelines] == ["a:x"]
     assert "(c) reconstruction ISP + clean head: skipped, it takes the unlabelled head=PATH" in made.notes
+
+
+def test_trained_on_records_the_training_blur_and_read_noise_range(tmp_path, checkpoint_factory):
+    plain = load_for_eval(checkpoint_factory(tmp_path / "plain.pt", "joint", "classification"))
+    assert plain.trained_on.blur == "none" and plain.trained_on.read_noise_range == (1.0, 1.0)
+    made = checkpoint_factory(tmp_path / "blur.pt", "baseline", "classification",
+                           overrides=('sensor.blur="gaussian:1.5"', "sensor.read_noise_range=[0.5, 2.0]"))  # fmt: skip
+    trained = load_for_eval(made).trained_on
+    assert trained.blur == "gaussian:1.5" and trained.read_noise_range == (0.5, 2.0)
+    assert trained.to_dict()["blur"] == "gaussian:1.5" and trained.to_dict()["read_noise_range"] == [0.5, 2.0]

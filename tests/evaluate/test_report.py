@@ -86,3 +86,15 @@ def test_grid_marks_a_pipeline_without_image():
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert any("no image" in t for t in texts)
     assert len(fig.axes[0].images) == 1 and len(fig.axes[1].images) == 0
+
+
+def test_training_conditions_show_blur_and_read_noise_only_where_trained_with_them():
+    assert "also simulated" not in markdown(_result())  # none set, or a sweep from before they were recorded
+    result = _result()
+    result.pipelines[2]["trained_on"] = {**result.pipelines[2]["trained_on"], "blur": "gaussian:1.5",
+                                         "read_noise_range": [0.33, 3.0]}  # fmt: skip
+    text = markdown(result)
+    assert "| pipeline | trained on | light range | also simulated | top-1 accuracy (%) in range |" in text
+    assert "| (e) joint | `nexus6p-rear` | 2-20 lux | blur `gaussian:1.5`, read noise x0.33-3 | 70.0 | 80.0 |" in text
+    assert "| (d) raw | `nexus6p-rear` | 2-20 lux | - |" in text
+    assert "| (a) conventional | clean images (no raw) | - | - | - | - |" in text
