@@ -103,6 +103,8 @@ if [ "$what" != train ]; then
     for seed in "${seeds[@]}"; do merged+=("$out/seed$seed"); done
     paired=(--paired e)
     [ -z "$last" ] || paired+=(--paired e:last)
-    "$edge_isp" eval merge "${merged[@]}" --out "$out" "${paired[@]}"
+    # --common: a seed evaluated with an extra labelled checkpoint (or without a role) still
+    # merges; the pipelines not in every seed are listed in the report's notes.
+    "$edge_isp" eval merge "${merged[@]}" --out "$out" --common "${paired[@]}"
   fi
 fi
