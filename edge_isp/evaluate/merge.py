@@ -108,7 +108,7 @@ def merge_results(results: Sequence[SweepResult], sources: Sequence[str], common
     pipelines = []
     for p in kept:
         merged = {key: value for key, value in p.items() if key != "checkpoints"}
-        merged["checkpoints"] = [_pipeline(r, p["key"]).get("checkpoints", {}) for r in results]
+        merged["checkpoints"] = [r.pipeline(p["key"]).get("checkpoints", {}) for r in results]
         pipelines.append(merged)
     settings = {**results[0].settings, "runs": list(sources)}
     notes = sorted({note for r in results for note in r.notes}) + left_out
@@ -121,10 +121,6 @@ def merge_results(results: Sequence[SweepResult], sources: Sequence[str], common
         images=results[0].images,
         notes=notes,
     )
-
-
-def _pipeline(result: SweepResult, key: str) -> dict[str, Any]:
-    return next(p for p in result.pipelines if p["key"] == key)
 
 
 def paired_differences(

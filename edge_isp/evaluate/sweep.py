@@ -96,6 +96,10 @@ class SweepResult:
     images: int
     notes: list[str] = dataclasses.field(default_factory=list)
 
+    def pipeline(self, key: str) -> dict[str, Any]:
+        """The description of the pipeline with this key."""
+        return next(p for p in self.pipelines if p["key"] == key)
+
     def summary(self, key: str, metric: str) -> list[tuple[float | None, float | None]]:
         """Per level, (mean, std over seeds) of one pipeline's metric."""
         per_seed = self.values[key][metric]
@@ -229,8 +233,7 @@ def out_of_range(result: SweepResult, key: str) -> list[bool] | None:
     """Per level, whether it lies outside the light range pipeline ``key`` was trained on,
     compared in photo-electrons at white (the training range converted through the training
     profile); None when that is unknown (no raw in training, or its profile is not here)."""
-    info = next(p for p in result.pipelines if p["key"] == key)
-    trained = info.get("trained_on")
+    trained = result.pipeline(key).get("trained_on")
     if not trained:
         return None
     low, high = trained["light_range"]
