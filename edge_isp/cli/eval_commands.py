@@ -14,6 +14,7 @@ recon.md, recon.json, recon.png and recon-scene.png; `eval merge` writes the mer
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -96,11 +97,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
     p.add_argument("--isp-demosaic", help="conventional ISP's demosaicking (default: the baseline's, or malvar)")
     p.add_argument("--isp-denoise", help="conventional ISP's denoiser (default: the baseline's, or nlm)")
-    p.add_argument("--workers", type=int, default=1, help="threads for the conventional ISP (default 1)")
+    p.add_argument("--workers", type=int, default=_default_workers(),
+                   help="conventional ISP denoiser threads (default: the cores, at most 4: %(default)s)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--scene-lux", type=float, default=3.0,
                    help="light level of the picture grid, in the sweep's unit (default 3)")  # fmt: skip
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or lines")
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _numbers(text: str) -> tuple[float, ...]:

@@ -101,6 +101,8 @@ def evaluate_task(
         limit: evaluate that many images, spread over the split.
         size: (width, height) to resize to; default the checkpoints' training size.
         scene_level: light level of the picture grid (in the settings' unit).
+        progress: called with a line after each (seed, level); when given, a bar over the
+            batches is shown on stderr too.
     """
     from edge_isp.train.batches import TaskDataset
 
@@ -125,8 +127,9 @@ def evaluate_task(
     dataset = TaskDataset(base, task, size or made.image_size, limit)
     num_classes = max(1, len(dataset.class_names))
     result = run_sweep(
-        made.pipelines, dataset, sweep, num_classes=num_classes, device=dev, notes=made.notes, progress=progress
-    )
+        made.pipelines, dataset, sweep, num_classes=num_classes, device=dev, notes=made.notes,
+        progress=progress, bar=progress is not None,
+    )  # fmt: skip
     scene = scene_images(made.pipelines, dataset, sweep, level=scene_level, index=scene_index, device=dev)
     unit = "lux" if sweep.light_unit == "lux" else "e- at white"
     paths = write_report(result, out, scene=scene, scene_title=f"test image {scene_index} at {scene_level:g} {unit}")
@@ -152,7 +155,8 @@ def evaluate_recon(
     progress: Callable[[str], None] | None = None,
 ) -> EvalOutcome:
     """The reconstruction comparison (:mod:`edge_isp.evaluate.recon`) on the ``images``
-    ("classification" or "detection") of ``data``, written to ``out`` as ``recon.*``."""
+    ("classification" or "detection") of ``data``, written to ``out`` as ``recon.*``; the
+    other arguments are :func:`evaluate_task`'s."""
     from edge_isp.train.batches import TaskDataset
 
     if images not in ("classification", "detection"):
@@ -170,7 +174,7 @@ def evaluate_recon(
 
         size = load_for_eval(chosen["isp"]).image_size
     dataset = TaskDataset(base, images, size, limit)
-    result = run_sweep(pipelines, dataset, sweep, device=dev, notes=notes, progress=progress)
+    result = run_sweep(pipelines, dataset, sweep, device=dev, notes=notes, progress=progress, bar=progress is not None)
     scene = scene_images(pipelines, dataset, sweep, level=scene_level, index=scene_index, device=dev)
     unit = "lux" if sweep.light_unit == "lux" else "e- at white"
     title = f"Reconstruction: {images} test images on {sweep.profile}"

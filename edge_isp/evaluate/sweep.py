@@ -160,6 +160,7 @@ def run_sweep(
     device: torch.device | str = "cpu",
     notes: Sequence[str] = (),
     progress: Callable[[str], None] | None = None,
+    bar: bool = False,
 ) -> SweepResult:
     """Score every pipeline at every level and seed on ``dataset``.
 
@@ -171,6 +172,7 @@ def run_sweep(
         device: where simulation and networks run.
         notes: carried into the result (e.g. which pipelines were skipped).
         progress: called with a line of text after each (seed, level).
+        bar: show a progress bar (tqdm, on stderr) over every batch of every (seed, level).
     """
     from torch.utils.data import DataLoader
 
@@ -192,10 +194,13 @@ def run_sweep(
     loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=False, collate_fn=collate)
     names = list(metric_names(settings.task))
     values = {p.key: {m: [] for m in names} for p in pipelines}
+    meter = _meter(len(settings.seeds) * len(levels) * len(loader)) if bar else None
     for seed in settings.seeds:
         per_level = {p.key: {m: [] for m in names} for p in pipelines}
         for level, e in zip(levels, electrons, strict=True):
             scorers = {p.key: Scorer(settings.task, num_classes, p.has_image) for p in pipelines}
+            if meter is not None:
+                meter.set_description(f"seed {seed}, {_level_text(level)}")
             for batch_index, batch in enumerate(loader):
                 clean = to_float(batch[0], device)
                 level_e = torch.full((clean.shape[0],), e, device=clean.device)
@@ -204,14 +209,18 @@ def run_sweep(
                 for p in pipelines:
                     out = p(shared)
                     scorers[p.key].add(out.prediction, out.image, batch, sim.target_srgb)
+                if meter is not None:
+                    meter.update(1)
             for p in pipelines:
                 for m, v in scorers[p.key].result().items():
                     per_level[p.key][m].append(v)
             if progress is not None:
-                progress(f"seed {seed}, {_level_text(level)}: done")
+                _say(progress, meter, f"seed {seed}, {_level_text(level)}: done")
         for key in per_level:
             for m in names:
                 values[key][m].append(per_level[key][m])
+    if meter is not None:
+        meter.close()
     return SweepResult(
         settings=settings.to_dict(),
         levels=levels,
@@ -221,6 +230,21 @@ def run_sweep(
         images=len(dataset),
         notes=list(notes),
     )
+
+
+def _meter(total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def _say(progress: Callable[[str], None], meter: Any, line: str) -> None:
+    """A progress line that does not tear the bar: the bar steps aside while it is written."""
+    if meter is None:
+        progress(line)
+        return
+    with meter.external_write_mode():
+        progress(line)
 
 
 def _level_text(level: dict[str, Any]) -> str:

@@ -138,3 +138,13 @@ def test_a_second_camera_profile_from_a_file(twins, cls_dataset, tmp_path):
     assert out_of_range(results[str(path)], "e") == [False]
     with pytest.raises(InvalidInputError, match="electrons_at_white_per_lux"):
         run_sweep(twins[2:3], cls_dataset, SweepSettings(task="classification", profile=str(path), levels=(3.0,)))
+
+
+def test_progress_bar_and_lines_leave_the_numbers_alone(two_seeds, twins, cls_dataset, capsys):
+    settings = SweepSettings(task="classification", levels=LEVELS, seeds=(0, 1), batch_size=2, denoise="none")
+    lines: list[str] = []
+    shown = run_sweep(twins, cls_dataset, settings, num_classes=2, progress=lines.append, bar=True)
+    assert shown.values == two_seeds.values
+    assert lines == [f"seed {s}, {lux:g} lux: done" for s in (0, 1) for lux in LEVELS]
+    # One bar over every batch of every (seed, level): 2 seeds x 2 levels x 2 batches of 2.
+    assert "8/8" in capsys.readouterr().err
