@@ -9,6 +9,8 @@
 #   schedule     (b) and (e) trained 2x longer (16 epochs)
 #   isp          the ISP's quality: (c) pretrained 6x longer (24 epochs), and (e) trained from it
 #   isp-lr       (e) with a 10x learning rate on its ISP: does a faster-moving ISP open a gap?
+#   capacity     the larger dp_m ISP (U-Net widths 16/32/64, 4x the weights): (c) pretrained and
+#                (e) trained from it, with the same schedule as seed 0's dp_s
 #   light-range  (e) trained on 2-10 lux only and on 40-200 lux only, evaluated over the sweep
 #   blur         every pipeline evaluated with a Gaussian lens blur (sigma 1.5 px) on top of the
 #                noise, beside (b), (d) and (e) trained with that blur (where trained)
@@ -30,12 +32,16 @@ seed0="$runs/seed0"
 what=${1:-all}
 shift || true
 probes=("$@")
-[ ${#probes[@]} -gt 0 ] || probes=(schedule isp isp-lr light-range blur camera read-noise texture recon)
+[ ${#probes[@]} -gt 0 ] || probes=(schedule isp isp-lr capacity light-range blur camera read-noise texture recon)
 blur="gaussian:1.5"
 read_noise=(--set "sensor.read_noise_range=[0.33, 3.0]")
 texture_data=data/texture
 
-for f in isp head joint baseline raw noansc; do
+# Every probe compares with seed 0's isp, head, joint and baseline; blur and camera evaluate
+# its raw (d) and no-Anscombe (f) runs too.
+needed=(isp head joint baseline)
+[[ " ${probes[*]} " != *" blur "* && " ${probes[*]} " != *" camera "* ]] || needed+=(raw noansc)
+for f in "${needed[@]}"; do
   [ -f "$seed0/$f/DONE" ] || { echo "missing $seed0/$f: run scripts/study.sh cls train 0 first" >&2; exit 1; }
 done
 
@@ -58,6 +64,10 @@ train_probe() {
       mkdir -p "$lr10"
       for role in isp head baseline; do ln -sfn "$(realpath "$seed0/$role")" "$lr10/$role"; done
       train joint "$lr10/joint" "${init[@]}" --set optim.isp_lr_scale=10.0 ;;
+    capacity)
+      train isp "$runs/probes/isp-dp_m" --set model.name=dp_m_rec
+      train joint "$runs/probes/joint-dp_m" "${head[@]}" --set model.name=dp_m_cls \
+        --set "init.isp=$runs/probes/isp-dp_m/best.pt" ;;
     light-range)
       train joint "$runs/probes/joint-dark" "${init[@]}" --set "sensor.light_range=[2.0, 10.0]" \
         --set "sensor.val_light=[3.0, 6.0]"
@@ -82,7 +92,8 @@ train_probe() {
       train joint "$tex/joint" "${on_texture[@]}" --set "init.head=$tex/head/best.pt" \
         --set "init.isp=$seed0/isp/best.pt" ;;
     camera | recon) ;;
-    *) echo "unknown probe $1 (schedule, isp, isp-lr, light-range, blur, camera, read-noise, texture, recon)" >&2
+    *) echo "unknown probe $1 (schedule, isp, isp-lr, capacity, light-range, blur, camera, read-noise, texture," \
+      "recon)" >&2
       exit 1 ;;
   esac
 }
@@ -111,6 +122,11 @@ eval_probe() {
       study --checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt" \
         --checkpoint "baseline=$seed0/baseline/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
         --checkpoint "joint:isp-lr10=$p/isp-lr10/seed0/joint/best.pt" --out "$out/classification-isp-lr" ;;
+    capacity)
+      study --checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt" \
+        --checkpoint "isp:dp_m=$p/isp-dp_m/best.pt" \
+        --checkpoint "baseline=$seed0/baseline/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
+        --checkpoint "joint:dp_m=$p/joint-dp_m/best.pt" --out "$out/classification-capacity" ;;
     light-range)
       study --checkpoint "head=$seed0/head/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
         --checkpoint "joint:2-10lux=$p/joint-dark/best.pt" --checkpoint "joint:40-200lux=$p/joint-bright/best.pt" \
