@@ -20,7 +20,8 @@
 #   read-noise   (c)'s ISP and (e) trained over 1/3x to 3x the profile's read noise
 #                (sensor.read_noise_range), evaluated on both cameras beside seed 0's
 #   recon        the reconstruction ISP vs NLM, BM3D and demosaicnet + the same denoisers
-# Environment: CONFIG, RUNS, OUT (docs/study), LIMIT as in scripts/study.sh.
+# Environment: CONFIG, RUNS, OUT (docs/study), LIMIT as in scripts/study.sh; RECON_LIMIT, the
+# recon probe's test images (default 96).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 edge_isp=.venv/bin/edge-isp
@@ -157,8 +158,10 @@ eval_probe() {
     recon)
       local isps=(--checkpoint "isp=$seed0/isp/best.pt")
       [ -f "$p/isp-24ep/DONE" ] && isps+=(--checkpoint "isp:24ep=$p/isp-24ep/best.pt")
-      # BM3D and demosaicnet take seconds per image on a CPU: 24 images, 4 levels.
-      "$edge_isp" eval recon --data data/demo "${isps[@]}" --limit 24 --lux 3,6,24,96 --out "$out/recon" ;;
+      [ -f "$p/isp-dp_m/DONE" ] && isps+=(--checkpoint "isp:dp_m=$p/isp-dp_m/best.pt")
+      # BM3D and demosaicnet take seconds per image on a CPU: 96 images, 4 levels (~30 min).
+      "$edge_isp" eval recon --data data/demo "${isps[@]}" --limit "${RECON_LIMIT:-96}" --lux 3,6,24,96 \
+        --out "$out/recon" ;;
   esac
 }
 

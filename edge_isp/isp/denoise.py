@@ -36,6 +36,7 @@ Methods:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import cv2
@@ -67,6 +68,9 @@ _NLM_LEVELS = 65535
 _FLAT_SPAN = 1e-6
 
 _SQRT_3_2 = np.sqrt(1.5)
+# The bm3d package's native library keeps one process-wide thread pool and aborts the whole
+# process when two threads call it at once (Threading.cpp: _threads.empty()): one at a time.
+_BM3D_LOCK = threading.Lock()
 
 
 def _per_channel(value: float | Sequence[float], name: str, channels: int) -> np.ndarray:
@@ -180,7 +184,8 @@ def _bm3d(z: np.ndarray) -> np.ndarray:
     bm3d = require("bm3d", "bm3d", "denoising with BM3D")
     low, span = z.min(), float(z.max() - z.min())
     # bm3d's defaults are tuned for images on about [0, 1]: rescale, unit sigma with it.
-    out = bm3d.bm3d_rgb((z - low) / span, sigma_psd=BM3D_SIGMA_SCALE / span)
+    with _BM3D_LOCK:
+        out = bm3d.bm3d_rgb((z - low) / span, sigma_psd=BM3D_SIGMA_SCALE / span)
     return np.asarray(out, dtype=np.float64) * span + low
 
 

@@ -52,11 +52,21 @@ class CenterNetDetector(nn.Module):
     ``forward`` returns a dict of ``heatmap`` logits (B, C, H/4, W/4), ``size`` (B, 2, H/4, W/4)
     box width and height in input pixels, and ``offset`` (B, 2, H/4, W/4) the centre's sub-cell
     position in cells. :meth:`decode` turns them into boxes. H and W must be multiples of 32.
+    ``size_activation`` keeps ``size`` positive: "softplus" (default) or "relu" (older models;
+    see :class:`~edge_isp.model.joint.ModelConfig`).
     """
 
-    def __init__(self, num_classes: int, pretrained: bool = True, width_mult: float = 1.0, neck: int = 64) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        pretrained: bool = True,
+        width_mult: float = 1.0,
+        neck: int = 64,
+        size_activation: str = "softplus",
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.size_activation = F.softplus if size_activation == "softplus" else F.relu
         self.normalize = ImageNetNormalize()
         self.backbone = mobilenet_v2(pretrained=pretrained, width_mult=width_mult)
         self.lateral = nn.ModuleList(nn.Conv2d(self.backbone.stride_channels[s], neck, 1) for s in _DETECTOR_STRIDES)
@@ -75,7 +85,7 @@ class CenterNetDetector(nn.Module):
         merged = self.smooth(merged)
         return {
             "heatmap": self.heatmap(merged),
-            "size": F.relu(self.size(merged)) * DETECTOR_STRIDE,
+            "size": self.size_activation(self.size(merged)) * DETECTOR_STRIDE,
             "offset": torch.sigmoid(self.offset(merged)),
         }
 

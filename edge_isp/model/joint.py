@@ -19,6 +19,7 @@ from edge_isp.model.heads import CenterNetDetector, Classifier
 from edge_isp.model.isp import DirtyPixelsISP, IspNetConfig
 
 TASKS = ("classification", "detection", "reconstruction")
+SIZE_ACTIVATIONS = ("softplus", "relu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,11 @@ class ModelConfig:
         isp: the learned ISP's settings; None for perception straight on the packed raw.
         pretrained_backbone: start MobileNetV2 from the ImageNet weights.
         width_mult: MobileNetV2's width multiplier.
+        size_activation: the detector's box-size output, "softplus" or "relu". A ReLU unit
+            whose input goes negative everywhere gets no gradient and stops learning: the
+            detection study's seed 2 lost its box heights that way (every box 0 px tall,
+            mAP 0). Softplus always passes a gradient. Checkpoints and ONNX files written
+            before this field existed are ReLU models and load as such.
     """
 
     name: str
@@ -40,6 +46,7 @@ class ModelConfig:
     isp: IspNetConfig | None = dataclasses.field(default_factory=IspNetConfig)
     pretrained_backbone: bool = True
     width_mult: float = 1.0
+    size_activation: str = "softplus"
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -48,6 +55,10 @@ class ModelConfig:
             raise InvalidInputError("a reconstruction model needs an ISP (isp=None is the raw ablation)")
         if self.num_classes < 1:
             raise InvalidInputError(f"num_classes must be >= 1, got {self.num_classes}")
+        if self.size_activation not in SIZE_ACTIVATIONS:
+            raise InvalidInputError(
+                f"size_activation must be one of {', '.join(SIZE_ACTIVATIONS)}, got {self.size_activation!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -55,6 +66,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         data = dict(data)
+        data.setdefault("size_activation", "relu")  # written before the field existed
         if data.get("isp") is not None:
             isp = dict(data["isp"])
             isp["widths"] = tuple(isp["widths"])
@@ -85,7 +97,12 @@ class JointModel(nn.Module):
         if config.task == "classification":
             self.head: nn.Module | None = Classifier(config.num_classes, config.pretrained_backbone, config.width_mult)
         elif config.task == "detection":
-            self.head = CenterNetDetector(config.num_classes, config.pretrained_backbone, config.width_mult)
+            self.head = CenterNetDetector(
+                config.num_classes,
+                config.pretrained_backbone,
+                config.width_mult,
+                size_activation=config.size_activation,
+            )
         else:
             self.head = None
 

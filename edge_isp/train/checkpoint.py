@@ -119,6 +119,16 @@ def load_submodule(model: nn.Module, path: str | Path, name: str) -> None:
             f"{path} (model {source!r}, stage {data.get('stage')!r}) holds no {name!r} weights; "
             f"init.{name} needs a checkpoint whose model has a {name}"
         )
+    if name == "head" and model.config.task == "detection":
+        from edge_isp.model.joint import ModelConfig
+
+        theirs = ModelConfig.from_dict(data["model_config"]).size_activation
+        if theirs != model.config.size_activation:
+            raise InvalidInputError(
+                f"the detection head in {path} (model {source!r}) sizes its boxes through {theirs}, model "
+                f"{model.config.name!r} through {model.config.size_activation}: train the head again "
+                f"(edge-isp train head) with this edge-isp"
+            )
     try:
         target.load_state_dict(weights)
     except RuntimeError as exc:

@@ -146,3 +146,27 @@ class TestDenoise:
         monkeypatch.setitem(sys.modules, "bm3d", None)  # makes `import bm3d` fail
         with pytest.raises(MissingDependencyError, match=r"edge-isp\[bm3d\]"):
             denoise(np.random.default_rng(0).uniform(size=(8, 8, 3)), "bm3d", 0.01, 0.01)
+
+
+def test_bm3d_from_several_threads_at_once():
+    # bm3d's native library aborts the process when two threads call it together (as the
+    # evaluation's --workers threads do): run in a child, so a regression fails this test
+    # rather than killing the test run.
+    pytest.importorskip("bm3d")
+    import subprocess
+
+    child = """
+from concurrent.futures import ThreadPoolExecutor
+import numpy as np
+from edge_isp.isp.denoise import denoise
+rng = np.random.default_rng(0)
+images = [rng.uniform(size=(32, 32, 3)) for _ in range(6)]
+run = lambda im: denoise(im, "bm3d", 0.01, 0.01)
+with ThreadPoolExecutor(max_workers=4) as pool:
+    together = list(pool.map(run, images))
+# bm3d itself is not bit-exact from call to call (about 1e-6 apart)
+assert all(np.allclose(t, run(im), atol=1e-5) for t, im in zip(together, images))
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -98,3 +98,39 @@ def test_joint_image_is_the_isp_output():
     model = JointModel(get_config("dp_s_cls", pretrained_backbone=False, width_mult=0.35)).eval()
     packed, noise = torch.rand(1, 4, 16, 16), torch.tensor([[0.01, 0.01]])
     torch.testing.assert_close(model.image(packed, noise), model.isp(packed, noise))
+
+
+def _size_head_grad(activation: str) -> float:
+    """The gradient reaching the size head's last layer when its output is negative everywhere."""
+    torch.manual_seed(0)
+    det = CenterNetDetector(3, pretrained=False, width_mult=0.35, size_activation=activation)
+    with torch.no_grad():
+        det.size[-1].bias.fill_(-50.0)  # what a large early update can do to one unit
+    out = det(torch.rand(2, 3, 64, 64))
+    (out["size"] - 16.0).abs().mean().backward()  # the L1 pull toward a 16 px box
+    return float(det.size[-1].weight.grad.abs().sum())
+
+
+def test_softplus_box_sizes_keep_learning_where_relu_dies():
+    # Detection seed 2 lost its box heights to a ReLU unit that went negative everywhere:
+    # all boxes 0 px tall, mAP 0, and nothing brought it back. Softplus still passes a gradient.
+    assert _size_head_grad("relu") == 0.0
+    assert _size_head_grad("softplus") > 0.0
+
+
+def test_size_activation_in_the_config():
+    assert get_config("dp_s_det").size_activation == "softplus"
+    config = get_config("dp_s_det", num_classes=3, pretrained_backbone=False, width_mult=0.35)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    # A config written before the field existed is a ReLU model, and builds as one.
+    legacy = {k: v for k, v in config.to_dict().items() if k != "size_activation"}
+    old = ModelConfig.from_dict(legacy)
+    assert old.size_activation == "relu"
+    for cfg, expect_zero in ((old, True), (config, False)):
+        head = JointModel(cfg).eval().head
+        with torch.no_grad():
+            head.size[-1].bias.fill_(-50.0)
+            size = head(torch.rand(1, 3, 64, 64))["size"]
+        assert bool((size == 0).all()) is expect_zero
+    with pytest.raises(InvalidInputError, match="size_activation must be one of softplus, relu"):
+        get_config("dp_s_det", size_activation="exp")

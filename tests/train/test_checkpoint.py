@@ -79,3 +79,15 @@ def test_model_from_checkpoint(tmp_path):
     packed, noise = torch.rand(1, 4, 16, 16), torch.tensor([[0.01, 0.002]])
     with torch.no_grad():
         assert torch.equal(again(packed, noise), model(packed, noise))
+
+
+def test_a_relu_detection_head_does_not_load_into_a_softplus_model(tmp_path):
+    small = {"num_classes": 3, "pretrained_backbone": False, "width_mult": 0.35}
+    old = create_model("dp_s_det", size_activation="relu", **small)
+    _save_model(tmp_path / "head.pt", old)
+    new = create_model("dp_s_det", **small)
+    with pytest.raises(InvalidInputError, match="sizes its boxes through relu, model 'dp_s_det' through softplus"):
+        ckpt.load_submodule(new, tmp_path / "head.pt", "head")
+    same = create_model("dp_s_det", size_activation="relu", **small)
+    ckpt.load_submodule(same, tmp_path / "head.pt", "head")  # the same kind loads
+    assert torch.equal(same.head.size[-1].weight, old.head.size[-1].weight)
