@@ -9,6 +9,7 @@
 #   schedule     (b) and (e) trained 2x longer (16 epochs)
 #   isp          the ISP's quality: (c) pretrained 6x longer (24 epochs), and (e) trained from it
 #   isp-lr       (e) with a 10x learning rate on its ISP: does a faster-moving ISP open a gap?
+#   isp-lr3      (e) with a 3x learning rate on its ISP and a 3x longer warm-up (600 steps)
 #   capacity     the larger dp_m ISP (U-Net widths 16/32/64, 4x the weights): (c) pretrained and
 #                (e) trained from it, with the same schedule as seed 0's dp_s
 #   light-range  (e) trained on 2-10 lux only and on 40-200 lux only, evaluated over the sweep
@@ -33,7 +34,7 @@ seed0="$runs/seed0"
 what=${1:-all}
 shift || true
 probes=("$@")
-[ ${#probes[@]} -gt 0 ] || probes=(schedule isp isp-lr capacity light-range blur camera read-noise texture recon)
+[ ${#probes[@]} -gt 0 ] || probes=(schedule isp isp-lr isp-lr3 capacity light-range blur camera read-noise texture recon)
 blur="gaussian:1.5"
 read_noise=(--set "sensor.read_noise_range=[0.33, 3.0]")
 texture_data=data/texture
@@ -65,6 +66,8 @@ train_probe() {
       mkdir -p "$lr10"
       for role in isp head baseline; do ln -sfn "$(realpath "$seed0/$role")" "$lr10/$role"; done
       train joint "$lr10/joint" "${init[@]}" --set optim.isp_lr_scale=10.0 ;;
+    isp-lr3)
+      train joint "$runs/probes/joint-isp-lr3" "${init[@]}" --set optim.isp_lr_scale=3.0 --set optim.warmup_steps=600 ;;
     capacity)
       train isp "$runs/probes/isp-dp_m" --set model.name=dp_m_rec
       train joint "$runs/probes/joint-dp_m" "${head[@]}" --set model.name=dp_m_cls \
@@ -93,7 +96,7 @@ train_probe() {
       train joint "$tex/joint" "${on_texture[@]}" --set "init.head=$tex/head/best.pt" \
         --set "init.isp=$seed0/isp/best.pt" ;;
     camera | recon) ;;
-    *) echo "unknown probe $1 (schedule, isp, isp-lr, capacity, light-range, blur, camera, read-noise, texture," \
+    *) echo "unknown probe $1 (schedule, isp, isp-lr, isp-lr3, capacity, light-range, blur, camera, read-noise, texture," \
       "recon)" >&2
       exit 1 ;;
   esac
@@ -123,6 +126,10 @@ eval_probe() {
       study --checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt" \
         --checkpoint "baseline=$seed0/baseline/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
         --checkpoint "joint:isp-lr10=$p/isp-lr10/seed0/joint/best.pt" --out "$out/classification-isp-lr" ;;
+    isp-lr3)
+      study --checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt" \
+        --checkpoint "baseline=$seed0/baseline/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
+        --checkpoint "joint:isp-lr3=$p/joint-isp-lr3/best.pt" --out "$out/classification-isp-lr3" ;;
     capacity)
       study --checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt" \
         --checkpoint "isp:dp_m=$p/isp-dp_m/best.pt" \
