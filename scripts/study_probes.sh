@@ -108,6 +108,10 @@ study() {
 
 eval_probe() {
   local p="$runs/probes"
+  # Seed 0's (a), (b), (c) and (e), beside which the ISP probes put their own runs (the report
+  # orders pipelines by role, so the labelled runs may follow).
+  local core=(--checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt"
+    --checkpoint "baseline=$seed0/baseline/best.pt" --checkpoint "joint=$seed0/joint/best.pt")
   case "$1" in
     schedule)
       study --checkpoint "head=$seed0/head/best.pt" --checkpoint "baseline=$seed0/baseline/best.pt" \
@@ -115,25 +119,17 @@ eval_probe() {
         --checkpoint "joint:16ep=$p/joint-16ep/best.pt" \
         --out "$out/classification-schedule" ;;
     isp)
-      study --checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt" \
-        --checkpoint "isp:24ep=$p/isp-24ep/best.pt" \
-        --checkpoint "baseline=$seed0/baseline/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
-        --checkpoint "joint:isp-24ep=$p/joint-isp-24ep/best.pt" \
-        --out "$out/classification-isp" ;;
+      study "${core[@]}" --checkpoint "isp:24ep=$p/isp-24ep/best.pt" \
+        --checkpoint "joint:isp-24ep=$p/joint-isp-24ep/best.pt" --out "$out/classification-isp" ;;
     isp-lr)
       mkdir -p "$out/classification-isp-lr"
       .venv/bin/python scripts/study_isp_drift.py "$p/isp-lr10" --out "$out/classification-isp-lr/drift.md"
-      study --checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt" \
-        --checkpoint "baseline=$seed0/baseline/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
-        --checkpoint "joint:isp-lr10=$p/isp-lr10/seed0/joint/best.pt" --out "$out/classification-isp-lr" ;;
+      study "${core[@]}" --checkpoint "joint:isp-lr10=$p/isp-lr10/seed0/joint/best.pt" \
+        --out "$out/classification-isp-lr" ;;
     isp-lr3)
-      study --checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt" \
-        --checkpoint "baseline=$seed0/baseline/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
-        --checkpoint "joint:isp-lr3=$p/joint-isp-lr3/best.pt" --out "$out/classification-isp-lr3" ;;
+      study "${core[@]}" --checkpoint "joint:isp-lr3=$p/joint-isp-lr3/best.pt" --out "$out/classification-isp-lr3" ;;
     capacity)
-      study --checkpoint "head=$seed0/head/best.pt" --checkpoint "isp=$seed0/isp/best.pt" \
-        --checkpoint "isp:dp_m=$p/isp-dp_m/best.pt" \
-        --checkpoint "baseline=$seed0/baseline/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \
+      study "${core[@]}" --checkpoint "isp:dp_m=$p/isp-dp_m/best.pt" \
         --checkpoint "joint:dp_m=$p/joint-dp_m/best.pt" --out "$out/classification-capacity" ;;
     light-range)
       study --checkpoint "head=$seed0/head/best.pt" --checkpoint "joint=$seed0/joint/best.pt" \

@@ -20,6 +20,8 @@ from edge_isp.model.mobilenet import IMAGENET_MEAN, IMAGENET_STD, mobilenet_v2
 # MobileNetV2 feature strides merged by the neck; the finest sets the output stride.
 _DETECTOR_STRIDES = (4, 8, 16, 32)
 DETECTOR_STRIDE = _DETECTOR_STRIDES[0]
+# How the detector keeps box sizes positive, by ModelConfig.size_activation.
+SIZE_ACTIVATIONS = {"softplus": F.softplus, "relu": F.relu}
 
 
 class ImageNetNormalize(nn.Module):
@@ -66,7 +68,7 @@ class CenterNetDetector(nn.Module):
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.size_activation = F.softplus if size_activation == "softplus" else F.relu
+        self.size_activation = SIZE_ACTIVATIONS[size_activation]
         self.normalize = ImageNetNormalize()
         self.backbone = mobilenet_v2(pretrained=pretrained, width_mult=width_mult)
         self.lateral = nn.ModuleList(nn.Conv2d(self.backbone.stride_channels[s], neck, 1) for s in _DETECTOR_STRIDES)

@@ -15,11 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_isp.errors import InvalidInputError
-from edge_isp.model.heads import CenterNetDetector, Classifier
+from edge_isp.model.heads import SIZE_ACTIVATIONS, CenterNetDetector, Classifier
 from edge_isp.model.isp import DirtyPixelsISP, IspNetConfig
 
 TASKS = ("classification", "detection", "reconstruction")
-SIZE_ACTIVATIONS = ("softplus", "relu")
 
 
 @dataclasses.dataclass(frozen=True)
