@@ -54,3 +54,25 @@ def make_detection(root: Path, split: str, count: int, size: int = 64, seed: int
     path = root / f"{split}.json"
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     return path
+
+
+def make_real_set(
+    root: Path, task: str, counts: dict[str, int], size: tuple[int, int] = (48, 40), seed: int = 0
+) -> Path:
+    """root/real-TASK/SPLIT/NNN.png + manifest.json: unlabelled images as `data build --real`
+    writes them (coloured squares on textured grey, ``size`` = (width, height))."""
+    rng = np.random.default_rng(seed)
+    folder = root / f"real-{task}"
+    items = []
+    for split, count in counts.items():
+        for i in range(count):
+            w, h = size
+            image = np.full((h, w, 3), 0.45) + rng.normal(0, 0.05, (h, w, 3))
+            side = int(rng.integers(8, min(w, h) // 2))
+            x, y = int(rng.integers(0, w - side)), int(rng.integers(0, h - side))
+            image[y : y + side, x : x + side] = list(COLOURS.values())[i % 2]
+            name = f"{split}/{i:03d}.png"
+            write_png(folder / name, (np.clip(image, 0, 1) * 255).astype(np.uint8))
+            items.append({"file": name, "split": split, "source": f"synthetic:{seed}:{i}"})
+    (folder / "manifest.json").write_text(json.dumps({"items": items}))
+    return root

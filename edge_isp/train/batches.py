@@ -88,10 +88,14 @@ def _stack_images(images: Sequence[Tensor]) -> Tensor:
     return torch.stack(list(images))
 
 
-def collate_classification(items: Sequence[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
-    """Items of :class:`TaskDataset` -> (images (B, 3, H, W) uint8, labels (B,) int64)."""
-    images, labels = zip(*items, strict=True)
-    return _stack_images(images), torch.tensor(labels, dtype=torch.int64)
+def collate_classification(items: Sequence[tuple]) -> tuple[Tensor, ...]:
+    """Items of :class:`TaskDataset` -> (images (B, 3, H, W) uint8, labels (B,) int64); items
+    that carry a teacher's logits (``(image, label, logits (2, C))``) add them, (B, 2, C)."""
+    columns = list(zip(*items, strict=True))
+    batch = (_stack_images(columns[0]), torch.tensor(columns[1], dtype=torch.int64))
+    if len(columns) == 3:
+        batch += (torch.stack(list(columns[2])),)
+    return batch
 
 
 def collate_detection(items: Sequence[tuple[Tensor, Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
@@ -112,12 +116,16 @@ def to_float(images: Tensor, device: torch.device | str) -> Tensor:
     return images.to(device, non_blocking=True).float().div_(255.0)
 
 
-def random_hflip(
-    images: Tensor, boxes: Tensor | None = None, labels: Tensor | None = None, *, generator: torch.Generator
+def hflip_mask(batch: int, generator: torch.Generator) -> Tensor:
+    """Which of ``batch`` images to mirror, each with probability 1/2, on the CPU."""
+    return torch.rand(batch, generator=generator) < 0.5
+
+
+def apply_hflip(
+    images: Tensor, flip: Tensor, boxes: Tensor | None = None, labels: Tensor | None = None
 ) -> tuple[Tensor, Tensor | None]:
-    """Mirror each image left-right with probability 1/2 (drawn from ``generator``, on the
-    CPU), with its boxes. A Bayer raw simulated afterwards keeps its own CFA phase."""
-    flip = torch.rand(images.shape[0], generator=generator) < 0.5
+    """Mirror the images (and their boxes) where ``flip`` (B,) is true. A Bayer raw
+    simulated afterwards keeps its own CFA phase."""
     if not bool(flip.any()):
         return images, boxes
     flip_d = flip.to(images.device)
@@ -130,6 +138,14 @@ def random_hflip(
             real = real & (labels >= 0).unsqueeze(-1)
         boxes = torch.where(real, mirrored, boxes)
     return images, boxes
+
+
+def random_hflip(
+    images: Tensor, boxes: Tensor | None = None, labels: Tensor | None = None, *, generator: torch.Generator
+) -> tuple[Tensor, Tensor | None]:
+    """Mirror each image left-right with probability 1/2 (drawn from ``generator``, on the
+    CPU), with its boxes (:func:`hflip_mask`, :func:`apply_hflip`)."""
+    return apply_hflip(images, hflip_mask(images.shape[0], generator), boxes, labels)
 
 
 def light_to_electrons(profile: SensorProfile, values: Sequence[float], unit: str) -> list[float]:
@@ -155,6 +171,9 @@ class RawBatcher:
         read_noise_range: (low, high) factor on the profile's read noise, drawn
             log-uniformly per image with the levels (``simulate``'s ``read_noise_scale``);
             (1, 1), the default, draws nothing and simulates the profile itself.
+        electrons_split: (level, fraction): that fraction of the levels is drawn
+            log-uniformly from ``low`` to ``level`` electrons, the rest from ``level`` to
+            ``high``; None draws once over the whole range.
     """
 
     def __init__(
@@ -167,10 +186,20 @@ class RawBatcher:
         analogue_gain: float | None = None,
         quantize: bool = True,
         read_noise_range: tuple[float, float] = (1.0, 1.0),
+        electrons_split: tuple[float, float] | None = None,
     ) -> None:
         low, high = (float(v) for v in electrons_range)
         if not 0 < low <= high:
             raise InvalidInputError(f"light range needs 0 < low <= high electrons at white, got {low}, {high}")
+        if electrons_split is not None:
+            level, below = (float(v) for v in electrons_split)
+            if not (low < level < high and 0 < below < 1):
+                raise InvalidInputError(
+                    f"light split needs low < level < high and 0 < fraction < 1, got level {level} in "
+                    f"({low}, {high}) and fraction {below}"
+                )
+            electrons_split = (level, below)
+        self.electrons_split = electrons_split
         read_low, read_high = (float(v) for v in read_noise_range)
         if not (0 < read_low <= read_high and math.isfinite(read_high)):
             raise InvalidInputError(f"read noise range needs 0 < low <= high, got {read_low}, {read_high}")
@@ -190,6 +219,10 @@ class RawBatcher:
         profile = SensorProfile.load(sensor.profile)
         low, high = light_to_electrons(profile, sensor.light_range, sensor.light_unit)
         blur = None if sensor.blur in ("", "none") else parse_blur(sensor.blur)
+        split = None
+        if sensor.light_split is not None:
+            (level,) = light_to_electrons(profile, sensor.light_split[:1], sensor.light_unit)
+            split = (level, sensor.light_split[1])
         return cls(
             profile,
             (low, high),
@@ -198,7 +231,18 @@ class RawBatcher:
             analogue_gain=sensor.analogue_gain,
             quantize=sensor.quantize,
             read_noise_range=sensor.read_noise_range,
+            electrons_split=split,
         )
+
+    def sample_levels(self, batch: int, generator: torch.Generator, dtype: torch.dtype = torch.float32) -> Tensor:
+        """Training light levels ``(B,)`` in electrons at white, on ``generator``'s device."""
+        if self.electrons_split is None:
+            return sample_light_levels(batch, self.low, self.high, generator, device=generator.device, dtype=dtype)
+        level, below = self.electrons_split
+        dark = sample_light_levels(batch, self.low, level, generator, device=generator.device, dtype=dtype)
+        bright = sample_light_levels(batch, level, self.high, generator, device=generator.device, dtype=dtype)
+        pick = torch.rand(batch, generator=generator, device=generator.device) < below
+        return torch.where(pick, dark, bright)
 
     def __call__(
         self, srgb: Tensor, generator: torch.Generator, electrons_at_white: float | Tensor | None = None
@@ -207,9 +251,7 @@ class RawBatcher:
         read-noise factors with them). ``generator`` must live on ``srgb``'s device."""
         read_noise_scale: float | Tensor = 1.0
         if electrons_at_white is None:
-            electrons_at_white = sample_light_levels(
-                srgb.shape[0], self.low, self.high, generator, device=srgb.device, dtype=srgb.dtype
-            )
+            electrons_at_white = self.sample_levels(srgb.shape[0], generator, srgb.dtype).to(srgb.device)
             if self.read_noise_range != (1.0, 1.0):
                 read_noise_scale = sample_log_uniform(
                     srgb.shape[0], *self.read_noise_range, generator, what="read noise factors", dtype=torch.float64

@@ -1,7 +1,7 @@
 """Training configuration: a frozen dataclass read from TOML, with dotted overrides.
 
 A config file has one table per section (``[model]``, ``[data]``, ``[sensor]``, ``[optim]``,
-``[loss]``, ``[run]``, ``[init]``, ``[baseline]``) and optional per-stage tables that apply
+``[loss]``, ``[run]``, ``[init]``, ``[baseline]``, ``[teacher]``) and optional per-stage tables that apply
 only when that stage runs, e.g. ``[stage.isp.model] name = "dp_s_rec"``. Resolution order:
 defaults, then the file's sections, then ``[stage.STAGE]``, then ``--set KEY=VALUE``
 overrides (``--set optim.lr=1e-3``; the value is read as TOML, bare words as strings,
@@ -43,6 +43,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant", "step")
 UNPROCESS_MODES = ("fixed", "random")
 DATA_TASKS = ("classification", "detection")
+TEACHER_DECODINGS = ("logits", "ssd", "yolo", "hog", "mtcnn", "blazeface")
 
 
 class ConfigError(InvalidInputError):
@@ -113,6 +114,10 @@ class SensorSection:
     ``read_noise_range`` (low, high) multiplies the profile's read noise by a factor drawn
     log-uniformly per training image (validation simulates the profile itself): noise
     parameters off this one camera's line, as another sensor's would be. [1, 1]: off.
+    ``light_split`` (level, fraction): that fraction of the training images is drawn
+    log-uniformly below ``level``, the rest above it (both in ``light_unit``), so a range
+    from starlight to daylight can still spend most samples in the dark; none: one
+    log-uniform draw over the whole range.
     """
 
     profile: str = "nexus6p-rear"
@@ -124,6 +129,7 @@ class SensorSection:
     analogue_gain: float | None = None
     quantize: bool = True
     read_noise_range: tuple[float, float] = (1.0, 1.0)
+    light_split: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         _check_choice(self.light_unit, "sensor.light_unit", LIGHT_UNITS)
@@ -138,6 +144,12 @@ class SensorSection:
         low, high = self.read_noise_range
         _check(0 < low <= high and math.isfinite(high), "sensor.read_noise_range", "[low, high] with 0 < low <= high",
                list(self.read_noise_range))  # fmt: skip
+        if self.light_split is not None:
+            level, below = self.light_split
+            low, high = self.light_range
+            _check(low < level < high and 0 < below < 1, "sensor.light_split",
+                   f"[level, fraction] with level inside light_range ({low:g}, {high:g}) and 0 < fraction < 1",
+                   list(self.light_split))  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,6 +259,50 @@ class BaselineSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class TeacherSection:
+    """A model that answers on the clean image; the student learns its answers (no labels).
+
+    ``model``: ``mobilenet_v2_imagenet`` (torchvision's ImageNet MobileNetV2, 1000 classes),
+    a training checkpoint (``.pt``: its perception head on the clean sRGB), or a model file
+    run by ONNX Runtime (``.onnx``) or OpenCV DNN (``.tflite``, ...) with its outputs read by
+    ``decode``; for ``decode = "hog"`` no file (OpenCV's built-in people detector). Teachers run
+    once per image, when the cache (``cache``, default ``DATA/teacher``) is built, never in a
+    training step. ``input_size`` (width, height) is what the teacher sees (none: its own
+    default). Classification: ``kd_weight`` times the KL divergence of the
+    ``temperature``-softened answers (times temperature squared, Hinton et al. 2015), plus
+    ``label_weight`` times the cross-entropy where the data has labels. Detection: the
+    teacher's boxes scoring at least ``score_threshold`` (of ``classes`` only, if given) are
+    the student's targets.
+    """
+
+    model: str | None = None
+    decode: str = "logits"
+    input_size: tuple[int, int] | None = None
+    temperature: float = 4.0
+    kd_weight: float = 1.0
+    label_weight: float = 0.0
+    score_threshold: float = 0.5
+    classes: tuple[str, ...] = ()
+    cache: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice(self.decode, "teacher.decode", TEACHER_DECODINGS)
+        _check(self.temperature > 0 and math.isfinite(self.temperature), "teacher.temperature", "> 0",
+               self.temperature)  # fmt: skip
+        for key in ("kd_weight", "label_weight"):
+            value = getattr(self, key)
+            _check(value >= 0 and math.isfinite(value), f"teacher.{key}", ">= 0", value)
+        _check(0 <= self.score_threshold < 1, "teacher.score_threshold", "in [0, 1)", self.score_threshold)
+        if self.input_size is not None:
+            ok = all(s >= 16 for s in self.input_size)
+            _check(ok, "teacher.input_size", "[width, height], >= 16 pixels", list(self.input_size))
+
+    @property
+    def enabled(self) -> bool:
+        return self.model is not None or self.decode == "hog"
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on; see the module docstring."""
 
@@ -258,6 +314,7 @@ class TrainConfig:
     run: RunSection = dataclasses.field(default_factory=RunSection)
     init: InitSection = dataclasses.field(default_factory=InitSection)
     baseline: BaselineSection = dataclasses.field(default_factory=BaselineSection)
+    teacher: TeacherSection = dataclasses.field(default_factory=TeacherSection)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Nested plain dict (tuples as lists), the inverse of :meth:`from_dict`."""

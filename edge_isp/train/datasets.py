@@ -8,11 +8,20 @@ file for detection. Validation keeps the training set's class order.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.teacher.cache import cache_key
 from edge_isp.train.batches import TaskDataset
-from edge_isp.train.config import DataSection
+from edge_isp.train.config import DataSection, TeacherSection, TrainConfig
+from edge_isp.train.teacher_data import (
+    DistillClassification,
+    DistillDetection,
+    RealImages,
+    RealSplit,
+    real_set_dir,
+)
 
 BUILD_HINT = (
     "build the demo data set with `edge-isp data build --out data/demo` (needs the Debian packages "
@@ -92,3 +101,60 @@ def open_datasets(data: DataSection, task: str) -> tuple[TaskDataset, TaskDatase
         TaskDataset(val, task, data.size, data.val_limit),
         class_names,
     )
+
+
+def teacher_identity(teacher: TeacherSection) -> dict:
+    """What makes a teacher's answers: its settings, and a model file's size and sha256."""
+    identity = {"model": teacher.model, "decode": teacher.decode, "input_size": teacher.input_size}
+    if teacher.model is not None and Path(teacher.model).is_file():
+        path = Path(teacher.model)
+        identity.update(bytes=path.stat().st_size, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    return identity
+
+
+def _teacher_factory(teacher: TeacherSection, task: str):
+    if task == "classification":
+        from edge_isp.teacher.classifiers import open_classifier_teacher
+
+        return lambda: open_classifier_teacher(teacher.model, teacher.input_size)
+    from edge_isp.teacher.detectors import open_detection_teacher
+
+    return lambda: open_detection_teacher(teacher.model, teacher.decode, teacher.input_size)
+
+
+def open_real_datasets(config: TrainConfig, task: str, image_task: str, *, show: bool = True):
+    """(train, val, class names) of the real ``image_task`` set under ``data.root``, labelled
+    by ``[teacher]`` (answers cached on first use); ``task`` "reconstruction" reads the
+    images alone."""
+    from edge_isp.teacher.cache import ensure_cache, load_answers
+
+    data, teacher = config.data, config.teacher
+    if data.train_limit is not None or data.val_limit is not None:
+        raise InvalidInputError("data.train_limit and data.val_limit apply to built garment sets, not to real sets")
+    folder = real_set_dir(data.root, image_task)
+    if folder is None:
+        raise MissingFileError(
+            f"data.root = {data.root!r} holds no real {image_task} set (real-{image_task}/manifest.json); "
+            "build one with `edge-isp data build --real` (or --images DIR / --video FILE)"
+        )
+    splits = {name: RealSplit(folder, name) for name in ("train", "val")}
+    if task == "reconstruction":
+        return RealImages(splits["train"], data.size), RealImages(splits["val"], data.size), ["image"]
+    if not teacher.enabled:
+        raise InvalidInputError(
+            f"{folder} has no labels: training a {task} model on it needs a [teacher] section (teacher.model)"
+        )
+    cache_dir = Path(teacher.cache) if teacher.cache else folder / "teacher"
+    key = cache_key(teacher_identity(teacher), splits["train"].manifest)
+    readers = {name: (split.image, len(split)) for name, split in splits.items()}
+    cached = ensure_cache(cache_dir, key, task, _teacher_factory(teacher, task), readers,
+                          {"teacher": teacher_identity(teacher), "set": str(folder)}, show=show)  # fmt: skip
+    answers = {name: load_answers(cached, name) for name in splits}
+    if task == "classification":
+        train = DistillClassification(splits["train"], answers["train"], data.size)
+        val = DistillClassification(splits["val"], answers["val"], data.size)
+    else:
+        common = {"size": data.size, "threshold": teacher.score_threshold, "classes": teacher.classes}
+        train = DistillDetection(splits["train"], answers["train"], random_crops=True, seed=config.run.seed, **common)
+        val = DistillDetection(splits["val"], answers["val"], **common)
+    return train, val, list(train.class_names)

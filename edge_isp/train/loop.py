@@ -27,11 +27,12 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from edge_isp.errors import EdgeIspError, InvalidInputError, MissingFileError
 from edge_isp.fileio import write_json
 from edge_isp.train import distributed as D
-from edge_isp.train.batches import collate_classification, collate_detection, random_hflip, to_float
+from edge_isp.train.batches import apply_hflip, collate_classification, collate_detection, hflip_mask, to_float
 from edge_isp.train.checkpoint import load_checkpoint, load_submodule, rng_state, save_checkpoint, set_rng_state
 from edge_isp.train.config import TrainConfig
-from edge_isp.train.datasets import data_task, open_datasets
+from edge_isp.train.datasets import data_task, open_datasets, open_real_datasets
 from edge_isp.train.stages import Stage, StageModule, check_stage, seeded_generator
+from edge_isp.train.teacher_data import real_set_dir
 
 # Keys that may differ between a run and its resumption: they change how long it runs and
 # how it reports, not the steps already taken.
@@ -141,7 +142,18 @@ class Trainer:
         D.seed_everything(cfg.run.seed + self.dist.rank)
         model_task = get_config(cfg.model.name).task
         self.spec = check_stage(self.stage_name, cfg.model.name, model_task)
-        train_ds, val_ds, class_names = open_datasets(cfg.data, data_task(cfg.data, model_task))
+        image_task = data_task(cfg.data, model_task)
+        if cfg.data.root is not None and real_set_dir(cfg.data.root, image_task) is not None:
+            real_task = "reconstruction" if model_task == "reconstruction" else model_task
+            show = cfg.run.progress and self.dist.is_main
+            train_ds, val_ds, class_names = open_real_datasets(cfg, real_task, image_task, show=show)
+        else:
+            if cfg.teacher.enabled:
+                raise InvalidInputError(
+                    "a [teacher] labels a real image set: data.root must hold one (edge-isp data build --real)"
+                )
+            train_ds, val_ds, class_names = open_datasets(cfg.data, image_task)
+        self.train_ds = train_ds
         num_classes = cfg.model.num_classes or max(1, len(class_names))
         if model_task != "reconstruction" and num_classes < len(class_names):
             raise InvalidInputError(
@@ -294,10 +306,17 @@ class Trainer:
         seed, rank = self.config.run.seed, self.dist.rank
         images = batch[0]
         if self.config.data.hflip:
-            flips = seeded_generator("cpu", seed, rank, self.global_step, 1)
-            boxes, labels = (batch[1], batch[2]) if len(batch) == 3 else (None, None)
-            images, boxes = random_hflip(images, boxes, labels, generator=flips)
-            batch = (images, boxes, labels) if boxes is not None else (images, *batch[1:])
+            flip = hflip_mask(images.shape[0], seeded_generator("cpu", seed, rank, self.global_step, 1))
+            if self.stage.task == "detection":
+                images, boxes = apply_hflip(images, flip, batch[1], batch[2])
+                batch = (images, boxes, batch[2])
+            else:
+                images, _ = apply_hflip(images, flip)
+                batch = (images, *batch[1:])
+                if len(batch) == 3:  # a teacher's answers on (image, mirror): take the one it sees
+                    batch = (images, batch[1], torch.where(flip.view(-1, 1), batch[2][:, 1], batch[2][:, 0]))
+        elif self.stage.task != "detection" and len(batch) == 3:
+            batch = (images, batch[1], batch[2][:, 0])
         clean = to_float(images, self.device)
         inputs, target = self.stage.inputs(clean, seeded_generator(self.device, seed, rank, self.global_step))
         prediction, image = self.train_module(*inputs)
@@ -339,6 +358,8 @@ class Trainer:
             while self.epoch < cfg.run.epochs and not stopped:
                 epoch = self.epoch
                 self.sampler.set_epoch(epoch, skip=self.step_in_epoch * self.batch_size)
+                if hasattr(self.train_ds, "set_epoch"):  # real detection sets draw new crops each epoch
+                    self.train_ds.set_epoch(epoch)
                 started = time.perf_counter()
                 if self.step_in_epoch == 0:
                     self.epoch_losses = []

@@ -223,3 +223,17 @@ def reconstruction_loss(
 def classification_loss(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Cross-entropy of logits (B, C) against class indices (B,)."""
     return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+
+
+def distillation_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """KL(teacher || student) of the ``temperature``-softened class distributions, times
+    ``temperature**2`` so its gradient keeps the scale of a cross-entropy (Hinton, Vinyals and
+    Dean 2015, "Distilling the Knowledge in a Neural Network"). Logits (B, C); mean over B."""
+    if student.shape != teacher.shape:
+        raise InvalidInputError(
+            f"student logits {tuple(student.shape)} and teacher logits {tuple(teacher.shape)} differ in shape"
+        )
+    log_student = F.log_softmax(student.float() / temperature, dim=1)
+    log_teacher = F.log_softmax(teacher.float() / temperature, dim=1)
+    kl = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
+    return kl * temperature**2

@@ -128,7 +128,17 @@ class Stage:
         cfg = self.config.loss
         if self.task == "reconstruction":
             return losses.reconstruction_loss(prediction, target, cfg.rec_l1, cfg.rec_ssim)
-        if self.task == "classification":
+        if self.task == "classification" and len(batch) == 3:
+            # A teacher's answers: distil them, plus cross-entropy on the labels if asked.
+            teacher = self.config.teacher
+            labels = batch[1].to(self.device)
+            kd = losses.distillation_loss(prediction, batch[2].to(self.device), teacher.temperature)
+            total = teacher.kd_weight * kd
+            if teacher.label_weight > 0:
+                ce = losses.classification_loss(prediction, labels, cfg.label_smoothing)
+                total = total + teacher.label_weight * ce
+            parts = {"kd": kd.detach(), "agree": (prediction.detach().argmax(1) == labels).float().mean()}
+        elif self.task == "classification":
             labels = batch[1].to(self.device)
             total = losses.classification_loss(prediction, labels, cfg.label_smoothing)
             parts = {"acc": (prediction.detach().argmax(1) == labels).float().mean()}
