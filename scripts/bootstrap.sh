@@ -14,10 +14,11 @@ case "$mode" in run|test) ;; *) echo "usage: $0 [run|test]" >&2; exit 1 ;; esac
 sudo_=""
 if [ "$(id -u)" -ne 0 ]; then sudo_="sudo"; fi
 
-# Debian packages: the offline data the built-in data set is made from (docs/DATA.md) and
+# Debian packages: the offline data the built-in data sets are made from (docs/DATA.md; the
+# real photographs of edge_isp/data/real_photos.json come from the wallpaper packages) and
 # venv support; for the tests also a browser (dashboard test), GStreamer's RTSP server with the
 # headers PyGObject builds against, and an SSH server, shellcheck and systemd-analyze (deploy).
-apt_wanted=(dataset-fashion-mnist opencv-doc)
+apt_wanted=(dataset-fashion-mnist opencv-doc plasma-workspace-wallpapers mate-backgrounds gnome-backgrounds)
 python3 -c "import ensurepip, venv" 2>/dev/null || apt_wanted+=(python3-venv)
 if [ "$mode" = test ]; then
   apt_wanted+=(chromium gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0

@@ -9,6 +9,7 @@ from pathlib import Path
 from edge_isp.cli import arguments
 
 DEFAULT_OUT = Path("data/demo")
+DEFAULT_REAL_OUT = Path("data/real")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and composited onto natural photographs, as an image folder (classification) and COCO JSON "
         "(detection). The same seed gives byte-identical files.",
     )
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default %(default)s)")
+    p.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT_OUT}; real sets {DEFAULT_REAL_OUT})")
     p.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
     p.add_argument("--task", choices=["classification", "detection", "both"], default="both")
     p.add_argument(
@@ -37,10 +38,68 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fashion-mnist", type=Path, metavar="DIR", help="folder of the Fashion-MNIST *-ubyte.gz files")
     p.add_argument("--opencv-samples", type=Path, metavar="DIR", help="folder of the OpenCV sample images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    real = p.add_argument_group(
+        "real sets",
+        "Unlabelled real images for teacher-student training: crops of photographs (classification) and "
+        "frames of a video plus the photographs whole (detection), split by photograph and by time block.",
+    )
+    real.add_argument("--real", action="store_true",
+                      help="build the real sets from the built-in photographs and OpenCV's vtest.avi")  # fmt: skip
+    real.add_argument("--images", type=Path, metavar="DIR", help="build the real sets from your own photographs")
+    real.add_argument("--video", type=Path, metavar="FILE", help="build the real detection set from your own video")
+    real.add_argument("--crop-size", type=int, default=160, metavar="PX", help="crop side (default %(default)s)")
+    real.add_argument("--crops-per-photo", type=_three_ints, default=(100, 50, 50), metavar="TRAIN,VAL,TEST",
+                      help="crops from each photograph of each split (default 100,50,50)")  # fmt: skip
+    real.add_argument("--frame-stride", type=int, default=3, metavar="N", help="keep every Nth video frame (default 3)")
     p.set_defaults(func=_build)
 
 
+def _three_ints(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three integers TRAIN,VAL,TEST, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _build_real(args: argparse.Namespace) -> int:
+    from edge_isp.data import real_build, real_sources
+
+    skipped: list[tuple[str, str]] = []
+    if args.images is not None or args.video is not None:
+        photos = real_sources.folder_photos(args.images, args.seed) if args.images is not None else []
+        video = args.video
+        if video is not None:
+            real_sources.video_frame_count(video)
+    else:
+        photos, skipped = real_sources.builtin_photos()
+        video = real_sources.VTEST_VIDEO
+    config = real_build.RealBuildConfig(
+        seed=args.seed, crop_px=args.crop_size, crops_per_photo=args.crops_per_photo, frame_stride=args.frame_stride
+    )
+    out = args.out or DEFAULT_REAL_OUT
+    manifests = real_build.build_real(
+        out, photos, video, config, skipped=skipped, force=args.force,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )  # fmt: skip
+    print(f"{out}: built")
+    for name, reason in skipped:
+        print(f"  skipped {name}: {reason}")
+    if photos:
+        by_split = {s: sum(1 for p in photos if p.split == s) for s in real_sources.SPLITS}
+        print("  photographs: " + ", ".join(f"{s} {n}" for s, n in by_split.items()))
+    for task, manifest in manifests.items():
+        folder = real_build.CLASSIFICATION_DIR if task == "classification" else real_build.DETECTION_DIR
+        counts = ", ".join(f"{s} {n}" for s, n in manifest["counts"].items())
+        print(f"  {task:<14} {counts} in {out / folder} (manifest {out / folder / real_build.MANIFEST})")
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
+    if args.real or args.images is not None or args.video is not None:
+        return _build_real(args)
     from edge_isp.data.builtin import DEFAULT_COUNTS, DEFAULT_SIZE, TASKS, BuildConfig, TaskConfig, build_dataset
 
     tasks = TASKS if args.task == "both" else (args.task,)
@@ -52,7 +111,7 @@ def _build(args: argparse.Namespace) -> int:
         )
         configs[task] = TaskConfig(args.size or DEFAULT_SIZE[task], counts)
     result = build_dataset(
-        args.out,
+        args.out or DEFAULT_OUT,
         BuildConfig(seed=args.seed, tasks=configs, classes=args.classes),
         force=args.force,
         progress=not args.no_progress and sys.stderr.isatty(),
