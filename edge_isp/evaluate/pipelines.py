@@ -151,6 +151,7 @@ class LoadedCheckpoint:
     trained_on: TrainedOn | None
     baseline_isp: tuple[str, str] | None
     image_size: tuple[int, int] | None
+    teacher: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass
@@ -159,13 +160,15 @@ class PipelineSet:
     the conventional ISP (demosaic, denoise) the baseline head was fine-tuned on (None
     without a baseline), so that pipelines a and b use it; the (width, height) the
     checkpoints were trained at (None if they did not resize); the class names they were
-    trained on, in order (None if none records them)."""
+    trained on, in order (None if none records them); the ``[teacher]`` they learnt from
+    (None for labelled data)."""
 
     pipelines: list[Pipeline]
     notes: list[str]
     baseline_isp: tuple[str, str] | None
     image_size: tuple[int, int] | None
     class_names: list[str] | None
+    teacher: dict[str, Any] | None = None
 
 
 def parse_checkpoint_args(items: list[str]) -> dict[str, Path]:
@@ -216,7 +219,9 @@ def load_for_eval(path: str | Path, device: torch.device | str = "cpu") -> Loade
     names = data.get("class_names")
     size = (train.get("data") or {}).get("size")
     size = (int(size[0]), int(size[1])) if size else None
-    return LoadedCheckpoint(path, model, str(stage), list(names) if names else None, trained_on, isp, size)
+    teacher = train.get("teacher")
+    teacher = teacher if teacher and (teacher.get("model") or teacher.get("decode") == "hog") else None
+    return LoadedCheckpoint(path, model, str(stage), list(names) if names else None, trained_on, isp, size, teacher)
 
 
 def check_class_names(checkpoint_names: list[str] | None, data_names: list[str], origin: str) -> None:
@@ -331,4 +336,5 @@ def build_pipelines(
             pipelines.append(Pipeline(k, label, run, key != "d", files, trained, training))
     baseline = next((c.baseline_isp for n, c in loaded.items() if n.partition(":")[0] == "baseline"), None)
     size = next((c.image_size for c in loaded.values() if c.image_size is not None), None)
-    return PipelineSet(pipelines, notes, baseline, size, class_names)
+    teacher = next((c.teacher for c in loaded.values() if c.teacher is not None), None)
+    return PipelineSet(pipelines, notes, baseline, size, class_names, teacher)

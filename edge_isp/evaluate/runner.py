@@ -21,6 +21,7 @@ from edge_isp.evaluate.pipelines import build_pipelines, check_class_names, disc
 from edge_isp.evaluate.recon import DENOISERS, build_recon_pipelines
 from edge_isp.evaluate.report import write_report
 from edge_isp.evaluate.sweep import SweepResult, SweepSettings, run_sweep, scene_images
+from edge_isp.train.teacher_data import RealSplit, TeacherLabelled, real_set_dir
 
 
 @dataclasses.dataclass
@@ -64,6 +65,25 @@ def open_eval_data(data: str | Path, task: str, split: str = "test", class_names
         return CocoDetectionDataset(data)
     want = "an image folder CLASS_NAME/IMAGE.png" if task == "classification" else "a COCO JSON file"
     raise InvalidInputError(f"--data {data}: expected a built data set (with {MANIFEST}) or {want} for {task}")
+
+
+def open_real_eval_data(
+    data: str | Path, task: str, split: str, teacher: dict[str, Any] | None, size: tuple[int, int] | None
+) -> TeacherLabelled:
+    """Split ``split`` of the real set under ``data``, labelled by the teacher the checkpoints
+    learnt from (its answers cached like training's), so a score is agreement with the teacher."""
+    from edge_isp.train.config import TrainConfig
+    from edge_isp.train.datasets import teacher_answers
+
+    if teacher is None:
+        raise InvalidInputError(
+            f"{data} is a real set without labels: evaluating on it needs checkpoints trained with a [teacher]"
+        )
+    section = TrainConfig.from_dict({"teacher": teacher}, "the checkpoints' [teacher]").teacher
+    folder = real_set_dir(data, task)
+    answers = teacher_answers(folder, section, task, {split: RealSplit(folder, split)})[split]
+    aspect = size[0] / size[1] if size else None
+    return TeacherLabelled(RealSplit(folder, split), answers, section.score_threshold, section.classes, aspect)
 
 
 def _checkpoints(runs: str | Path | None, named: Mapping[str, Path], task: str) -> dict[str, Path]:
@@ -112,9 +132,15 @@ def evaluate_task(
     made = build_pipelines(task, chosen, dev)
     # A user's image folder takes the checkpoints' class order; a built set or COCO file
     # brings its own, which must match.
-    base = open_eval_data(data, task, split, made.class_names)
-    check_class_names(made.class_names, list(base.class_names), "the checkpoints' model")
     options = dict(settings or {})
+    size = size or made.image_size
+    if real_set_dir(data, task) is not None:
+        base = open_real_eval_data(data, task, split, made.teacher, size)
+        if task == "classification":
+            options.setdefault("top5", True)
+    else:
+        base = open_eval_data(data, task, split, made.class_names)
+    check_class_names(made.class_names, list(base.class_names), "the checkpoints' model")
     if made.baseline_isp is not None:
         options.setdefault("demosaic", made.baseline_isp[0])
         options.setdefault("denoise", made.baseline_isp[1])
@@ -124,7 +150,7 @@ def evaluate_task(
             f"the baseline head (b) was fine-tuned on the conventional ISP {' + '.join(made.baseline_isp)}, "
             f"but is evaluated on {sweep.demosaic} + {sweep.denoise}"
         )
-    dataset = TaskDataset(base, task, size or made.image_size, limit)
+    dataset = TaskDataset(base, task, size, limit)
     num_classes = max(1, len(dataset.class_names))
     result = run_sweep(
         made.pipelines, dataset, sweep, num_classes=num_classes, device=dev, notes=made.notes,

@@ -2,7 +2,9 @@
 
 Metrics (all "higher is better"):
 
-- ``top1``: classification accuracy, [0, 1].
+- ``top1``: classification accuracy, [0, 1]; ``top5``: the share whose label is among the
+  five highest logits (on real sets, whose labels are the teacher's answers, both measure
+  agreement with the teacher).
 - ``map50``: detection mAP at IoU 0.5; ``map50_95``: the mean of the mAPs at IoU 0.50,
   0.55, ..., 0.95 (COCO's primary metric, with the all-point AP of
   :mod:`edge_isp.train.metrics`), both in [0, 1].
@@ -27,6 +29,7 @@ TASK_METRICS = {"classification": ("top1",), "detection": ("map50", "map50_95"),
 IMAGE_METRICS = ("psnr", "ssim")
 METRIC_TEXT = {
     "top1": "top-1 accuracy",
+    "top5": "top-5 accuracy",
     "map50": "mAP@0.5",
     "map50_95": "mAP@0.5:0.95",
     "psnr": "PSNR (dB)",
@@ -37,11 +40,12 @@ DETECTION_TOP_K = 50
 DETECTION_MIN_SCORE = 0.01
 
 
-def metric_names(task: str) -> tuple[str, ...]:
-    """The task's metrics followed by the image metrics."""
+def metric_names(task: str, top5: bool = False) -> tuple[str, ...]:
+    """The task's metrics (with ``top5``, classification's top-5 too) and the image metrics."""
     if task not in TASK_METRICS:
         raise InvalidInputError(f"task must be one of {', '.join(TASK_METRICS)}, got {task!r}")
-    return TASK_METRICS[task] + IMAGE_METRICS
+    extra = ("top5",) if top5 and task == "classification" else ()
+    return TASK_METRICS[task] + extra + IMAGE_METRICS
 
 
 def map_over_thresholds(
@@ -75,10 +79,12 @@ class Scorer:
         has_image: whether the pipeline makes an image.
     """
 
-    def __init__(self, task: str, num_classes: int = 1, has_image: bool = True) -> None:
+    def __init__(self, task: str, num_classes: int = 1, has_image: bool = True, top5: bool = False) -> None:
         metric_names(task)
         self.task = task
         self.has_image = has_image
+        self.top5 = top5 and task == "classification"
+        self.correct5 = 0
         self.correct = 0
         self.total = 0
         self.psnr: list[float] = []
@@ -89,7 +95,10 @@ class Scorer:
         """One batch: the pipeline's prediction and image, the loader's ``batch`` (labels /
         boxes on the CPU) and the clean sRGB ``target`` (B, 3, H, W)."""
         if self.task == "classification":
-            self.correct += metrics.top1_correct(prediction.float().cpu().numpy(), batch[1].numpy())
+            logits = prediction.float().cpu().numpy()
+            self.correct += metrics.top1_correct(logits, batch[1].numpy())
+            if self.top5:
+                self.correct5 += metrics.topk_correct(logits, batch[1].numpy(), 5)
             self.total += len(batch[1])
         elif self.task == "detection":
             from edge_isp.model.heads import CenterNetDetector
@@ -117,6 +126,8 @@ class Scorer:
         out: dict[str, float | None] = {}
         if self.task == "classification":
             out["top1"] = self.correct / self.total if self.total else None
+            if self.top5:
+                out["top5"] = self.correct5 / self.total if self.total else None
         elif self.task == "detection":
             out["map50"] = self.detections.mean_average_precision(0.5)
             out["map50_95"] = map_over_thresholds(self.detections)

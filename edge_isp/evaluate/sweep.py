@@ -46,6 +46,7 @@ class SweepSettings:
         demosaic, denoise: the conventional ISP of pipelines a and b.
         workers: threads rendering the conventional ISP.
         unprocess: "fixed" camera colour from the profile (as the configs train).
+        top5: also score classification's top-5 accuracy (real sets: ImageNet's classes).
     """
 
     task: str
@@ -59,6 +60,7 @@ class SweepSettings:
     denoise: str = "nlm"
     workers: int = 1
     unprocess: str = "fixed"
+    top5: bool = False
 
     def __post_init__(self) -> None:
         metric_names(self.task)
@@ -192,13 +194,13 @@ def run_sweep(
     # The images decide the batch layout: reconstruction may run on detection scenes.
     collate = collate_detection if getattr(dataset, "task", settings.task) == "detection" else collate_classification
     loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=False, collate_fn=collate)
-    names = list(metric_names(settings.task))
+    names = list(metric_names(settings.task, settings.top5))
     values = {p.key: {m: [] for m in names} for p in pipelines}
     meter = _meter(len(settings.seeds) * len(levels) * len(loader)) if bar else None
     for seed in settings.seeds:
         per_level = {p.key: {m: [] for m in names} for p in pipelines}
         for level, e in zip(levels, electrons, strict=True):
-            scorers = {p.key: Scorer(settings.task, num_classes, p.has_image) for p in pipelines}
+            scorers = {p.key: Scorer(settings.task, num_classes, p.has_image, settings.top5) for p in pipelines}
             if meter is not None:
                 meter.set_description(f"seed {seed}, {_level_text(level)}")
             for batch_index, batch in enumerate(loader):

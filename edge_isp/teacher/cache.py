@@ -188,11 +188,17 @@ def load_answers(folder: Path, split: str) -> ClassificationAnswers | DetectionA
         return DetectionAnswers(data["boxes"], data["scores"], data["labels"], data["start"], names)
 
 
-def class_indices(class_names: Sequence[str], wanted: Sequence[str], origin: str) -> np.ndarray:
-    """Indices of ``wanted`` among a teacher's class names; unknown names are refused."""
+def label_map(class_names: Sequence[str], wanted: Sequence[str], origin: str) -> tuple[np.ndarray, np.ndarray]:
+    """For a student that learns the teacher classes ``wanted`` (all when empty), in that
+    order: (the teacher indices kept, (K,); a lookup teacher index -> student index, -1 for a
+    class left out). Unknown names are refused."""
+    wanted = tuple(wanted) or tuple(class_names)
     unknown = [w for w in wanted if w not in class_names]
     if unknown:
         raise InvalidInputError(
             f"{origin}: the teacher has no class {', '.join(map(repr, unknown))}; its classes: {', '.join(class_names)}"
         )
-    return np.array([list(class_names).index(w) for w in wanted], np.int64)
+    keep = np.array([list(class_names).index(w) for w in wanted], np.int64)
+    lookup = np.full(len(class_names), -1, np.int64)
+    lookup[keep] = np.arange(len(keep))
+    return keep, lookup

@@ -244,6 +244,23 @@ class RawBatcher:
         pick = torch.rand(batch, generator=generator, device=generator.device) < below
         return torch.where(pick, dark, bright)
 
+    def noise_range(self, steps: int = 64) -> dict[str, list[float]]:
+        """The noise levels ``(a, sigma)`` training draws from: ``{"a": [low, high], "sigma":
+        [low, high]}``, over ``steps`` light levels log-spaced across the range at both ends of
+        the read-noise range, through the simulator itself (so gain steps are included)."""
+        levels = np.geomspace(self.low, self.high, steps)
+        grey = torch.full((levels.size, 3, 2, 2), 0.5, dtype=torch.float64)
+        noise = [
+            simulate(grey, self.profile, torch.from_numpy(levels), analogue_gain=self.analogue_gain, noise=False,
+                     quantize=False, read_noise_scale=float(scale)).noise
+            for scale in sorted(set(self.read_noise_range))
+        ]  # fmt: skip
+        values = torch.cat(noise).numpy()
+        return {
+            "a": [float(values[:, 0].min()), float(values[:, 0].max())],
+            "sigma": [float(values[:, 1].min()), float(values[:, 1].max())],
+        }
+
     def __call__(
         self, srgb: Tensor, generator: torch.Generator, electrons_at_white: float | Tensor | None = None
     ) -> SimulatedRaw:

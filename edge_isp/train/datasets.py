@@ -12,10 +12,11 @@ import hashlib
 from pathlib import Path
 
 from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.teacher.cache import cache_key
+from edge_isp.teacher.cache import ClassificationAnswers, DetectionAnswers, cache_key, ensure_cache, load_answers
 from edge_isp.train.batches import TaskDataset
 from edge_isp.train.config import DataSection, TeacherSection, TrainConfig
 from edge_isp.train.teacher_data import (
+    MANIFEST,
     DistillClassification,
     DistillDetection,
     RealImages,
@@ -122,12 +123,24 @@ def _teacher_factory(teacher: TeacherSection, task: str):
     return lambda: open_detection_teacher(teacher.model, teacher.decode, teacher.input_size)
 
 
+def teacher_answers(
+    folder: Path, teacher: TeacherSection, task: str, splits: dict[str, RealSplit], *, show: bool = True
+) -> dict[str, ClassificationAnswers | DetectionAnswers]:
+    """The ``[teacher]``'s answers on each of ``splits`` of the real set ``folder``, computed
+    into its cache where missing (``teacher.cache``, default ``FOLDER/teacher``)."""
+    cache_dir = Path(teacher.cache) if teacher.cache else folder / "teacher"
+    identity = teacher_identity(teacher)
+    key = cache_key(identity, folder / MANIFEST)
+    readers = {name: (split.image, len(split)) for name, split in splits.items()}
+    describe = {"teacher": identity, "set": str(folder)}
+    cached = ensure_cache(cache_dir, key, task, _teacher_factory(teacher, task), readers, describe, show=show)
+    return {name: load_answers(cached, name) for name in splits}
+
+
 def open_real_datasets(config: TrainConfig, task: str, image_task: str, *, show: bool = True):
     """(train, val, class names) of the real ``image_task`` set under ``data.root``, labelled
     by ``[teacher]`` (answers cached on first use); ``task`` "reconstruction" reads the
     images alone."""
-    from edge_isp.teacher.cache import ensure_cache, load_answers
-
     data, teacher = config.data, config.teacher
     if data.train_limit is not None or data.val_limit is not None:
         raise InvalidInputError("data.train_limit and data.val_limit apply to built garment sets, not to real sets")
@@ -144,12 +157,7 @@ def open_real_datasets(config: TrainConfig, task: str, image_task: str, *, show:
         raise InvalidInputError(
             f"{folder} has no labels: training a {task} model on it needs a [teacher] section (teacher.model)"
         )
-    cache_dir = Path(teacher.cache) if teacher.cache else folder / "teacher"
-    key = cache_key(teacher_identity(teacher), splits["train"].manifest)
-    readers = {name: (split.image, len(split)) for name, split in splits.items()}
-    cached = ensure_cache(cache_dir, key, task, _teacher_factory(teacher, task), readers,
-                          {"teacher": teacher_identity(teacher), "set": str(folder)}, show=show)  # fmt: skip
-    answers = {name: load_answers(cached, name) for name in splits}
+    answers = teacher_answers(folder, teacher, task, splits, show=show)
     if task == "classification":
         train = DistillClassification(splits["train"], answers["train"], data.size)
         val = DistillClassification(splits["val"], answers["val"], data.size)

@@ -148,6 +148,16 @@ def _match_image(
     return scores, tp
 
 
+def topk_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> int:
+    """Number of rows of ``logits`` (B, C) whose ``k`` highest entries include ``labels`` (B,)."""
+    logits = np.asarray(logits)
+    labels = np.asarray(labels).reshape(-1)
+    if logits.ndim != 2 or logits.shape[0] != labels.shape[0]:
+        raise InvalidInputError(f"logits must be (B, C) and labels (B,), got {logits.shape} and {labels.shape}")
+    top = np.argpartition(-logits, min(k, logits.shape[1]) - 1, axis=1)[:, :k]
+    return int(np.sum(top == labels[:, None]))
+
+
 def top1_correct(logits: np.ndarray, labels: np.ndarray) -> int:
     """Number of rows of ``logits`` (B, C) whose arg-max equals ``labels`` (B,)."""
     logits = np.asarray(logits)

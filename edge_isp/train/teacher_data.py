@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.teacher.cache import ClassificationAnswers, DetectionAnswers, class_indices
+from edge_isp.teacher.cache import ClassificationAnswers, DetectionAnswers, label_map
 
 MANIFEST = "manifest.json"
 # A cropped box is kept when at least this share of its area stays inside the crop.
@@ -171,12 +171,8 @@ class DistillDetection:
         if size is None:
             raise InvalidInputError("training on a real set needs data.size = [width, height]")
         self.split, self.answers, self.size, self.threshold = split, answers, tuple(size), threshold
-        wanted = tuple(classes) or answers.class_names
-        keep = class_indices(answers.class_names, wanted, "teacher.classes")
-        self.keep = keep
-        self.student_label = np.full(len(answers.class_names), -1, np.int64)
-        self.student_label[keep] = np.arange(len(keep))
-        self.class_names = list(wanted)
+        self.keep, self.student_label = label_map(answers.class_names, classes, "teacher.classes")
+        self.class_names = [answers.class_names[k] for k in self.keep]
         self.random_crops, self.seed, self.epoch = random_crops, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -229,3 +225,45 @@ class RealImages:
         if not 0 <= i < len(self):
             raise IndexError(i)
         return _to_tensor(_resize(self.split.image(i), self.size)), 0
+
+
+class TeacherLabelled:
+    """A real split labelled by the teacher, as evaluation reads a data set: numpy items
+    ``(image (H, W, 3) uint8, label)`` or ``(image, boxes (K, 4), labels (K,))``, which
+    :class:`~edge_isp.train.batches.TaskDataset` resizes. Detection images are first cut to
+    the largest centred crop of ``aspect`` (width / height), as validation sees them."""
+
+    def __init__(
+        self,
+        split: RealSplit,
+        answers: ClassificationAnswers | DetectionAnswers,
+        threshold: float = 0.5,
+        classes: tuple[str, ...] = (),
+        aspect: float | None = None,
+    ) -> None:
+        if len(answers) != len(split):
+            raise InvalidInputError(
+                f"the teacher cache holds {len(answers)} answers for the {len(split)} {split.split} images of "
+                f"{split.folder}; delete the cache to rebuild it"
+            )
+        self.split, self.answers, self.aspect = split, answers, aspect
+        if isinstance(answers, ClassificationAnswers):
+            self.class_names, self.labels = list(answers.class_names), answers.labels
+            return
+        self.threshold = threshold
+        self.keep, self.student_label = label_map(answers.class_names, classes, "teacher.classes")
+        self.class_names = [answers.class_names[k] for k in self.keep]
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int):
+        image = self.split.image(i)
+        if isinstance(self.answers, ClassificationAnswers):
+            return image, int(self.labels[i])
+        h, w = image.shape[:2]
+        crop = _aspect_crop(w, h, self.aspect or w / h, 1.0, 0.5, 0.5)
+        x0, y0, x1, y1 = crop
+        boxes, _, labels = self.answers.of(i, self.threshold, self.keep)
+        boxes, kept = crop_boxes(boxes, crop, (x1 - x0, y1 - y0))
+        return image[y0:y1, x0:x1], boxes, self.student_label[labels[kept]]
