@@ -3,9 +3,13 @@
 # config per seed, each seed evaluated over the light sweep on the same frames and noise
 # draws, and the seeds merged into one table and plot with their spread.
 #
-#   scripts/study.sh cls|det [train|eval|all] [SEEDS...]     (default: all 0 1 2)
+#   scripts/study.sh cls|det|real-cls|real-det [train|eval|all] [SEEDS...]     (default: all 0 1 2)
 #
-# Environment (defaults for cls / det):
+# cls and det are the garment study; real-cls and real-det the study on real photographs and
+# footage, labelled by a daylight teacher (configs/real-*.toml; docs/STUDY.md, "Real images"),
+# evaluated from 1.5 lux to daylight (10,000 lux).
+#
+# Environment (defaults for cls / det; real-* alike under runs/study-real-* and docs/study/real-*):
 #   CONFIG  configs/default-cls.toml / configs/default-det.toml
 #   RUNS    runs/study-cls / runs/study-det
 #   OUT     docs/study/classification / docs/study/detection
@@ -23,10 +27,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 edge_isp=.venv/bin/edge-isp
 task=${1:-}
+usage="usage: $0 cls|det|real-cls|real-det [train|eval|all] [SEEDS...]"
+data=data/demo
+build=("$edge_isp" data build --out data/demo)
+levels=()
 case "$task" in
   cls) defaults=(configs/default-cls.toml runs/study-cls docs/study/classification "" "" classification) ;;
   det) defaults=(configs/default-det.toml runs/study-det docs/study/detection "" 8 detection) ;;
-  *) echo "usage: $0 cls|det [train|eval|all] [SEEDS...]" >&2; exit 1 ;;
+  real-cls | real-det)
+    kind=${task#real-}
+    name=$([ "$kind" = cls ] && echo classification || echo detection)
+    defaults=("configs/real-$kind.toml" "runs/study-real-$kind" "docs/study/real-$name" "" "" "$name")
+    data=data/real
+    build=("$edge_isp" data build --real --out data/real)
+    levels=(--lux "1.5,3,6,12,24,48,96,10000")
+    task=$kind ;;
+  *) echo "$usage" >&2; exit 1 ;;
 esac
 config=${CONFIG:-${defaults[0]}}
 runs=${RUNS:-${defaults[1]}}
@@ -46,9 +62,9 @@ seeds=("$@")
 
 case "$what" in
   train | eval | all) ;;
-  *) echo "usage: $0 cls|det [train|eval|all] [SEEDS...]" >&2; exit 1 ;;
+  *) echo "$usage" >&2; exit 1 ;;
 esac
-[ -f data/demo/dataset.json ] || "$edge_isp" data build --out data/demo
+[ -f "$data/dataset.json" ] || [ -d "$data/real-$task_name" ] || "${build[@]}"
 
 has_role() { [[ " ${roles[*]} " == *" $1 "* ]]; }
 
@@ -88,8 +104,8 @@ eval_seed() {
       has_role "$role" && checkpoints+=(--checkpoint "$role:last=$dir/$role/last.pt")
     done
   fi
-  "$edge_isp" eval --task "$task_name" --data data/demo "${checkpoints[@]}" "${eval_args[@]}" \
-    "${limit_args[@]}" --out "$out/seed$seed"
+  "$edge_isp" eval --task "$task_name" --data "$data" "${checkpoints[@]}" "${eval_args[@]}" \
+    "${limit_args[@]}" "${levels[@]}" --out "$out/seed$seed"
 }
 
 if [ "$what" != eval ]; then

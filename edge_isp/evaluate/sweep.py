@@ -18,12 +18,14 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
 from edge_isp.errors import InvalidInputError
 from edge_isp.evaluate.pipelines import EvalBatch, Pipeline
 from edge_isp.evaluate.scoring import Scorer, metric_names, spread
+from edge_isp.model.heads import CenterNetDetector
 from edge_isp.sensor.profile import SensorProfile
 
 DEFAULT_LUX = (1.5, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0)
@@ -315,7 +317,9 @@ def scene_images(
     """One scene of ``dataset`` at one light ``level`` (in ``settings.light_unit``) through
     every pipeline, for the picture grid: {"clean": ..., "noisy raw": ..., label: image or
     None (no image)}, each (H, W, 3) float32 on [0, 1]. The noise comes from a generator of
-    its own, keyed on (seed, level, scene), so the picture does not depend on the batch size."""
+    its own, keyed on (seed, level, scene), so the picture does not depend on the batch size.
+    Detection draws the reference boxes on the clean image and each pipeline's detections
+    scoring at least :data:`SCENE_MIN_SCORE` on its image."""
     from edge_isp.train.batches import to_float
     from edge_isp.train.stages import seeded_generator
 
@@ -329,12 +333,35 @@ def scene_images(
     generator = seeded_generator(clean.device, seed, 0x5CE7E, round(row["electrons"] * 1000), index)
     sim = batcher(clean, generator, e)
     shared = EvalBatch(sim, profile, settings.demosaic, settings.denoise, settings.workers)
+    detection = settings.task == "detection"
+    reference = np.asarray(dataset[index][1], np.float32).reshape(-1, 4) if detection else None
     images: dict[str, np.ndarray | None] = {
-        "clean": clean[0].permute(1, 2, 0).cpu().numpy(),
+        "clean": draw_boxes(clean[0].permute(1, 2, 0).cpu().numpy(), reference, REFERENCE_COLOUR),
         "noisy raw": raw_preview(sim)[0],
     }
     for p in pipelines:
         out = p(shared)
         image = None if out.image is None else out.image[0].detach().float().clamp(0, 1).permute(1, 2, 0)
-        images[p.label] = None if image is None else image.cpu().numpy()
+        image = None if image is None else image.cpu().numpy()
+        if detection and image is not None:
+            decoded = CenterNetDetector.decode(out.prediction, top_k=50)
+            keep = decoded["scores"][0] >= SCENE_MIN_SCORE
+            image = draw_boxes(image, decoded["boxes"][0][keep].cpu().numpy(), DETECTION_COLOUR)
+        images[p.label] = image
     return images
+
+
+SCENE_MIN_SCORE = 0.3
+REFERENCE_COLOUR = (0.1, 1.0, 0.2)
+DETECTION_COLOUR = (1.0, 0.85, 0.1)
+
+
+def draw_boxes(image: np.ndarray, boxes: np.ndarray | None, colour: tuple[float, float, float]) -> np.ndarray:
+    """``image`` (H, W, 3) float on [0, 1] with the outlines of ``boxes`` (K, 4) xyxy pixels."""
+    if boxes is None or len(boxes) == 0:
+        return image
+    out = np.ascontiguousarray(image, dtype=np.float32).copy()
+    thickness = max(1, round(min(out.shape[:2]) / 160))
+    for x0, y0, x1, y1 in np.round(boxes).astype(int):
+        cv2.rectangle(out, (int(x0), int(y0)), (int(x1) - 1, int(y1) - 1), colour, thickness)
+    return out

@@ -3,12 +3,21 @@ training range of each pipeline is known for the generalization view."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from edge_isp.data.folders import CocoDetectionDataset, ImageFolderDataset
 from edge_isp.errors import InvalidInputError
 from edge_isp.evaluate.pipelines import build_pipelines
-from edge_isp.evaluate.sweep import SweepSettings, out_of_range, range_means, run_sweep, scene_images
+from edge_isp.evaluate.sweep import (
+    REFERENCE_COLOUR,
+    SweepSettings,
+    draw_boxes,
+    out_of_range,
+    range_means,
+    run_sweep,
+    scene_images,
+)
 from edge_isp.train.batches import TaskDataset
 
 LEVELS = (3.0, 30.0)
@@ -85,6 +94,9 @@ def test_detection_sweep_scores_map(det_json, tmp_path, checkpoint_factory):
         m50, m5095 = result.values[key]["map50"][0][0], result.values[key]["map50_95"][0][0]
         assert 0.0 <= m5095 <= m50 <= 1.0
     assert result.values["d"]["psnr"] == [[None]] and result.values["a"]["psnr"][0][0] > 0
+    scene = scene_images(made.pipelines, dataset, SweepSettings(task="detection", denoise="none"), level=30.0)
+    x0, y0 = (int(v) for v in dataset[0][1][0][:2].round())
+    assert scene["clean"][y0, x0].tolist() == pytest.approx(list(REFERENCE_COLOUR))
 
 
 def test_scene_images_and_bad_settings(twins, cls_dataset):
@@ -148,3 +160,12 @@ def test_progress_bar_and_lines_leave_the_numbers_alone(two_seeds, twins, cls_da
     assert lines == [f"seed {s}, {lux:g} lux: done" for s in (0, 1) for lux in LEVELS]
     # One bar over every batch of every (seed, level): 2 seeds x 2 levels x 2 batches of 2.
     assert "8/8" in capsys.readouterr().err
+
+
+def test_draw_boxes_outlines_each_box_and_leaves_the_rest():
+    image = np.zeros((20, 30, 3), np.float32)
+    out = draw_boxes(image, np.array([[2, 3, 12, 9]], np.float32), (1.0, 0.5, 0.0))
+    assert out[3, 2].tolist() == [1.0, 0.5, 0.0] and out[8, 11].tolist() == [1.0, 0.5, 0.0]
+    assert out[5, 6].tolist() == [0.0, 0.0, 0.0] and out[15, 20].tolist() == [0.0, 0.0, 0.0]
+    assert image.max() == 0.0  # the input is not drawn on
+    assert draw_boxes(image, np.zeros((0, 4), np.float32), (1.0, 1.0, 1.0)) is image
