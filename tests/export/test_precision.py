@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from edge_isp.contract.metadata import read_metadata
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.calibration import CalibrationFeed, centre_crop, frames_feed, simulated_feed
-from edge_isp.export.metadata import read_metadata
 from edge_isp.export.precision import (
     convert_fp16,
     layer_name,
