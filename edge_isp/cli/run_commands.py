@@ -150,7 +150,7 @@ def _demo(args: argparse.Namespace) -> int:
 def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backend: str, device: str) -> int:
     """Build and run the pipeline the options describe; print a summary. Returns the exit status."""
     from edge_isp.contract.metadata import metadata_of_backend
-    from edge_isp.contract.model_input import AutoExposure, Preprocessor, model_input_size
+    from edge_isp.contract.model_input import live_preprocessor, model_input_size
     from edge_isp.runtime.backends import make_backend
     from edge_isp.runtime.outputs import make_outputs
     from edge_isp.runtime.pipeline import Pipeline, PipelineConfig
@@ -179,7 +179,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     if kind in _CAMERAS:
         source = RetryingSource(source)
     exposure = args.auto_exposure == "on" or (args.auto_exposure == "auto" and kind in _CAMERAS)
-    preprocessor = Preprocessor(profile, input_size, auto_exposure=AutoExposure() if exposure else None)
+    preprocessor = live_preprocessor(profile, input_size, auto_exposure=exposure)
     postprocessor = Postprocessor(
         info, score_threshold=args.score_threshold, top_k=args.top_k, nms_iou=args.nms,
         nms_across_classes=args.nms_across_classes,

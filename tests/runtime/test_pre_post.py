@@ -15,6 +15,7 @@ from edge_isp.errors import InvalidInputError
 from edge_isp.runtime.annotate import ViewMap, annotate, class_colour, to_bgr8
 from edge_isp.runtime.metrics import LatencyWindow, PipelineMetrics, RateMeter
 from edge_isp.runtime.postprocess import Postprocessor, nms, softmax, top_k_labels
+from edge_isp.sensor.cfa import pack
 from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.profile import SensorProfile
 
@@ -36,7 +37,7 @@ class TestPreprocess:
         frame = frame_of(rng.uniform(0, 1, (64, 96)), cfa="GBRG", gain=2.0, digital=3.0)
         out = Preprocessor(profile, (96, 64))(frame)
         assert out.raw.shape == (1, 4, 32, 48) and out.raw.dtype == np.float32
-        np.testing.assert_allclose(out.raw[0], frame.packed(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(out.raw[0], pack(frame.normalized(), frame.cfa) * 3.0, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(out.noise[0], profile.normalized_noise(2.0, 3.0), rtol=1e-6)
         assert out.geometry.crop == (0, 0, 96, 64) and out.digital_gain == 3.0
 
