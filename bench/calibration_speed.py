@@ -51,6 +51,7 @@ from edge_isp.calibrate.frames import assign_dark_flat, discover, group
 from edge_isp.calibrate.pipeline import calibrate_ptc
 from edge_isp.calibrate.ptc import photon_transfer
 from edge_isp.calibrate.single_image import single_image
+from edge_isp.contract.sizes import parse_size
 from edge_isp.fileio import write_json
 from edge_isp.sensor.cfa import pack
 
@@ -142,7 +143,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="write the frames here and keep them (reused if present)")
     parser.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="WxH (default %(default)s: 12.3 MP)")
     args = parser.parse_args()
-    width, height = (int(v) for v in args.size.split("x"))
+    width, height = parse_size(args.size, "--size")
     profile = synthetic.example_profile(row_noise_fraction=0.2)
     sensor = synthetic.SyntheticSensor(
         profile, height, width, hot_pixels=1000, dead_pixels=200, dsnu_dn=1.0, prnu=0.01, seed=0

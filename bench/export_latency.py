@@ -47,10 +47,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edge_isp.contract.onnx_session import cpu_session
+from edge_isp.contract.sizes import parse_size
 from edge_isp.export.calibration import simulated_feed
 from edge_isp.export.graph_stats import graph_stats
 from edge_isp.export.loading import load_model
-from edge_isp.export.onnx_export import decode_detections, export_onnx, parity_inputs, quiet_session_options
+from edge_isp.export.onnx_export import decode_detections, export_onnx, parity_inputs
 from edge_isp.export.precision import convert_fp16, quantize_int8
 from edge_isp.fileio import write_json
 from edge_isp.isp import IspConfig, render_mosaic
@@ -104,15 +106,8 @@ def export_head(model, path: Path, size: tuple[int, int]) -> Path:
     return path
 
 
-def session(path: Path, threads: int | None):
-    import onnxruntime as ort
-
-    return ort.InferenceSession(str(path), sess_options=quiet_session_options(threads),
-                                providers=["CPUExecutionProvider"])  # fmt: skip
-
-
 def time_onnx(path: Path, inputs: dict, batch: int, repeats: int, threads: int | None) -> dict:
-    s = session(path, threads)
+    s = cpu_session(path, threads)
     one = {k: v[:1] for k, v in inputs.items()}
     many = {k: np.repeat(v[:1], batch, axis=0) for k, v in inputs.items()}
     latency = median_seconds(lambda: s.run(None, one), repeats)
@@ -127,7 +122,7 @@ def time_baseline(head_path: Path, inputs: dict, profile, denoise: str, repeats:
     config = IspConfig(demosaic="malvar", denoise=denoise, noise=(a, sigma), white_balance=profile.white_balance,
                        color_matrix=profile.color_matrix)  # fmt: skip
     image = np.ascontiguousarray(np.clip(render_mosaic(mosaic, profile.cfa, config), 0, 1).transpose(2, 0, 1)[None])
-    s = session(head_path, threads)
+    s = cpu_session(head_path, threads)
     isp = median_seconds(lambda: render_mosaic(mosaic, profile.cfa, config), max(3, repeats // 2))
     head = median_seconds(lambda: s.run(None, {"image": image.astype(np.float32)}), repeats)
     total = isp + head
@@ -262,7 +257,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help="batch of the throughput runs")
     parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: its own choice)")
     args = parser.parse_args()
-    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
+    sizes = [parse_size(s, "--sizes") for s in args.sizes.split(",")]
     results = run(sizes, args.repeats, args.batch, args.threads)
     results.update({
         "model": MODEL, "weights": "untrained (speed does not depend on the values)",

@@ -49,13 +49,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_isp import __version__
+from edge_isp.contract.metadata import metadata_of_backend
+from edge_isp.contract.model_input import Preprocessor
+from edge_isp.contract.sizes import parse_size
 from edge_isp.fileio import write_json
 from edge_isp.runtime.backends import make_backend
 from edge_isp.runtime.interfaces import CameraSource, Output
-from edge_isp.runtime.model_info import model_info_of, parse_input_size
 from edge_isp.runtime.pipeline import Pipeline, PipelineConfig
 from edge_isp.runtime.postprocess import Postprocessor
-from edge_isp.runtime.preprocess import Preprocessor
 from edge_isp.runtime.sources import SimulatedSource
 from edge_isp.sensor.profile import SensorProfile
 
@@ -129,7 +130,7 @@ def export_detector(size: tuple[int, int], folder: Path, profile: SensorProfile)
 
 
 def build(backend, profile, source, config) -> Pipeline:
-    info = model_info_of(backend)
+    info = metadata_of_backend(backend)
     shape = next(s for s in backend.input_specs() if s.name == "raw").shape
     pre = Preprocessor(profile, (2 * shape[3], 2 * shape[2]))
     return Pipeline(source, backend, pre, Postprocessor(info), [Discard()], profile=profile, config=config)
@@ -251,7 +252,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        sizes = [parse_input_size(s) for s in args.sizes.split(",")] if args.model is None else [None]
+        sizes = [parse_size(s, "--sizes") for s in args.sizes.split(",")] if args.model is None else [None]
         for size in sizes:
             # The detector takes multiples of 32: a 1280x720 frame runs as its centred 1280x704.
             model = args.model or export_detector((size[0] // 32 * 32, size[1] // 32 * 32), folder, profile)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_isp.cli import arguments
+from edge_isp.contract.sizes import size_argument
 
 DEFAULT_OUT = Path("data/demo")
 DEFAULT_REAL_OUT = Path("data/real")
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed (default %(default)s)")
     p.add_argument("--task", choices=["classification", "detection", "both"], default="both")
     p.add_argument(
-        "--size", type=arguments.size, metavar="WxH", help="image size of every task built (default 64x64 and 128x128)"
+        "--size", type=size_argument, metavar="WxH", help="image size of every task built (default 64x64 and 128x128)"
     )
     for split in ("train", "val", "test"):
         p.add_argument(f"--{split}", type=int, metavar="N", help=f"images in the {split} split of every task built")

@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from edge_isp.cli import arguments
+from edge_isp.contract.sizes import size_argument
 
 ROLE_HELP = (
     "a checkpoint for a role: ROLE=PATH or ROLE:LABEL=PATH (a labelled variant, e.g. joint:dark=...), "
@@ -92,7 +92,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "motion:L:A, psf:FILE.npy (default none)")  # fmt: skip
     p.add_argument("--seeds", type=int, default=1, help="noise seeds 0..N-1: mean and spread (default 1)")
     p.add_argument("--limit", type=int, help="evaluate N test images, spread over the split")
-    p.add_argument("--size", type=arguments.size, metavar="WxH", help="resize images (default: the checkpoints' size)")
+    p.add_argument("--size", type=size_argument, metavar="WxH", help="resize images (default: the checkpoints' size)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default test)")
     p.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
     p.add_argument("--isp-demosaic", help="conventional ISP's demosaicking (default: the baseline's, or malvar)")

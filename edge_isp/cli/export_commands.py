@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_isp.contract.sizes import size_argument
+
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
@@ -24,15 +26,6 @@ def _levels(text: str) -> tuple[float, ...]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one light level")
     return values
-
-
-def _size(text: str) -> tuple[int, int]:
-    from edge_isp.export.targets import parse_size
-
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_light(p: argparse.ArgumentParser, split: bool = True) -> None:
@@ -59,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", help="a checkpoint (.pt) or a registered model name (untrained)")
     p.add_argument("--target", required=True, help="target name (see `edge-isp export targets`) or TOML file")
     p.add_argument("--out", type=Path, default=Path("export/out"), help="output folder (default %(default)s)")
-    p.add_argument("--input-size", type=_size, metavar="WxH", help="override the target's input size")
+    p.add_argument("--input-size", type=size_argument, metavar="WxH", help="override the target's input size")
     _add_light(p)
     p.add_argument("--precisions", default="fp16,int8", help="reduced precisions to make (default %(default)s)")
     p.add_argument("--eval-images", type=int, default=200, help="images per light level in the report")
@@ -80,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--target", help="take the input size and batch from this target")
-    size.add_argument("--input-size", type=_size, metavar="WxH", help="full-resolution frame size")
+    size.add_argument("--input-size", type=size_argument, metavar="WxH", help="full-resolution frame size")
     p.add_argument("--batch", type=int, default=1, help="batch of the graph (default %(default)s)")
     p.add_argument("--profile", help="sensor profile the model was trained for (default: the checkpoint's)")
     _add_graph_options(p)
@@ -203,7 +196,7 @@ def _light_and_data(args: argparse.Namespace, metadata, split: str | None = None
 
 
 def _precision(args: argparse.Namespace) -> int:
-    from edge_isp.export.metadata import read_metadata
+    from edge_isp.contract.metadata import read_metadata
     from edge_isp.export.precision import convert_fp16, precision_suffix
 
     metadata = read_metadata(args.model)
@@ -243,10 +236,10 @@ def _precision(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from edge_isp.contract.metadata import read_metadata
     from edge_isp.errors import InvalidInputError
     from edge_isp.export.accuracy import accuracy_report
     from edge_isp.export.evalset import load_images
-    from edge_isp.export.metadata import read_metadata
     from edge_isp.fileio import write_json
 
     models = {}

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge_isp.cli import arguments
+from edge_isp.contract.sizes import size_argument
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=_positive_int, metavar="N", help="stop after N frames")
     p.add_argument("--seconds", type=_positive_float, metavar="S", help="stop after S seconds")
     p.add_argument("--profile", metavar="NAME|PATH", help="sensor profile (sim: the sensor; v4l2: its levels)")
-    p.add_argument("--size", type=arguments.size, metavar="WxH", help="frame size (sim, v4l2, picamera2)")
+    p.add_argument("--size", type=size_argument, metavar="WxH", help="frame size (sim, v4l2, picamera2)")
     p.add_argument("--fps", type=_positive_float, help="frame rate (sim, replay, picamera2)")
     p.add_argument("--lux", type=_positive_float, help="scene illumination of the simulated source")
     p.add_argument("--loop", action="store_true", help="replay: loop the recording (stop with --frames/--seconds)")

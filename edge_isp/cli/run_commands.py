@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge_isp.contract.sizes import format_size, size_argument
 from edge_isp.errors import InvalidInputError, MissingFileError
 
 log = logging.getLogger("edge_isp.run")
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (TensorRT: a CUDA device index)")
     p.add_argument("--rtsp", metavar="[HOST:]PORT[/PATH]", help="serve H.264 over RTSP (needs GStreamer)")
     p.add_argument("--record", type=Path, metavar="DIR", help="record annotated MP4 and results as JSON lines")
-    p.add_argument("--size", type=_size, metavar="WxH", help="frame size of the camera or simulated source")
+    p.add_argument("--size", type=size_argument, metavar="WxH", help="frame size of the camera or simulated source")
     p.add_argument("--fps", type=_positive_float, help="frame rate (sim, replay, picamera2)")
     p.add_argument("--loop", action="store_true", help="replay: loop the recording")
     p.add_argument(
@@ -85,7 +86,9 @@ def _add_common(p: argparse.ArgumentParser, http_default: str | None = None) -> 
     )
     p.add_argument("--token", help="access token the HTTP server requires")
     p.add_argument("--lux", type=_positive_float, help="light level of the simulated source, lux")
-    p.add_argument("--input-size", type=_size, metavar="WxH", help="model input size, for models without a fixed one")
+    p.add_argument(
+        "--input-size", type=size_argument, metavar="WxH", help="model input size, for models without a fixed one"
+    )
     p.add_argument(
         "--score-threshold", type=float, default=0.3, help="keep detections above this (default %(default)s)"
     )
@@ -112,15 +115,6 @@ def _positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
-
-
-def _size(text: str) -> tuple[int, int]:
-    from edge_isp.runtime.model_info import parse_input_size
-
-    try:
-        return parse_input_size(text)
-    except InvalidInputError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _logging() -> None:
@@ -155,17 +149,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backend: str, device: str) -> int:
     """Build and run the pipeline the options describe; print a summary. Returns the exit status."""
+    from edge_isp.contract.metadata import metadata_of_backend
+    from edge_isp.contract.model_input import live_preprocessor, model_input_size
     from edge_isp.runtime.backends import make_backend
-    from edge_isp.runtime.model_info import model_info_of
     from edge_isp.runtime.outputs import make_outputs
     from edge_isp.runtime.pipeline import Pipeline, PipelineConfig
     from edge_isp.runtime.postprocess import Postprocessor
-    from edge_isp.runtime.preprocess import AutoExposure, Preprocessor, model_input_size
     from edge_isp.runtime.sources import RetryingSource, load_profile, open_source, parse_source_spec
 
     kind, _ = parse_source_spec(source_spec)
     inference = make_backend(model, backend, device=device, threads=args.threads)
-    info = model_info_of(inference)
+    info = metadata_of_backend(inference)
     profile_name = args.profile or info.profile
     if profile_name is None:
         raise InvalidInputError(
@@ -185,7 +179,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     if kind in _CAMERAS:
         source = RetryingSource(source)
     exposure = args.auto_exposure == "on" or (args.auto_exposure == "auto" and kind in _CAMERAS)
-    preprocessor = Preprocessor(profile, input_size, auto_exposure=AutoExposure() if exposure else None)
+    preprocessor = live_preprocessor(profile, input_size, auto_exposure=exposure)
     postprocessor = Postprocessor(
         info, score_threshold=args.score_threshold, top_k=args.top_k, nms_iou=args.nms,
         nms_across_classes=args.nms_across_classes,
@@ -207,7 +201,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         fps=float(getattr(source, "fps", None) or args.fps or 30.0),
     )
     pipeline = Pipeline(source, inference, preprocessor, postprocessor, outputs, profile=profile, config=config)
-    size = f"{input_size[0]}x{input_size[1]}" if input_size else "each frame's own size"
+    size = format_size(input_size) if input_size else "each frame's own size"
     print(f"model {model}: {info.task}, input {size}, profile {profile.name}, on {inference.description}")
     try:
         pipeline.start()

@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge_isp.contract.engine_sidecar import compatibility_problems, read_sidecar
 from edge_isp.deploy.board_checks import FAIL, MACHINE_CHECKS, PASS, SKIP, WARN, Check, Machine, identify
 from edge_isp.deploy.run_config import RunConfig, load_run_config
 from edge_isp.deploy.system import System
@@ -134,8 +135,6 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 def check_engine(system: System, path: str) -> Check:
     """Does this engine run here: its sidecar's TensorRT version and GPU against this machine's."""
-    from edge_isp.export.engine_cache import compatibility_problems, read_sidecar
-
     rebuild = "rebuild it on this board: `edge-isp deploy` with --target, or `edge-isp export engine`"
     if not Path(path).is_file():
         return Check("engine", FAIL, f"{path} does not exist", rebuild)

@@ -30,6 +30,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from edge_isp.contract.sizes import parse_size
 from edge_isp.errors import InvalidInputError, MissingFileError
 
 try:
@@ -134,10 +135,10 @@ def _check_source(source: Any, origin: str) -> str:
 
 
 def _size(value: Any, origin: str) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", value) if isinstance(value, str) else None
-    if not match or int(match.group(1)) < 2 or int(match.group(2)) < 2:
-        _fail(origin, "size", "'WIDTHxHEIGHT' in pixels such as '1920x1080'", value)
-    return int(match.group(1)), int(match.group(2))
+    try:
+        return parse_size(value)
+    except InvalidInputError:
+        _fail(origin, "size", "'WIDTHxHEIGHT' in pixels, both even, such as '1920x1080'", value)
 
 
 def _fps(value: Any, origin: str) -> float:

@@ -3,7 +3,7 @@
 Modules, one job each (import what you use; nothing heavy loads with the package):
 
 - :mod:`~edge_isp.export.onnx_export`: the ONNX graph of the model I/O contract, checked and
-  compared with torch; :mod:`~edge_isp.export.metadata`: what the file says about itself.
+  compared with torch (what the file says about itself: :mod:`edge_isp.contract.metadata`).
 - :mod:`~edge_isp.export.precision`: FP16 conversion and INT8 Q/DQ quantization;
   :mod:`~edge_isp.export.calibration`: calibration frames; :mod:`~edge_isp.export.sensitivity`
   and :mod:`~edge_isp.export.precision_search`: which layers stay in FP32, measured.

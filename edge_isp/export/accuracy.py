@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_isp.errors import InvalidInputError, require
-from edge_isp.export.evalset import EvalImages, LightLevel, simulate_inputs
-from edge_isp.export.metadata import ExportMetadata, read_metadata
+from edge_isp.contract.metadata import ModelMetadata, read_metadata
+from edge_isp.contract.onnx_session import cpu_session
+from edge_isp.errors import InvalidInputError
+from edge_isp.export.evalset import EvalImages, LightLevel, check_class_names, simulate_inputs
 
 METRIC_NAMES = {"classification": "top-1 %", "detection": "mAP@0.5 %"}
 DEFAULT_TOLERANCE = 1.0
@@ -31,14 +32,9 @@ class OnnxModel:
     frames and splits them into the batches a fixed-batch graph accepts."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        from edge_isp.export.onnx_export import quiet_session_options
-
-        ort = require("onnxruntime", "export", "running ONNX models")
         self.path = Path(path)
-        self.metadata: ExportMetadata = read_metadata(self.path)
-        self.session = ort.InferenceSession(
-            str(self.path), sess_options=quiet_session_options(threads), providers=["CPUExecutionProvider"]
-        )
+        self.metadata: ModelMetadata = read_metadata(self.path)
+        self.session = cpu_session(self.path, threads)
         first = self.session.get_inputs()[0].shape[0]
         self.batch: int | None = first if isinstance(first, int) else None
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -237,8 +233,6 @@ def accuracy_report(
                 f"{model.path} ({name}) is not the same network as {models['fp32'].path}: task, classes or input "
                 f"size differ ({meta.task}, {meta.input_size} vs {reference.task}, {reference.input_size})"
             )
-    from edge_isp.export.evalset import check_class_names
-
     check_class_names(images.class_names, reference.class_names, "evaluation data")
     w, h = reference.input_size
     if images.images.shape[2:] != (h, w):

@@ -1,13 +1,18 @@
-"""Calibration frames for INT8: raw at the deployment light levels, as the model will see it.
+"""Calibration frames for INT8: raw at the deployment light levels, as the deployed model sees it.
 
 Two sources, one feed (``get_next() -> {"raw", "noise"} | None`` and ``rewind()``, the
-interface ONNX Runtime's calibrators read):
+interface ONNX Runtime's calibrators read), and one preprocessing: both go through
+:func:`edge_isp.contract.model_input.live_preprocessor`, the preprocessing ``edge-isp run``
+gives a camera (crop to the model's aspect, area resize, auto-exposure of frames with digital
+gain 1), so INT8 is calibrated on the activation ranges the deployed model meets:
 
 - clean images simulated through the target camera's sensor profile at each deployment light
-  level (photo-electrons at white), every image at every level, with a fixed seed;
-- recorded :class:`~edge_isp.sensor.frame.RawFrame` captures, centre-cropped to the model's
-  size (on an even offset, so the Bayer phase is kept), with the noise level from the profile
-  at the frame's analogue and digital gain.
+  level (photo-electrons at white), every image at every level, with a fixed seed
+  (:func:`edge_isp.export.evalset.simulate_inputs`: the simulator's frames keep its exposure,
+  as the live simulated camera's do, and are the frames the accuracy report measures);
+- recorded camera :class:`~edge_isp.sensor.frame.RawFrame` captures, in order through one
+  preprocessor, as ``edge-isp run`` treats a camera: cropped to the model's aspect,
+  area-resized, and auto-exposed (up to 64x) when the frame carries digital gain 1.
 
 The frames are made once, when the feed is built, so every pass (calibration, the variants of
 a sensitivity search) reads exactly the same data.
@@ -17,11 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from edge_isp.contract.model_input import live_preprocessor
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.export.evalset import simulate_inputs
+from edge_isp.sensor.frame import RawFrame
+from edge_isp.sensor.profile import SensorProfile
 
 
 class CalibrationFeed:
@@ -62,7 +70,7 @@ def _batches(raw: np.ndarray, noise: np.ndarray, batch: int) -> list[dict[str, n
 
 def simulated_feed(
     images: np.ndarray,
-    profile: Any,
+    profile: SensorProfile,
     electrons_levels: Sequence[float],
     *,
     batch: int = 1,
@@ -79,8 +87,6 @@ def simulated_feed(
         batch: the model's batch size.
         seed: the noise seed (level ``i`` uses ``seed + i``).
     """
-    from edge_isp.export.evalset import simulate_inputs
-
     levels = [float(v) for v in electrons_levels]
     if not levels or not all(v > 0 for v in levels):
         raise InvalidInputError(f"calibration light levels must be positive electrons at white, got {levels}")
@@ -96,45 +102,32 @@ def simulated_feed(
     return CalibrationFeed(items, description)
 
 
-def centre_crop(frame: Any, input_size: tuple[int, int]) -> Any:
-    """The centre ``input_size`` (width, height) of a RawFrame, on an even offset."""
-    from edge_isp.sensor.frame import RawFrame
-
-    w, h = input_size
-    if frame.width < w or frame.height < h:
-        raise InvalidInputError(
-            f"a recorded frame of {frame.width}x{frame.height} is smaller than the model's input {w}x{h}; "
-            "record at the deployment resolution (or larger)"
-        )
-    x0 = (frame.width - w) // 4 * 2
-    y0 = (frame.height - h) // 4 * 2
-    data = np.ascontiguousarray(frame.data[y0 : y0 + h, x0 : x0 + w])
-    return RawFrame.from_metadata(data, {**frame.metadata(), "height": h, "width": w}, origin="crop")
-
-
-def frames_feed(frames: Iterable[Any], profile: Any, input_size: tuple[int, int], *, batch: int = 1) -> CalibrationFeed:
-    """Calibration frames from recorded RawFrames (see the module docstring)."""
+def frames_feed(
+    frames: Iterable[RawFrame], profile: SensorProfile, input_size: tuple[int, int], *, batch: int = 1
+) -> CalibrationFeed:
+    """Calibration frames from recorded RawFrames, through the live preprocessing (the module
+    docstring): each frame is cropped to ``input_size``'s aspect, area-resized to it, and a
+    frame with digital gain 1 (a camera's) auto-exposed as ``edge-isp run`` would."""
+    preprocess = live_preprocessor(profile, input_size)
     raws, noises = [], []
     for frame in frames:
-        crop = centre_crop(frame, input_size)
-        if crop.cfa != profile.cfa:
+        if frame.cfa != profile.cfa:
             raise InvalidInputError(
-                f"a recorded frame has CFA {crop.cfa.value} but the profile {profile.name!r} says {profile.cfa.value}"
+                f"a recorded frame has CFA {frame.cfa.value} but the profile {profile.name!r} says {profile.cfa.value}"
             )
-        raws.append(crop.packed())
-        noises.append(np.asarray(profile.normalized_noise(crop.analogue_gain, crop.digital_gain), np.float32))
+        item = preprocess(frame)
+        raws.append(item.raw[0])
+        noises.append(item.noise[0])
     if not raws:
         raise InvalidInputError("calibration needs at least one recorded frame, got none")
-    items = _batches(np.stack(raws).astype(np.float32), np.stack(noises), batch)
+    items = _batches(np.stack(raws), np.stack(noises), batch)
     if not items:
         raise InvalidInputError(f"{len(raws)} recorded frames cannot fill one batch of {batch}")
     return CalibrationFeed(items, f"{len(raws)} recorded frames")
 
 
-def recorded_frames(folder: str | Path) -> list[Any]:
+def recorded_frames(folder: str | Path) -> list[RawFrame]:
     """The RawFrames (``NAME.npy`` + ``NAME.json``) in ``folder``, sorted by name."""
-    from edge_isp.sensor.frame import RawFrame
-
     folder = Path(folder)
     if not folder.is_dir():
         raise MissingFileError(f"recorded frames folder {folder} does not exist")

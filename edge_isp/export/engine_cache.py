@@ -15,68 +15,26 @@ Both files are written atomically, the engine first and the sidecar last, so a s
 only ever beside a complete engine. A lookup checks the sidecar's key and the engine's sha256;
 an engine that is missing, changed or fails to deserialize is rebuilt, with a message that
 says why. The metadata stays in the sidecar, not in the plan: a prefix would break trtexec and
-every other TensorRT tool.
+every other TensorRT tool. The sidecar's format is :mod:`edge_isp.contract.engine_sidecar`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edge_isp import __version__
+from edge_isp.contract.engine_sidecar import EngineKey, file_sha256, read_sidecar, sidecar_path, write_sidecar
 from edge_isp.errors import EdgeIspError, InvalidInputError
-from edge_isp.fileio import write_bytes, write_json
+from edge_isp.fileio import write_bytes
 
-SIDECAR_FORMAT = "edge-isp/engine"
-SIDECAR_VERSION = 1
 T = TypeVar("T")
 
 
 class EngineError(EdgeIspError, RuntimeError):
     """TensorRT could not build or load an engine; the message says what it reported."""
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-@dataclasses.dataclass(frozen=True)
-class EngineKey:
-    """What an engine depends on. ``settings``: JSON-able build settings (workspace, profile...)."""
-
-    onnx_sha256: str
-    precision: str
-    tensorrt_version: str
-    gpu_name: str
-    compute_capability: str
-    dla_core: int | None
-    settings: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EngineKey:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(data, dict) or not {f for f in fields if f != "settings"} <= set(data):
-            raise InvalidInputError(f"an engine key needs the fields {sorted(fields)}, got {data!r}")
-        return cls(**{k: v for k, v in data.items() if k in fields})
-
-    @property
-    def digest(self) -> str:
-        """16 hex digits of the sha256 of the key's canonical JSON."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,47 +44,6 @@ class CachedEngine:
     engine_path: Path
     sidecar_path: Path
     info: dict[str, Any]
-
-
-def sidecar_path(engine_path: str | Path) -> Path:
-    engine_path = Path(engine_path)
-    return engine_path.with_name(engine_path.name + ".json")
-
-
-def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
-    """The sidecar of an engine file, checked for format and version."""
-    path = sidecar_path(engine_path)
-    if not path.is_file():
-        raise InvalidInputError(
-            f"engine {engine_path} has no sidecar {path.name}; rebuild it with edge-isp export engine"
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
-        raise InvalidInputError(f"{path}: not an edge-isp engine sidecar (format {SIDECAR_FORMAT!r})")
-    if data.get("version") != SIDECAR_VERSION:
-        raise InvalidInputError(
-            f"{path}: sidecar version {data.get('version')!r}; this edge-isp reads {SIDECAR_VERSION}"
-        )
-    return data
-
-
-def compatibility_problems(
-    info: dict[str, Any], tensorrt_version: str, gpu_name: str, compute_capability: str
-) -> list[str]:
-    """Why an engine (its sidecar ``info``) cannot run here; empty if it can."""
-    key = info.get("key", {})
-    problems = []
-    if key.get("tensorrt_version") != tensorrt_version:
-        problems.append(f"built with TensorRT {key.get('tensorrt_version')}, this is TensorRT {tensorrt_version}")
-    if key.get("compute_capability") != compute_capability or key.get("gpu_name") != gpu_name:
-        problems.append(
-            f"built for {key.get('gpu_name')} (compute capability {key.get('compute_capability')}), "
-            f"this GPU is {gpu_name} ({compute_capability})"
-        )
-    return problems
 
 
 class EngineCache:
@@ -171,20 +88,7 @@ class EngineCache:
         side = sidecar_path(engine)
         side.unlink(missing_ok=True)
         write_bytes(engine, plan)
-        data = {
-            **info,
-            "format": SIDECAR_FORMAT,
-            "version": SIDECAR_VERSION,
-            "key": key.to_dict(),
-            "digest": key.digest,
-            "engine_file": engine.name,
-            "engine_sha256": hashlib.sha256(plan).hexdigest(),
-            "engine_bytes": len(plan),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "edge_isp_version": __version__,
-        }
-        write_json(side, data)
-        return CachedEngine(engine, side, data)
+        return CachedEngine(engine, side, write_sidecar(engine, key, plan, info))
 
     def remove(self, key: EngineKey, name: str) -> None:
         engine = self.engine_path(key, name)

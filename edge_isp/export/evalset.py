@@ -16,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from edge_isp.contract.model_input import live_preprocessor
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.sensor.frame import RawFrame
+from edge_isp.sensor.profile import SensorProfile
 
 LIGHT_UNITS = ("lux", "electrons")
 
@@ -115,23 +118,33 @@ def check_class_names(data_names: Sequence[str], model_names: Sequence[str], ori
         )
 
 
-def simulate_inputs(
-    images: np.ndarray, profile: Any, electrons: float, seed: int = 0, chunk: int = 16
-) -> tuple[np.ndarray, np.ndarray]:
-    """Simulate raw for (N, 3, H, W) uint8 ``images`` at ``electrons`` photo-electrons at white.
+def simulate_frames(
+    images: np.ndarray, profile: SensorProfile, electrons: float, seed: int = 0, chunk: int = 16
+) -> list[RawFrame]:
+    """The RawFrames a camera with ``profile`` records of (N, 3, H, W) uint8 ``images`` at
+    ``electrons`` photo-electrons at white (the torch simulator; the exposure it chose is each
+    frame's digital gain). The same ``seed`` gives the same frames."""
+    import torch  # the simulator's; this module's readers of metadata and images need none
 
-    Returns ``raw`` (N, 4, H/2, W/2) and ``noise`` (N, 2), float32; the same ``seed`` gives
-    the same frames.
-    """
-    import torch
-
-    from edge_isp.sensor.simulate import simulate
+    from edge_isp.sensor.simulate import simulate  # imports torch
 
     generator = torch.Generator().manual_seed(seed)
-    raws, noises = [], []
+    frames: list[RawFrame] = []
     for start in range(0, images.shape[0], chunk):
         srgb = torch.from_numpy(np.ascontiguousarray(images[start : start + chunk])).float().div(255.0)
-        sim = simulate(srgb, profile, float(electrons), generator=generator)
-        raws.append(sim.packed.float().numpy())
-        noises.append(sim.noise.float().numpy())
-    return np.concatenate(raws), np.concatenate(noises)
+        frames += simulate(srgb, profile, float(electrons), generator=generator).to_frames(profile)
+    return frames
+
+
+def simulate_inputs(
+    images: np.ndarray, profile: SensorProfile, electrons: float, seed: int = 0, chunk: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model inputs of :func:`simulate_frames` at the images' own size, through the live
+    preprocessing as ``edge-isp run`` sets it for its simulated camera: the frames keep the
+    simulator's exposure (white at 1.0, as in training); auto-exposure is for cameras.
+
+    Returns ``raw`` (N, 4, H/2, W/2) and ``noise`` (N, 2), float32.
+    """
+    preprocess = live_preprocessor(profile, (int(images.shape[3]), int(images.shape[2])), auto_exposure=False)
+    inputs = [preprocess(frame) for frame in simulate_frames(images, profile, electrons, seed, chunk)]
+    return np.concatenate([i.raw for i in inputs]), np.concatenate([i.noise for i in inputs])

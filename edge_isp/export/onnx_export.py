@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_isp import __version__
+from edge_isp.contract.metadata import INPUT_NAMES, ModelMetadata, output_names, set_metadata
+from edge_isp.contract.onnx_session import cpu_session
 from edge_isp.errors import InvalidInputError, require
-from edge_isp.export.metadata import INPUT_NAMES, ExportMetadata, output_names, set_metadata
 from edge_isp.model.heads import CenterNetDetector
 
 OPSET = 17
@@ -98,7 +99,7 @@ class ParityStats:
 @dataclasses.dataclass(frozen=True)
 class ExportResult:
     path: Path
-    metadata: ExportMetadata
+    metadata: ModelMetadata
     parity: dict[str, ParityStats]
     seconds: float
 
@@ -202,7 +203,6 @@ def export_onnx(
             deployment contract, the graph a sensitivity ranking measures.
     """
     onnx = require("onnx", "export", "exporting to ONNX")
-    ort = require("onnxruntime", "export", "checking an exported model")
     from edge_isp.fileio import write_bytes
 
     config = model.config
@@ -234,7 +234,7 @@ def export_onnx(
         model.train(was_training)
     with torch.no_grad():
         expected = [t.numpy() for t in wrapper(*args)]
-    metadata = ExportMetadata(
+    metadata = ModelMetadata(
         version=__version__,
         # Through JSON, so the in-memory metadata equals what a reader gets (tuples -> lists).
         model_config=json.loads(json.dumps(config.to_dict())),
@@ -250,18 +250,7 @@ def export_onnx(
     onnx.checker.check_model(graph, full_check=True)
     data = graph.SerializeToString()
     write_bytes(path, data)
-    session = ort.InferenceSession(data, sess_options=quiet_session_options(), providers=["CPUExecutionProvider"])
+    session = cpu_session(data)
     got = session.run(names, inputs)
     parity = compare_outputs(names, got, expected)
     return ExportResult(path, metadata, parity, time.perf_counter() - start)
-
-
-def quiet_session_options(threads: int | None = None) -> Any:
-    """ONNX Runtime session options that log errors only (its warnings about constant
-    folding of FP16 nodes are noise to a user); ``threads`` sets the intra-op threads."""
-    ort = require("onnxruntime", "export", "running ONNX models")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    return options

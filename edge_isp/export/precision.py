@@ -24,8 +24,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from edge_isp.contract.metadata import read_metadata, set_metadata
 from edge_isp.errors import InvalidInputError, MissingDependencyError, require
-from edge_isp.export.metadata import read_metadata, set_metadata
 
 INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")

@@ -180,11 +180,3 @@ def load_target(name_or_path: str | Path) -> Target:
     except tomllib.TOMLDecodeError as exc:
         raise TargetError(f"{path}: not valid TOML: {exc}") from None
     return Target.from_dict(data, origin=str(path))
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """ "640x480" -> (640, 480); raises :class:`InvalidInputError` naming the expected form."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-    if not match:
-        raise InvalidInputError(f"expected a size WIDTHxHEIGHT such as 640x480, got {text!r}")
-    return int(match.group(1)), int(match.group(2))

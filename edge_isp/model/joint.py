@@ -14,11 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge_isp.contract.metadata import TASKS
 from edge_isp.errors import InvalidInputError
 from edge_isp.model.heads import SIZE_ACTIVATIONS, CenterNetDetector, Classifier
 from edge_isp.model.isp import DirtyPixelsISP, IspNetConfig
-
-TASKS = ("classification", "detection", "reconstruction")
 
 
 @dataclasses.dataclass(frozen=True)

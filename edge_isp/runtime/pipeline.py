@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_isp.contract.model_input import ModelInput, Preprocessor
 from edge_isp.errors import InvalidInputError
 from edge_isp.isp.pipeline import IspConfig, render, to_uint8
 from edge_isp.runtime.annotate import ViewMap, annotate, to_bgr8
@@ -46,7 +47,6 @@ from edge_isp.runtime.interfaces import (
 )
 from edge_isp.runtime.metrics import PipelineMetrics
 from edge_isp.runtime.postprocess import Postprocessor
-from edge_isp.runtime.preprocess import ModelInput, Preprocessor
 from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.profile import SensorProfile
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from edge_isp.contract.metadata import ModelMetadata
+from edge_isp.contract.model_input import Geometry
 from edge_isp.errors import InvalidInputError
-from edge_isp.runtime.model_info import ModelInfo
-from edge_isp.runtime.preprocess import Geometry
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -27,7 +27,7 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return (x / x.sum(axis=axis, keepdims=True)).astype(np.float32)
 
 
-def top_k_labels(logits: np.ndarray, info: ModelInfo, k: int = 5) -> list[dict[str, Any]]:
+def top_k_labels(logits: np.ndarray, info: ModelMetadata, k: int = 5) -> list[dict[str, Any]]:
     """The ``k`` most probable classes of one image's ``logits`` (C,), best first:
     ``[{"label": name, "class_id": i, "score": probability}]``."""
     logits = np.asarray(logits)
@@ -105,7 +105,7 @@ class Postprocessor:
         max_detections: at most this many boxes per frame, best first.
     """
 
-    info: ModelInfo
+    info: ModelMetadata
     score_threshold: float = 0.3
     top_k: int = 5
     nms_iou: float | None = None

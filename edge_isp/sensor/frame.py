@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.fileio import atomic_open
-from edge_isp.sensor.cfa import CFA, pack, per_channel_map
+from edge_isp.sensor.cfa import CFA, per_channel_map
 
 SIDECAR_VERSION = 1
 
@@ -96,16 +96,11 @@ class RawFrame:
         """The mosaic as float32 on [0, 1]: black level subtracted per channel, white at 1.
 
         Values are not clipped at 0, so the noise around black keeps its zero mean. The
-        digital gain is not applied (see :meth:`packed`).
+        digital gain is not applied: the model input is :mod:`edge_isp.contract.model_input`.
         """
         black = per_channel_map(self.black_level, self.cfa, self.height, self.width)
         scale = self.white_level - black
         return ((self.data.astype(np.float32) - black) / scale).astype(np.float32)
-
-    def packed(self) -> np.ndarray:
-        """The model input: :meth:`normalized` times the digital gain, packed to
-        ``(4, H/2, W/2)`` in the order R, Gr, Gb, B."""
-        return pack(self.normalized() * np.float32(self.digital_gain), self.cfa)
 
     def metadata(self) -> dict[str, Any]:
         """The JSON-serializable metadata (everything but the pixels)."""

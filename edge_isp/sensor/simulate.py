@@ -93,7 +93,8 @@ class SimulatedRaw:
         self, profile: SensorProfile, exposure_time_s: float = 0.0, sensor: str | None = None
     ) -> list[RawFrame]:
         """One uint16 :class:`RawFrame` per image, with the profile's CFA and levels and the
-        digital gain, so ``frame.packed()`` reproduces ``packed[i]``."""
+        digital gain, so the model input of ``frame`` at its own size
+        (:mod:`edge_isp.contract.model_input`) reproduces ``packed[i]``."""
         raw = self.raw_dn.detach().round().clamp(0, profile.white_level).cpu().numpy().astype(np.uint16)
         return [
             RawFrame(

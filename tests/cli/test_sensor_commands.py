@@ -12,6 +12,7 @@ import pytest
 
 from edge_isp.cli import COMMAND_MODULES, build_parser, main
 from edge_isp.sensor import RawFrame, SensorProfile
+from edge_isp.sensor.cfa import pack
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -43,7 +44,7 @@ def test_simulate_writes_frame_and_preview(simulated):
     expected_d = profile.range_dn / (profile.electrons_at_white(3.0) * profile.noise_at(64.0).gain_dn_per_e)
     assert frame.digital_gain == pytest.approx(expected_d, rel=1e-4)
     # The red half is brighter in R than in G, after all the noise: the scene survived.
-    planes = frame.packed()
+    planes = pack(frame.normalized(), frame.cfa)
     assert planes[0][:, :16].mean() > 2 * planes[1][:, :16].mean()
     preview = cv2.imread(str(simulated / "scene_preview.png"))
     assert preview is not None and preview.shape == (48, 64, 3)

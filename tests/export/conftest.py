@@ -1,7 +1,7 @@
 """Small models whose answers are known, exported with the edge-isp metadata, and tiny data.
 
 - :func:`export_module`: any torch module with ``forward(raw, noise)`` to an ONNX file that
-  carries :class:`ExportMetadata`, so the accuracy and precision code accepts it.
+  carries :class:`ModelMetadata`, so the accuracy and precision code accepts it.
 - :class:`ColourClassifier`: logits = (mean of the B plane, mean of the R plane): a blue image
   is class 0, a red one class 1 (the folders' sorted names), right whenever the light is
   bright enough; ``swap=True`` answers the opposite, always wrong.
@@ -21,7 +21,7 @@ import pytest
 import torch
 from torch import nn
 
-from edge_isp.export.metadata import ExportMetadata, set_metadata
+from edge_isp.contract.metadata import ModelMetadata, set_metadata
 from tests.tiny_data import COLOURS, make_classification, write_png
 
 onnx = pytest.importorskip("onnx")
@@ -52,7 +52,7 @@ def export_module(
     model = onnx.load(str(path))
     set_metadata(
         model,
-        ExportMetadata(
+        ModelMetadata(
             version="test", model_config={"name": "test"}, task=task, class_names=tuple(class_names),
             input_size=(2 * w, 2 * h), profile="nexus6p-rear", precision=precision,
         ),

@@ -9,15 +9,9 @@ import json
 
 import pytest
 
+from edge_isp.contract.engine_sidecar import EngineKey, compatibility_problems, file_sha256, read_sidecar
 from edge_isp.errors import InvalidInputError
-from edge_isp.export.engine_cache import (
-    EngineCache,
-    EngineError,
-    EngineKey,
-    compatibility_problems,
-    file_sha256,
-    read_sidecar,
-)
+from edge_isp.export.engine_cache import EngineCache, EngineError
 from edge_isp.export.gpu_info import GpuInfo
 
 KEY = EngineKey("ab" * 32, "int8", "10.3.0", "Orin", "8.7", 0, {"workspace_bytes": 1 << 30})
@@ -192,13 +186,24 @@ class TestBuildEngine:
     @pytest.fixture
     def int8_model(self, tmp_path):
         onnx = pytest.importorskip("onnx")
-        from edge_isp.export.metadata import ExportMetadata, set_metadata
+        from edge_isp.contract.metadata import ModelMetadata, set_metadata
 
         x = onnx.helper.make_tensor_value_info("raw", onnx.TensorProto.FLOAT, [1, 4, 32, 32])
         y = onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1, 4, 32, 32])
         model = onnx.helper.make_model(onnx.helper.make_graph([onnx.helper.make_node("Relu", ["raw"], ["logits"])],
                                                               "g", [x], [y]))  # fmt: skip
-        set_metadata(model, ExportMetadata("0", {}, "classification", ("a",), (64, 64), "nexus6p-rear", "int8"))
+        set_metadata(
+            model,
+            ModelMetadata(
+                task="classification",
+                class_names=("a",),
+                input_size=(64, 64),
+                profile="nexus6p-rear",
+                version="0",
+                model_config={},
+                precision="int8",
+            ),
+        )
         path = tmp_path / "m.int8.onnx"
         onnx.save(model, str(path))
         return path

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 MODULES = [
-    "edge_isp.export.metadata",
     "edge_isp.export.targets",
     "edge_isp.export.build_plan",
     "edge_isp.export.engine_cache",

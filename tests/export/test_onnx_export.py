@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from edge_isp.contract.metadata import read_metadata
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.loading import load_model
-from edge_isp.export.metadata import read_metadata
 from edge_isp.export.onnx_export import (
     OPSET,
     ParityStats,

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from edge_isp.contract.metadata import read_metadata
 from edge_isp.errors import InvalidInputError
-from edge_isp.export.calibration import CalibrationFeed, centre_crop, frames_feed, simulated_feed
-from edge_isp.export.metadata import read_metadata
+from edge_isp.export.calibration import CalibrationFeed, simulated_feed
 from edge_isp.export.precision import (
     convert_fp16,
     layer_name,
@@ -18,7 +18,6 @@ from edge_isp.export.precision import (
     quantize_int8,
     quantized_nodes,
 )
-from edge_isp.sensor.frame import RawFrame
 
 from .conftest import SensitiveClassifier, export_module, sensitive_inputs
 
@@ -159,17 +158,3 @@ class TestCalibrationFeeds:
         with pytest.raises(InvalidInputError, match=r"positive electrons"):
             simulated_feed(images, profile, [0.0])
         assert len(simulated_feed(images, profile, [8.0], batch=2)) == 1  # the odd frame cannot fill a batch
-
-    def test_recorded_frames_are_cropped_on_the_bayer_grid(self, profile):
-        data = np.arange(10 * 14, dtype=np.uint16).reshape(10, 14) % 1000 + 64
-        frame = RawFrame(data=data, cfa=profile.cfa, bit_depth=10, black_level=(64.0,) * 4, white_level=1023.0,
-                         analogue_gain=2.0, digital_gain=1.5)  # fmt: skip
-        crop = centre_crop(frame, (8, 4))
-        assert crop.data.shape == (4, 8)
-        np.testing.assert_array_equal(crop.data, data[2:6, 2:10])  # even offsets keep the CFA phase
-        feed = frames_feed([frame, frame], profile, (8, 4))
-        item = feed.get_next()
-        np.testing.assert_allclose(item["raw"][0], crop.packed())
-        np.testing.assert_allclose(item["noise"][0], profile.normalized_noise(2.0, 1.5), rtol=1e-6)
-        with pytest.raises(InvalidInputError, match=r"smaller than the model's input"):
-            centre_crop(frame, (16, 16))

@@ -8,10 +8,10 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
+from edge_isp.contract.metadata import read_metadata
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.calibration import CalibrationFeed
 from edge_isp.export.evalset import EvalImages, LightLevel
-from edge_isp.export.metadata import read_metadata
 from edge_isp.export.precision import layer_name, quantized_nodes
 from edge_isp.export.precision_search import FrameSet, reduce_precision
 from edge_isp.export.sensitivity import (

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.export.targets import Target, TargetError, load_target, parse_size, shipped_targets
+from edge_isp.errors import MissingFileError
+from edge_isp.export.targets import Target, TargetError, load_target, shipped_targets
 
 BASE = {"name": "t", "precision": "int8", "input_size": [640, 480], "memory_pool_mb": 1024}
 
@@ -100,10 +100,3 @@ class TestFiles:
         path.write_text('name = "b"\nprecision = "fp64"\ninput_size = [64, 64]\nmemory_pool_mb = 1\n')
         with pytest.raises(TargetError, match=r"b\.toml: key 'precision'"):
             load_target(path)
-
-
-def test_parse_size():
-    assert parse_size("640x480") == (640, 480)
-    assert parse_size(" 64X32 ") == (64, 32)
-    with pytest.raises(InvalidInputError, match=r"WIDTHxHEIGHT"):
-        parse_size("640*480")

@@ -11,11 +11,11 @@ import sys
 import numpy as np
 import pytest
 
+from edge_isp.contract.metadata import ModelMetadata, metadata_of_backend, read_onnx_props
+from edge_isp.contract.model_input import Preprocessor
 from edge_isp.errors import InvalidInputError, MissingDependencyError, MissingFileError
 from edge_isp.runtime.backends import choose_backend, make_backend
 from edge_isp.runtime.backends.onnxruntime_backend import choose_providers
-from edge_isp.runtime.model_info import ModelInfo, model_info_of, read_onnx_metadata
-from edge_isp.runtime.preprocess import Preprocessor
 from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.profile import SensorProfile
 
@@ -75,7 +75,7 @@ class TestOnnxRuntime:
         assert specs["raw"].shape == (1, 4, 24, 32) and specs["raw"].dtype == np.float32
         outs = {s.name: s for s in backend.output_specs()}
         assert outs["labels"].dtype == np.int32 and outs["image"].shape == (1, 3, 48, 64)
-        info = model_info_of(backend)
+        info = metadata_of_backend(backend)
         assert info.task == "detection" and info.class_names == ("thing", "spot") and info.input_size == (64, 48)
         raw = np.zeros((1, 4, 24, 32), np.float32)
         raw[0, :, 10, 3] = 0.7
@@ -99,11 +99,11 @@ class TestOnnxRuntime:
     def test_metadata_read_with_onnx_and_without(self, models, monkeypatch):
         expected = {"edge_isp.task": "classification", "edge_isp.class_names": '["dark", "bright"]',
                     "edge_isp.profile": "nexus6p-rear"}  # fmt: skip
-        assert read_onnx_metadata(models["cls"]) == expected
+        assert read_onnx_props(models["cls"]) == expected
         monkeypatch.setitem(sys.modules, "onnx", None)  # the board may have ONNX Runtime only
-        assert read_onnx_metadata(models["cls"]) == expected
-        info = model_info_of(make_backend(models["bare"]))
-        assert info == ModelInfo(task="classification")
+        assert read_onnx_props(models["cls"]) == expected
+        info = metadata_of_backend(make_backend(models["bare"]))
+        assert info == ModelMetadata(task="classification")
 
     def test_bad_files(self, tmp_path):
         with pytest.raises(MissingFileError, match="does not exist"):
@@ -113,7 +113,7 @@ class TestOnnxRuntime:
         with pytest.raises(InvalidInputError, match="ONNX Runtime cannot load"):
             make_backend(junk)
         with pytest.raises(InvalidInputError, match="not a readable ONNX model"):
-            read_onnx_metadata(junk)
+            read_onnx_props(junk)
 
 
 class TestTensorRT:
@@ -134,8 +134,8 @@ class TestTensorRT:
             import_tensorrt()
 
     def test_engine_checked_against_its_sidecar(self, tmp_path, caplog):
-        from edge_isp.export.engine_cache import EngineCache, EngineKey
-        from edge_isp.runtime.backends.tensorrt_backend import check_engine
+        from edge_isp.contract.engine_sidecar import EngineKey, check_engine
+        from edge_isp.export.engine_cache import EngineCache
 
         key = EngineKey("ab" * 32, "fp16", "10.3.0", "Orin", "8.7", None)
         model = {"edge_isp.task": "detection", "edge_isp.class_names": '["shirt"]'}
@@ -227,7 +227,7 @@ def test_torch_backend_matches_its_onnx_export(tmp_path):
 
     dev, exported = make_backend(checkpoint, device="cpu"), make_backend(onnx_path)
     assert dev.name == "torch" and dev.description.startswith("torch ")
-    dev_info, onnx_info = model_info_of(dev), model_info_of(exported)
+    dev_info, onnx_info = metadata_of_backend(dev), metadata_of_backend(exported)
     for field in ("task", "class_names", "input_size", "profile"):
         assert getattr(dev_info, field) == getattr(onnx_info, field)
     assert [s.name for s in dev.output_specs()] == [s.name for s in exported.output_specs()] == ["logits", "image"]

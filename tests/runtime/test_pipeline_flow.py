@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_isp.contract.metadata import metadata_of_backend
+from edge_isp.contract.model_input import Preprocessor
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.runtime.backends import make_backend
 from edge_isp.runtime.interfaces import CameraSource, InferenceBackend, Output, SourceError
-from edge_isp.runtime.model_info import model_info_of
 from edge_isp.runtime.pipeline import FrameQueue, Pipeline, PipelineConfig, QueueClosed
 from edge_isp.runtime.postprocess import Postprocessor
-from edge_isp.runtime.preprocess import Preprocessor
 from edge_isp.runtime.sources import SimulatedSource, open_source
 from edge_isp.runtime.sources.scene import MovingScene, Sprite
 from edge_isp.sensor.frame import RawFrame
@@ -131,7 +131,7 @@ def sim_source(profile, scene=None, paced=False, lux=300.0) -> SimulatedSource:
 
 
 def make_pipeline(source, backend, profile, outputs, **config) -> Pipeline:
-    info = model_info_of(backend)
+    info = metadata_of_backend(backend)
     shape = backend.input_specs()[0].shape
     size = (2 * shape[3], 2 * shape[2]) if shape[2] else None
     pre = Preprocessor(profile, size)
@@ -306,10 +306,10 @@ def test_the_runtime_never_imports_torch(spot_model):
         import numpy as np
         from edge_isp.runtime.backends import make_backend
         from edge_isp.runtime.interfaces import Output
-        from edge_isp.runtime.model_info import model_info_of
+        from edge_isp.contract.metadata import metadata_of_backend
         from edge_isp.runtime.pipeline import Pipeline, PipelineConfig
         from edge_isp.runtime.postprocess import Postprocessor
-        from edge_isp.runtime.preprocess import Preprocessor
+        from edge_isp.contract.model_input import Preprocessor
         from edge_isp.runtime.sources import SimulatedSource
         from edge_isp.runtime.sources.scene import MovingScene, Sprite
         from edge_isp.sensor.profile import SensorProfile
@@ -325,7 +325,7 @@ def test_the_runtime_never_imports_torch(spot_model):
         backend = make_backend({str(spot_model)!r})
         pipeline = Pipeline(
             SimulatedSource(profile, scene=scene, paced=False), backend,
-            Preprocessor(profile, ({WIDTH}, {HEIGHT})), Postprocessor(model_info_of(backend)), [Count()],
+            Preprocessor(profile, ({WIDTH}, {HEIGHT})), Postprocessor(metadata_of_backend(backend)), [Count()],
             profile=profile, config=PipelineConfig(when_full="block", max_frames=5, conventional_every=2),
         )
         metrics = pipeline.run(handle_signals=False)

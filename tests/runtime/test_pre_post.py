@@ -9,12 +9,13 @@ import logging
 import numpy as np
 import pytest
 
+from edge_isp.contract.metadata import ModelMetadata
+from edge_isp.contract.model_input import AutoExposure, Geometry, Preprocessor, model_input_size
 from edge_isp.errors import InvalidInputError
 from edge_isp.runtime.annotate import ViewMap, annotate, class_colour, to_bgr8
 from edge_isp.runtime.metrics import LatencyWindow, PipelineMetrics, RateMeter
-from edge_isp.runtime.model_info import ModelInfo, parse_input_size, task_from_outputs
 from edge_isp.runtime.postprocess import Postprocessor, nms, softmax, top_k_labels
-from edge_isp.runtime.preprocess import AutoExposure, Geometry, Preprocessor, model_input_size
+from edge_isp.sensor.cfa import pack
 from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.profile import SensorProfile
 
@@ -36,7 +37,7 @@ class TestPreprocess:
         frame = frame_of(rng.uniform(0, 1, (64, 96)), cfa="GBRG", gain=2.0, digital=3.0)
         out = Preprocessor(profile, (96, 64))(frame)
         assert out.raw.shape == (1, 4, 32, 48) and out.raw.dtype == np.float32
-        np.testing.assert_allclose(out.raw[0], frame.packed(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(out.raw[0], pack(frame.normalized(), frame.cfa) * 3.0, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(out.noise[0], profile.normalized_noise(2.0, 3.0), rtol=1e-6)
         assert out.geometry.crop == (0, 0, 96, 64) and out.digital_gain == 3.0
 
@@ -129,7 +130,7 @@ class TestPreprocess:
         assert len(warnings) == 1 and "65535" in warnings[0].getMessage()
 
 
-INFO = ModelInfo(task="detection", class_names=("shirt", "bag"))
+INFO = ModelMetadata(task="detection", class_names=("shirt", "bag"))
 
 
 def geometry(frame=(200, 100), crop=(0, 0, 200, 100), size=(100, 50)) -> Geometry:
@@ -140,7 +141,7 @@ class TestPostprocess:
     def test_softmax_and_top_k(self):
         probs = softmax(np.array([1.0, 3.0, 2.0, 1000.0]))
         assert probs.sum() == pytest.approx(1.0) and np.isfinite(probs).all()
-        info = ModelInfo(task="classification", class_names=("a", "b", "c"))
+        info = ModelMetadata(task="classification", class_names=("a", "b", "c"))
         top = top_k_labels(np.array([0.0, 2.0, 1.0, 3.0]), info, k=3)
         assert [t["label"] for t in top] == ["class 3", "b", "c"]  # index 3 has no name
         expected = np.exp([3.0, 2.0, 1.0]) / np.exp([0.0, 2.0, 1.0, 3.0]).sum()
@@ -208,48 +209,10 @@ class TestPostprocess:
             Postprocessor(INFO, score_threshold=2.0)
 
     def test_classification_and_reconstruction(self):
-        info = ModelInfo(task="classification", class_names=("dark", "bright"))
+        info = ModelMetadata(task="classification", class_names=("dark", "bright"))
         result = Postprocessor(info, top_k=1)({"logits": np.array([[-1.0, 1.0]])}, geometry())
         assert result == {"labels": [{"label": "bright", "class_id": 1, "score": pytest.approx(0.8808, abs=1e-4)}]}
-        assert Postprocessor(ModelInfo(task="reconstruction"))({"image": np.zeros((1, 3, 4, 4))}, geometry()) == {}
-
-
-class TestModelInfo:
-    def test_from_metadata(self):
-        props = {
-            "edge_isp.task": "detection",
-            "edge_isp.class_names": '["shirt", "bag"]',
-            "edge_isp.input_size": "128x96",
-            "edge_isp.profile": "nexus6p-rear",
-            "edge_isp.model_config": '{"name": "dp_s_det"}',
-            "edge_isp.version": "0.1.0",
-        }
-        info = ModelInfo.from_metadata(props)
-        assert info == ModelInfo(
-            "detection", ("shirt", "bag"), (128, 96), "nexus6p-rear", "0.1.0", {"name": "dp_s_det"}
-        )
-        assert info.class_name(1) == "bag" and info.class_name(7) == "class 7"
-
-    def test_without_metadata_the_outputs_tell_the_task(self):
-        assert ModelInfo.from_metadata({}, ["boxes", "scores", "labels", "image"]).task == "detection"
-        assert task_from_outputs(["logits"]) == "classification"
-        assert task_from_outputs(["image"]) == "reconstruction"
-        with pytest.raises(InvalidInputError, match="cannot tell the task"):
-            task_from_outputs(["out"])
-
-    def test_bad_metadata_is_named(self):
-        with pytest.raises(InvalidInputError, match="class_names"):
-            ModelInfo.from_metadata({"edge_isp.task": "detection", "edge_isp.class_names": '{"a": 1}'})
-        with pytest.raises(InvalidInputError, match="input_size"):
-            ModelInfo.from_metadata({"edge_isp.task": "detection", "edge_isp.input_size": "128 by 96"})
-        with pytest.raises(InvalidInputError, match="task must be one of"):
-            ModelInfo.from_metadata({"edge_isp.task": "segmentation"})
-
-    def test_parse_input_size(self):
-        assert parse_input_size(" 640X480 ") == (640, 480)
-        for bad in ("640", "641x480", "0x0", "ax b"):
-            with pytest.raises(InvalidInputError):
-                parse_input_size(bad)
+        assert Postprocessor(ModelMetadata(task="reconstruction"))({"image": np.zeros((1, 3, 4, 4))}, geometry()) == {}
 
 
 class TestAnnotate:

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_isp.contract.metadata import metadata_of_backend
+from edge_isp.contract.model_input import Preprocessor
 from edge_isp.runtime.backends import make_backend
-from edge_isp.runtime.model_info import model_info_of
 from edge_isp.runtime.postprocess import Postprocessor
-from edge_isp.runtime.preprocess import Preprocessor
 from edge_isp.runtime.sources import SimulatedSource
 from edge_isp.sensor import SensorProfile
 
@@ -22,7 +22,7 @@ def recall_at_half_iou(lux: float, frames: int = 40) -> float:
     with IoU >= 0.5, over ``frames`` frames of a seeded scene."""
     profile = SensorProfile.load("nexus6p-rear")
     with make_backend(MODEL, "onnxruntime", threads=1) as backend:
-        info = model_info_of(backend)
+        info = metadata_of_backend(backend)
         assert info.task == "detection" and info.input_size == (160, 128)
         pre, post = Preprocessor(profile, info.input_size), Postprocessor(info, score_threshold=0.3)
         covered = []

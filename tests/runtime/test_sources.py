@@ -31,6 +31,7 @@ from edge_isp.runtime.sources import (
 from edge_isp.runtime.sources.clock import Pacer
 from edge_isp.runtime.sources.replay import list_recording, recorded_interval
 from edge_isp.runtime.sources.scene import MovingScene, Sprite, build_scene
+from edge_isp.sensor.cfa import pack
 from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.profile import NoiseAtGain, SensorProfile
 
@@ -257,7 +258,7 @@ class TestSimulated:
         assert t == pytest.approx(4 / 30)
         x, y = scene.positions(t)[0]
         assert truth["boxes"].tolist() == [[x, y, x + 16, y + 16]] and truth["labels"].tolist() == [3]
-        red = frame.packed()[0] * frame.digital_gain  # the R plane, white at 1
+        red = pack(frame.normalized(), frame.cfa)[0] * frame.digital_gain  # the R plane, white at 1
         inside = red[y // 2 + 1 : (y + 16) // 2 - 1, x // 2 + 1 : (x + 16) // 2 - 1].mean()
         mask = np.ones(red.shape, bool)
         mask[max(0, y // 2 - 1) : (y + 16) // 2 + 1, max(0, x // 2 - 1) : (x + 16) // 2 + 1] = False
@@ -280,7 +281,7 @@ class TestSimulated:
         assert dark.analogue_gain > bright.analogue_gain
 
         def background_noise(frame):  # std of the normalized green background, top-left corner
-            return float((frame.packed()[1] * frame.digital_gain)[:4, :4].std())
+            return float((pack(frame.normalized(), frame.cfa)[1] * frame.digital_gain)[:4, :4].std())
 
         assert background_noise(dark) > 3 * background_noise(bright)
 

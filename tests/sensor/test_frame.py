@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.sensor.cfa import CFA
+from edge_isp.sensor.cfa import CFA, pack
 from edge_isp.sensor.frame import RawFrame
 
 
@@ -82,7 +82,7 @@ class TestNormalized:
 
     def test_packed_plane_order(self):
         data = np.array([[1064, 564], [314, 64]], dtype=np.uint16)  # GRBG: Gr, R / B, Gb
-        planes = _frame(data, cfa="GRBG", black_level=64, white_level=1064).packed()
+        planes = pack(_frame(data, cfa="GRBG", black_level=64, white_level=1064).normalized(), CFA.GRBG)
         assert planes.shape == (4, 1, 1)
         np.testing.assert_allclose(planes[:, 0, 0], [0.5, 1.0, 0.0, 0.25], atol=1e-7)
 

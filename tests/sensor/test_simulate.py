@@ -16,6 +16,7 @@ import pytest
 import torch
 from scipy import stats
 
+from edge_isp.contract.model_input import Preprocessor
 from edge_isp.errors import InvalidInputError, ProfileError
 from edge_isp.sensor import colour_torch as ct
 from edge_isp.sensor.cfa import CFA, mosaic, pack
@@ -414,7 +415,9 @@ class TestGradientsAndApi:
             assert frame.cfa == profile.cfa and frame.sensor == profile.name and frame.exposure_time_s == 0.01
             assert frame.analogue_gain == pytest.approx(float(sim.analogue_gain[i]))
             assert frame.digital_gain == pytest.approx(float(sim.digital_gain[i]))
-            np.testing.assert_allclose(frame.packed(), sim.packed[i].numpy(), rtol=1e-5, atol=1e-5)
+            model_input = Preprocessor(profile, (10, 8))(frame)  # the runtime's model input, at the frame's size
+            np.testing.assert_allclose(model_input.raw[0], sim.packed[i].numpy(), rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(model_input.noise[0], sim.noise[i].numpy(), rtol=1e-5)
 
     @pytest.mark.parametrize(
         ("srgb", "kwargs", "match"),

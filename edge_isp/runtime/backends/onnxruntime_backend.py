@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_isp.errors import InvalidInputError, MissingFileError, require
+from edge_isp.contract.onnx_session import onnxruntime, open_session
+from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.runtime.interfaces import InferenceBackend, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,6 @@ _DTYPES = {
     "tensor(int8)": np.int8,
     "tensor(bool)": np.bool_,
 }
-
-
-def _ort():
-    return require("onnxruntime", "export", "running ONNX models")
 
 
 def choose_providers(available: Sequence[str], device: str = "auto") -> list[str]:
@@ -83,7 +80,7 @@ class OnnxRuntimeBackend(InferenceBackend):
         if threads is not None and threads < 1:
             raise InvalidInputError(f"threads must be >= 1, got {threads}")
         self.device, self.threads = device, threads
-        self._requested = choose_providers(_ort().get_available_providers(), device)
+        self._requested = choose_providers(onnxruntime().get_available_providers(), device)
         self._session = self._create()
         self.providers: list[str] = list(self._session.get_providers())
         self._inputs = [_spec(a) for a in self._session.get_inputs()]
@@ -95,17 +92,7 @@ class OnnxRuntimeBackend(InferenceBackend):
             log.warning("ONNX Runtime could not start its CUDA provider; running %s on the CPU", self.path)
 
     def _create(self) -> Any:
-        ort = _ort()
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only: its optimizer's notes are noise to a user
-        if self.threads is not None:
-            options.intra_op_num_threads = self.threads
-        try:
-            return ort.InferenceSession(str(self.path), sess_options=options, providers=self._requested)
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
-            raise InvalidInputError(
-                f"ONNX Runtime cannot load {self.path} ({type(exc).__name__}: {str(exc).strip()[:300]})"
-            ) from None
+        return open_session(self.path, self._requested, self.threads)
 
     @property
     def description(self) -> str:

@@ -5,8 +5,9 @@ deserializes the engine, keeps one pinned host buffer (``cuda.pagelocked_empty``
 device buffer per I/O tensor, and runs each frame as asynchronous host-to-device copies,
 ``execute_async_v3`` and device-to-host copies on one CUDA stream, then waits for the stream.
 Before loading, the engine is checked against the sidecar the export side's engine cache
-writes beside it (:func:`check_engine`): same bytes, same TensorRT version and GPU model;
-the sidecar also carries the model's metadata (task, class names, input size, profile).
+writes beside it (:func:`edge_isp.contract.engine_sidecar.check_engine`): same bytes, same
+TensorRT version and GPU model; the sidecar also carries the model's metadata (task, class
+names, input size, profile).
 TensorRT 10's tensor-name API throughout (``num_io_tensors``, ``get_tensor_name``,
 ``set_input_shape``, ``set_tensor_address``); dynamic shapes are bound on the first frame of
 each new input shape.
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_isp.contract.engine_sidecar import check_engine
 from edge_isp.errors import InvalidInputError, MissingDependencyError, MissingFileError
 from edge_isp.runtime.interfaces import InferenceBackend, TensorSpec
 
@@ -57,37 +59,6 @@ def import_tensorrt() -> tuple[Any, Any]:
             "/usr/local/cuda/bin on PATH first)"
         ) from exc
     return trt, cuda
-
-
-def check_engine(path: str | Path, tensorrt_version: str, gpu_name: str, compute_capability: str) -> dict[str, str]:
-    """Check an engine against its sidecar (``edge_isp.export.engine_cache``) before loading it,
-    and return the model's ONNX metadata the sidecar keeps (an engine cannot carry it).
-
-    Refused: an engine whose bytes changed since it was built (sha256), or one built for
-    another TensorRT version or GPU model, with a message saying how to rebuild. An engine
-    without a sidecar (made by trtexec, say) is run unchecked, with a warning, and without
-    metadata (class names are then numbered).
-    """
-    from edge_isp.export.engine_cache import compatibility_problems, file_sha256, read_sidecar, sidecar_path
-
-    path = Path(path)
-    if not sidecar_path(path).is_file():
-        log.warning(
-            "engine %s has no sidecar %s: it is not checked against this TensorRT and GPU, and has no class names",
-            path,
-            sidecar_path(path).name,
-        )
-        return {}
-    info = read_sidecar(path)
-    rebuild = f"rebuild it here with `edge-isp export engine {info.get('onnx', 'MODEL.onnx')}`"
-    if file_sha256(path) != info.get("engine_sha256"):
-        raise InvalidInputError(f"engine {path} changed since it was built (its sha256 differs from the sidecar's); "
-                                f"{rebuild}")  # fmt: skip
-    problems = compatibility_problems(info, tensorrt_version, gpu_name, compute_capability)
-    if problems:
-        raise InvalidInputError(f"engine {path} cannot run here: {'; '.join(problems)}; {rebuild}")
-    model = info.get("model") or {}
-    return {str(k): str(v) for k, v in model.items()}
 
 
 class TensorRTBackend(InferenceBackend):

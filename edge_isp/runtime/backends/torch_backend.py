@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_isp import __version__
+from edge_isp.contract.metadata import ModelMetadata, is_profile_name
 from edge_isp.errors import InvalidInputError, require
 from edge_isp.runtime.interfaces import InferenceBackend, TensorSpec
 
@@ -39,7 +41,7 @@ class TorchBackend(InferenceBackend):
     def __init__(self, checkpoint: str | Path, device: str = "auto", top_k: int = 100, with_image: bool = True) -> None:
         super().__init__()
         torch = require("torch", "train", "the torch backend (running a training checkpoint)")
-        from edge_isp import __version__
+        # These build the torch network: imported here so the runtime never imports torch.
         from edge_isp.export.loading import load_model
         from edge_isp.export.onnx_export import ExportModule
 
@@ -69,15 +71,17 @@ class TorchBackend(InferenceBackend):
         }
         dtypes = {"labels": np.dtype(np.int32)}
         self._outputs = [TensorSpec(n, dtypes.get(n, np.dtype(np.float32)), shapes[n]) for n in self._names]
-        self._metadata = {
-            "edge_isp.version": __version__,
-            "edge_isp.model_config": json.dumps(config.to_dict(), sort_keys=True),
-            "edge_isp.task": config.task,
-            "edge_isp.class_names": json.dumps(list(loaded.class_names)),
-            "edge_isp.profile": str(loaded.profile),
-        }
-        if loaded.input_size is not None:
-            self._metadata["edge_isp.input_size"] = f"{loaded.input_size[0]}x{loaded.input_size[1]}"
+        # A checkpoint may name its profile by path; model metadata carries names only, so such
+        # a model runs with --profile as any model without a profile does.
+        profile = str(loaded.profile)
+        self._metadata = ModelMetadata(
+            task=config.task,
+            class_names=tuple(loaded.class_names),
+            input_size=loaded.input_size,
+            profile=profile if is_profile_name(profile) else None,
+            version=__version__,
+            model_config=json.loads(json.dumps(config.to_dict())),
+        ).to_props()
 
     @property
     def description(self) -> str:

@@ -1,7 +1,10 @@
-"""RawFrame -> the model's inputs ``raw`` (1, 4, H/2, W/2) and ``noise`` (1, 2). numpy and OpenCV.
+"""The model input: RawFrame -> ``raw`` (1, 4, H/2, W/2) and ``noise`` (1, 2). numpy and OpenCV.
 
-The steps follow the model-input contract (docs/ARCHITECTURE.md) in the packed domain, where
-they are cheapest and where resampling never mixes colours:
+The one implementation of the model-input contract (docs/ARCHITECTURE.md): the live runtime,
+the INT8 calibration feed (:mod:`edge_isp.export.calibration`) and the benchmarks all call
+:class:`Preprocessor`, and :func:`live_preprocessor` gives the deployment's settings. The
+steps run in the packed domain, where they are cheapest and where resampling never mixes
+colours:
 
 1. Crop the frame's packed planes (R, Gr, Gb, B) to the model's aspect ratio, centred, on
    whole 2x2 tiles, then black level per plane, divide by (white - black) per plane.
@@ -27,6 +30,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from edge_isp.contract.sizes import check_size
 from edge_isp.errors import InvalidInputError
 from edge_isp.sensor.cfa import pack
 from edge_isp.sensor.frame import RawFrame
@@ -161,10 +165,7 @@ class Preprocessor:
         if fit not in ("crop", "stretch"):
             raise InvalidInputError(f"fit must be 'crop' or 'stretch', got {fit!r}")
         if input_size is not None:
-            w, h = (int(v) for v in input_size)
-            if w < 2 or h < 2 or w % 2 or h % 2:
-                raise InvalidInputError(f"input_size must be even and at least 2x2, got {input_size}")
-            input_size = (w, h)
+            input_size = check_size(input_size, "input_size")
         if multiple < 2 or multiple % 2:
             raise InvalidInputError(f"multiple must be an even number >= 2, got {multiple}")
         self.profile, self.input_size, self.fit = profile, input_size, fit
@@ -228,6 +229,18 @@ class Preprocessor:
                 self.profile.name,
                 self.profile.white_level,
             )
+
+
+def live_preprocessor(
+    profile: SensorProfile, input_size: tuple[int, int] | None, auto_exposure: bool = True
+) -> Preprocessor:
+    """The preprocessing of a deployment: crop to the model's aspect, area resize, and for a
+    camera (frames with digital gain 1) the default :class:`AutoExposure` (up to 64x).
+
+    ``edge-isp run`` builds its preprocessor here, and so does the INT8 calibration feed, so
+    INT8 is calibrated on the inputs the deployed model meets.
+    """
+    return Preprocessor(profile, input_size, auto_exposure=AutoExposure() if auto_exposure else None)
 
 
 def model_input_size(
