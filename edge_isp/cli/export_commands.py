@@ -169,6 +169,7 @@ def _onnx(args: argparse.Namespace) -> int:
     result = export_onnx(
         loaded.model, args.output, input_size=size, class_names=loaded.class_names, profile=profile, batch=batch,
         dynamic_batch=args.dynamic_batch, with_image=args.with_image, top_k=args.top_k,
+        noise_range=loaded.noise_range,
     )  # fmt: skip
     print(f"{result.path}: {loaded.config.name} at {size[0]}x{size[1]}, {result.seconds:.1f} s")
     print("ONNX Runtime vs torch, largest difference per output:")
@@ -216,7 +217,7 @@ def _precision(args: argparse.Namespace) -> int:
     feed = None
     if args.precision == "int8":
         if args.calib_frames is not None:
-            feed = frames_feed(recorded_frames(args.calib_frames), profile, size)
+            feed = frames_feed(recorded_frames(args.calib_frames), profile, size, noise_range=metadata.noise_range)
         else:
             calib = load_images(dataset, metadata.task, size, args.calib_images)
             feed = simulated_feed(calib.images, profile, [lv.electrons for lv in levels], seed=args.seed)

@@ -179,7 +179,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     if kind in _CAMERAS:
         source = RetryingSource(source)
     exposure = args.auto_exposure == "on" or (args.auto_exposure == "auto" and kind in _CAMERAS)
-    preprocessor = live_preprocessor(profile, input_size, auto_exposure=exposure)
+    preprocessor = live_preprocessor(profile, input_size, auto_exposure=exposure, noise_range=info.noise_range)
     postprocessor = Postprocessor(
         info, score_threshold=args.score_threshold, top_k=args.top_k, nms_iou=args.nms,
         nms_across_classes=args.nms_across_classes,

@@ -90,6 +90,10 @@ class NoiseRange:
         """Whether the noise level ``(a, sigma)`` lies inside the range (bounds included)."""
         return self.a[0] <= a <= self.a[1] and self.sigma[0] <= sigma <= self.sigma[1]
 
+    def clamp(self, a: float, sigma: float) -> tuple[float, float]:
+        """The nearest trained level: each of ``a`` and ``sigma`` clipped to its range."""
+        return min(max(a, self.a[0]), self.a[1]), min(max(sigma, self.sigma[0]), self.sigma[1])
+
     def to_json(self) -> str:
         return json.dumps({"a": list(self.a), "sigma": list(self.sigma)})
 

@@ -15,6 +15,12 @@ colours:
    (``SensorProfile.normalized_noise(gain, digital_gain)``). Downscaling by area averages
    about ``n = area ratio`` pixels, which divides the variance by ``n``, so both ``a`` and
    ``sigma**2`` are divided by ``n`` (upscaling keeps them).
+5. With the model's trained noise range (metadata ``edge_isp.noise_range``), a level outside
+   it is clamped to the nearest trained one, each of ``a`` and ``sigma`` clipped to its range:
+   a network has only learnt the levels it was shown, and fed a level far below them (a
+   daylight frame to a night model) its learned picture can collapse to black, while at the
+   nearest trained level it denoises a little more than the frame needs. The input records
+   that it was clamped (the runtime warns and counts it).
 
 The crop and scale are kept in a :class:`Geometry` so boxes in model pixels map back to the
 frame.
@@ -30,6 +36,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from edge_isp.contract.metadata import NoiseRange
 from edge_isp.contract.sizes import check_size
 from edge_isp.errors import InvalidInputError
 from edge_isp.sensor.cfa import pack
@@ -76,12 +83,17 @@ class ModelInput:
         noise: ``(1, 2)`` float32 ``(a, sigma)`` with ``var(raw) = a * raw + sigma**2``.
         geometry: the crop and scale from the frame to the model input.
         digital_gain: the gain applied (the frame's or the auto-exposure's).
+        measured_noise: ``(a, sigma)`` before clamping (step 5), equal to ``noise`` when
+            nothing was clamped.
+        clamped: whether ``noise`` was clamped to the model's trained range.
     """
 
     raw: np.ndarray
     noise: np.ndarray
     geometry: Geometry
     digital_gain: float
+    measured_noise: tuple[float, float] = (0.0, 0.0)
+    clamped: bool = False
 
     def feed(self) -> dict[str, np.ndarray]:
         return {"raw": self.raw, "noise": self.noise}
@@ -150,6 +162,8 @@ class Preprocessor:
         auto_exposure: applied to frames whose digital gain is 1.0; None for no auto-exposure.
         multiple: with ``input_size`` None, each side is cut down to a multiple of this
             (32 for the detectors' stride).
+        noise_range: the model's trained noise levels; a frame's level outside them is
+            clamped to the nearest (step 5 of the module docstring). None: never clamped.
     """
 
     def __init__(
@@ -159,6 +173,7 @@ class Preprocessor:
         fit: str = "crop",
         auto_exposure: AutoExposure | None = None,
         multiple: int = 32,
+        noise_range: NoiseRange | None = None,
     ) -> None:
         if not isinstance(profile, SensorProfile):
             raise InvalidInputError(f"profile must be a SensorProfile, got {type(profile).__name__}")
@@ -170,6 +185,7 @@ class Preprocessor:
             raise InvalidInputError(f"multiple must be an even number >= 2, got {multiple}")
         self.profile, self.input_size, self.fit = profile, input_size, fit
         self.auto_exposure, self.multiple = auto_exposure, multiple
+        self.noise_range = noise_range
         self._warned_levels = False
 
     def geometry(self, frame_size: tuple[int, int]) -> Geometry:
@@ -214,8 +230,12 @@ class Preprocessor:
             if averaged > 1:
                 a, sigma = a / averaged, sigma / math.sqrt(averaged)
         raw = np.ascontiguousarray(planes[None], dtype=np.float32)
+        measured = (float(a), float(sigma))
+        clamped = self.noise_range is not None and not self.noise_range.contains(*measured)
+        if clamped:
+            a, sigma = self.noise_range.clamp(*measured)
         noise = np.array([[a, sigma]], dtype=np.float32)
-        return ModelInput(raw=raw, noise=noise, geometry=geometry, digital_gain=float(gain))
+        return ModelInput(raw, noise, geometry, float(gain), measured, clamped)
 
     def _check_levels(self, frame: RawFrame) -> None:
         # A frame on another scale than its profile (a 16-bit container, another sensor)
@@ -232,15 +252,20 @@ class Preprocessor:
 
 
 def live_preprocessor(
-    profile: SensorProfile, input_size: tuple[int, int] | None, auto_exposure: bool = True
+    profile: SensorProfile,
+    input_size: tuple[int, int] | None,
+    auto_exposure: bool = True,
+    noise_range: NoiseRange | None = None,
 ) -> Preprocessor:
-    """The preprocessing of a deployment: crop to the model's aspect, area resize, and for a
-    camera (frames with digital gain 1) the default :class:`AutoExposure` (up to 64x).
+    """The preprocessing of a deployment: crop to the model's aspect, area resize, for a
+    camera (frames with digital gain 1) the default :class:`AutoExposure` (up to 64x), and
+    the noise level clamped to the model's trained ``noise_range``.
 
     ``edge-isp run`` builds its preprocessor here, and so does the INT8 calibration feed, so
     INT8 is calibrated on the inputs the deployed model meets.
     """
-    return Preprocessor(profile, input_size, auto_exposure=AutoExposure() if auto_exposure else None)
+    exposure = AutoExposure() if auto_exposure else None
+    return Preprocessor(profile, input_size, auto_exposure=exposure, noise_range=noise_range)
 
 
 def model_input_size(

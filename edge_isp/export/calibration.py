@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_isp.contract.metadata import NoiseRange
 from edge_isp.contract.model_input import live_preprocessor
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.export.evalset import simulate_inputs
@@ -103,12 +104,18 @@ def simulated_feed(
 
 
 def frames_feed(
-    frames: Iterable[RawFrame], profile: SensorProfile, input_size: tuple[int, int], *, batch: int = 1
+    frames: Iterable[RawFrame],
+    profile: SensorProfile,
+    input_size: tuple[int, int],
+    *,
+    batch: int = 1,
+    noise_range: NoiseRange | None = None,
 ) -> CalibrationFeed:
     """Calibration frames from recorded RawFrames, through the live preprocessing (the module
-    docstring): each frame is cropped to ``input_size``'s aspect, area-resized to it, and a
-    frame with digital gain 1 (a camera's) auto-exposed as ``edge-isp run`` would."""
-    preprocess = live_preprocessor(profile, input_size)
+    docstring): each frame is cropped to ``input_size``'s aspect, area-resized to it, a frame
+    with digital gain 1 (a camera's) auto-exposed, and its noise level clamped to the model's
+    ``noise_range``, as ``edge-isp run`` would."""
+    preprocess = live_preprocessor(profile, input_size, noise_range=noise_range)
     raws, noises = [], []
     for frame in frames:
         if frame.cfa != profile.cfa:

@@ -15,6 +15,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from edge_isp.contract.metadata import NoiseRange
 from edge_isp.errors import InvalidInputError, MissingFileError
 
 DEFAULT_PROFILE = "nexus6p-rear"
@@ -33,6 +34,8 @@ class LoadedModel:
         light_unit: "lux" or "electrons" (the unit of ``light_levels``).
         source: the checkpoint path or "untrained NAME".
         trained: False for a registry model with fresh weights.
+        noise_range: the noise levels ``(a, sigma)`` its raw training drew from (None for a
+            model not trained on raw); the exported metadata records it for the runtime.
     """
 
     model: Any
@@ -43,6 +46,7 @@ class LoadedModel:
     light_unit: str
     source: str
     trained: bool
+    noise_range: NoiseRange | None = None
 
     @property
     def config(self):
@@ -99,6 +103,13 @@ def _from_checkpoint(path: Path) -> LoadedModel:
     sensor = train.get("sensor") or {}
     size = (train.get("data") or {}).get("size")
     levels = sensor.get("val_light")
+    noise_range = None
+    if data.get("stage") in ("isp", "joint") and train:
+        from edge_isp.train.batches import RawBatcher
+        from edge_isp.train.config import TrainConfig
+
+        section = TrainConfig.from_dict(train, str(path)).sensor
+        noise_range = NoiseRange(**RawBatcher.from_config(section).noise_range())
     return LoadedModel(
         model=model,
         class_names=names,
@@ -108,4 +119,5 @@ def _from_checkpoint(path: Path) -> LoadedModel:
         light_unit=str(sensor.get("light_unit") or "lux"),
         source=str(path),
         trained=True,
+        noise_range=noise_range,
     )

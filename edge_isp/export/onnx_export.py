@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_isp import __version__
-from edge_isp.contract.metadata import INPUT_NAMES, ModelMetadata, output_names, set_metadata
+from edge_isp.contract.metadata import INPUT_NAMES, ModelMetadata, NoiseRange, output_names, set_metadata
 from edge_isp.contract.onnx_session import cpu_session
 from edge_isp.errors import InvalidInputError, require
 from edge_isp.model.heads import CenterNetDetector
@@ -185,6 +185,7 @@ def export_onnx(
     with_image: bool = False,
     top_k: int = DEFAULT_TOP_K,
     dense: bool = False,
+    noise_range: NoiseRange | None = None,
 ) -> ExportResult:
     """Export ``model`` (a ``JointModel``) to ``path`` and compare it with torch.
 
@@ -201,6 +202,8 @@ def export_onnx(
         top_k: detections per image (detection models).
         dense: a detector's heatmap/size/offset maps instead of decoded boxes: not the
             deployment contract, the graph a sensitivity ranking measures.
+        noise_range: the noise levels the model was trained on, for the metadata
+            (:attr:`~edge_isp.export.loading.LoadedModel.noise_range`).
     """
     onnx = require("onnx", "export", "exporting to ONNX")
     from edge_isp.fileio import write_bytes
@@ -245,6 +248,7 @@ def export_onnx(
         precision="fp32",
         exporter=exporter_string(),
         top_k=int(expected[0].shape[1]) if config.task == "detection" and not dense else None,
+        noise_range=noise_range,
     )
     set_metadata(graph, metadata)
     onnx.checker.check_model(graph, full_check=True)

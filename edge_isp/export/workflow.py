@@ -101,6 +101,7 @@ def export_all(source: str | Path, options: ExportOptions, say: Callable[[str], 
     result = export_onnx(
         loaded.model, fp32_path, input_size=target.input_size, class_names=loaded.class_names, profile=profile,
         batch=target.batch, dynamic_batch=options.dynamic_batch, with_image=options.with_image, top_k=options.top_k,
+        noise_range=loaded.noise_range,
     )  # fmt: skip
     parity = {k: dataclasses.asdict(v) for k, v in result.parity.items()}
     say(f"fp32: {fp32_path} ({result.seconds:.1f} s); ONNX Runtime vs torch, largest difference per output:")
@@ -149,7 +150,8 @@ def _reduced_precisions(
     feed = None
     if "int8" in options.precisions:
         if options.calib_frames is not None:
-            feed = frames_feed(recorded_frames(options.calib_frames), profile, target.input_size, batch=batch or 1)
+            feed = frames_feed(recorded_frames(options.calib_frames), profile, target.input_size, batch=batch or 1,
+                               noise_range=loaded.noise_range)  # fmt: skip
         else:
             calib = load_images(calib_set, task, target.input_size, options.calib_images)
             feed = simulated_feed(calib.images, profile, [lv.electrons for lv in levels], batch=batch or 1,

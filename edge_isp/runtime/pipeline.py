@@ -53,7 +53,7 @@ from edge_isp.sensor.profile import SensorProfile
 log = logging.getLogger(__name__)
 
 STAGES = ("preprocess", "inference", "postprocess", "render", "annotate", "conventional", "output")
-COUNTERS = ("frames_captured", "source_errors", "output_errors")
+COUNTERS = ("frames_captured", "source_errors", "output_errors", "noise_clamped")
 WHEN_FULL = ("drop_oldest", "block")
 
 
@@ -234,6 +234,7 @@ class Pipeline:
         self._started = self._closed = False
         self._last_source_report = -float("inf")
         self._processed = 0
+        self._clamped_now = self._warned_clamp = False
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> Pipeline:
@@ -440,6 +441,9 @@ class Pipeline:
                 item = self._take("preprocess")
                 start = time.perf_counter()
                 model_input = self.preprocessor(item.frame)
+                if model_input.clamped:
+                    self._noise_clamped(model_input)
+                self._clamped_now = model_input.clamped
                 item.model_input = model_input
                 item.latency["preprocess"] = (time.perf_counter() - start) * 1000
                 self._put("inference", item)
@@ -513,6 +517,24 @@ class Pipeline:
         rgb8 = to_uint8(render(frame, config, self.profile))
         return np.ascontiguousarray(rgb8[..., ::-1])
 
+    def _noise_clamped(self, model_input: ModelInput) -> None:
+        self._metrics.count("noise_clamped")
+        if not self._warned_clamp:
+            self._warned_clamp = True
+            trained = self.preprocessor.noise_range
+            a, sigma = model_input.measured_noise
+            log.warning(
+                "the frames' noise level (a %.3g, sigma %.3g) lies outside the levels the model was trained on "
+                "(a %.3g to %.3g, sigma %.3g to %.3g): fed the nearest trained level instead; the picture may be "
+                "smoother than the frame needs (counted in /metrics as noise_clamped)",
+                a, sigma, *trained.a, *trained.sigma,
+            )  # fmt: skip
+
     def _status(self) -> str | None:
+        parts = []
         lux = self.source.controls().get("lux")
-        return f"{lux:.3g} lux" if isinstance(lux, (int, float)) else None
+        if isinstance(lux, (int, float)):
+            parts.append(f"{lux:.3g} lux")
+        if self._clamped_now:
+            parts.append("noise outside the trained range: clamped")
+        return ", ".join(parts) or None

@@ -130,3 +130,21 @@ def test_export_all_forced_search_ranks_on_the_small_dense_graph(run, checkpoint
     assert "ranking layer groups on the same network" in text and "alone in int8" in text
     assert "NOT within -1 point(s)" in text
     assert not list(out.glob(".*"))  # the ranking graph and the search's work files are gone
+
+
+def test_the_exported_model_records_the_noise_range_it_was_trained_on(run, checkpoint, tmp_path):
+    from edge_isp.contract.metadata import read_metadata
+    from edge_isp.train.batches import RawBatcher
+    from edge_isp.train.config import load_config
+
+    path, _ = checkpoint
+    out = tmp_path / "m.fp32.onnx"
+    assert run(["export", "onnx", str(path), "-o", str(out), "--input-size", "64x64"]) == 0
+    recorded = read_metadata(out).noise_range
+    # The checkpoint's sensor section leaves light_range at the default, 2 to 200 lux.
+    expected = RawBatcher.from_config(load_config(None).sensor).noise_range()
+    assert recorded.a == pytest.approx(tuple(expected["a"])) and recorded.sigma == pytest.approx(
+        tuple(expected["sigma"])
+    )
+    # The Nexus 6P's (a, sigma) scale as 1 / light: 200 lux is 100x less noise than 2 lux.
+    assert recorded.a[1] / recorded.a[0] == pytest.approx(100.0, rel=1e-3)
