@@ -58,7 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--auto-exposure",
         default="auto",
         choices=["auto", "on", "off"],
-        help="digital gain that brings the scene to mid-grey, for frames that carry none (auto: on for cameras)",
+        help="digital gain that brings the scene to mid-grey, for frames that carry none (digital gain 1: a "
+        "camera's, a camera raw file's); auto: on for cameras and replayed recordings",
     )
     p.add_argument("--process-all", action="store_true", help="never drop frames: the source waits for the model")
     p.set_defaults(func=_run)
@@ -147,6 +148,13 @@ def _demo(args: argparse.Namespace) -> int:
     return live(args, source_spec="sim", model=args.model, backend="onnxruntime", device="cpu")
 
 
+def wants_auto_exposure(setting: str, kind: str) -> bool:
+    """``--auto-exposure`` for a source kind: "auto" exposes cameras and replayed recordings
+    (a camera's frames, or a camera raw file, exposed as the camera would be; frames that carry
+    a gain, the simulator's, keep it: auto-exposure only acts on digital gain 1)."""
+    return setting == "on" or (setting == "auto" and kind in (*_CAMERAS, "replay"))
+
+
 def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backend: str, device: str) -> int:
     """Build and run the pipeline the options describe; print a summary. Returns the exit status."""
     from edge_isp.contract.metadata import metadata_of_backend
@@ -178,7 +186,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     source = open_source(source_spec, **_source_options(args, kind, profile))
     if kind in _CAMERAS:
         source = RetryingSource(source)
-    exposure = args.auto_exposure == "on" or (args.auto_exposure == "auto" and kind in _CAMERAS)
+    exposure = wants_auto_exposure(args.auto_exposure, kind)
     preprocessor = live_preprocessor(profile, input_size, auto_exposure=exposure, noise_range=info.noise_range)
     postprocessor = Postprocessor(
         info, score_threshold=args.score_threshold, top_k=args.top_k, nms_iou=args.nms,

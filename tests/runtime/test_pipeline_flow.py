@@ -401,3 +401,11 @@ def test_run_command_reads_a_run_config(spot_model, tmp_path, capsys):
     assert len(jsonl.read_text().splitlines()) == 2
     with pytest.raises(InvalidInputError, match="needs --source and --model"):
         _cli(["run"])
+
+
+def test_auto_exposure_by_default_for_cameras_and_replayed_recordings():
+    from edge_isp.cli.run_commands import wants_auto_exposure
+
+    assert wants_auto_exposure("auto", "v4l2") and wants_auto_exposure("auto", "replay")
+    assert not wants_auto_exposure("auto", "sim") and not wants_auto_exposure("off", "replay")
+    assert wants_auto_exposure("on", "sim")
