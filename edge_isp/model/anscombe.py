@@ -65,6 +65,18 @@ def inverse_anscombe(t: torch.Tensor, noise: torch.Tensor, unbiased: bool = True
     return a * z.clamp_min(0.0)
 
 
+def anscombe_span(noise: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A(0), A(1) - A(0))`` per image, shaped to broadcast over ``like``: where black and
+    white land after :func:`anscombe`. ``(A(y) - A(0)) / (A(1) - A(0))`` puts the stabilized
+    signal on [0, 1] at every light level (its noise std is then ``a / 2`` over the span);
+    without it the stabilized white sits at about ``sqrt(a)``: 0.35 at 3 lux but 0.006 in
+    daylight, on the Nexus 6P's scale."""
+    a, sigma = _split_noise(noise, like)
+    offset = 0.375 * a * a + sigma * sigma
+    low = torch.sqrt(offset.clamp_min(1e-12))
+    return low, torch.sqrt(a + offset) - low
+
+
 def noise_std_map(noise: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """The stabilized noise std ``a / 2`` as a constant channel shaped like ``like[:, :1]``."""
     a, _ = _split_noise(noise, like)

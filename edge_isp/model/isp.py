@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_isp.errors import InvalidInputError
-from edge_isp.model.anscombe import Anscombe, InverseAnscombe, noise_std_map
+from edge_isp.model.anscombe import Anscombe, InverseAnscombe, anscombe_span, noise_std_map
 
 # Which packed plane (R, Gr, Gb, B) belongs to which colour channel.
 _PLANE_COLOUR = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
@@ -42,18 +42,26 @@ class IspNetConfig:
         iterations: unrolled HQS iterations (the paper's released models use 1).
         anscombe: use the Anscombe pair (False is the "no Anscombe" ablation).
         unbiased_inverse: Makitalo-Foi unbiased inverse instead of the algebraic one.
+        unit_range: rescale the stabilized signal so black is 0 and white 1 at every noise
+            level (``anscombe_span``), and the noise map with it, before the U-Net and the data
+            step, and back before the inverse: the network then sees one signal range from
+            starlight to daylight instead of one shrinking as the square root of ``a``
+            (docs/STUDY.md, "Real images": the ISP's picture collapses in daylight without it).
     """
 
     widths: tuple[int, int, int] = (8, 16, 32)
     iterations: int = 1
     anscombe: bool = True
     unbiased_inverse: bool = True
+    unit_range: bool = False
 
     def __post_init__(self) -> None:
         if len(self.widths) != 3 or min(self.widths) < 1:
             raise InvalidInputError(f"widths must be 3 positive channel counts, got {self.widths}")
         if self.iterations < 1:
             raise InvalidInputError(f"iterations must be >= 1, got {self.iterations}")
+        if self.unit_range and not self.anscombe:
+            raise InvalidInputError("unit_range rescales the Anscombe transform's output: it needs anscombe=True")
 
 
 def packed_to_colour_planes(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,12 +172,19 @@ class DirtyPixelsISP(nn.Module):
         if ph or pw:
             packed = F.pad(packed, (0, pw, 0, ph), mode="replicate")
         stabilized = self.anscombe(packed, noise)
+        if self.config.unit_range:
+            low, span = anscombe_span(noise, stabilized)
+            stabilized = (stabilized - low) / span
         y, mask = packed_to_colour_planes(stabilized)
         x = bilinear_fill(y, mask)
         sigma_map = noise_std_map(noise, x) if self.config.anscombe else noise[:, 1:2, None, None].expand_as(x[:, :1])
+        if self.config.unit_range:
+            sigma_map = sigma_map / span
         for k, prior in enumerate(self.priors):
             z = prior(x, sigma_map)
             x = self.data_step(x, z, y, mask, k)
+        if self.config.unit_range:
+            x = x * span + low
         linear = self.inverse(x, noise)
         return linear[..., : 2 * h, : 2 * w]
 

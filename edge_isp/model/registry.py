@@ -1,9 +1,11 @@
 """Named model variants, each a frozen :class:`ModelConfig` (timm style).
 
 Names: ``{isp}_{task}`` where the ISP part is ``dp_s``/``dp_m``/``dp_l`` (Dirty Pixels ISP with
-U-Net widths 8/16/32, 16/32/64, 32/64/128), ``dp_s_noansc`` (the ablation without the Anscombe
-layers) or ``raw`` (perception straight on the packed raw), and the task part ``cls``, ``det``
-or ``rec`` (the ISP alone, for reconstruction pretraining).
+U-Net widths 8/16/32, 16/32/64, 32/64/128), ``dpn_s``/``dpn_m`` (the same with the stabilized
+signal rescaled to [0, 1] at every light level, ``IspNetConfig.unit_range``: for models that
+see starlight to daylight), ``dp_s_noansc`` (the ablation without the Anscombe layers) or
+``raw`` (perception straight on the packed raw), and the task part ``cls``, ``det`` or ``rec``
+(the ISP alone, for reconstruction pretraining).
 
 Example:
     >>> model = create_model("dp_s_cls", num_classes=10, pretrained_backbone=False)
@@ -22,6 +24,8 @@ _ISPS: dict[str, IspNetConfig | None] = {
     "dp_m": IspNetConfig(widths=(16, 32, 64)),
     "dp_l": IspNetConfig(widths=(32, 64, 128)),
     "dp_s_noansc": IspNetConfig(widths=(8, 16, 32), anscombe=False),
+    "dpn_s": IspNetConfig(widths=(8, 16, 32), unit_range=True),
+    "dpn_m": IspNetConfig(widths=(16, 32, 64), unit_range=True),
     "raw": None,
 }
 _TASKS = {"cls": "classification", "det": "detection", "rec": "reconstruction"}

@@ -100,7 +100,7 @@ class TestDetectorExport:
 
 
 def test_classifier_and_reconstruction(tmp_path, profile):
-    for name, outputs in (("raw_cls", ["logits"]), ("dp_s_rec", ["image"])):
+    for name, outputs in (("raw_cls", ["logits"]), ("dp_s_rec", ["image"]), ("dpn_s_rec", ["image"])):
         loaded = load_model(name, num_classes=2, width_mult=0.35)
         result = export_onnx(loaded.model, tmp_path / f"{name}.onnx", input_size=(32, 48),
                              class_names=["x", "y"], profile=profile)  # fmt: skip

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from edge_isp.errors import InvalidInputError
-from edge_isp.model.anscombe import Anscombe, InverseAnscombe, anscombe, inverse_anscombe, noise_std_map
+from edge_isp.model.anscombe import (
+    Anscombe,
+    InverseAnscombe,
+    anscombe,
+    anscombe_span,
+    inverse_anscombe,
+    noise_std_map,
+)
 from edge_isp.model.isp import (
     ColourTone,
     DirtyPixelsISP,
@@ -133,6 +140,33 @@ class TestDirtyPixelsISP:
     def test_any_packed_size(self, size):
         out = DirtyPixelsISP()(torch.rand(1, 4, *size), torch.tensor([[0.01, 0.01]]))
         assert out.shape == (1, 3, 2 * size[0], 2 * size[1])
+
+    @pytest.mark.parametrize("unit_range", [False, True])
+    def test_untrained_isp_reconstructs_a_flat_field_at_night_and_in_daylight(self, unit_range):
+        # The rescaling to [0, 1] is undone before the inverse, so an identity prior still
+        # returns the input; at 3 lux and at 10,000 lux (Nexus 6P noise levels).
+        isp = DirtyPixelsISP(IspNetConfig(unbiased_inverse=False, unit_range=unit_range)).double()
+        packed = torch.full((2, 4, 8, 8), 0.18, dtype=torch.float64)
+        noise = torch.tensor([[0.125, 0.316], [3.74e-5, 9.47e-5]], dtype=torch.float64)
+        out = isp(packed, noise)
+        torch.testing.assert_close(out, torch.full_like(out, 0.46135), rtol=0, atol=1e-3)
+
+    def test_unit_range_puts_black_at_0_and_white_at_1_at_every_level(self):
+        noise = torch.tensor([[0.25, 0.47], [0.125, 0.316], [3.74e-5, 9.47e-5]], dtype=torch.float64)
+        ends = torch.tensor([0.0, 1.0], dtype=torch.float64).view(1, 1, 1, 2).expand(3, 1, 1, 2)
+        low, span = anscombe_span(noise, ends)
+        torch.testing.assert_close((anscombe(ends, noise) - low) / span, ends)
+        # Written out for 3 lux: A(y) = sqrt(a y + 3/8 a^2 + sigma^2).
+        a, s = 0.125, 0.316
+        assert float(low[1]) == pytest.approx(math.sqrt(0.375 * a * a + s * s))
+        assert float(span[1]) == pytest.approx(math.sqrt(a + 0.375 * a * a + s * s) - math.sqrt(0.375 * a * a + s * s))
+        # Without it, white after the transform is 0.38 at 3 lux but 0.006 in daylight.
+        white = anscombe(ends, noise)[:, 0, 0, 1]
+        assert float(white[1]) > 50 * float(white[2])
+
+    def test_unit_range_needs_the_anscombe_transform(self):
+        with pytest.raises(InvalidInputError, match="unit_range"):
+            IspNetConfig(anscombe=False, unit_range=True)
 
     @pytest.mark.parametrize(("kwargs", "match"), [({"widths": (8, 16)}, "widths"), ({"iterations": 0}, "iterations")])
     def test_bad_config(self, kwargs, match):

@@ -52,6 +52,7 @@ def test_registry_has_the_ablations():
     assert REGISTRY["raw_cls"].isp is None
     assert REGISTRY["dp_s_noansc_cls"].isp.anscombe is False
     assert REGISTRY["dp_s_cls"].isp.widths == (8, 16, 32)
+    assert REGISTRY["dpn_s_det"].isp.unit_range and not REGISTRY["dp_s_det"].isp.unit_range
     assert list_models("reconstruction") == sorted(n for n in names if n.endswith("_rec"))
 
 
@@ -60,6 +61,10 @@ def test_config_round_trip_and_overrides():
     assert config.num_classes == 3 and config.isp.widths == (16, 32, 64)
     assert ModelConfig.from_dict(config.to_dict()) == config
     assert ModelConfig.from_dict(get_config("raw_cls").to_dict()).isp is None
+    # A config written before unit_range existed loads without it.
+    old = get_config("dp_s_cls").to_dict()
+    del old["isp"]["unit_range"]
+    assert ModelConfig.from_dict(old) == get_config("dp_s_cls")
 
 
 @pytest.mark.parametrize(
