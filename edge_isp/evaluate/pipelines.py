@@ -220,7 +220,7 @@ def load_for_eval(path: str | Path, device: torch.device | str = "cpu") -> Loade
     size = (train.get("data") or {}).get("size")
     size = (int(size[0]), int(size[1])) if size else None
     teacher = train.get("teacher")
-    teacher = teacher if teacher and (teacher.get("model") or teacher.get("decode") == "hog") else None
+    teacher = teacher if teacher and (teacher.get("model") or teacher.get("decode", "logits") != "logits") else None
     return LoadedCheckpoint(path, model, str(stage), list(names) if names else None, trained_on, isp, size, teacher)
 
 

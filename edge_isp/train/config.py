@@ -30,6 +30,7 @@ from typing import Any
 
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.fileio import atomic_open
+from edge_isp.teacher.detectors import DETECTION_DECODINGS
 from edge_isp.tomlwrite import toml_value
 
 try:
@@ -43,7 +44,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant", "step")
 UNPROCESS_MODES = ("fixed", "random")
 DATA_TASKS = ("classification", "detection")
-TEACHER_DECODINGS = ("logits", "ssd", "yolo", "hog", "mtcnn", "blazeface")
+TEACHER_DECODINGS = ("logits", *DETECTION_DECODINGS)
 
 
 class ConfigError(InvalidInputError):
@@ -265,14 +266,16 @@ class TeacherSection:
     ``model``: ``mobilenet_v2_imagenet`` (torchvision's ImageNet MobileNetV2, 1000 classes),
     a training checkpoint (``.pt``: its perception head on the clean sRGB), or a model file
     run by ONNX Runtime (``.onnx``) or OpenCV DNN (``.tflite``, ...) with its outputs read by
-    ``decode``; for ``decode = "hog"`` no file (OpenCV's built-in people detector). Teachers run
+    ``decode``; ``ssd``, ``blazeface`` and ``mtcnn`` find their own file when none is given and
+    ``hog`` needs none (OpenCV's built-in people detector). Teachers run
     once per image, when the cache (``cache``, default ``DATA/teacher``) is built, never in a
     training step. ``input_size`` (width, height) is what the teacher sees (none: its own
     default). Classification: ``kd_weight`` times the KL divergence of the
     ``temperature``-softened answers (times temperature squared, Hinton et al. 2015), plus
     ``label_weight`` times the cross-entropy where the data has labels. Detection: the
     teacher's boxes scoring at least ``score_threshold`` (of ``classes`` only, if given) are
-    the student's targets.
+    the student's targets; ``tiles`` [columns, rows] also runs a detection teacher on that
+    grid of overlapping tiles of each image (small objects seen larger; merged by NMS).
     """
 
     model: str | None = None
@@ -283,6 +286,7 @@ class TeacherSection:
     label_weight: float = 0.0
     score_threshold: float = 0.5
     classes: tuple[str, ...] = ()
+    tiles: tuple[int, int] | None = None
     cache: str | None = None
 
     def __post_init__(self) -> None:
@@ -296,10 +300,14 @@ class TeacherSection:
         if self.input_size is not None:
             ok = all(s >= 16 for s in self.input_size)
             _check(ok, "teacher.input_size", "[width, height], >= 16 pixels", list(self.input_size))
+        if self.tiles is not None:
+            ok = all(1 <= n <= 8 for n in self.tiles) and self.decode != "logits"
+            _check(ok, "teacher.tiles", "[columns, rows] of 1 to 8, for a detection teacher", list(self.tiles))
 
     @property
     def enabled(self) -> bool:
-        return self.model is not None or self.decode == "hog"
+        """Whether a teacher is named: a model file, or a detector that has its own (ssd, hog...)."""
+        return self.model is not None or self.decode != "logits"
 
 
 @dataclasses.dataclass(frozen=True)

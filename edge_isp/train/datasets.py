@@ -107,6 +107,8 @@ def open_datasets(data: DataSection, task: str) -> tuple[TaskDataset, TaskDatase
 def teacher_identity(teacher: TeacherSection) -> dict:
     """What makes a teacher's answers: its settings, and a model file's size and sha256."""
     identity = {"model": teacher.model, "decode": teacher.decode, "input_size": teacher.input_size}
+    if teacher.tiles is not None:
+        identity["tiles"] = teacher.tiles
     if teacher.model is not None and Path(teacher.model).is_file():
         path = Path(teacher.model)
         identity.update(bytes=path.stat().st_size, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
@@ -118,9 +120,13 @@ def _teacher_factory(teacher: TeacherSection, task: str):
         from edge_isp.teacher.classifiers import open_classifier_teacher
 
         return lambda: open_classifier_teacher(teacher.model, teacher.input_size)
-    from edge_isp.teacher.detectors import open_detection_teacher
+    from edge_isp.teacher.detectors import TiledDetector, open_detection_teacher
 
-    return lambda: open_detection_teacher(teacher.model, teacher.decode, teacher.input_size)
+    def make():
+        detector = open_detection_teacher(teacher.model, teacher.decode, teacher.input_size)
+        return detector if teacher.tiles is None else TiledDetector(detector, tuple(teacher.tiles))
+
+    return make
 
 
 def teacher_answers(
