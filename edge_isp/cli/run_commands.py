@@ -57,7 +57,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--auto-exposure",
         default="auto",
         choices=["auto", "on", "off"],
-        help="digital gain that brings the scene to mid-grey, for frames that carry none (auto: on for cameras)",
+        help="bring the scene to mid-grey (auto: on for cameras): on a camera by exposure time, then analogue "
+        "gain, then digital gain; on other sources by a digital gain for frames that carry none",
+    )
+    p.add_argument(
+        "--max-exposure-ms",
+        type=_positive_float,
+        default=1000 / 30,
+        metavar="MS",
+        help="camera auto-exposure: the longest exposure, the frame-time limit (default %(default).1f ms)",
     )
     p.add_argument("--process-all", action="store_true", help="never drop frames: the source waits for the model")
     p.set_defaults(func=_run)
@@ -156,6 +164,7 @@ def _demo(args: argparse.Namespace) -> int:
 def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backend: str, device: str) -> int:
     """Build and run the pipeline the options describe; print a summary. Returns the exit status."""
     from edge_isp.runtime.backends import make_backend
+    from edge_isp.runtime.exposure import ExposureController, ExposureLimits
     from edge_isp.runtime.model_info import model_info_of
     from edge_isp.runtime.outputs import make_outputs
     from edge_isp.runtime.pipeline import Pipeline, PipelineConfig
@@ -181,11 +190,21 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     if kind == "sim" and getattr(args, "size", None) is None:
         # Simulate at the model's own size: a bigger frame is only resized down again.
         args.size = input_size
-    source = open_source(source_spec, **_source_options(args, kind, profile))
+    exposure = args.auto_exposure == "on" or (args.auto_exposure == "auto" and kind in _CAMERAS)
+    options = _source_options(args, kind, profile)
+    if exposure and kind in _CAMERAS:
+        limits = ExposureLimits(
+            max_exposure_s=getattr(args, "max_exposure_ms", 1000 / 30) / 1000,
+            max_analogue_gain=profile.max_analogue_gain,
+        )
+        options["auto_exposure"] = ExposureController(limits)
+    source = open_source(source_spec, **options)
     if kind in _CAMERAS:
         source = RetryingSource(source)
-    exposure = args.auto_exposure == "on" or (args.auto_exposure == "auto" and kind in _CAMERAS)
-    preprocessor = Preprocessor(profile, input_size, auto_exposure=AutoExposure() if exposure else None)
+    if exposure and kind in _CAMERAS:  # the sensor's exposure and gain, then a digital gain, per frame
+        preprocessor = Preprocessor(profile, input_size)
+    else:
+        preprocessor = Preprocessor(profile, input_size, auto_exposure=AutoExposure() if exposure else None)
     postprocessor = Postprocessor(
         info, score_threshold=args.score_threshold, top_k=args.top_k, nms_iou=args.nms,
         nms_across_classes=args.nms_across_classes,

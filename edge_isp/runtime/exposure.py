@@ -196,7 +196,11 @@ class ExposureController:
         wanted = self.target * taken / max(mean, _MEAN_FLOOR)
         total = self.request.total * (wanted / self.request.total) ** self.speed
         new = split_exposure(total, self.limits)
-        changed = abs(math.log(new.sensor_total / self.request.sensor_total)) > math.log1p(self.tolerance)
+        # Reprogram the sensor while its goal is more than the tolerance away, so it settles
+        # within the tolerance of the goal (not of the last damped step).
+        goal = split_exposure(wanted, self.limits)
+        changed = abs(math.log(goal.sensor_total / self.request.sensor_total)) > math.log1p(self.tolerance)
+        changed = changed and new.sensor_total != self.request.sensor_total
         if changed:
             request = new
         else:  # the sensor keeps its setting; the digital gain makes up the difference
@@ -253,6 +257,7 @@ class ControlDelay:
         """The value written last (what the sensor will show once it has settled)."""
         return self._changes[-1][1]
 
-    def reset(self) -> None:
-        """The sensor restarted (frame sequence numbers start again): the latest value holds."""
-        self._changes = collections.deque([(-(2**62), self.latest)])
+    def reset(self, value: ExposureSetting | None = None) -> None:
+        """The sensor restarted (frame sequence numbers start again) with ``value`` (default:
+        the latest value written)."""
+        self._changes = collections.deque([(-(2**62), value or self.latest)])
