@@ -155,7 +155,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise MissingFileError(DEMO_MODEL_HINT.format(path=args.model))
     for name, value in (("rtsp", None), ("record", None), ("size", None), ("fps", None), ("loop", False)):
         setattr(args, name, value)
-    args.auto_exposure, args.process_all = "off", False
+    args.auto_exposure, args.process_all, args.sim_scale = "off", False, 4
     if args.conventional_every is None:
         args.conventional_every = 2
     return live(args, source_spec="sim", model=args.model, backend="onnxruntime", device="cpu")
@@ -187,9 +187,11 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         raise InvalidInputError(f"the model {model} has no 'raw' input (it has {names}); see docs/ARCHITECTURE.md")
     input_size = model_input_size(raw_spec.shape, info.input_size, args.input_size)
 
-    if kind == "sim" and getattr(args, "size", None) is None:
-        # Simulate at the model's own size: a bigger frame is only resized down again.
-        args.size = input_size
+    if kind == "sim" and getattr(args, "size", None) is None and input_size is not None:
+        # Simulate at the model's own size (a bigger frame is only resized down again), or for
+        # the demo a camera of several times that, so its conventional view has a camera's detail.
+        scale = getattr(args, "sim_scale", 1)
+        args.size = (input_size[0] * scale, input_size[1] * scale)
     exposure = args.auto_exposure == "on" or (args.auto_exposure == "auto" and kind in _CAMERAS)
     options = _source_options(args, kind, profile)
     if exposure and kind in _CAMERAS:
@@ -224,6 +226,9 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         controls=source,
         metrics=lambda: pipeline.metrics(),
         fps=float(getattr(source, "fps", None) or args.fps or 30.0),
+        info=_dashboard_info(model, info, inference, profile.name, input_size, source_spec, args),
+        class_names=info.class_names,
+        score_threshold=args.score_threshold,
     )
     pipeline = Pipeline(source, inference, preprocessor, postprocessor, outputs, profile=profile, config=config)
     size = f"{input_size[0]}x{input_size[1]}" if input_size else "each frame's own size"
@@ -239,6 +244,27 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         metrics = pipeline.metrics()
     _summary(metrics)
     return 0
+
+
+def _dashboard_info(
+    model: str | Path, info: Any, inference: Any, profile: str, input_size: Any, source_spec: str, args: Any
+) -> dict[str, Any]:
+    """What the dashboard's header says runs: model, task, backend, device, profile, sizes."""
+    described = inference.description
+    device = described.split(" on ", 1)[1] if " on " in described else described.partition("(")[2].rstrip(")")
+    size = getattr(args, "size", None)
+    return {
+        "model": Path(model).name
+        if Path(model).parent.name in ("", ".")
+        else f"{Path(model).parent.name}/{Path(model).name}",
+        "task": info.task,
+        "backend": inference.name,
+        "device": device or described,
+        "profile": profile,
+        "input_size": None if input_size is None else f"{input_size[0]}x{input_size[1]}",
+        "source": source_spec,
+        "frame_size": None if size is None else f"{size[0]}x{size[1]}",
+    }
 
 
 def _source_options(args: argparse.Namespace, kind: str, profile: Any) -> dict[str, Any]:
