@@ -155,7 +155,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise MissingFileError(DEMO_MODEL_HINT.format(path=args.model))
     for name, value in (("rtsp", None), ("record", None), ("size", None), ("fps", None), ("loop", False)):
         setattr(args, name, value)
-    args.auto_exposure, args.process_all, args.sim_scale = "off", False, 4
+    args.auto_exposure, args.process_all, args.sim_scale = "off", False, 2
     if args.conventional_every is None:
         args.conventional_every = 2
     return live(args, source_spec="sim", model=args.model, backend="onnxruntime", device="cpu")

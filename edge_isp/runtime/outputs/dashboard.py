@@ -78,6 +78,11 @@ DASHBOARD_HTML = """<!doctype html>
   .swatch { display: inline-block; width: 9px; height: 9px; border-radius: 2px; margin-right: 6px; }
   #detections-empty { color: var(--dim); }
   .hidden { display: none !important; }
+  @media (max-width: 900px) {
+    header { padding: 6px 10px; gap: 4px 12px; }
+    .chip { font-size: 11.5px; padding: 0 6px; }
+    #views, #panels { padding-left: 10px; padding-right: 10px; }
+  }
 </style>
 </head>
 <body>
@@ -149,11 +154,15 @@ function setStreams() {
   $("snap-raw").href = url("snapshot.zip", displayParams());
 }
 
+// Each view is shown at least at its own resolution: the model's input size for the learned
+// view (the server draws it larger, for sharp boxes), the camera's for the conventional one.
+let modelWidth = null;
 for (const id of ["learned", "conventional"]) {
   $(id).addEventListener("load", () => {
     const img = $(id);
-    img.parentElement.style.setProperty("--natural", img.naturalWidth + "px");
-    $(id + "-size").textContent = img.naturalWidth + "\\u00d7" + img.naturalHeight;
+    const natural = id === "learned" && modelWidth ? modelWidth : img.naturalWidth;
+    img.parentElement.style.setProperty("--natural", natural + "px");
+    if (id === "conventional") $(id + "-size").textContent = img.naturalWidth + "\\u00d7" + img.naturalHeight;
   });
 }
 
@@ -175,6 +184,10 @@ async function loadInfo() {
                  ["profile", info.profile], ["input", info.input_size], ["source", info.source],
                  ["frame", info.frame_size]];
   $("info").replaceChildren(...chips.filter(([, v]) => v).map(([k, v]) => chip(k, v)));
+  if (info.input_size) {
+    modelWidth = Number(String(info.input_size).split("x")[0]);
+    $("learned-size").textContent = "model input " + String(info.input_size).replace("x", "\\u00d7");
+  }
   if (info.display) {
     display.score = info.display.score_threshold;
     display.one = info.display.one_box_per_object;
@@ -289,7 +302,7 @@ function showMetrics(m) {
   const body = $("latency").tBodies[0];
   body.replaceChildren(...Object.entries(m.latency_ms || {}).map(([stage, q]) => {
     const row = document.createElement("tr");
-    for (const text of [stage.replace("_", " "), q.p50, q.p99]) {
+    for (const text of [stage.replaceAll("_", " "), q.p50, q.p99]) {
       const cell = document.createElement("td");
       cell.textContent = typeof text === "number" ? text.toFixed(1) : String(text);
       row.appendChild(cell);
