@@ -86,6 +86,8 @@ class TestV4L2:
         ae = ExposureController(ExposureLimits(max_exposure_s=1.0, max_analogue_gain=100.0))
         with vs.V4L2Source("/dev/video0", black_level=64, auto_exposure=ae) as source:
             source.read()
+            with pytest.raises(InvalidInputError, match="auto-exposure sets gain"):
+                source.set_control("gain", 32)
         assert ae.limits.max_exposure_s == pytest.approx(0.683709)  # the node's exposure maximum, us
         assert ae.limits.max_analogue_gain == pytest.approx(170 / 16)
         written = sensor_node.instances[0].set
@@ -153,8 +155,9 @@ class TestPicamera2:
 
     def test_fixed_fps_caps_the_exposure_and_fixed_exposure_excludes_auto(self, sensor_picamera2):
         ae = ExposureController(ExposureLimits(max_exposure_s=0.1))
-        with pc.Picamera2Source(auto_exposure=ae, fps=50):
-            pass
+        refused = pytest.raises(InvalidInputError, match="auto-exposure sets analogue_gain")
+        with pc.Picamera2Source(auto_exposure=ae, fps=50) as source, refused:
+            source.set_control("analogue_gain", 2.0)
         assert ae.limits.max_exposure_s == pytest.approx(0.02)
         with pytest.raises(InvalidInputError, match="not both"):
             pc.Picamera2Source(auto_exposure=ae, exposure_time_s=0.01)

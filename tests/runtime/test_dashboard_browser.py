@@ -124,6 +124,7 @@ def test_layout_views_and_header(live, size):
         header = page.evaluate("document.querySelector('header').textContent")
         for needle in ("default-det/model.onnx", "onnxruntime", "CPU", "nexus6p-rear", "160x128", "FPS"):
             assert needle in header
+        wait_for(lambda: "gain 2.0" in page.evaluate("document.getElementById('exposure').textContent"), "gains")
         # One FPS figure on the page: the header's.
         assert page.evaluate("document.body.innerText.split('FPS').length - 1") == 1
         learned = page.crop(shot, "learned")

@@ -108,6 +108,12 @@ class TestSimulatedSensor:
         assert all(f.digital_gain == 1.0 for f in frames)
         assert source.controls()["exposure_time_s"] == 1.0
 
+    def test_manual_settings_are_refused_under_auto_exposure(self):
+        with sensor(30, auto_exposure=ExposureController(LIMITS)) as source:
+            with pytest.raises(InvalidInputError, match="auto-exposure sets exposure_time_s"):
+                source.set_control("exposure_time_s", 0.01)
+            source.set_control("lux", 3)  # the light still changes
+
     def test_ideal_exposure_stays_the_default(self):
         with sensor(30) as source:
             frame = source.read()

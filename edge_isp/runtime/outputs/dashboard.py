@@ -6,9 +6,9 @@ and with no external scripts, fonts or styles: the board may have no internet.
 What it shows, filling the window (and full screen on request):
 
 - the header: what runs (model, task, backend, device, profile, input and frame sizes, from
-  ``/info``), one FPS figure (the pipeline's, from the ``metrics`` events: the same figure the
-  log prints), the end-to-end latency, and the board's CPU/GPU load and temperature (``/board``,
-  where the board reports them);
+  ``/info``), the latest frame's exposure time and gains, one FPS figure (the pipeline's, from
+  the ``metrics`` events: the same figure the log prints), the end-to-end latency, and the
+  board's CPU/GPU load and temperature (``/board``, where the board reports them);
 - the learned view (``/view.mjpg``, at least the model's input size, resized up to the
   conventional view's width) and the conventional ISP's view at the camera's resolution
   (``/conventional-view.mjpg``, once an event says there is one), both drawn by the server for
@@ -43,17 +43,20 @@ DASHBOARD_HTML = """<!doctype html>
   header { display: flex; flex-wrap: wrap; align-items: center; gap: 6px 18px; padding: 8px 16px;
            background: var(--panel); border-bottom: 1px solid var(--line); }
   header h1 { font-size: 17px; margin: 0; letter-spacing: .02em; }
-  #info { display: flex; flex-wrap: wrap; gap: 4px 6px; flex: 1 1 420px; }
+  #info { display: flex; flex-wrap: wrap; gap: 4px 6px; flex: 1 1 480px; }
+  #stats { font-size: 13px; }
+  #stats div span + span:not(:empty)::before { content: "\\00b7"; color: var(--dim); margin: 0 .45em 0 .2em; }
   .chip { padding: 1px 8px; border: 1px solid var(--line); border-radius: 10px; color: var(--dim);
           white-space: nowrap; font-size: 12.5px; }
   .chip b { color: var(--text); font-weight: 600; }
   #fps { font: 600 22px/1 system-ui, sans-serif; color: var(--accent); font-variant-numeric: tabular-nums; }
   #fps small { font-size: 12px; color: var(--dim); font-weight: 400; }
-  #latency-head, #board { color: var(--dim); font-variant-numeric: tabular-nums; white-space: nowrap; }
-  #board b, #latency-head b { color: var(--text); font-weight: 600; }
+  #latency-head, #board, #exposure { color: var(--dim); font-variant-numeric: tabular-nums; white-space: nowrap; }
+  #exposure:empty, #board:empty { display: none; }
+  #board b, #latency-head b, #exposure b { color: var(--text); font-weight: 600; }
   .buttons { display: flex; gap: 6px; }
-  button, a.button { font: inherit; font-size: 13px; color: var(--text); background: #222831; border: 1px solid #343b46;
-           border-radius: 6px; padding: 4px 10px; cursor: pointer; text-decoration: none; }
+  button, a.button { font: inherit; font-size: 12.5px; color: var(--text); background: #222831;
+           border: 1px solid #343b46; border-radius: 6px; padding: 3px 9px; cursor: pointer; text-decoration: none; }
   button:hover, a.button:hover { background: #2b333e; }
   #status { color: #e77; }
   #views { display: flex; flex-wrap: wrap; gap: 12px; padding: 12px 16px 0; }
@@ -89,13 +92,14 @@ DASHBOARD_HTML = """<!doctype html>
 <header>
   <h1>edge-isp</h1>
   <div id="info"></div>
-  <span id="fps">&ndash; <small>FPS</small></span>
-  <span id="latency-head"></span>
-  <span id="board"></span>
-  <span id="status"></span>
+  <div id="stats">
+    <span id="fps">&ndash; <small>FPS</small></span> <span id="status"></span>
+    <div><span id="latency-head"></span> <span id="exposure"></span> <span id="board"></span></div>
+  </div>
   <div class="buttons">
-    <a class="button" id="snap-png" download>Snapshot PNG</a>
-    <a class="button" id="snap-raw" download>Snapshot + raw</a>
+    <a class="button" id="snap-png" download title="the learned view as shown, PNG">Snapshot</a>
+    <a class="button" id="snap-raw" download
+       title="both views, the results and the raw frame (.npy + .json), zip">Snapshot + raw</a>
     <button id="fullscreen" type="button">Full screen</button>
   </div>
 </header>
@@ -268,8 +272,19 @@ function classColour(id) {
   return "hsl(" + Math.round(hue * 360) + ", 100%, 58%)";
 }
 
+function showExposure(e) {
+  if (!e) return;
+  const parts = [];
+  if (e.exposure_time_s > 0) parts.push("<b>" + (1000 * e.exposure_time_s).toFixed(1) + "</b> ms");
+  parts.push("gain <b>" + e.analogue_gain.toFixed(1) + "\\u00d7</b>");
+  if (Math.abs(e.digital_gain - 1) > 0.005) parts.push("digital <b>" + e.digital_gain.toFixed(1) + "\\u00d7</b>");
+  $("exposure").innerHTML = parts.join(" ");
+  $("exposure").title = "the frame's exposure time, analogue gain and digital gain";
+}
+
 function showResult(event) {
   lastEvent = event;
+  showExposure(event.exposure);
   $("frame").textContent = "\\u00b7 frame " + event.frame;
   const items = event.results.detections ? shown(event.results.detections) : (event.results.labels || []);
   const rows = items.map((item) => {

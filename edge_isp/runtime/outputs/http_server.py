@@ -7,7 +7,8 @@ Endpoints (all but ``/healthz`` need the access token when one is set, as ``?tok
 - ``GET /stream.mjpg``: the annotated learned view, ``multipart/x-mixed-replace`` JPEGs.
 - ``GET /conventional.mjpg``: the conventional ISP's view, when the pipeline renders one.
 - ``GET /events``: server-sent events: ``result`` (one JSON object per frame: ``frame``,
-  ``timestamp_s``, ``results``, ``latency_ms``, ``conventional``) and ``metrics`` (the
+  ``timestamp_s``, ``results``, ``latency_ms``, ``conventional``, and ``exposure`` (exposure
+  time, analogue and digital gain) when the frame is known) and ``metrics`` (the
   pipeline's ``metrics()`` snapshot, once a second).
 - ``GET /metrics``: Prometheus text format (:mod:`edge_isp.runtime.outputs.prometheus`).
 - ``GET /healthz``: 200 and ``{"status": "ok", ...}`` while frames arrive, else 503.
@@ -283,5 +284,12 @@ class HttpOutput(Output):
                 "latency_ms": result.latency_ms,
                 "conventional": result.conventional is not None,
             }
+            if result.raw is not None:  # what the frame was taken with
+                raw = result.raw
+                event["exposure"] = {
+                    "exposure_time_s": raw.exposure_time_s,
+                    "analogue_gain": raw.analogue_gain,
+                    "digital_gain": raw.digital_gain,
+                }
             data = json.dumps(event, default=jsonable)
             self.events.put(f"event: result\nid: {result.index}\ndata: {data}\n\n".encode())

@@ -363,6 +363,10 @@ class Picamera2Source(CameraSource):
     def set_control(self, name: str, value: Any) -> None:
         if name not in self._settings:
             super().set_control(name, value)
+        if self.auto_exposure is not None:
+            raise InvalidInputError(
+                f"auto-exposure sets {name} on this camera; open it without auto_exposure to set it"
+            )
         settings = {**self._settings, name: None if value is None else float(value)}
         controls = manual_controls(settings["exposure_time_s"], settings["analogue_gain"]) or {"AeEnable": True}
         if self._cam is not None:

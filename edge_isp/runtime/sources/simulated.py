@@ -246,6 +246,10 @@ class SimulatedSource(CameraSource):
         return out
 
     def set_control(self, name: str, value: Any) -> None:
+        if self.auto_exposure is not None and name in ("analogue_gain", "exposure_time_s"):
+            raise InvalidInputError(
+                f"auto-exposure sets {name} on this simulated sensor; make it without auto_exposure"
+            )
         if name == "lux":
             self._set_electrons(self.profile.electrons_at_white(_number(value, "lux")))
         elif name == "electrons_at_white":

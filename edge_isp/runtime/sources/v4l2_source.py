@@ -374,6 +374,10 @@ class V4L2Source(CameraSource):
     def set_control(self, name: str, value: Any) -> None:
         if self._dev is None:
             raise InvalidInputError(f"V4L2 source {self.device} is not open; controls can be set while it runs")
+        if self.auto_exposure is not None and name in (self.mapping["gain_control"], self.mapping["exposure_control"]):
+            raise InvalidInputError(
+                f"auto-exposure sets {name} on {self.device}; open it without auto_exposure to set it"
+            )
         try:
             self._set(self._dev, name, value)
             self._refresh_metadata(self._dev)
