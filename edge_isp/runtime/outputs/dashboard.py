@@ -61,6 +61,7 @@ DASHBOARD_HTML = """<!doctype html>
   #status { color: #e77; }
   #views { display: flex; flex-wrap: wrap; gap: 12px; padding: 12px 16px 0; }
   #views:fullscreen { background: #000; padding: 12px; align-content: center; }
+  #views:fullscreen img { max-height: calc(100vh - 48px); object-fit: contain; }
   figure { margin: 0; flex: 1 1 0; min-width: min(var(--natural, 160px), 100%); position: relative; }
   figure img { display: block; width: 100%; height: auto; background: #000; border-radius: 4px; }
   figcaption { color: var(--dim); font-size: 12.5px; padding: 3px 2px 0; }
@@ -197,6 +198,8 @@ async function loadInfo() {
     display.one = info.display.one_box_per_object;
     display.truth = info.display.ground_truth;
   }
+  // The model's own threshold has already dropped what lies below it: the slider starts there.
+  $("score").min = display.score;
   $("score").value = display.score;
   $("score-value").textContent = display.score.toFixed(2);
   $("one").checked = display.one;
