@@ -58,8 +58,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--auto-exposure",
         default="auto",
         choices=["auto", "on", "off"],
-        help="digital gain that brings the scene to mid-grey, for frames that carry none (digital gain 1: a "
-        "camera's, a camera raw file's); auto: on for cameras and replayed recordings",
+        help="bring the scene to mid-grey (auto: on for cameras and replayed recordings): on a camera by "
+        "exposure time, then analogue gain, then digital gain; on other sources by a digital gain for frames "
+        "that carry none (digital gain 1: a camera's, a camera raw file's)",
+    )
+    p.add_argument(
+        "--max-exposure-ms",
+        type=_positive_float,
+        default=1000 / 30,
+        metavar="MS",
+        help="camera auto-exposure: the longest exposure, the frame-time limit (default %(default).1f ms)",
     )
     p.add_argument("--process-all", action="store_true", help="never drop frames: the source waits for the model")
     p.set_defaults(func=_run)
@@ -142,7 +150,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise MissingFileError(DEMO_MODEL_HINT.format(path=args.model))
     for name, value in (("rtsp", None), ("record", None), ("size", None), ("fps", None), ("loop", False)):
         setattr(args, name, value)
-    args.auto_exposure, args.process_all = "off", False
+    args.auto_exposure, args.process_all, args.sim_scale = "off", False, 2
     if args.conventional_every is None:
         args.conventional_every = 2
     return live(args, source_spec="sim", model=args.model, backend="onnxruntime", device="cpu")
@@ -160,6 +168,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     from edge_isp.contract.metadata import metadata_of_backend
     from edge_isp.contract.model_input import live_preprocessor, model_input_size
     from edge_isp.runtime.backends import make_backend
+    from edge_isp.runtime.exposure import ExposureController, ExposureLimits
     from edge_isp.runtime.outputs import make_outputs
     from edge_isp.runtime.pipeline import Pipeline, PipelineConfig
     from edge_isp.runtime.postprocess import Postprocessor
@@ -180,14 +189,26 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         raise InvalidInputError(f"the model {model} has no 'raw' input (it has {names}); see docs/ARCHITECTURE.md")
     input_size = model_input_size(raw_spec.shape, info.input_size, args.input_size)
 
-    if kind == "sim" and getattr(args, "size", None) is None:
-        # Simulate at the model's own size: a bigger frame is only resized down again.
-        args.size = input_size
-    source = open_source(source_spec, **_source_options(args, kind, profile))
+    if kind == "sim" and getattr(args, "size", None) is None and input_size is not None:
+        # Simulate at the model's own size (a bigger frame is only resized down again), or for
+        # the demo a camera of several times that, so its conventional view has a camera's detail.
+        scale = getattr(args, "sim_scale", 1)
+        args.size = (input_size[0] * scale, input_size[1] * scale)
+    exposure = wants_auto_exposure(args.auto_exposure, kind)
+    options = _source_options(args, kind, profile)
+    if exposure and kind in _CAMERAS:
+        limits = ExposureLimits(
+            max_exposure_s=getattr(args, "max_exposure_ms", 1000 / 30) / 1000,
+            max_analogue_gain=profile.max_analogue_gain,
+        )
+        options["auto_exposure"] = ExposureController(limits)
+    source = open_source(source_spec, **options)
     if kind in _CAMERAS:
         source = RetryingSource(source)
-    exposure = wants_auto_exposure(args.auto_exposure, kind)
-    preprocessor = live_preprocessor(profile, input_size, auto_exposure=exposure, noise_range=info.noise_range)
+    # A camera's exposure controller sets exposure, gains and the frame's digital gain itself;
+    # other frames that carry no gain get the digital auto-exposure of the preprocessing.
+    digital = exposure and kind not in _CAMERAS
+    preprocessor = live_preprocessor(profile, input_size, auto_exposure=digital, noise_range=info.noise_range)
     postprocessor = Postprocessor(
         info, score_threshold=args.score_threshold, top_k=args.top_k, nms_iou=args.nms,
         nms_across_classes=args.nms_across_classes,
@@ -207,6 +228,9 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         controls=source,
         metrics=lambda: pipeline.metrics(),
         fps=float(getattr(source, "fps", None) or args.fps or 30.0),
+        info=_dashboard_info(model, info, inference, profile.name, input_size, source_spec, args),
+        class_names=info.class_names,
+        score_threshold=args.score_threshold,
     )
     pipeline = Pipeline(source, inference, preprocessor, postprocessor, outputs, profile=profile, config=config)
     size = format_size(input_size) if input_size else "each frame's own size"
@@ -222,6 +246,27 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         metrics = pipeline.metrics()
     _summary(metrics)
     return 0
+
+
+def _dashboard_info(
+    model: str | Path, info: Any, inference: Any, profile: str, input_size: Any, source_spec: str, args: Any
+) -> dict[str, Any]:
+    """What the dashboard's header says runs: model, task, backend, device, profile, sizes."""
+    described = inference.description
+    device = described.split(" on ", 1)[1] if " on " in described else described.partition("(")[2].rstrip(")")
+    size = getattr(args, "size", None)
+    return {
+        "model": Path(model).name
+        if Path(model).parent.name in ("", ".")
+        else f"{Path(model).parent.name}/{Path(model).name}",
+        "task": info.task,
+        "backend": inference.name,
+        "device": device or described,
+        "profile": profile,
+        "input_size": None if input_size is None else f"{input_size[0]}x{input_size[1]}",
+        "source": source_spec,
+        "frame_size": None if size is None else f"{size[0]}x{size[1]}",
+    }
 
 
 def _source_options(args: argparse.Namespace, kind: str, profile: Any) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Draw results on a BGR image with OpenCV: boxes, labels and scores, top-k labels, FPS.
+"""Draw results on a BGR image with OpenCV: boxes, labels and scores, top-k labels, FPS, and
+for the dashboard the simulator's ground truth and a display filter (score threshold, one box
+per object).
 
 The view an output shows is either the model's own ``image`` (the learned ISP's picture, at
 the model's input size) or the conventional ISP's rendering of the region the model saw.
@@ -10,13 +12,14 @@ from __future__ import annotations
 import colorsys
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 
 from edge_isp.errors import InvalidInputError
+from edge_isp.runtime.postprocess import nms
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -32,6 +35,10 @@ class ViewMap:
 
     origin: tuple[float, float] = (0.0, 0.0)
     scale: tuple[float, float] = (1.0, 1.0)
+
+    def resized(self, factor: tuple[float, float]) -> ViewMap:
+        """The map to the view resized by ``factor`` (x, y)."""
+        return ViewMap(self.origin, (self.scale[0] / factor[0], self.scale[1] / factor[1]))
 
     def apply(self, box: list[float] | np.ndarray) -> tuple[int, int, int, int]:
         ox, oy = self.origin
@@ -78,6 +85,60 @@ def _label(image: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int,
     cv2.putText(image, text, (x + 1, y - base - 1), _FONT, scale, ink, thickness, cv2.LINE_AA)
 
 
+def display_detections(
+    detections: Sequence[Mapping[str, Any]], score_threshold: float = 0.0, one_per_object_iou: float | None = None
+) -> list[Mapping[str, Any]]:
+    """The detections to show: score at least ``score_threshold``, and with
+    ``one_per_object_iou`` a class-agnostic suppression (a box overlapping a higher-scoring box
+    of any class by more than that IoU is dropped), so one object carries one label."""
+    kept = [d for d in detections if float(d["score"]) >= score_threshold]
+    if one_per_object_iou is None or len(kept) < 2:
+        return kept
+    boxes = np.asarray([d["box"] for d in kept], dtype=np.float32).reshape(-1, 4)
+    scores = np.asarray([float(d["score"]) for d in kept], dtype=np.float32)
+    return [kept[i] for i in nms(boxes, scores, one_per_object_iou)]
+
+
+def draw_detections(image: np.ndarray, detections: Sequence[Mapping[str, Any]], view: ViewMap = ViewMap()) -> None:
+    """Boxes with ``label score`` in each class's colour, in place."""
+    thickness = _text_scale(image)[1]
+    for det in detections:
+        colour = class_colour(int(det.get("class_id", 0)))
+        x0, y0, x1, y1 = view.apply(det["box"])
+        cv2.rectangle(image, (x0, y0), (x1, y1), colour, thickness + 1)
+        _label(image, f"{det['label']} {det['score']:.2f}", x0, y0, colour)
+
+
+def draw_truth(
+    image: np.ndarray, truth: Mapping[str, Any], view: ViewMap = ViewMap(), class_names: Sequence[str] = ()
+) -> None:
+    """The simulator's ground truth (``boxes`` xyxy in frame pixels, ``labels``) as white dashed
+    boxes with the class name under the box, in place."""
+    thickness = _text_scale(image)[1]
+    labels = list(truth.get("labels", ()))
+    for i, box in enumerate(np.asarray(truth.get("boxes", ()), dtype=np.float32).reshape(-1, 4)):
+        x0, y0, x1, y1 = view.apply(box)
+        _dashed_rectangle(image, (x0, y0), (x1, y1), (255, 255, 255), thickness)
+        if i < len(labels):
+            label = int(labels[i])
+            name = class_names[label] if 0 <= label < len(class_names) else f"class {label}"
+            scale = _text_scale(image)[0]
+            h = cv2.getTextSize(name, _FONT, scale, thickness)[0][1]
+            _label(image, name, x0, y1 + h + 8, (235, 235, 235))
+
+
+def _dashed_rectangle(
+    image: np.ndarray, p0: tuple[int, int], p1: tuple[int, int], colour: tuple[int, int, int], thickness: int
+) -> None:
+    (x0, y0), (x1, y1) = p0, p1
+    dash = max(4, 3 * thickness)
+    for a, b, fixed, horizontal in ((x0, x1, y0, True), (x0, x1, y1, True), (y0, y1, x0, False), (y0, y1, x1, False)):
+        for start in range(a, b, 2 * dash):
+            end = min(start + dash, b)
+            p, q = ((start, fixed), (end, fixed)) if horizontal else ((fixed, start), (fixed, end))
+            cv2.line(image, p, q, colour, thickness)
+
+
 def annotate(
     image: np.ndarray,
     results: Mapping[str, Any],
@@ -101,11 +162,7 @@ def annotate(
             f"{getattr(image, 'shape', '')}"
         )
     scale, thickness = _text_scale(image)
-    for det in results.get("detections", ()):
-        colour = class_colour(int(det.get("class_id", 0)))
-        x0, y0, x1, y1 = view.apply(det["box"])
-        cv2.rectangle(image, (x0, y0), (x1, y1), colour, thickness + 1)
-        _label(image, f"{det['label']} {det['score']:.2f}", x0, y0, colour)
+    draw_detections(image, results.get("detections", ()), view)
     line_h = cv2.getTextSize("Ag", _FONT, scale, thickness)[0][1] + 8
     for i, item in enumerate(results.get("labels", ())):
         colour = class_colour(int(item.get("class_id", 0)))

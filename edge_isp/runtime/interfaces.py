@@ -188,6 +188,14 @@ class FrameResult:
             y1], "label": "shirt", "score": 0.9}]}`` or ``{"labels": [{"label": ..., "score":
             ...}]}``, plus ``"frame"``/``"timestamp_s"``.
         latency_ms: per-stage latency of this frame, and ``"end_to_end"``.
+        view: the learned view before anything was drawn on it, for outputs that draw their
+            own (the dashboard); None if the pipeline does not provide it.
+        view_map: where frame pixels land in ``view``
+            (:class:`~edge_isp.runtime.annotate.ViewMap`), with ``view``.
+        conventional_map: the same for ``conventional``.
+        raw: the RawFrame the results came from (the dashboard's snapshot), or None.
+        truth: the simulator's ground truth for this frame (``boxes`` xyxy frame pixels,
+            ``labels``), when the source is simulated.
     """
 
     index: int
@@ -196,6 +204,11 @@ class FrameResult:
     conventional: np.ndarray | None
     results: dict[str, Any]
     latency_ms: dict[str, float]
+    view: np.ndarray | None = None
+    view_map: Any = None
+    conventional_map: Any = None
+    raw: RawFrame | None = None
+    truth: Mapping[str, Any] | None = None
 
 
 class Output(abc.ABC):

@@ -172,6 +172,7 @@ class _Item:
     queued: float = 0.0  # perf_counter() when it entered its current queue
     model_input: ModelInput | None = None
     outputs: dict[str, np.ndarray] | None = None
+    truth: dict[str, Any] | None = None  # the simulator's, read with the frame
 
 
 def crop_frame(frame: RawFrame, crop: tuple[int, int, int, int], digital_gain: float) -> RawFrame:
@@ -421,6 +422,7 @@ class Pipeline:
                 now = time.perf_counter()
                 stamp = frame.timestamp_s if frame.timestamp_s is not None else time.time()
                 item = _Item(index=captured, frame=frame, captured=now, timestamp_s=stamp)
+                item.truth = getattr(self.source, "last_truth", None)
                 captured += 1
                 self._metrics.count("frames_captured")
                 self._put("preprocess", item)
@@ -498,11 +500,16 @@ class Pipeline:
             conventional = view.copy() if same else self._render(cropped, self.config.conventional_isp)
         lat["conventional"] = (time.perf_counter() - lap) * 1000
         lap = time.perf_counter()
+        clean = view.copy()
         annotate(view, results, view_map, fps=self._metrics.fps(), status=self._status())
         lat["annotate"] = (time.perf_counter() - lap) * 1000
         lap = time.perf_counter()
         lat["end_to_end"] = (lap - item.captured) * 1000
-        result = FrameResult(item.index, item.timestamp_s, view, conventional, results, dict(lat))
+        conventional_map = None if conventional is None else ViewMap(geometry.crop[:2])
+        result = FrameResult(
+            item.index, item.timestamp_s, view, conventional, results, dict(lat),
+            view=clean, view_map=view_map, conventional_map=conventional_map, raw=item.frame, truth=item.truth,
+        )  # fmt: skip
         for output in self.outputs:
             try:
                 output.publish(result)

@@ -417,7 +417,8 @@ def fake_node(monkeypatch):
 
 class TestV4L2Adapter:
     def test_reads_frames_with_metadata_and_skips_corrupt_ones(self, fake_node):
-        with vs.V4L2Source("/dev/video0", black_level=64) as source:
+        # The gain written after frame 41 shows in frame 42: a control delay of 1.
+        with vs.V4L2Source("/dev/video0", black_level=64, control_delay_frames=1) as source:
             node = fake_node.instances[0]
             frame = source.read()
             assert node.set == {"Bypass Mode": 0} and node.started == 4

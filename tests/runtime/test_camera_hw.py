@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_isp.runtime.exposure import ExposureController, ExposureLimits, meter
 from edge_isp.runtime.sources import Picamera2Source, V4L2Source
 
 pytestmark = pytest.mark.camera
@@ -57,17 +58,50 @@ def test_picamera2_manual_exposure_reaches_the_metadata(picamera2_available):
     assert settled.analogue_gain == pytest.approx(2.0, rel=0.1)
 
 
-def test_v4l2_frames_and_metadata():
+def check_auto_exposure(frames, limit_s: float) -> None:
+    """Whatever the scene, the exposure stays within the limit, digital gain is used only once
+    the exposure is at its limit, and a lit scene ends near the target."""
+    for f in frames:
+        assert 0 < f.exposure_time_s <= limit_s * 1.05
+    for f in frames[-20:]:  # settled (while the sensor catches up, digital gain bridges)
+        assert f.digital_gain == pytest.approx(1.0, abs=0.1) or f.exposure_time_s >= limit_s * 0.9
+    last = frames[-1]
+    shown = meter(last) * last.digital_gain
+    assert shown == pytest.approx(0.18, rel=0.35) or last.digital_gain == pytest.approx(64.0), (
+        "a scene too dark for every gain ends at the most digital gain"
+    )
+
+
+def test_picamera2_auto_exposure_uses_exposure_then_gain(picamera2_available):
+    ae = ExposureController(ExposureLimits(max_exposure_s=1 / 30))
+    with Picamera2Source(auto_exposure=ae) as source:
+        frames = [source.read(timeout_s=5.0) for _ in range(60)]
+    check_auto_exposure(frames, 1 / 30)
+
+
+def v4l2_source(**kw) -> V4L2Source:
     device = os.environ.get("EDGE_ISP_V4L2_DEVICE", "/dev/video0")
     if not Path(device).exists():
         pytest.skip(f"{device} does not exist (set EDGE_ISP_V4L2_DEVICE)")
     shift = os.environ.get("EDGE_ISP_V4L2_MSB_SHIFT")
-    source = V4L2Source(
+    return V4L2Source(
         device,
         fourcc=os.environ.get("EDGE_ISP_V4L2_FOURCC", "RG10"),
         black_level=float(os.environ.get("EDGE_ISP_V4L2_BLACK", "64")),
         msb_shift=None if shift is None else int(shift),
+        **kw,
     )
+
+
+def test_v4l2_auto_exposure_uses_exposure_then_gain():
+    ae = ExposureController(ExposureLimits(max_exposure_s=1 / 30))
+    with v4l2_source(auto_exposure=ae) as source:
+        frames = [source.read(timeout_s=5.0) for _ in range(60)]
+    check_auto_exposure(frames, 1 / 30)
+
+
+def test_v4l2_frames_and_metadata():
+    source = v4l2_source()
     with source:
         frames, sequences = [], []
         for _ in range(8):

@@ -409,7 +409,7 @@ def test_dashboard_page_is_served(serve):
     status, headers, body = get(out, "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     page = body.decode()
-    for needle in ("stream.mjpg", "conventional.mjpg", "EventSource", '"control"', "Authorization", "lux"):
+    for needle in ("view.mjpg", "conventional-view.mjpg", "EventSource", '"control"', "Authorization", "lux"):
         assert needle in page
 
 
@@ -464,11 +464,11 @@ def test_close_ends_every_client_thread(serve, publish):
     read_parts(streams[0], 1)
     while sum(out.clients().values()) < 4 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert out.clients() == {"mjpeg": 2, "conventional": 1, "events": 1}
+    assert out.clients() == {"mjpeg": 2, "conventional": 1, "events": 1, "dashboard": 0}
     pub.stop()
     out.close()
     assert set(threading.enumerate()) <= before
-    assert out.clients() == {"mjpeg": 0, "conventional": 0, "events": 0}
+    assert out.clients() == {"mjpeg": 0, "conventional": 0, "events": 0, "dashboard": 0}
     for s in streams:
         s.read()  # the server closed the connection: read() returns at EOF instead of hanging
         s.close()

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from edge_isp.errors import InvalidInputError
+from edge_isp.runtime.boardstats import BoardMonitor
 from edge_isp.runtime.interfaces import Output
+from edge_isp.runtime.outputs.dashboard_view import DisplaySettings
 from edge_isp.runtime.outputs.http_server import Controls, HttpOutput, MetricsFn
 from edge_isp.runtime.outputs.recording import Recorder
 from edge_isp.runtime.outputs.rtsp import RtspOutput
@@ -63,6 +67,9 @@ def make_outputs(
     controls: Controls | None = None,
     metrics: MetricsFn | None = None,
     fps: float = 30.0,
+    info: Mapping[str, Any] | None = None,
+    class_names: Sequence[str] = (),
+    score_threshold: float = 0.3,
 ) -> list[Output]:
     """The outputs the options ask for, not yet open (open them with ``with`` / ExitStack).
 
@@ -76,11 +83,20 @@ def make_outputs(
         metrics: callable returning the pipeline's metrics snapshot
             (schema: :mod:`edge_isp.runtime.outputs.prometheus`).
         fps: the source's nominal frame rate, for the RTSP caps and the MP4 timing.
+        info: what runs, for the dashboard's header (model, backend, device, profile...).
+        class_names: the model's classes (names the simulator's ground truth on the dashboard).
+        score_threshold: the dashboard's starting score threshold (the model's own).
     """
     outputs: list[Output] = []
     if http is not None:
         host, port = parse_http_address(http)
-        outputs.append(HttpOutput(host, port, token=token, controls=controls, metrics=metrics))
+        display = DisplaySettings(score_threshold=min(max(score_threshold, 0.0), 1.0))
+        outputs.append(
+            HttpOutput(
+                host, port, token=token, controls=controls, metrics=metrics, info=info,
+                class_names=class_names, display=display, board=BoardMonitor(),
+            )
+        )  # fmt: skip
     elif token is not None:
         raise InvalidInputError("an access token was given without an HTTP address to protect")
     if rtsp is not None:

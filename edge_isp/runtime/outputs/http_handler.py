@@ -133,6 +133,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             return self._send(HTTPStatus.OK, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
         if path == "/controls":
             return self._json(HTTPStatus.OK, dict(out.controls.controls()) if out.controls else {})
+        if path in out.routes:  # the dashboard's own pages (dashboard_routes)
+            return out.routes[path](self, out)
         return self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page {path!r}"})
 
     def do_POST(self) -> None:

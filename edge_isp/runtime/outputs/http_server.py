@@ -7,12 +7,15 @@ Endpoints (all but ``/healthz`` need the access token when one is set, as ``?tok
 - ``GET /stream.mjpg``: the annotated learned view, ``multipart/x-mixed-replace`` JPEGs.
 - ``GET /conventional.mjpg``: the conventional ISP's view, when the pipeline renders one.
 - ``GET /events``: server-sent events: ``result`` (one JSON object per frame: ``frame``,
-  ``timestamp_s``, ``results``, ``latency_ms``, ``conventional``) and ``metrics`` (the
+  ``timestamp_s``, ``results``, ``latency_ms``, ``conventional``, and ``exposure`` (exposure
+  time, analogue and digital gain) when the frame is known) and ``metrics`` (the
   pipeline's ``metrics()`` snapshot, once a second).
 - ``GET /metrics``: Prometheus text format (:mod:`edge_isp.runtime.outputs.prometheus`).
 - ``GET /healthz``: 200 and ``{"status": "ok", ...}`` while frames arrive, else 503.
 - ``GET /controls``: the live controls and their values; ``POST /control`` with
   ``{"name": "lux", "value": 3.0}`` (``Content-Type: application/json``) changes one.
+- The dashboard's views drawn for each viewer's display settings, snapshots, ``/info`` and
+  ``/board``: see :mod:`edge_isp.runtime.outputs.dashboard_routes`.
 
 :meth:`HttpOutput.publish` only stores the frame in a latest-value slot. One encoder thread
 turns the newest frame into a JPEG (once, whatever the number of viewers, and only while
@@ -28,7 +31,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -36,8 +39,10 @@ import cv2
 import numpy as np
 
 from edge_isp.errors import InvalidInputError
+from edge_isp.runtime.boardstats import BoardMonitor
 from edge_isp.runtime.interfaces import FrameResult, Output
-from edge_isp.runtime.outputs import prometheus
+from edge_isp.runtime.outputs import dashboard_routes, prometheus
+from edge_isp.runtime.outputs.dashboard_view import DisplaySettings
 from edge_isp.runtime.outputs.http_handler import HttpServer, jsonable, validate_control
 from edge_isp.runtime.outputs.slots import LatestSlot
 
@@ -45,7 +50,7 @@ __all__ = ["Controls", "HttpOutput", "MetricsFn", "validate_control"]
 
 log = logging.getLogger(__name__)
 
-STREAMS = ("mjpeg", "conventional", "events")
+STREAMS = ("mjpeg", "conventional", "events", "dashboard")
 
 
 class Controls(Protocol):
@@ -82,6 +87,10 @@ class HttpOutput(Output):
         metrics: a callable returning the pipeline's metrics snapshot, or None.
         jpeg_quality: 1..100.
         stale_after_s: /healthz reports 503 when no frame arrived for this long.
+        info: what runs (model, backend, device, profile...), shown in the dashboard's header.
+        class_names: the model's classes, to name the ground truth's labels.
+        display: the dashboard's default display settings (a viewer's query overrides them).
+        board: samples the board's load and temperatures for the dashboard while open (None: off).
     """
 
     name = "http"
@@ -97,6 +106,10 @@ class HttpOutput(Output):
         jpeg_quality: int = 80,
         stale_after_s: float = 5.0,
         metrics_interval_s: float = 1.0,
+        info: Mapping[str, Any] | None = None,
+        class_names: Sequence[str] = (),
+        display: DisplaySettings | None = None,
+        board: BoardMonitor | None = None,
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise InvalidInputError(f"HTTP port must be an integer 0..65535, got {port!r}")
@@ -116,6 +129,11 @@ class HttpOutput(Output):
         self.frames_published = 0
         self.last_publish_s: float | None = None
         self.has_conventional = False
+        self.info, self.class_names = dict(info or {}), tuple(class_names)
+        self.display_defaults = display or DisplaySettings()
+        self.board = board
+        self.routes = dict(dashboard_routes.ROUTES)
+        self._with_conventional: FrameResult | None = None
         self._clients = dict.fromkeys(STREAMS, 0)
         self._clients_lock = threading.Lock()
         self._server: HttpServer | None = None
@@ -152,6 +170,8 @@ class HttpOutput(Output):
         ]
         for thread in self._threads:
             thread.start()
+        if self.board is not None:
+            self.board.start()
         log.info("HTTP output at %s", self.url.split("?")[0])
         return self
 
@@ -160,6 +180,9 @@ class HttpOutput(Output):
         if result.conventional is not None:
             _check_image(result.conventional, "conventional")
         self.frames.put(result)
+        if result.conventional is not None:
+            self._with_conventional = result
+            self.has_conventional = True
         self.frames_published += 1
         self.last_publish_s = time.monotonic()
 
@@ -167,6 +190,8 @@ class HttpOutput(Output):
         server, self._server = self._server, None
         if server is None:
             return
+        if self.board is not None:
+            self.board.stop()
         for slot in (self.frames, self.events, *self.jpegs.values()):
             slot.close()
         server.shutdown()
@@ -179,6 +204,12 @@ class HttpOutput(Output):
         for thread in self._threads:
             thread.join()
         self._threads = []
+
+    def snapshot_result(self) -> FrameResult | None:
+        """The frame a snapshot shows: the newest that has a conventional view when the pipeline
+        renders one (every Nth frame), else the newest."""
+        latest = self.frames.latest()[1]
+        return self._with_conventional or latest
 
     def clients(self) -> dict[str, int]:
         """Connected clients per stream (``mjpeg``, ``conventional``, ``events``)."""
@@ -253,5 +284,12 @@ class HttpOutput(Output):
                 "latency_ms": result.latency_ms,
                 "conventional": result.conventional is not None,
             }
+            if result.raw is not None:  # what the frame was taken with
+                raw = result.raw
+                event["exposure"] = {
+                    "exposure_time_s": raw.exposure_time_s,
+                    "analogue_gain": raw.analogue_gain,
+                    "digital_gain": raw.digital_gain,
+                }
             data = json.dumps(event, default=jsonable)
             self.events.put(f"event: result\nid: {result.index}\ndata: {data}\n\n".encode())

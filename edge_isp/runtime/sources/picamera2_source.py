@@ -17,6 +17,13 @@ The adapter is thin; the byte and metadata logic is in pure functions tested on 
 
 Requests are returned to libcamera by a context manager as soon as their buffer is copied,
 so a slow consumer cannot starve the camera of buffers.
+
+Auto-exposure: without a fixed exposure, libcamera's own AGC runs (and each frame records
+what it applied). Given an :class:`~edge_isp.runtime.exposure.ExposureController` instead,
+libcamera's AGC is turned off and the controller sets ``ExposureTime`` and ``AnalogueGain``
+(exposure first, within the controller's frame-time limit; :func:`exposure_controls`); the
+frame duration is allowed to stretch to that limit; each frame keeps the exposure and gain
+its own request reports and gets the controller's digital gain.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from edge_isp.errors import InvalidInputError, RawFormatError, require
+from edge_isp.runtime.exposure import ExposureController, ExposureSetting
 from edge_isp.runtime.interfaces import CameraSource, SourceError
 from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.rawformat import Packing, RawFormat, decode, parse_format
@@ -174,6 +182,26 @@ def manual_controls(exposure_time_s: float | None, analogue_gain: float | None) 
     return out
 
 
+def exposure_controls(setting: ExposureSetting) -> dict[str, Any]:
+    """libcamera controls for an auto-exposure controller's sensor setting (AGC off)."""
+    return {
+        "AeEnable": False,
+        "ExposureTime": max(1, round(setting.exposure_time_s * 1e6)),
+        "AnalogueGain": float(setting.analogue_gain),
+    }
+
+
+def control_range(camera_controls: Mapping[str, Any], name: str, scale: float = 1.0) -> tuple[float, float] | None:
+    """``(min, max)`` of a control from ``Picamera2.camera_controls`` (``{name: (min, max,
+    default)}``) times ``scale``; None where the camera does not list it or lists no range."""
+    entry = camera_controls.get(name)
+    try:
+        low, high = float(entry[0]) * scale, float(entry[1]) * scale
+    except (TypeError, IndexError, ValueError):
+        return None
+    return (low, high) if 0 < low <= high else None
+
+
 @contextlib.contextmanager
 def released(request: Any) -> Iterator[Any]:
     """Hand a completed request back to libcamera when the block ends, whatever happens."""
@@ -195,6 +223,7 @@ class Picamera2Source(CameraSource):
         exposure_time_s, analogue_gain: fixed exposure and/or gain (auto-exposure off).
         msb_shift: override the bit alignment (see :func:`configured_layout`).
         buffer_count: raw buffers libcamera cycles through.
+        auto_exposure: run this controller instead of libcamera's AGC (see the module docstring).
 
     Live controls: ``exposure_time_s``, ``analogue_gain`` (a number, or None for auto).
     """
@@ -213,8 +242,12 @@ class Picamera2Source(CameraSource):
         analogue_gain: float | None = None,
         msb_shift: int | None = None,
         buffer_count: int = 4,
+        auto_exposure: ExposureController | None = None,
     ) -> None:
         super().__init__()
+        if auto_exposure is not None and (exposure_time_s is not None or analogue_gain is not None):
+            raise InvalidInputError("give a fixed exposure_time_s/analogue_gain or auto_exposure, not both")
+        self.auto_exposure = auto_exposure
         self.camera, self.size, self.bit_depth = int(camera), size, bit_depth
         self.raw_format = None if raw_format is None else unpacked_name(raw_format)
         self.fps, self.msb_shift, self.buffer_count = fps, msb_shift, int(buffer_count)
@@ -254,6 +287,8 @@ class Picamera2Source(CameraSource):
         if self.fps is not None:
             frame_us = round(1e6 / float(self.fps))
             controls["FrameDurationLimits"] = (frame_us, frame_us)
+        if self.auto_exposure is not None:
+            controls.update(self._start_auto_exposure(cam))
         width, height = request["size"]
         kwargs: dict[str, Any] = {
             "main": {"size": (min(640, width), min(480, height)), "format": "YUV420"},
@@ -267,6 +302,26 @@ class Picamera2Source(CameraSource):
         self.layout = configured_layout(config["raw"], sensor_bits, self.msb_shift)
         self.sensor = str(cam.camera_properties.get("Model", "picamera2"))
         log.info("picamera2: raw stream %s (%s), sensor %s", config["raw"]["format"], self.layout.fmt, self.sensor)
+
+    def _start_auto_exposure(self, cam: Any) -> dict[str, Any]:
+        ae = self.auto_exposure
+        camera_controls = getattr(cam, "camera_controls", {}) or {}
+        exposure_s = control_range(camera_controls, "ExposureTime", 1e-6)
+        if self.fps is not None:  # a fixed frame rate caps the exposure at the frame time
+            low, high = exposure_s or (ae.limits.min_exposure_s, ae.limits.max_exposure_s)
+            exposure_s = (low, min(high, 1.0 / float(self.fps)))
+        ae.fit_to(exposure_s, control_range(camera_controls, "AnalogueGain"))
+        controls = exposure_controls(ae.request)
+        if self.fps is None:  # let the frame time stretch to the exposure limit, not beyond
+            frames = control_range(camera_controls, "FrameDurationLimits")
+            shortest_us = round(frames[0]) if frames else 1
+            controls["FrameDurationLimits"] = (shortest_us, max(shortest_us, round(ae.limits.max_exposure_s * 1e6)))
+        return controls
+
+    def _apply_exposure(self, setting: ExposureSetting) -> None:
+        """The device seam of auto-exposure."""
+        if self._cam is not None:
+            self._cam.set_controls(exposure_controls(setting))
 
     def _close(self) -> None:
         cam, pending, self._cam, self._pending = self._cam, self._pending, None, None
@@ -297,7 +352,10 @@ class Picamera2Source(CameraSource):
             buffer = request.make_buffer("raw")
             metadata = request.get_metadata()
         self.sequence += 1
-        return frame_from_capture(buffer, self.layout, metadata, self.sensor)
+        frame = frame_from_capture(buffer, self.layout, metadata, self.sensor)
+        if self.auto_exposure is not None:
+            frame = self.auto_exposure.expose(frame, self._apply_exposure)
+        return frame
 
     def controls(self) -> dict[str, Any]:
         return dict(self._settings)
@@ -305,6 +363,10 @@ class Picamera2Source(CameraSource):
     def set_control(self, name: str, value: Any) -> None:
         if name not in self._settings:
             super().set_control(name, value)
+        if self.auto_exposure is not None:
+            raise InvalidInputError(
+                f"auto-exposure sets {name} on this camera; open it without auto_exposure to set it"
+            )
         settings = {**self._settings, name: None if value is None else float(value)}
         controls = manual_controls(settings["exposure_time_s"], settings["analogue_gain"]) or {"AeEnable": True}
         if self._cam is not None:

@@ -11,10 +11,20 @@ edge of each garment.
 Frame ``n`` shows the scene at ``t = n / fps``, so a run is reproducible from its seed
 whatever the pacing. :attr:`SimulatedSource.last_truth` holds the ground truth of the last
 frame read.
+
+Two ways to expose. By default the simulator exposes ideally, as the training data does: the
+analogue gain puts white at full scale (or is fixed) and the frame's digital gain brings white
+to 1.0. Given ``exposure_time_s`` or an ``auto_exposure`` controller it behaves as a sensor
+instead: it obeys exposure-time and analogue-gain controls (``electrons_at_white`` is then the
+light collected in :data:`REFERENCE_EXPOSURE_S` and scales with the exposure time), applies
+them ``control_delay_frames`` frames after they are written, as a sensor does, clips at the
+white level, and its frames carry the exposure and gain they were taken with and digital
+gain 1 (or the controller's): the noise is the profile's at that gain.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from pathlib import Path
@@ -24,6 +34,7 @@ import numpy as np
 
 from edge_isp.data.sources import CLASS_NAMES
 from edge_isp.errors import InvalidInputError
+from edge_isp.runtime.exposure import ControlDelay, ExposureController, ExposureSetting
 from edge_isp.runtime.interfaces import CameraSource
 from edge_isp.runtime.sources import rawsynth
 from edge_isp.runtime.sources.clock import Clock, Pacer, SystemClock, check_fps
@@ -34,7 +45,11 @@ from edge_isp.sensor.profile import SensorProfile
 
 DEFAULT_PROFILE = "nexus6p-rear"
 DEFAULT_LUX = 30.0
-CONTROLS = ("lux", "electrons_at_white", "analogue_gain")
+CONTROLS = ("lux", "electrons_at_white", "analogue_gain", "exposure_time_s")
+# As a sensor: the exposure at which ``electrons_at_white`` (and so ``lux``) is counted.
+REFERENCE_EXPOSURE_S = 1 / 30
+# The simulated sensor's exposure range, seconds.
+SENSOR_EXPOSURE_RANGE_S = (1e-5, 1.0)
 
 
 def load_profile(profile: SensorProfile | str | Path) -> SensorProfile:
@@ -58,8 +73,14 @@ class SimulatedSource(CameraSource):
         scene: a ready scene instead (its size wins over ``width``/``height``).
         paced: wait for each frame's slot; False delivers frames as fast as asked.
         clock: time source (tests pass a :class:`ManualClock`).
+        exposure_time_s: behave as a sensor (see the module docstring) starting at this
+            exposure; None with no ``auto_exposure``: ideal exposure.
+        auto_exposure: a controller that sets exposure time and analogue gain (and the
+            frames' digital gain); makes the source a sensor.
+        control_delay_frames: as a sensor, frames until a written setting shows (>= 1).
 
-    Live controls: ``lux``, ``electrons_at_white``, ``analogue_gain`` (``"auto"`` or a number).
+    Live controls: ``lux``, ``electrons_at_white``, ``analogue_gain`` (``"auto"`` or a number;
+    a number as a sensor), and as a sensor ``exposure_time_s``.
     """
 
     name = "sim"
@@ -84,6 +105,9 @@ class SimulatedSource(CameraSource):
         clock: Clock | None = None,
         fashion_mnist_dir: str | Path | None = None,
         opencv_dir: str | Path | None = None,
+        exposure_time_s: float | None = None,
+        auto_exposure: ExposureController | None = None,
+        control_delay_frames: int = 2,
     ) -> None:
         super().__init__()
         self.profile = load_profile(profile)
@@ -103,6 +127,10 @@ class SimulatedSource(CameraSource):
             self._set_electrons(100.0)
         self._gain: str | float = "auto"
         self._set_gain(analogue_gain)
+        self.auto_exposure = auto_exposure
+        self._sensor: ControlDelay | None = None
+        if exposure_time_s is not None or auto_exposure is not None:
+            self._sensor = self._sensor_start(exposure_time_s, control_delay_frames)
         self._scene = scene
         self._scene_args = {
             "width": int(width), "height": int(height), "seed": self.seed, "garments": garments, "split": split,
@@ -133,6 +161,8 @@ class SimulatedSource(CameraSource):
         self._rng = np.random.default_rng([self.seed, 0x2A4])
         self._pacer.reset()
         self.sequence = -1
+        if self._sensor is not None:
+            self._sensor.reset()
 
     def _close(self) -> None:
         self._pacer.reset()
@@ -150,46 +180,88 @@ class SimulatedSource(CameraSource):
             region += values * alpha
         return mosaic
 
+    def _sensor_start(self, exposure_time_s: float | None, delay_frames: int) -> ControlDelay:
+        if self.auto_exposure is not None:
+            self.auto_exposure.fit_to(SENSOR_EXPOSURE_RANGE_S, (1.0, self.profile.max_analogue_gain))
+            start = self.auto_exposure.request
+        else:
+            start = ExposureSetting(REFERENCE_EXPOSURE_S, 1.0)
+        if exposure_time_s is not None:
+            start = dataclasses.replace(start, exposure_time_s=_exposure(exposure_time_s))
+        if self._gain != "auto":
+            start = dataclasses.replace(start, analogue_gain=float(self._gain))
+        self._gain = start.analogue_gain
+        return ControlDelay(delay_frames, ExposureSetting(start.exposure_time_s, start.analogue_gain))
+
+    def _write_sensor(self, setting: ExposureSetting) -> None:
+        """The sensor seam: exposure and gain written now show ``control_delay_frames`` later."""
+        rawsynth.choose_exposure(self.profile, 1.0, setting.analogue_gain)  # refuses a gain out of range
+        with self._lock:
+            self._gain = setting.analogue_gain
+            self._sensor.written(self.sequence, ExposureSetting(setting.exposure_time_s, setting.analogue_gain))
+
     def _read(self, timeout_s: float | None) -> RawFrame:
         with self._lock:
             electrons, gain = self._electrons, self._gain
-        exposure = rawsynth.choose_exposure(self.profile, electrons, gain)
-        self.sequence += 1
+            self.sequence += 1
+            applied = None if self._sensor is None else self._sensor.at(self.sequence)
+        if applied is None:
+            exposure = rawsynth.choose_exposure(self.profile, electrons, gain)
+            exposure_time_s = 1.0 / self.fps
+        else:
+            collected = electrons * applied.exposure_time_s / REFERENCE_EXPOSURE_S
+            exposure = rawsynth.Exposure(applied.analogue_gain, 1.0, collected)
+            exposure_time_s = applied.exposure_time_s
         t = self.sequence / self.fps
         raw = rawsynth.synthesize_raw(self.camera_mosaic(t), self.profile, exposure, self._rng, self._black)
         stamp = self._pacer.wait(1.0 / self.fps) if self.paced else self.clock.monotonic()
         truth = self.scene.truth(t)
         self.last_truth = {**truth, "time_s": t, "frame": self.sequence}
         profile = self.profile
-        return RawFrame(
+        frame = RawFrame(
             data=raw,
             cfa=profile.cfa,
             bit_depth=profile.bit_depth,
             black_level=profile.black_level,
             white_level=profile.white_level,
             analogue_gain=exposure.analogue_gain,
-            exposure_time_s=1.0 / self.fps,
+            exposure_time_s=exposure_time_s,
             timestamp_s=stamp,
             sensor=f"sim:{profile.name}",
             digital_gain=exposure.digital_gain,
         )
+        if self.auto_exposure is not None:
+            frame = self.auto_exposure.expose(frame, self._write_sensor)
+        return frame
 
     # -- live controls ---------------------------------------------------------------------
     def controls(self) -> dict[str, Any]:
         with self._lock:
             electrons, gain = self._electrons, self._gain
         out: dict[str, Any] = {"electrons_at_white": electrons, "analogue_gain": gain}
+        if self._sensor is not None:
+            out["exposure_time_s"] = self._sensor.latest.exposure_time_s
         if self.profile.electrons_at_white_per_lux is not None:
             out["lux"] = self.profile.lux(electrons)
         return out
 
     def set_control(self, name: str, value: Any) -> None:
+        if self.auto_exposure is not None and name in ("analogue_gain", "exposure_time_s"):
+            raise InvalidInputError(
+                f"auto-exposure sets {name} on this simulated sensor; make it without auto_exposure"
+            )
         if name == "lux":
             self._set_electrons(self.profile.electrons_at_white(_number(value, "lux")))
         elif name == "electrons_at_white":
             self._set_electrons(value)
+        elif name == "analogue_gain" and self._sensor is not None:
+            latest = self._sensor.latest
+            self._write_sensor(ExposureSetting(latest.exposure_time_s, _number(value, "analogue_gain")))
         elif name == "analogue_gain":
             self._set_gain(value)
+        elif name == "exposure_time_s" and self._sensor is not None:
+            latest = self._sensor.latest
+            self._write_sensor(ExposureSetting(_exposure(value), latest.analogue_gain))
         else:
             super().set_control(name, value)
 
@@ -204,6 +276,14 @@ class SimulatedSource(CameraSource):
         rawsynth.choose_exposure(self.profile, 1.0, value)  # refuses a gain outside the profile's range
         with self._lock:
             self._gain = value
+
+
+def _exposure(value: Any) -> float:
+    seconds = _number(value, "exposure_time_s")
+    lo, hi = SENSOR_EXPOSURE_RANGE_S
+    if not lo <= seconds <= hi:
+        raise InvalidInputError(f"the simulated sensor's exposure_time_s must be in [{lo}, {hi}] s, got {value!r}")
+    return seconds
 
 
 def _number(value: Any, name: str) -> float:

@@ -12,10 +12,17 @@ trustworthy, so give ``msb_shift`` for such a board; a bright capture decoded as
 raises an error whose message suggests the shift (:func:`suggest_msb_shift`).
 
 Metadata: V4L2 has no per-frame exposure metadata, so gain and exposure are the values of
-the node's controls, read at open and after every change made through this source. On
+the node's controls, read at open and after every change made through this source, and
+credited to frames from ``control_delay_frames`` after the change on (a sensor latches them
+at a frame boundary; :class:`~edge_isp.runtime.exposure.ControlDelay`). On
 Jetson (tegracam drivers) the ``gain`` control counts in 1/``gain_factor`` steps (the device
 tree's ``gain_factor``, 16 for the IMX219/IMX477 boards) and ``exposure`` in microseconds.
 The black level is not reported by V4L2: give it, or a sensor profile.
+
+Auto-exposure: given an :class:`~edge_isp.runtime.exposure.ExposureController`, the source
+narrows it to the node's exposure and gain ranges at open, meters every frame, writes new
+exposure and gain values through the same controls (rounded to their steps) and stamps each
+frame with its digital gain.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from edge_isp.errors import InvalidInputError, RawFormatError
+from edge_isp.runtime.exposure import ControlDelay, ExposureController, ExposureSetting
 from edge_isp.runtime.interfaces import CameraSource, SourceError
 from edge_isp.runtime.sources import v4l2_device
 from edge_isp.sensor.frame import RawFrame
@@ -164,6 +172,8 @@ class V4L2Source(CameraSource):
         buffer_count: capture buffers to request.
         timeout_s: default read timeout; no frame for this long is a :class:`SourceError`.
         sensor: name recorded in the frames (default: the driver's card name).
+        auto_exposure: set exposure time and gain from the frames (see the module docstring).
+        control_delay_frames: frames until a written gain or exposure shows in the frames.
 
     Live controls: every integer, boolean and menu control of the node, by key.
     """
@@ -189,6 +199,8 @@ class V4L2Source(CameraSource):
         buffer_count: int = 4,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         sensor: str | None = None,
+        auto_exposure: ExposureController | None = None,
+        control_delay_frames: int = 2,
     ) -> None:
         super().__init__()
         self.device, self.width, self.height = str(device), width, height
@@ -204,7 +216,8 @@ class V4L2Source(CameraSource):
         self.buffer_count, self.timeout_s, self.sensor = int(buffer_count), float(timeout_s), sensor
         self._dev: v4l2_device.Device | None = None
         self._controls: dict[str, v4l2_device.Control] = {}
-        self._metadata: tuple[float | None, float | None] = (None, None)
+        self.auto_exposure = auto_exposure
+        self._delay = ControlDelay(control_delay_frames, ExposureSetting(0.0, 1.0))
         self.stride = 0
         self.sequence = -1
 
@@ -249,7 +262,9 @@ class V4L2Source(CameraSource):
                 wanted.setdefault("bypass_mode", 0)
             for key, value in wanted.items():
                 self._set(dev, key, value)
-            self._refresh_metadata(dev)
+            if self.auto_exposure is not None:
+                self._start_auto_exposure(dev)
+            self._delay.reset(self._read_setting(dev))
             if self.sensor is None:
                 self.sensor = cap.card.decode("ascii", "replace") or Path(self.device).name
             dev.start(self.buffer_count)
@@ -280,12 +295,53 @@ class V4L2Source(CameraSource):
         if item is None:
             raise SourceError(f"{self.device}: no frame within {wait} s")
         self.sequence = item.sequence
-        gain, exposure = self._metadata
-        return frame_from_buffer(
+        applied = self._delay.at(item.sequence)
+        frame = frame_from_buffer(
             item.data, width=self.width, height=self.height, stride=self.stride, fmt=self.fmt,
             msb_shift=self.msb_shift, black_level=self.black_level, white_level=self.white_level,
-            analogue_gain=gain, exposure_time_s=exposure, timestamp_s=item.timestamp_s, sensor=str(self.sensor),
+            analogue_gain=applied.analogue_gain, exposure_time_s=applied.exposure_time_s,
+            timestamp_s=item.timestamp_s, sensor=str(self.sensor),
         )  # fmt: skip
+        if self.auto_exposure is not None:
+            frame = self.auto_exposure.expose(frame, self._write_exposure)
+        return frame
+
+    def _exposure_controls(self) -> tuple[v4l2_device.Control, v4l2_device.Control]:
+        keys = (self.mapping["exposure_control"], self.mapping["gain_control"])
+        missing = [key for key in keys if key not in self._controls]
+        if missing:
+            known = ", ".join(sorted(self._controls)) or "none"
+            raise InvalidInputError(
+                f"auto-exposure on {self.device} needs the controls {', '.join(missing)}, which the node does not "
+                f"have (it has: {known}); name them with exposure_control/gain_control, or turn auto-exposure off"
+            )
+        return self._controls[keys[0]], self._controls[keys[1]]
+
+    def _start_auto_exposure(self, dev: v4l2_device.Device) -> None:
+        exposure, gain = self._exposure_controls()
+        unit, factor = self.mapping["exposure_unit_s"], self.mapping["gain_factor"]
+        self.auto_exposure.fit_to(
+            (max(exposure.minimum, 1) * unit, exposure.maximum * unit),
+            (max(gain.minimum, 1) / factor, gain.maximum / factor),
+        )
+        self._write_exposure(self.auto_exposure.request, dev)
+
+    def _write_exposure(self, setting: ExposureSetting, dev: v4l2_device.Device | None = None) -> None:
+        """The device seam of auto-exposure: write exposure and gain, rounded to the controls' steps."""
+        dev = dev or self._dev
+        if dev is None:
+            return
+        exposure, gain = self._exposure_controls()
+        steps = (
+            (exposure, setting.exposure_time_s / self.mapping["exposure_unit_s"]),
+            (gain, setting.analogue_gain * self.mapping["gain_factor"]),
+        )
+        try:
+            for control, value in steps:
+                dev.set_control(control, int(min(max(round(value), control.minimum), control.maximum)))
+        except OSError as exc:
+            raise SourceError(f"{self.device}: setting exposure failed: {exc}") from exc
+        self._refresh_metadata(dev)
 
     def _set(self, dev: v4l2_device.Device, key: str, value: Any) -> None:
         control = self._controls.get(key)
@@ -296,12 +352,18 @@ class V4L2Source(CameraSource):
             raise InvalidInputError(f"V4L2 control {key!r} takes an integer, got {value!r}")
         dev.set_control(control, int(value))
 
-    def _refresh_metadata(self, dev: v4l2_device.Device) -> None:
+    def _read_setting(self, dev: v4l2_device.Device) -> ExposureSetting:
         values = {}
         for key in (self.mapping["gain_control"], self.mapping["exposure_control"]):
             if key in self._controls:
                 values[key] = dev.get_control(self._controls[key])
-        self._metadata = gain_exposure(values, **self.mapping)
+        gain, exposure = gain_exposure(values, **self.mapping)
+        return ExposureSetting(0.0 if exposure is None else exposure, 1.0 if gain is None else gain)
+
+    def _refresh_metadata(self, dev: v4l2_device.Device) -> None:
+        setting = self._read_setting(dev)
+        if setting != self._delay.latest:
+            self._delay.written(self.sequence, setting)
 
     def controls(self) -> dict[str, Any]:
         dev = self._dev
@@ -312,6 +374,10 @@ class V4L2Source(CameraSource):
     def set_control(self, name: str, value: Any) -> None:
         if self._dev is None:
             raise InvalidInputError(f"V4L2 source {self.device} is not open; controls can be set while it runs")
+        if self.auto_exposure is not None and name in (self.mapping["gain_control"], self.mapping["exposure_control"]):
+            raise InvalidInputError(
+                f"auto-exposure sets {name} on {self.device}; open it without auto_exposure to set it"
+            )
         try:
             self._set(self._dev, name, value)
             self._refresh_metadata(self._dev)

@@ -1,0 +1,88 @@
+"""Screenshots of the live dashboard for docs/: runs ``edge-isp demo`` (the shipped detector on
+the simulated camera) and photographs the page in a headless Chromium at two window sizes.
+
+    python scripts/dashboard_screenshots.py [--out docs] [--lux 30] [--settle-s 8]
+
+Needs Debian's ``chromium`` (``scripts/bootstrap.sh test`` installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.runtime.chromium import chromium_page, wait_for  # noqa: E402
+
+SIZES = ((1400, 900), (800, 600))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def save_png(bgr, path: Path) -> None:
+    """A 256-colour PNG (a third of the size of a full-colour one of these noisy pictures) where
+    Pillow is installed (it comes with matplotlib), else a full-colour one."""
+    try:
+        from PIL import Image
+    except ImportError:
+        cv2.imwrite(str(path), bgr)
+        return
+    image = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG).save(
+        path, optimize=True
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument("--lux", type=float, default=30.0)
+    parser.add_argument("--settle-s", type=float, default=8.0, help="seconds to let the pipeline warm up")
+    args = parser.parse_args()
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "edge_isp", "demo", "--http", f"127.0.0.1:{port}", "--lux", str(args.lux)],
+        cwd=ROOT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/"
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(base + "healthz", timeout=2) as reply:
+                    return json.load(reply)["status"] == "ok"
+            except OSError:
+                return False
+
+        wait_for(healthy, "the demo to serve frames", timeout_s=120)
+        time.sleep(args.settle_s)
+        for width, height in SIZES:
+            with chromium_page(base, (width, height)) as page:
+                wait_for(lambda p=page: p.evaluate("document.getElementById('learned').naturalWidth"), "the video")
+                wait_for(lambda p=page: p.evaluate("document.getElementById('conventional').naturalWidth"), "2nd view")
+                time.sleep(3)  # FPS, latency and board figures fill in
+                path = args.out / f"dashboard-{width}x{height}.png"
+                save_png(page.screenshot(), path)
+                print(f"wrote {path}")
+    finally:
+        demo.terminate()
+        demo.wait(30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
