@@ -36,113 +36,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge_isp.errors import InvalidInputError, MissingDependencyError, MissingFileError, require
+from edge_isp.errors import InvalidInputError, MissingDependencyError, MissingFileError
 from edge_isp.runtime.postprocess import nms
 from edge_isp.teacher import decoders
 from edge_isp.teacher.assets import OBJECTRON_MODEL, teacher_dir
 from edge_isp.teacher.decoders import SsdAnchorOptions
+from edge_isp.teacher.model_file import ModelRunner, TeacherLoadError, mismatch, nchw, read_labels
 
 DETECTION_DECODINGS = ("ssd", "yolo", "hog", "mtcnn", "blazeface")
-
-
-class TeacherLoadError(InvalidInputError):
-    """A teacher file that does not load, or whose outputs do not match its decoding."""
-
-
-class ModelRunner:
-    """A model file: ``.tflite`` run by LiteRT (Google's TFLite runtime, ``ai-edge-litert``),
-    ``.onnx`` by ONNX Runtime, anything else by OpenCV DNN.
-
-    Not OpenCV DNN for TFLite: its 5.1 importer scrambles the order of the Objectron SSD's box
-    tensor (class scores agree with LiteRT to 2e-5, box regressions differ by up to 82), so
-    the boxes would land on the wrong anchors; ``tests/teacher`` checks that the two agree on the
-    class scores and that LiteRT's boxes land on the people of a held-out frame.
-
-    ``run(x)`` takes one NCHW float32 input and returns the outputs as arrays.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise MissingFileError(f"teacher model file {self.path} does not exist")
-        self.session = self.net = self.interpreter = None
-        suffix = self.path.suffix.lower()
-        if suffix == ".tflite":
-            litert = require("ai_edge_litert.interpreter", "teacher", "running a TFLite teacher")
-        try:
-            if suffix == ".tflite":
-                self.interpreter = litert.Interpreter(model_path=str(self.path))
-                self.interpreter.allocate_tensors()
-            elif suffix == ".onnx" and importlib.util.find_spec("onnxruntime") is not None:
-                import onnxruntime
-
-                self.session = onnxruntime.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
-            else:
-                self.net = cv2.dnn.readNet(str(self.path))
-        except Exception as exc:
-            raise TeacherLoadError(
-                f"teacher model file {self.path} does not load ({type(exc).__name__}: {str(exc).strip()[:300]}); "
-                "expected a TFLite file (.tflite, run by LiteRT), an ONNX file (.onnx, run by ONNX Runtime) or a "
-                "model OpenCV DNN reads (.pb, .caffemodel, ...)"
-            ) from None
-        if self.net is not None and self.net.empty():
-            raise TeacherLoadError(f"teacher model file {self.path}: OpenCV DNN read it but found no network in it")
-
-    def input_shape(self) -> tuple | None:
-        """The input's (N, C, H, W) when the file states it, else None."""
-        if self.session is not None:
-            return tuple(self.session.get_inputs()[0].shape)
-        if self.interpreter is not None:
-            n, h, w, c = (int(v) for v in self.interpreter.get_input_details()[0]["shape"])
-            return (n, c, h, w)
-        return None
-
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        try:
-            if self.interpreter is not None:
-                detail = self.interpreter.get_input_details()[0]
-                self.interpreter.set_tensor(detail["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
-                self.interpreter.invoke()
-                outputs = self.interpreter.get_output_details()
-                return [np.array(self.interpreter.get_tensor(d["index"])) for d in outputs]
-            if self.session is not None:
-                name = self.session.get_inputs()[0].name
-                return [np.asarray(o) for o in self.session.run(None, {name: x})]
-            self.net.setInput(x)
-            return [np.asarray(o) for o in self.net.forward(self.net.getUnconnectedOutLayersNames())]
-        except Exception as exc:
-            raise TeacherLoadError(
-                f"teacher model file {self.path} fails on an input of shape {x.shape} "
-                f"({type(exc).__name__}: {str(exc).strip()[:300]})"
-            ) from None
-
-
-def read_labels(model: Path, required: bool) -> tuple[str, ...] | None:
-    """Class names from ``MODEL.labels.txt`` (one per line), or None when absent and not required."""
-    path = model.with_suffix(".labels.txt")
-    if not path.is_file():
-        if required:
-            raise MissingFileError(f"teacher model {model} needs its class names in {path} (one per line)")
-        return None
-    names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    if not names:
-        raise InvalidInputError(f"{path} holds no class names")
-    return names
-
-
-def _mismatch(path: Path, decode: str, expected: str, outputs: list[np.ndarray]) -> TeacherLoadError:
-    shapes = ", ".join(str(tuple(o.shape)) for o in outputs)
-    return TeacherLoadError(
-        f"teacher model file {path} does not match decode = {decode!r}: expected {expected}, the model gives "
-        f"output(s) of shape {shapes}; choose the decoding that matches the model (one of "
-        f"{', '.join(DETECTION_DECODINGS)})"
-    )
-
-
-def _nchw(image: np.ndarray, size: tuple[int, int], low: float, high: float) -> np.ndarray:
-    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if size[0] < image.shape[1] else cv2.INTER_LINEAR)
-    x = resized.astype(np.float32) * ((high - low) / 255.0) + low
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
 @dataclasses.dataclass
@@ -157,14 +58,14 @@ class SsdDetector:
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         h, w = image.shape[:2]
-        outputs = self.runner.run(_nchw(image, self.options.input_size, -1.0, 1.0))
+        outputs = self.runner.run(nchw(image, self.options.input_size, -1.0, 1.0))
         n_anchors = len(decoders.ssd_anchors(self.options))
         flat = [o.reshape(n_anchors, -1) if o.size % n_anchors == 0 else None for o in outputs]
         regress = [f for f in flat if f is not None and f.shape[1] >= 4 and f.shape[1] != len(self.class_names) + 1]
         scores = [f for f in flat if f is not None and f.shape[1] == len(self.class_names) + 1]
         if len(outputs) != 2 or len(regress) != 1 or len(scores) != 1:
             expected = f"two outputs, ({n_anchors}, 4) box regressions and ({n_anchors}, {len(self.class_names) + 1}) "
-            raise _mismatch(self.runner.path, "ssd", expected + "class logits (background first)", outputs)
+            raise mismatch(self.runner.path, "ssd", expected + "class logits (background first)", outputs)
         boxes, s, labels = decoders.decode_ssd(regress[0], scores[0], self.options, self.min_score, self.iou)
         iw, ih = self.options.input_size
         return boxes * np.float32([w / iw, h / ih, w / iw, h / ih]), s, labels - 1
@@ -186,12 +87,12 @@ class BlazeFaceDetector:
         square = np.full((side, side, 3), 127, np.uint8)  # 127.5 is 0 in [-1, 1]: MediaPipe's zero border
         x0, y0 = (side - w) // 2, (side - h) // 2
         square[y0 : y0 + h, x0 : x0 + w] = image
-        outputs = self.runner.run(_nchw(square, self.options.input_size, -1.0, 1.0))
+        outputs = self.runner.run(nchw(square, self.options.input_size, -1.0, 1.0))
         n = len(decoders.ssd_anchors(self.options))
         regress = [o.reshape(n, -1) for o in outputs if o.size == n * 16]
         scores = [o.reshape(n, 1) for o in outputs if o.size == n]
         if len(regress) != 1 or len(scores) != 1:
-            raise _mismatch(self.runner.path, "blazeface", f"({n}, 16) regressions and ({n}, 1) scores", outputs)
+            raise mismatch(self.runner.path, "blazeface", f"({n}, 16) regressions and ({n}, 1) scores", outputs)
         boxes, s, labels = decoders.decode_ssd(regress[0], scores[0], self.options, self.min_score, self.iou, None)
         scale = side / self.options.input_size[0]
         return boxes * scale - np.float32([x0, y0, x0, y0]), s, labels
@@ -247,12 +148,12 @@ class YoloDetector:
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         h, w = image.shape[:2]
-        outputs = self.runner.run(_nchw(image, self.input_size, 0.0, 1.0))
+        outputs = self.runner.run(nchw(image, self.input_size, 0.0, 1.0))
         c = len(self.class_names)
         squeezed = [o.reshape(o.shape[-2:]) if o.ndim >= 2 and math.prod(o.shape[:-2]) == 1 else o for o in outputs]
         fits = [o for o in squeezed if o.ndim == 2 and ({4 + c, 5 + c} & {o.shape[0], o.shape[1]})]
         if len(fits) != 1:
-            raise _mismatch(self.runner.path, "yolo", f"one output (N, {4 + c} or {5 + c}) for {c} classes", outputs)
+            raise mismatch(self.runner.path, "yolo", f"one output (N, {4 + c} or {5 + c}) for {c} classes", outputs)
         boxes, s, labels = decoders.decode_yolo(fits[0], c, self.min_score, self.iou)
         iw, ih = self.input_size
         return boxes * np.float32([w / iw, h / ih, w / iw, h / ih]), s, labels

@@ -15,8 +15,10 @@ import pytest
 
 from edge_isp.errors import InvalidInputError, MissingDependencyError, MissingFileError
 from edge_isp.teacher import assets, detectors
-from edge_isp.teacher.detectors import TeacherLoadError, open_detection_teacher
+from edge_isp.teacher.detectors import open_detection_teacher
+from edge_isp.teacher.model_file import ModelRunner, TeacherLoadError
 from edge_isp.train.metrics import box_iou
+from tests.teacher.tiny_models import constant_model
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKSET = json.loads((ROOT / "docs" / "study" / "teacher-checkset.json").read_text())
@@ -24,35 +26,11 @@ VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 OBJECTRON = assets.teacher_dir() / assets.OBJECTRON_MODEL
 
 
-def _onnx_model(path: Path, table: np.ndarray, size: int = 32) -> Path:
-    """A model whose output is ``table`` whatever the (1, 3, size, size) input (plus 0 x its mean)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    nodes = [
-        helper.make_node("Constant", [], ["table"], value=numpy_helper.from_array(table.astype(np.float32))),
-        helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
-        helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.float32(0.0))),
-        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
-        helper.make_node("Add", ["table", "nothing"], ["output"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, list(table.shape))],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
-
-
 @pytest.fixture
 def yolo_model(tmp_path) -> Path:
     # Two boxes in the 32x32 input: (cx 8, cy 8, 8 x 8) "cat" 0.9 and (24, 16, 8 x 16) "dog" 0.8.
     table = np.array([[[8, 8, 8, 8, 0.9, 0.05], [24, 16, 8, 16, 0.1, 0.8]]], np.float32)
-    path = _onnx_model(tmp_path / "tiny.onnx", table)
+    path = constant_model(tmp_path / "tiny.onnx", table)
     path.with_suffix(".labels.txt").write_text("cat\ndog\n")
     return path
 
@@ -91,18 +69,18 @@ def test_a_model_file_that_does_not_load_is_named(tmp_path):
 
 
 def test_outputs_that_do_not_match_the_decoding_are_named(tmp_path):
-    odd = _onnx_model(tmp_path / "odd.onnx", np.zeros((1, 5), np.float32))
+    odd = constant_model(tmp_path / "odd.onnx", np.zeros((1, 5), np.float32))
     odd.with_suffix(".labels.txt").write_text("a\nb\nc\n")
     with pytest.raises(TeacherLoadError, match=r"odd.onnx does not match decode = 'yolo'.*\(1, 5\)"):
         open_detection_teacher(str(odd), "yolo").detect(np.zeros((32, 32, 3), np.uint8))
-    ssd = _onnx_model(tmp_path / "notssd.onnx", np.zeros((1, 2, 6), np.float32), size=300)
+    ssd = constant_model(tmp_path / "notssd.onnx", np.zeros((1, 2, 6), np.float32), size=300)
     ssd.with_suffix(".labels.txt").write_text("???\ncat\ndog\n")
     with pytest.raises(TeacherLoadError, match=r"notssd.onnx does not match decode = 'ssd'.*1917"):
         open_detection_teacher(str(ssd), "ssd").detect(np.zeros((32, 32, 3), np.uint8))
 
 
 def test_missing_labels_and_unknown_decodings(tmp_path):
-    model = _onnx_model(tmp_path / "nolabels.onnx", np.zeros((1, 2, 6), np.float32))
+    model = constant_model(tmp_path / "nolabels.onnx", np.zeros((1, 2, 6), np.float32))
     with pytest.raises(MissingFileError, match=r"nolabels.labels.txt"):
         open_detection_teacher(str(model), "yolo")
     with pytest.raises(InvalidInputError, match="'logits' is for classification"):
@@ -145,7 +123,7 @@ def test_objectron_ssd_finds_the_people_of_a_held_out_frame():
 def test_litert_and_opencv_agree_on_the_ssd_class_scores():
     """OpenCV DNN is an independent TFLite runtime: the class-score tensor (which it reads right)
     must agree, so the input layout and range fed to LiteRT are what the model expects."""
-    runner = detectors.ModelRunner(OBJECTRON)
+    runner = ModelRunner(OBJECTRON)
     x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 300, 300)).astype(np.float32)
     ours = next(o for o in runner.run(x) if o.shape[-1] == 24)
     net = cv2.dnn.readNetFromTFLite(str(OBJECTRON))
@@ -174,3 +152,44 @@ def test_hog_teacher_runs_or_says_what_it_needs():
         return
     boxes, scores, labels = open_detection_teacher(None, "hog").detect(_frame(135))
     assert len(boxes) and (labels == 0).all() and ((scores > 0) & (scores < 1)).all()
+
+
+def test_the_check_set_is_held_out():
+    """Its frames come from the video's test blocks and its photographs from the test split."""
+    from edge_isp.data import real_sources
+
+    kept = real_sources.video_splits(795)  # the defaults `edge-isp data build --real` uses
+    split_of = {p["id"]: p["split"] for p in json.loads(real_sources.PHOTO_LIST.read_text())["photos"]}
+    for entry in CHECKSET["images"]:
+        if "frame" in entry:
+            block = entry["frame"] // 50
+            assert real_sources.BLOCK_PATTERN[block % len(real_sources.BLOCK_PATTERN)] == "test", entry["id"]
+            assert kept.get(entry["frame"], "test") == "test"
+        else:
+            assert split_of[entry["photo_id"]] == "test", entry["id"]
+    assert len(CHECKSET["images"]) >= 30
+
+
+class _OneBox:
+    """Finds one 10x10 box at (5, 5) of whatever image it is given, scored by the image's width."""
+
+    class_names = ("thing",)
+
+    def __init__(self) -> None:
+        self.sizes = []
+
+    def detect(self, image):
+        self.sizes.append(image.shape[:2])
+        return np.float32([[5, 5, 15, 15]]), np.float32([image.shape[1] / 1000]), np.int64([0])
+
+
+def test_tiled_detector_shifts_tile_boxes_into_the_image():
+    base = _OneBox()
+    boxes, scores, labels = detectors.TiledDetector(base, grid=(2, 2), overlap=0.5).detect(
+        np.zeros((90, 120, 3), np.uint8)
+    )
+    # Whole image, then tiles of 80x60 at x 0 / 40 and y 0 / 30.
+    assert base.sizes == [(90, 120)] + [(60, 80)] * 4
+    order = np.argsort(boxes[:, 0] * 1000 + boxes[:, 1])
+    np.testing.assert_allclose(boxes[order], [[5, 5, 15, 15], [5, 35, 15, 45], [45, 5, 55, 15], [45, 35, 55, 45]])
+    assert labels.tolist() == [0, 0, 0, 0] and scores.max() == np.float32(0.12)
