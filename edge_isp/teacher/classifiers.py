@@ -8,9 +8,8 @@ never inside a training step. Two kinds run in torch here:
 - a training checkpoint (``.pt``): its perception head, on the clean sRGB image, with the
   class names it was trained with.
 
-And any model file that gives logits (``decode = "logits"``): ONNX (ONNX Runtime), TFLite
-(LiteRT) or what OpenCV DNN reads, fed NCHW RGB with pixel values mapped linearly to
-``input_range`` ([0, 1] by default), its class names in ``MODEL.labels.txt`` beside it.
+And any model file that gives logits (``decode = "logits"``), run at caching time by
+:mod:`edge_isp.teacher.file_classifier`.
 """
 
 from __future__ import annotations
@@ -18,14 +17,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
 from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.teacher.detectors import ModelRunner, TeacherLoadError, read_labels
+from edge_isp.teacher.file_classifier import FileClassifierTeacher, open_logits_teacher
 
 IMAGENET_TEACHER = "mobilenet_v2_imagenet"
 
@@ -63,48 +61,6 @@ def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return np.ascontiguousarray(image)
     shrinking = size[0] * size[1] < w * h
     return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-
-
-@dataclasses.dataclass
-class FileClassifierTeacher:
-    """A model file giving logits (B, C) for NCHW RGB input (see the module docstring)."""
-
-    runner: Any
-    class_names: tuple[str, ...]
-    input_size: tuple[int, int]
-    input_range: tuple[float, float] = (0.0, 1.0)
-
-    def logits(self, images: Sequence[np.ndarray], batch: int = 32) -> np.ndarray:
-        """RGB uint8 images (H, W, 3), any sizes -> logits (N, C) float32, one image a run."""
-        low, high = self.input_range
-        out = []
-        for image in images:
-            x = _resized(image, self.input_size).astype(np.float32) * ((high - low) / 255.0) + low
-            outputs = self.runner.run(np.ascontiguousarray(x.transpose(2, 0, 1)[None]))
-            logits = np.asarray(outputs[0], np.float32)
-            if len(outputs) != 1 or logits.size != len(self.class_names):
-                shapes = ", ".join(str(tuple(np.shape(o))) for o in outputs)
-                raise TeacherLoadError(
-                    f"teacher model file {self.runner.path} does not match decode = 'logits': expected one output of "
-                    f"{len(self.class_names)} values (one per line of its labels file), the model gives {shapes}"
-                )
-            out.append(logits.reshape(-1))
-        return np.stack(out) if out else np.zeros((0, len(self.class_names)), np.float32)
-
-
-def file_teacher(
-    path: str | Path, input_size: tuple[int, int] | None, input_range: tuple[float, float] = (0.0, 1.0)
-) -> FileClassifierTeacher:
-    """A logits model file as a teacher; ``input_size`` defaults to the size the file states."""
-    runner = ModelRunner(path)
-    names = read_labels(Path(path), required=True)
-    shape = runner.input_shape()
-    size = tuple(input_size) if input_size is not None else None
-    if size is None and shape is not None and all(isinstance(d, int) and d > 0 for d in shape[2:]):
-        size = (int(shape[3]), int(shape[2]))
-    if size is None:
-        raise InvalidInputError(f"teacher model file {path} does not state its input size: set teacher.input_size")
-    return FileClassifierTeacher(runner, names, size, tuple(input_range))
 
 
 def imagenet_teacher(input_size: tuple[int, int] | None = None) -> TorchClassifierTeacher:
@@ -147,7 +103,7 @@ def checkpoint_teacher(path: str | Path, input_size: tuple[int, int] | None = No
 
 
 def open_classifier_teacher(
-    model: str | None, input_size: tuple[int, int] | None = None, input_range: tuple[float, float] = (0.0, 1.0)
+    model: str | None, input_size: tuple[int, int] | None = None
 ) -> TorchClassifierTeacher | FileClassifierTeacher:
     """A classification teacher from ``teacher.model`` (see the module docstring)."""
     if model == IMAGENET_TEACHER:
@@ -158,7 +114,7 @@ def open_classifier_teacher(
     if path.suffix == ".pt":
         return checkpoint_teacher(path, input_size)
     if path.suffix in (".onnx", ".tflite", ".pb", ".caffemodel", ".t7", ".net", ".weights"):
-        return file_teacher(path, input_size, input_range)
+        return open_logits_teacher(path, input_size)
     raise InvalidInputError(
         f"teacher.model = {model!r}: a classification teacher is {IMAGENET_TEACHER!r}, a training checkpoint "
         "(.pt) or a model file that gives logits (.onnx, .tflite, or what OpenCV DNN reads) with MODEL.labels.txt"

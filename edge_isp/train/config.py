@@ -270,7 +270,7 @@ class TeacherSection:
     ``hog`` needs none (OpenCV's built-in people detector). Teachers run
     once per image, when the cache (``cache``, default ``DATA/teacher``) is built, never in a
     training step. ``input_size`` (width, height) is what the teacher sees (none: its own
-    default); a model file is fed RGB with pixels mapped linearly to ``input_range``.
+    default; a model file's input scaling is in ``MODEL.preprocess.json`` beside it).
     Classification: ``kd_weight`` times the KL divergence of the
     ``temperature``-softened answers (times temperature squared, Hinton et al. 2015), plus
     ``label_weight`` times the cross-entropy where the data has labels. Detection: the
@@ -282,7 +282,6 @@ class TeacherSection:
     model: str | None = None
     decode: str = "logits"
     input_size: tuple[int, int] | None = None
-    input_range: tuple[float, float] = (0.0, 1.0)
     temperature: float = 4.0
     kd_weight: float = 1.0
     label_weight: float = 0.0
@@ -302,9 +301,6 @@ class TeacherSection:
         if self.input_size is not None:
             ok = all(s >= 16 for s in self.input_size)
             _check(ok, "teacher.input_size", "[width, height], >= 16 pixels", list(self.input_size))
-        low, high = self.input_range
-        ok = math.isfinite(low) and math.isfinite(high) and low < high
-        _check(ok, "teacher.input_range", "[low, high] with low < high", list(self.input_range))
         if self.tiles is not None:
             ok = all(1 <= n <= 8 for n in self.tiles) and self.decode != "logits"
             _check(ok, "teacher.tiles", "[columns, rows] of 1 to 8, for a detection teacher", list(self.tiles))

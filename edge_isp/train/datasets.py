@@ -107,8 +107,6 @@ def open_datasets(data: DataSection, task: str) -> tuple[TaskDataset, TaskDatase
 def teacher_identity(teacher: TeacherSection) -> dict:
     """What makes a teacher's answers: its settings, and a model file's size and sha256."""
     identity = {"model": teacher.model, "decode": teacher.decode, "input_size": teacher.input_size}
-    if teacher.input_range != (0.0, 1.0):
-        identity["input_range"] = teacher.input_range
     if teacher.tiles is not None:
         identity["tiles"] = teacher.tiles
     if teacher.model is not None and Path(teacher.model).is_file():
@@ -121,7 +119,7 @@ def _teacher_factory(teacher: TeacherSection, task: str):
     if task == "classification":
         from edge_isp.teacher.classifiers import open_classifier_teacher
 
-        return lambda: open_classifier_teacher(teacher.model, teacher.input_size, teacher.input_range)
+        return lambda: open_classifier_teacher(teacher.model, teacher.input_size)
     from edge_isp.teacher.detectors import TiledDetector, open_detection_teacher
 
     def make():

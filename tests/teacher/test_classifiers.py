@@ -38,15 +38,16 @@ def test_a_logits_model_file_answers_per_image(tmp_path):
     logits = teacher.logits([red, blue])
     assert logits.argmax(1).tolist() == [0, 2]
     np.testing.assert_allclose(logits[0], [200 / 255, 0, 0], atol=1e-6)
-    # input_range maps pixel values linearly: [-1, 1] puts black at -1.
-    shifted = open_classifier_teacher(str(tmp_path / "c.onnx"), input_range=(-1.0, 1.0)).logits([red])
+    # MODEL.preprocess.json maps pixel values linearly: [-1, 1] puts black at -1.
+    (tmp_path / "c.preprocess.json").write_text('{"range": [-1, 1]}')
+    shifted = open_classifier_teacher(str(tmp_path / "c.onnx")).logits([red])
     np.testing.assert_allclose(shifted[0], [2 * 200 / 255 - 1, -1, -1], atol=1e-6)
 
 
 def test_a_file_whose_outputs_do_not_match_its_labels_is_named(tmp_path):
     path = colour_model(tmp_path / "c.onnx")
     path.with_suffix(".labels.txt").write_text("a\nb\nc\nd\n")
-    with pytest.raises(TeacherLoadError, match=r"c\.onnx does not match decode = 'logits'.*4 values"):
+    with pytest.raises(TeacherLoadError, match=r"c\.onnx does not match decode = 'logits'.*4 logits"):
         open_classifier_teacher(str(path)).logits([np.zeros((8, 8, 3), np.uint8)])
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\x00not onnx")
