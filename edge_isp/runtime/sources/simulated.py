@@ -29,6 +29,7 @@ from edge_isp.runtime.sources import rawsynth
 from edge_isp.runtime.sources.clock import Clock, Pacer, SystemClock, check_fps
 from edge_isp.runtime.sources.scene import DEFAULT_SCALE, MovingScene, build_scene
 from edge_isp.sensor.cfa import per_channel_map
+from edge_isp.sensor.exposure import choose_exposure
 from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.profile import SensorProfile
 
@@ -153,7 +154,7 @@ class SimulatedSource(CameraSource):
     def _read(self, timeout_s: float | None) -> RawFrame:
         with self._lock:
             electrons, gain = self._electrons, self._gain
-        exposure = rawsynth.choose_exposure(self.profile, electrons, gain)
+        exposure = choose_exposure(self.profile, electrons, gain)
         self.sequence += 1
         t = self.sequence / self.fps
         raw = rawsynth.synthesize_raw(self.camera_mosaic(t), self.profile, exposure, self._rng, self._black)
@@ -201,7 +202,7 @@ class SimulatedSource(CameraSource):
     def _set_gain(self, value: Any) -> None:
         if value != "auto":
             value = _number(value, "analogue_gain")
-        rawsynth.choose_exposure(self.profile, 1.0, value)  # refuses a gain outside the profile's range
+        choose_exposure(self.profile, 1.0, value)  # refuses a gain outside the profile's range
         with self._lock:
             self._gain = value
 
