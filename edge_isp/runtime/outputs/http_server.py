@@ -36,9 +36,10 @@ import cv2
 import numpy as np
 
 from edge_isp.errors import InvalidInputError
+from edge_isp.fileio import jsonable
 from edge_isp.runtime.interfaces import FrameResult, Output
 from edge_isp.runtime.outputs import prometheus
-from edge_isp.runtime.outputs.http_handler import HttpServer, jsonable, validate_control
+from edge_isp.runtime.outputs.http_handler import HttpServer, validate_control
 from edge_isp.runtime.outputs.slots import LatestSlot
 
 __all__ = ["Controls", "HttpOutput", "MetricsFn", "validate_control"]
