@@ -30,7 +30,9 @@ from edge_isp import __version__
 from edge_isp.contract.metadata import INPUT_NAMES, ModelMetadata, output_names, set_metadata
 from edge_isp.contract.onnx_session import cpu_session
 from edge_isp.errors import InvalidInputError, require
+from edge_isp.fileio import write_bytes
 from edge_isp.model.heads import CenterNetDetector
+from edge_isp.sensor.simulate import simulate
 
 OPSET = 17
 DEFAULT_TOP_K = 100
@@ -120,8 +122,6 @@ def parity_inputs(
 ) -> dict[str, np.ndarray]:
     """A realistic model input: a smooth random scene simulated through ``profile`` (a
     ``SensorProfile``) at ``electrons_at_white``. Returns ``{"raw", "noise"}`` float32."""
-    from edge_isp.sensor.simulate import simulate
-
     w, h = input_size
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.rand(batch, 3, max(2, h // 16), max(2, w // 16), generator=generator)
@@ -203,7 +203,6 @@ def export_onnx(
             deployment contract, the graph a sensitivity ranking measures.
     """
     onnx = require("onnx", "export", "exporting to ONNX")
-    from edge_isp.fileio import write_bytes
 
     config = model.config
     input_size = check_input_size(config.task, input_size)
