@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_isp import __version__
-from edge_isp.contract.metadata import INPUT_NAMES, ModelMetadata, output_names, set_metadata
+from edge_isp.contract.metadata import INPUT_NAMES, ModelMetadata, is_profile_name, output_names, set_metadata
 from edge_isp.contract.onnx_session import cpu_session
 from edge_isp.errors import InvalidInputError, require
 from edge_isp.fileio import write_bytes
@@ -212,6 +212,11 @@ def export_onnx(
         )
     if batch < 1:
         raise InvalidInputError(f"batch must be >= 1, got {batch}")
+    if not is_profile_name(profile.name):
+        raise InvalidInputError(
+            f"the sensor profile's name {profile.name!r} cannot go in the model's metadata, which names a "
+            "profile with letters, digits, '.', '_' and '-' only (never a path); rename it (its field 'name')"
+        )
     start = time.perf_counter()
     was_training = model.training
     wrapper = ExportModule(model, top_k, with_image, dense).eval()
