@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge_isp.contract.gpu import GpuInfo, detect_gpu
 from edge_isp.contract.metadata import read_metadata
 from edge_isp.errors import InvalidInputError, require
 from edge_isp.export.build_plan import BuildPlan, plan_build
 from edge_isp.export.engine_cache import CachedEngine, EngineCache, EngineKey, file_sha256
-from edge_isp.export.gpu_info import GpuInfo, detect_gpu
 from edge_isp.export.progress import BuildProgress
 from edge_isp.export.targets import Target
 from edge_isp.export.tensorrt_build import build_serialized, deserialize, import_tensorrt
