@@ -50,7 +50,7 @@ def decode_detections(maps: dict[str, torch.Tensor], top_k: int) -> tuple[torch.
 
 class ExportModule(nn.Module):
     """A ``JointModel`` with the exported outputs: ``forward(raw, noise)`` returns the tuple
-    named by :func:`edge_isp.export.metadata.output_names` for its task."""
+    named by :func:`edge_isp.contract.metadata.output_names` for its task."""
 
     def __init__(
         self, model: nn.Module, top_k: int = DEFAULT_TOP_K, with_image: bool = False, dense: bool = False
