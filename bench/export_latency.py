@@ -50,10 +50,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edge_isp.contract.onnx_session import cpu_session
 from edge_isp.contract.sizes import parse_size
 from edge_isp.export.calibration import simulated_feed
+from edge_isp.export.engine import build_engine
 from edge_isp.export.graph_stats import graph_stats
 from edge_isp.export.loading import load_model
 from edge_isp.export.onnx_export import decode_detections, export_onnx, parity_inputs
 from edge_isp.export.precision import convert_fp16, quantize_int8
+from edge_isp.export.targets import Target
+from edge_isp.export.tensorrt_build import installed_version
 from edge_isp.fileio import write_json
 from edge_isp.isp import IspConfig, render_mosaic
 from edge_isp.sensor.cfa import unpack
@@ -171,14 +174,10 @@ def gpu_rows(model, macs: int, traffic_fp16: float, size: tuple[int, int], batch
 
 def tensorrt_rows(paths: dict, size: tuple[int, int], work: Path) -> list[dict] | str:
     """Each precision's engine built with edge-isp's builder and timed, or why not."""
-    from edge_isp.export.tensorrt_build import installed_version
-
     if installed_version() is None:
         return "TensorRT is not installed here (it needs a GPU and NVIDIA's bindings; on a Jetson, JetPack's)"
     if not torch.cuda.is_available():
         return "TensorRT is installed but torch sees no CUDA GPU to hold the engine's buffers"
-    from edge_isp.export.engine import build_engine
-    from edge_isp.export.targets import Target
 
     rows = []
     for precision, path in paths.items():

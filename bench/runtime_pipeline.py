@@ -54,7 +54,7 @@ from edge_isp.contract.model_input import Preprocessor
 from edge_isp.contract.sizes import parse_size
 from edge_isp.fileio import write_json
 from edge_isp.runtime.backends import make_backend
-from edge_isp.runtime.interfaces import CameraSource, Output
+from edge_isp.runtime.interfaces import CameraSource, Output, SourceEnded
 from edge_isp.runtime.pipeline import Pipeline, PipelineConfig
 from edge_isp.runtime.postprocess import Postprocessor
 from edge_isp.runtime.sources import SimulatedSource
@@ -84,8 +84,6 @@ class MemorySource(CameraSource):
         pass
 
     def _read(self, timeout_s):
-        from edge_isp.runtime.interfaces import SourceEnded
-
         if self.count >= self.limit:
             raise SourceEnded("done")
         if self.fps:
@@ -116,6 +114,7 @@ def sim_frames(profile: SensorProfile, size: tuple[int, int], n: int) -> list:
 
 
 def export_detector(size: tuple[int, int], folder: Path, profile: SensorProfile) -> Path:
+    # torch only when the benchmark exports its own untrained detector (no --model given).
     import torch
 
     from edge_isp.export.onnx_export import export_onnx

@@ -5,9 +5,10 @@ Poisson + Gaussian noise -> black, rounding, clipping -> packed model input) thr
 nexus6p-rear profile at 8 photo-electrons at white (the paper's "3 lux"), at batch 1
 and 8, 256x256 and 512x512, without blur and with "gaussian:1.5" (a 13x13 kernel).
 
-Side by side, the baseline: the same pipeline written directly in numpy, with OpenCV's
-filter2D for the blur and numpy's Generator for the noise, i.e. what a plain CPU
-implementation costs. CUDA rows are added when torch sees a GPU.
+Side by side, the baseline: edge-isp's own numpy path for the same pipeline, image by image
+(the live simulated camera's raw synthesis, OpenCV's filter2D for the blur, numpy's Generator
+for the noise, the runtime's model input), i.e. what the plain CPU implementation costs.
+CUDA rows are added when torch sees a GPU.
 
 Each figure is the median of several timed repeats after warm-up runs. torch's thread
 count is left at its default and reported.
@@ -30,11 +31,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edge_isp.contract.model_input import live_preprocessor
 from edge_isp.fileio import write_json
-from edge_isp.sensor.cfa import mosaic, pack
+from edge_isp.runtime.sources import rawsynth
+from edge_isp.sensor.cfa import mosaic
+from edge_isp.sensor.exposure import choose_exposure
+from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.optics import parse_blur
 from edge_isp.sensor.profile import SensorProfile
-from edge_isp.sensor.simulate import auto_analogue_gain, simulate
+from edge_isp.sensor.simulate import simulate
 
 ELECTRONS_AT_WHITE = 8.0
 BLUR_SPEC = "gaussian:1.5"
@@ -44,24 +49,22 @@ RESULTS = Path(__file__).resolve().parent / "results" / "simulator_throughput.js
 
 
 def numpy_simulate(srgb: np.ndarray, profile: SensorProfile, kernel: np.ndarray | None, rng) -> np.ndarray:
-    """The baseline: the simulator's pipeline in numpy/OpenCV, float32, one thread of numpy."""
-    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4).astype(np.float32)
-    to_cam = np.linalg.inv(np.asarray(profile.color_matrix)).astype(np.float32)
-    camera = np.einsum("ij,bjhw->bihw", to_cam, linear) / np.asarray(profile.white_balance, np.float32)[:, None, None]
-    if kernel is not None:
-        flipped = np.ascontiguousarray(kernel[::-1, ::-1])
-        for b in range(camera.shape[0]):
-            for c in range(3):
-                camera[b, c] = cv2.filter2D(camera[b, c], -1, flipped, borderType=cv2.BORDER_REPLICATE)
-    gain = auto_analogue_gain(profile, ELECTRONS_AT_WHITE)
-    model = profile.noise_at(gain)
-    electrons = ELECTRONS_AT_WHITE * np.clip(mosaic(camera, profile.cfa), 0, None)
-    black = float(np.mean(profile.black_level))
-    read = model.read_noise_dn * rng.standard_normal(electrons.shape)
-    raw = black + model.gain_dn_per_e * rng.poisson(electrons) + read
-    raw = np.clip(np.round(raw), 0, profile.white_level).astype(np.float32)
-    digital = profile.range_dn / (ELECTRONS_AT_WHITE * model.gain_dn_per_e)
-    return pack((raw - black) / (profile.white_level - black) * digital, profile.cfa)
+    """The baseline: edge-isp's numpy path, image by image, one thread of numpy: the live
+    simulated camera's raw synthesis (runtime.sources.rawsynth), OpenCV's filter2D for the
+    blur, and the model input the runtime makes of the frame (contract.model_input)."""
+    exposure = choose_exposure(profile, ELECTRONS_AT_WHITE)
+    preprocess = live_preprocessor(profile, (srgb.shape[3], srgb.shape[2]), auto_exposure=False)
+    flipped = None if kernel is None else np.ascontiguousarray(kernel[::-1, ::-1])
+    packed = []
+    for image in srgb:
+        camera = rawsynth.srgb_to_camera(image.transpose(1, 2, 0), profile).transpose(2, 0, 1)
+        if flipped is not None:
+            camera = np.stack([cv2.filter2D(c, -1, flipped, borderType=cv2.BORDER_REPLICATE) for c in camera])
+        data = rawsynth.synthesize_raw(mosaic(camera, profile.cfa), profile, exposure, rng)
+        frame = RawFrame(data, profile.cfa, profile.bit_depth, profile.black_level, profile.white_level,
+                         analogue_gain=exposure.analogue_gain, digital_gain=exposure.digital_gain)  # fmt: skip
+        packed.append(preprocess(frame).raw[0])
+    return np.stack(packed)
 
 
 def median_seconds(fn, synchronize=lambda: None) -> float:

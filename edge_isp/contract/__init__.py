@@ -5,6 +5,8 @@
 - :mod:`edge_isp.contract.metadata`: what an exported model says about itself (ONNX
   ``metadata_props``), its tasks and their outputs;
 - :mod:`edge_isp.contract.engine_sidecar`: the JSON file beside a TensorRT engine;
+- :mod:`edge_isp.contract.gpu`: the GPU an engine is built for (name, compute capability);
+- :mod:`edge_isp.contract.boxes`: the detector's output boxes and their overlap (IoU);
 - :mod:`edge_isp.contract.sizes`: ``"WIDTHxHEIGHT"`` sizes;
 - :mod:`edge_isp.contract.onnx_session`: an ONNX Runtime session set up one way everywhere.
 

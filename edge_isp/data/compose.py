@@ -247,8 +247,3 @@ def crop_background(
     if flip:
         out = out[:, ::-1]
     return out.astype(np.float32) / 255.0, {"crop": [x, y, cw, ch], "flip": flip}
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Float image on [0, 1] to uint8, rounding to nearest."""
-    return np.floor(np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

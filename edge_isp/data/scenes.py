@@ -16,6 +16,7 @@ import numpy as np
 
 from edge_isp.data import compose, sources
 from edge_isp.errors import require
+from edge_isp.isp.colour import to_uint8
 
 if TYPE_CHECKING:
     from edge_isp.data.builtin import BuildConfig
@@ -79,7 +80,7 @@ def classification_image(
     x, y = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
     compose.paste(canvas, rgb, alpha, x, y)
     garment = dataclasses.replace(garment, x=x, y=y)
-    return compose.to_uint8(canvas), {"garment": garment.to_json(), "background": background}
+    return to_uint8(canvas), {"garment": garment.to_json(), "background": background}
 
 
 def detection_image(
@@ -115,7 +116,7 @@ def detection_image(
         objects.append(
             {"garment": garment.to_json(), "bbox": list(box), "area": area, "visible_fraction": round(area / full, 4)}
         )
-    return compose.to_uint8(canvas), objects, background
+    return to_uint8(canvas), objects, background
 
 
 def _occlusion_ok(layers: list[np.ndarray], new: np.ndarray, min_visible: float) -> bool:

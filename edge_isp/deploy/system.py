@@ -131,7 +131,7 @@ class LocalSystem(System):
             return None
 
     def gpu(self) -> tuple[str, str] | None:
-        from edge_isp.export.gpu_info import NoGpuError, detect_gpu
+        from edge_isp.contract.gpu import NoGpuError, detect_gpu
 
         try:
             info = detect_gpu()

@@ -31,6 +31,8 @@ from torch import Tensor, nn
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.sensor.profile import SensorProfile
 from edge_isp.sensor.simulate import SimulatedRaw
+from edge_isp.train.batches import conventional_isp_batch
+from edge_isp.train.checkpoint import load_checkpoint, model_from_checkpoint
 
 ROLES = ("head", "baseline", "isp", "raw", "joint", "noansc")
 # Role -> run folder below runs/<task>/ (configs/classification.toml and detection.toml).
@@ -77,8 +79,6 @@ class EvalBatch:
     def conventional(self) -> Tensor:
         """The conventional ISP's sRGB (B, 3, H, W) on [0, 1], on the raw's device."""
         if self._conventional is None:
-            from edge_isp.train.batches import conventional_isp_batch
-
             self._conventional = conventional_isp_batch(
                 self.sim, self.profile, self.demosaic, self.denoise, self.workers
             ).contiguous()
@@ -198,8 +198,6 @@ def discover_checkpoints(runs: str | Path, task: str) -> dict[str, Path]:
 
 def load_for_eval(path: str | Path, device: torch.device | str = "cpu") -> LoadedCheckpoint:
     """Read a training checkpoint for evaluation (see :class:`LoadedCheckpoint`)."""
-    from edge_isp.train.checkpoint import load_checkpoint, model_from_checkpoint
-
     path = Path(path)
     data = load_checkpoint(path)
     model = model_from_checkpoint(path).to(device).eval()

@@ -30,14 +30,17 @@ import numpy as np
 import torch
 
 from edge_isp.errors import EdgeIspError, InvalidInputError
+from edge_isp.evaluate.demosaicnet_peer import demosaic_packed, load_pretrained, weights_path
 from edge_isp.evaluate.pipelines import EvalBatch, Pipeline, PipelineOutput, load_for_eval
+from edge_isp.isp.colour import apply_color_matrix, apply_tone
+from edge_isp.isp.denoise import denoise as run_denoise
+from edge_isp.isp.pipeline import IspConfig
+from edge_isp.train.batches import conventional_isp_batch
 
 DENOISERS = ("nlm", "bm3d")
 
 
 def _conventional(demosaic: str, denoise: str, workers: int) -> Callable[[EvalBatch], PipelineOutput]:
-    from edge_isp.train.batches import conventional_isp_batch
-
     def run(batch: EvalBatch) -> PipelineOutput:
         image = conventional_isp_batch(batch.sim, batch.profile, demosaic, denoise, workers).contiguous()
         return PipelineOutput(None, image)
@@ -49,10 +52,6 @@ def demosaicnet_isp(model: torch.nn.Module, batch: EvalBatch, denoise: str, work
     """The conventional ISP with demosaicnet as its demosaicker: white balance on the mosaic,
     demosaicnet, ``denoise`` (Anscombe domain, true noise level), colour matrix, clip, sRGB
     curve. Returns (B, 3, H, W) sRGB on [0, 1] on the raw's device."""
-    from edge_isp.evaluate.demosaicnet_peer import demosaic_packed
-    from edge_isp.isp.colour import apply_color_matrix, apply_tone
-    from edge_isp.isp.denoise import denoise as run_denoise
-
     sim = batch.sim
     gains = sim.white_balance.detach().float()
     # Planes R, Gr, Gb, B take the gains of R, G, G, B.
@@ -104,8 +103,6 @@ def build_recon_pipelines(
 
     ``checkpoints``: {"isp" or "isp:LABEL": path} (other roles are ignored, with a note).
     """
-    from edge_isp.isp.pipeline import IspConfig
-
     for method in denoisers:
         if method not in DENOISERS:
             raise InvalidInputError(f"denoisers must be among {', '.join(DENOISERS)}, got {method!r}")
@@ -132,8 +129,6 @@ def build_recon_pipelines(
         pipelines.append(Pipeline(f"conv-{method}", text, _conventional(demosaic, method, workers)))
     if demosaicnet and denoisers:
         try:
-            from edge_isp.evaluate.demosaicnet_peer import load_pretrained, weights_path
-
             model = load_pretrained(device)
         except EdgeIspError as exc:
             notes.append(f"demosaicnet pipelines skipped: {exc}")

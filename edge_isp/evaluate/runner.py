@@ -16,11 +16,14 @@ from typing import Any
 
 import torch
 
+from edge_isp.data.builtin import MANIFEST, builtin_dataset
+from edge_isp.data.folders import CocoDetectionDataset, ImageFolderDataset
 from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.evaluate.pipelines import build_pipelines, check_class_names, discover_checkpoints
+from edge_isp.evaluate.pipelines import build_pipelines, check_class_names, discover_checkpoints, load_for_eval
 from edge_isp.evaluate.recon import DENOISERS, build_recon_pipelines
 from edge_isp.evaluate.report import write_report
 from edge_isp.evaluate.sweep import SweepResult, SweepSettings, run_sweep, scene_images
+from edge_isp.train.batches import TaskDataset
 from edge_isp.train.teacher_data import RealSplit, TeacherLabelled, real_set_dir
 
 
@@ -48,9 +51,6 @@ def resolve_device(name: str) -> torch.device:
 def open_eval_data(data: str | Path, task: str, split: str = "test", class_names: list[str] | None = None) -> Any:
     """The evaluation images: split ``split`` of a built data set (a folder with
     ``dataset.json``), else an image folder (classification) or a COCO JSON file (detection)."""
-    from edge_isp.data.builtin import MANIFEST, builtin_dataset
-    from edge_isp.data.folders import CocoDetectionDataset, ImageFolderDataset
-
     data = Path(data)
     if not data.exists():
         raise MissingFileError(
@@ -124,8 +124,6 @@ def evaluate_task(
         progress: called with a line after each (seed, level); when given, a bar over the
             batches is shown on stderr too.
     """
-    from edge_isp.train.batches import TaskDataset
-
     SweepSettings(task=task, **(settings or {}))  # bad settings fail before any model loads
     chosen = _checkpoints(runs, checkpoints or {}, task)
     dev = resolve_device(device)
@@ -183,8 +181,6 @@ def evaluate_recon(
     """The reconstruction comparison (:mod:`edge_isp.evaluate.recon`) on the ``images``
     ("classification" or "detection") of ``data``, written to ``out`` as ``recon.*``; the
     other arguments are :func:`evaluate_task`'s."""
-    from edge_isp.train.batches import TaskDataset
-
     if images not in ("classification", "detection"):
         raise InvalidInputError(f"images must be classification or detection, got {images!r}")
     sweep = SweepSettings(task="reconstruction", **(settings or {}))
@@ -196,8 +192,6 @@ def evaluate_recon(
     )
     base = open_eval_data(data, images, split)
     if size is None and "isp" in chosen:
-        from edge_isp.evaluate.pipelines import load_for_eval
-
         size = load_for_eval(chosen["isp"]).image_size
     dataset = TaskDataset(base, images, size, limit)
     result = run_sweep(pipelines, dataset, sweep, device=dev, notes=notes, progress=progress, bar=progress is not None)

@@ -23,7 +23,9 @@ import numpy as np
 from torch import Tensor
 
 from edge_isp.errors import InvalidInputError
+from edge_isp.model.heads import CenterNetDetector
 from edge_isp.train import metrics
+from edge_isp.train.losses import ssim
 
 TASK_METRICS = {"classification": ("top1",), "detection": ("map50", "map50_95"), "reconstruction": ()}
 IMAGE_METRICS = ("psnr", "ssim")
@@ -58,8 +60,6 @@ def map_over_thresholds(
 def image_quality(image: Tensor, target: Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(PSNR dB (B,), SSIM (B,)) of sRGB images (B, 3, H, W) against clean ones, after
     clipping ``image`` to [0, 1]."""
-    from edge_isp.train.losses import ssim
-
     if image.shape != target.shape:
         raise InvalidInputError(
             f"a pipeline's image {tuple(image.shape)} must match the clean image {tuple(target.shape)}"
@@ -101,8 +101,6 @@ class Scorer:
                 self.correct5 += metrics.topk_correct(logits, batch[1].numpy(), 5)
             self.total += len(batch[1])
         elif self.task == "detection":
-            from edge_isp.model.heads import CenterNetDetector
-
             decoded = CenterNetDetector.decode(prediction, top_k=DETECTION_TOP_K)
             for i in range(target.shape[0]):
                 keep = decoded["scores"][i] >= DETECTION_MIN_SCORE

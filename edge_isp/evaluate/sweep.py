@@ -26,7 +26,11 @@ from edge_isp.errors import InvalidInputError
 from edge_isp.evaluate.pipelines import EvalBatch, Pipeline
 from edge_isp.evaluate.scoring import Scorer, metric_names, spread
 from edge_isp.model.heads import CenterNetDetector
+from edge_isp.sensor.colour_torch import linear_to_srgb
+from edge_isp.sensor.optics import parse_blur
 from edge_isp.sensor.profile import SensorProfile
+from edge_isp.train.batches import RawBatcher, collate_classification, collate_detection, light_to_electrons, to_float
+from edge_isp.train.stages import seeded_generator
 
 DEFAULT_LUX = (1.5, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0)
 DEFAULT_PROFILE = "nexus6p-rear"
@@ -73,8 +77,6 @@ class SweepSettings:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise InvalidInputError(f"seeds must be distinct non-negative integers, got {list(self.seeds)}")
         if self.blur not in ("", "none"):
-            from edge_isp.sensor.optics import parse_blur
-
             parse_blur(self.blur)  # a bad spec fails here, before any model is loaded
         if self.batch_size < 1 or self.workers < 1:
             raise InvalidInputError(f"batch_size and workers must be >= 1, got {self.batch_size}, {self.workers}")
@@ -125,8 +127,6 @@ class SweepResult:
 
 def level_table(profile: SensorProfile, levels: Sequence[float], unit: str) -> list[dict[str, Any]]:
     """Each level as {value, unit, lux, electrons}: the lux is None without a lux scale."""
-    from edge_isp.train.batches import light_to_electrons
-
     electrons = light_to_electrons(profile, levels, unit)
     rows = []
     for value, e in zip(levels, electrons, strict=True):
@@ -140,9 +140,6 @@ def level_table(profile: SensorProfile, levels: Sequence[float], unit: str) -> l
 def make_batcher(settings: SweepSettings, profile: SensorProfile, electrons: Sequence[float]):
     """The raw simulator of the sweep: a :class:`~edge_isp.train.batches.RawBatcher` with the
     blur and colour of ``settings`` (levels are always given explicitly)."""
-    from edge_isp.sensor.optics import parse_blur
-    from edge_isp.train.batches import RawBatcher
-
     blur = None if settings.blur in ("", "none") else parse_blur(settings.blur)
     return RawBatcher(profile, (min(electrons), max(electrons)), blur=blur, unprocess=settings.unprocess)
 
@@ -150,8 +147,6 @@ def make_batcher(settings: SweepSettings, profile: SensorProfile, electrons: Seq
 def noise_generator(device: torch.device | str, seed: int, electrons: float, batch_index: int) -> torch.Generator:
     """The generator of one simulated batch. Keyed on the level's value (in milli-electrons),
     not its position, so adding a level to the list leaves the others' draws unchanged."""
-    from edge_isp.train.stages import seeded_generator
-
     return seeded_generator(device, seed, 0xE7A1, round(electrons * 1000), batch_index)
 
 
@@ -179,8 +174,6 @@ def run_sweep(
         bar: show a progress bar (tqdm, on stderr) over every batch of every (seed, level).
     """
     from torch.utils.data import DataLoader
-
-    from edge_isp.train.batches import collate_classification, collate_detection, to_float
 
     if not pipelines:
         raise InvalidInputError("nothing to evaluate: no pipeline has its checkpoints (see the notes)")
@@ -293,8 +286,6 @@ def raw_preview(sim: Any) -> np.ndarray:
     """The noisy raw as a picture, with no demosaicking or denoising: each 2x2 Bayer tile
     becomes one pixel (R, mean of the greens, B), white-balanced, colour-corrected and
     sRGB-encoded, then shown at full size by pixel repetition. (B, H, W, 3) on [0, 1]."""
-    from edge_isp.sensor.colour_torch import linear_to_srgb
-
     packed = sim.packed.detach().double()
     camera = torch.stack([packed[:, 0], (packed[:, 1] + packed[:, 2]) / 2, packed[:, 3]], dim=1)
     balanced = camera * sim.white_balance.double().view(-1, 3, 1, 1)
@@ -320,9 +311,6 @@ def scene_images(
     its own, keyed on (seed, level, scene), so the picture does not depend on the batch size.
     Detection draws the reference boxes on the clean image and each pipeline's detections
     scoring at least :data:`SCENE_MIN_SCORE` on its image."""
-    from edge_isp.train.batches import to_float
-    from edge_isp.train.stages import seeded_generator
-
     if not 0 <= index < len(dataset):
         raise InvalidInputError(f"scene index must be in [0, {len(dataset)}), got {index}")
     profile = SensorProfile.load(settings.profile)

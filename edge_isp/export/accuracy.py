@@ -21,6 +21,7 @@ from edge_isp.contract.metadata import ModelMetadata, read_metadata
 from edge_isp.contract.onnx_session import cpu_session
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.evalset import EvalImages, LightLevel, check_class_names, simulate_inputs
+from edge_isp.train.metrics import DetectionAccumulator, top1_correct
 
 METRIC_NAMES = {"classification": "top-1 %", "detection": "mAP@0.5 %"}
 DEFAULT_TOLERANCE = 1.0
@@ -69,14 +70,10 @@ class MetricAccumulator:
         self.correct = 0
         self.count = 0
         if task == "detection":
-            from edge_isp.train.metrics import DetectionAccumulator
-
             self.detections = DetectionAccumulator(num_classes)
 
     def add(self, outputs: Mapping[str, np.ndarray], targets: Any) -> None:
         if self.task == "classification":
-            from edge_isp.train.metrics import top1_correct
-
             self.correct += top1_correct(outputs["logits"], np.asarray(targets))
             self.count += len(targets)
             return

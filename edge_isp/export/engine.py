@@ -15,13 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge_isp.contract.gpu import GpuInfo, detect_gpu
 from edge_isp.contract.metadata import read_metadata
-from edge_isp.errors import InvalidInputError
+from edge_isp.errors import InvalidInputError, require
 from edge_isp.export.build_plan import BuildPlan, plan_build
 from edge_isp.export.engine_cache import CachedEngine, EngineCache, EngineKey, file_sha256
-from edge_isp.export.gpu_info import GpuInfo, detect_gpu
 from edge_isp.export.progress import BuildProgress
 from edge_isp.export.targets import Target
+from edge_isp.export.tensorrt_build import build_serialized, deserialize, import_tensorrt
 
 
 class TensorRTBackend:
@@ -31,25 +32,17 @@ class TensorRTBackend:
         self.say = say
 
     def version(self) -> str:
-        from edge_isp.export.tensorrt_build import import_tensorrt
-
         return str(import_tensorrt().__version__)
 
     def build(self, onnx_path: Path, plan: BuildPlan, timing_cache: Path, progress: BuildProgress | None) -> bytes:
-        from edge_isp.export.tensorrt_build import build_serialized
-
         return build_serialized(onnx_path, plan, timing_cache=timing_cache, progress=progress, say=self.say)
 
     def load(self, plan: bytes) -> Any:
-        from edge_isp.export.tensorrt_build import deserialize
-
         return deserialize(plan)
 
 
 def onnx_input_shapes(path: str | Path) -> dict[str, tuple[int | str, ...]]:
     """``{input name: shape}`` of an ONNX file, a dynamic axis as its name (a string)."""
-    from edge_isp.errors import require
-
     onnx = require("onnx", "export", "reading ONNX models")
     model = onnx.load(str(path), load_external_data=False)
     initializers = {t.name for t in model.graph.initializer}

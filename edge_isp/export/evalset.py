@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from edge_isp.contract.model_input import live_preprocessor
+from edge_isp.data.builtin import MANIFEST, builtin_dataset
+from edge_isp.data.folders import CocoDetectionDataset, ImageFolderDataset
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.profile import SensorProfile
@@ -73,9 +75,6 @@ class EvalImages:
 def open_dataset(path: str | Path, task: str, split: str = "val", images_dir: str | Path | None = None) -> Any:
     """A data set for ``task``: a built data set's folder (its ``split``), an image folder of
     class folders (classification) or a COCO JSON file (detection)."""
-    from edge_isp.data.builtin import MANIFEST, builtin_dataset
-    from edge_isp.data.folders import CocoDetectionDataset, ImageFolderDataset
-
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"evaluation data {path} does not exist")
@@ -95,6 +94,8 @@ def open_dataset(path: str | Path, task: str, split: str = "val", images_dir: st
 def load_images(dataset: Any, task: str, input_size: tuple[int, int], limit: int | None = None) -> EvalImages:
     """Read (up to ``limit``, spread over the set) images of ``dataset`` resized to ``input_size``
     (width, height); detection boxes are scaled alike."""
+    # The training side's data pipeline imports torch; the recorded-frames calibration feed,
+    # which imports this module, must run without it.
     from edge_isp.train.batches import TaskDataset
 
     items = TaskDataset(dataset, task, size=tuple(input_size), limit=limit)
@@ -124,9 +125,11 @@ def simulate_frames(
     """The RawFrames a camera with ``profile`` records of (N, 3, H, W) uint8 ``images`` at
     ``electrons`` photo-electrons at white (the torch simulator; the exposure it chose is each
     frame's digital gain). The same ``seed`` gives the same frames."""
-    import torch  # the simulator's; this module's readers of metadata and images need none
+    # The simulator is torch; the recorded-frames calibration feed, which imports this module,
+    # must run without it.
+    import torch
 
-    from edge_isp.sensor.simulate import simulate  # imports torch
+    from edge_isp.sensor.simulate import simulate
 
     generator = torch.Generator().manual_seed(seed)
     frames: list[RawFrame] = []

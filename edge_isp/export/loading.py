@@ -17,6 +17,8 @@ from typing import Any
 
 from edge_isp.contract.metadata import NoiseRange
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.model.registry import REGISTRY, create_model
+from edge_isp.train.checkpoint import load_checkpoint, model_from_checkpoint
 
 DEFAULT_PROFILE = "nexus6p-rear"
 
@@ -60,8 +62,6 @@ def load_model(source: str | Path, **overrides: Any) -> LoadedModel:
     ``width_mult``...); ``pretrained_backbone`` defaults to False for it, so nothing is read
     from the ImageNet weights file unless asked.
     """
-    from edge_isp.model.registry import REGISTRY, create_model
-
     path = Path(source)
     if path.suffix in (".pt", ".pth") or path.exists():
         if overrides:
@@ -90,8 +90,6 @@ def load_model(source: str | Path, **overrides: Any) -> LoadedModel:
 
 
 def _from_checkpoint(path: Path) -> LoadedModel:
-    from edge_isp.train.checkpoint import load_checkpoint, model_from_checkpoint
-
     data = load_checkpoint(path)
     model = model_from_checkpoint(path)
     config = model.config

@@ -27,10 +27,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_isp import __version__
-from edge_isp.contract.metadata import INPUT_NAMES, ModelMetadata, NoiseRange, output_names, set_metadata
+from edge_isp.contract.metadata import (
+    INPUT_NAMES,
+    ModelMetadata,
+    NoiseRange,
+    is_profile_name,
+    output_names,
+    set_metadata,
+)
 from edge_isp.contract.onnx_session import cpu_session
 from edge_isp.errors import InvalidInputError, require
+from edge_isp.fileio import write_bytes
 from edge_isp.model.heads import CenterNetDetector
+from edge_isp.sensor.simulate import simulate
 
 OPSET = 17
 DEFAULT_TOP_K = 100
@@ -48,7 +57,7 @@ def decode_detections(maps: dict[str, torch.Tensor], top_k: int) -> tuple[torch.
 
 class ExportModule(nn.Module):
     """A ``JointModel`` with the exported outputs: ``forward(raw, noise)`` returns the tuple
-    named by :func:`edge_isp.export.metadata.output_names` for its task."""
+    named by :func:`edge_isp.contract.metadata.output_names` for its task."""
 
     def __init__(
         self, model: nn.Module, top_k: int = DEFAULT_TOP_K, with_image: bool = False, dense: bool = False
@@ -120,8 +129,6 @@ def parity_inputs(
 ) -> dict[str, np.ndarray]:
     """A realistic model input: a smooth random scene simulated through ``profile`` (a
     ``SensorProfile``) at ``electrons_at_white``. Returns ``{"raw", "noise"}`` float32."""
-    from edge_isp.sensor.simulate import simulate
-
     w, h = input_size
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.rand(batch, 3, max(2, h // 16), max(2, w // 16), generator=generator)
@@ -206,7 +213,6 @@ def export_onnx(
             (:attr:`~edge_isp.export.loading.LoadedModel.noise_range`).
     """
     onnx = require("onnx", "export", "exporting to ONNX")
-    from edge_isp.fileio import write_bytes
 
     config = model.config
     input_size = check_input_size(config.task, input_size)
@@ -216,6 +222,11 @@ def export_onnx(
         )
     if batch < 1:
         raise InvalidInputError(f"batch must be >= 1, got {batch}")
+    if not is_profile_name(profile.name):
+        raise InvalidInputError(
+            f"the sensor profile's name {profile.name!r} cannot go in the model's metadata, which names a "
+            "profile with letters, digits, '.', '_' and '-' only (never a path); rename it (its field 'name')"
+        )
     start = time.perf_counter()
     was_training = model.training
     wrapper = ExportModule(model, top_k, with_image, dense).eval()

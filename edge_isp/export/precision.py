@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.contract.metadata import read_metadata, set_metadata
-from edge_isp.errors import InvalidInputError, MissingDependencyError, require
+from edge_isp.errors import InvalidInputError, MissingDependencyError, MissingFileError, require
+from edge_isp.fileio import write_bytes
 
 INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
@@ -37,16 +38,12 @@ def _load(model_or_path: Any) -> Any:
     if isinstance(model_or_path, (str, Path)):
         path = Path(model_or_path)
         if not path.is_file():
-            from edge_isp.errors import MissingFileError
-
             raise MissingFileError(f"ONNX model {path} does not exist")
         return onnx.load(str(path))
     return model_or_path
 
 
 def _save(model: Any, path: str | Path) -> Path:
-    from edge_isp.fileio import write_bytes
-
     path = Path(path)
     write_bytes(path, model.SerializeToString())
     return path

@@ -20,7 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.errors import InvalidInputError
+from edge_isp.export.accuracy import accuracy_report
+from edge_isp.export.calibration import frames_feed, recorded_frames, simulated_feed
+from edge_isp.export.engine import build_engine, plan_for
+from edge_isp.export.evalset import check_class_names, light_levels, load_images, open_dataset
+from edge_isp.export.graph_stats import graph_stats
+from edge_isp.export.loading import load_model
+from edge_isp.export.onnx_export import export_onnx
+from edge_isp.export.precision import convert_fp16, precision_suffix, quantize_int8
+from edge_isp.export.precision_search import FrameSet, Ranking, reduce_precision
+from edge_isp.export.progress import BuildProgress
 from edge_isp.export.targets import Target
+from edge_isp.export.tensorrt_build import installed_version
+from edge_isp.export.trtexec import format_command, trtexec_args
+from edge_isp.fileio import write_json
+from edge_isp.sensor.profile import SensorProfile
 
 RANKING_DIVISOR = 4
 
@@ -85,11 +99,6 @@ def ranking_size(input_size: tuple[int, int]) -> tuple[int, int]:
 
 def export_all(source: str | Path, options: ExportOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole export (see the module docstring); returns what ``export.json`` holds."""
-    from edge_isp.export.loading import load_model
-    from edge_isp.export.onnx_export import export_onnx
-    from edge_isp.fileio import write_json
-    from edge_isp.sensor.profile import SensorProfile
-
     target, out = options.target, Path(options.out_dir)
     loaded = load_model(source)
     if not loaded.trained:
@@ -126,14 +135,6 @@ def _reduced_precisions(
     loaded: Any, profile: Any, fp32_path: Path, options: ExportOptions, summary: dict[str, Any],
     say: Callable[[str], None],
 ) -> dict[str, Path]:  # fmt: skip
-    from edge_isp.export.accuracy import accuracy_report
-    from edge_isp.export.calibration import frames_feed, recorded_frames, simulated_feed
-    from edge_isp.export.evalset import check_class_names, light_levels, load_images, open_dataset
-    from edge_isp.export.graph_stats import graph_stats
-    from edge_isp.export.onnx_export import export_onnx
-    from edge_isp.export.precision import convert_fp16, precision_suffix, quantize_int8
-    from edge_isp.export.precision_search import FrameSet, Ranking, reduce_precision
-    from edge_isp.fileio import write_json
 
     target, task = options.target, loaded.config.task
     values = options.light or loaded.light_levels
@@ -211,10 +212,6 @@ def _reduced_precisions(
 
 
 def _engine_step(paths: dict[str, Path], options: ExportOptions, say: Callable[[str], None]) -> dict[str, Any]:
-    from edge_isp.export.engine import build_engine, plan_for
-    from edge_isp.export.tensorrt_build import installed_version
-    from edge_isp.export.trtexec import format_command, trtexec_args
-
     target = options.target
     onnx_path = paths.get(target.precision)
     if onnx_path is None:
@@ -239,7 +236,5 @@ def _engine_step(paths: dict[str, Path], options: ExportOptions, say: Callable[[
 
 def _progress() -> Any:
     import sys
-
-    from edge_isp.export.progress import BuildProgress
 
     return BuildProgress(show=sys.stderr.isatty())

@@ -7,6 +7,9 @@ form) gives noise of unit variance at every brightness:
 
     f(y) = (2 / a) * sqrt(max(a * y + 3/8 * a^2 + sigma^2, 0))
 
+(the unit-variance form of :mod:`edge_isp.sensor.anscombe`'s stabilized value, whose
+arithmetic this module and the network share).
+
 Why denoise there: both denoisers below assume one noise level for the whole image,
 which raw noise is not (dark areas have much less noise than bright ones). After the GAT
 one strength fits everywhere. We denoise the demosaicked, white-balanced linear image,
@@ -43,6 +46,7 @@ import cv2
 import numpy as np
 
 from edge_isp.errors import InvalidInputError, require
+from edge_isp.sensor.anscombe import ZERO_COUNT_D, algebraic_inverse, stabilized_square, unbiased_counts
 
 DENOISE_METHODS = ("none", "nlm", "bm3d")
 
@@ -67,7 +71,6 @@ _NLM_LEVELS = 65535
 # A GAT image spanning less than this many noise sigmas is constant for our purposes.
 _FLAT_SPAN = 1e-6
 
-_SQRT_3_2 = np.sqrt(1.5)
 # The bm3d package's native library keeps one process-wide thread pool and aborts the whole
 # process when two threads call it at once (Threading.cpp: _threads.empty()): one at a time.
 _BM3D_LOCK = threading.Lock()
@@ -116,7 +119,7 @@ def anscombe_forward(x: np.ndarray, a: float | Sequence[float], sigma: float | S
     a, sigma = _noise_params(x, a, sigma)
     gaussian = a == 0
     safe_a = np.where(gaussian, 1.0, a)
-    poisson = 2.0 / safe_a * np.sqrt(np.maximum(safe_a * x + 0.375 * safe_a**2 + sigma**2, 0.0))
+    poisson = 2.0 / safe_a * np.sqrt(np.maximum(stabilized_square(x, safe_a, sigma), 0.0))
     return np.where(gaussian, x / np.where(gaussian, sigma, 1.0), poisson)
 
 
@@ -126,14 +129,9 @@ def anscombe_inverse(
     """Inverse of :func:`anscombe_forward` (same ``a``, ``sigma`` and shape rules).
 
     ``unbiased=True`` (for denoised values, which estimate E[f(y)]): Makitalo and Foi's
-    closed-form approximation of the exact unbiased inverse, in the standardized form
-    (unit Poisson gain, read noise ``s = sigma / a``)
-
-        x / a = D^2/4 + sqrt(3/2)/(4 D) - 11/(8 D^2) + 5 sqrt(3/2)/(8 D^3) - 1/8 - s^2,
-
-    clipped at 0. The formula turns up again for ``D`` below ``2 sqrt(3/8)`` (the
-    transform of a noiseless 0), which no non-negative signal produces on average;
-    those map to 0. ``unbiased=False``: the algebraic inverse, exact on noise-free values
+    closed-form approximation of the exact unbiased inverse
+    (:func:`edge_isp.sensor.anscombe.unbiased_counts`), clipped at 0; values below the
+    transform of a noiseless 0 map to 0. ``unbiased=False``: the algebraic inverse, exact on noise-free values
     (and not clipped).
 
     Returns:
@@ -144,14 +142,10 @@ def anscombe_inverse(
     gaussian = a == 0
     safe_a = np.where(gaussian, 1.0, a)
     if not unbiased:
-        poisson = ((safe_a * z / 2.0) ** 2 - 0.375 * safe_a**2 - sigma**2) / safe_a
+        poisson = algebraic_inverse(safe_a * z / 2.0, safe_a, sigma)
     else:
-        s = sigma / safe_a
-        d = np.maximum(z, 2.0 * np.sqrt(0.375))
-        standard = (
-            d**2 / 4.0 + _SQRT_3_2 / (4.0 * d) - 11.0 / (8.0 * d**2) + 5.0 * _SQRT_3_2 / (8.0 * d**3) - 0.125 - s**2
-        )
-        poisson = np.where(z < 2.0 * np.sqrt(0.375), 0.0, np.maximum(standard, 0.0) * safe_a)
+        counts = unbiased_counts(np.maximum(z, ZERO_COUNT_D), sigma / safe_a)
+        poisson = np.where(z < ZERO_COUNT_D, 0.0, np.maximum(counts, 0.0) * safe_a)
     return np.where(gaussian, z * sigma, poisson)
 
 

@@ -1,32 +1,26 @@
-"""The generalized Anscombe transform for Poisson-Gaussian raw, and its inverses.
+"""The generalized Anscombe transform for Poisson-Gaussian raw, and its inverses, as layers.
 
-For a normalized raw value ``y`` with ``var(y) = a * E[y] + sigma^2`` (the profile's noise on
-the [0, 1] scale), the transform
+The convention and the arithmetic are :mod:`edge_isp.sensor.anscombe`'s (shared with the
+conventional ISP): the forward transform is the stabilized value
 
-    A(y) = sqrt(max(a * y + 3/8 * a^2 + sigma^2, 0))
+    A(y) = sqrt(max(a * y + 3/8 * a^2 + sigma^2, 0)),    noise std about a / 2,
 
-makes the noise nearly signal-independent with standard deviation ``a / 2`` (it is the classic
-``2/a * sqrt(...)`` scaled by ``a / 2`` so values stay on about [0, 1]). Two inverses:
+so values stay on about [0, 1]. Two inverses:
 
 - algebraic: solves A(y) for y; biased at low counts;
-- unbiased: the closed-form approximation of the exact unbiased inverse by Makitalo and Foi
-  (2013, "Optimal inversion of the generalized Anscombe transformation for Poisson-Gaussian
-  noise"), which removes the bias that dominates below ~10 photo-electrons.
+- unbiased: Makitalo and Foi's closed form, which removes the bias that dominates below ~10
+  photo-electrons.
 
 Shapes: ``y`` is ``(B, C, H, W)``; ``noise`` is ``(B, 2)`` holding ``(a, sigma)`` per image.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from edge_isp.errors import InvalidInputError
-
-_SQRT_3_2 = math.sqrt(1.5)
-_D_MIN = 2.0 * math.sqrt(0.375)
+from edge_isp.sensor.anscombe import ZERO_COUNT_D, algebraic_inverse, stabilized_square, unbiased_counts
 
 
 def _split_noise(noise: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,7 +37,7 @@ def anscombe(y: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Forward transform. ``y`` (B, C, H, W) normalized raw; returns values with noise std ~a/2."""
     a, sigma = _split_noise(noise, y)
     # The clamp keeps the gradient finite where a dark, noisy pixel goes below the pole.
-    return torch.sqrt((a * y + 0.375 * a * a + sigma * sigma).clamp_min(1e-12))
+    return torch.sqrt(stabilized_square(y, a, sigma).clamp_min(1e-12))
 
 
 def inverse_anscombe(t: torch.Tensor, noise: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
@@ -55,14 +49,11 @@ def inverse_anscombe(t: torch.Tensor, noise: torch.Tensor, unbiased: bool = True
     """
     a, sigma = _split_noise(noise, t)
     if not unbiased:
-        return (t * t - 0.375 * a * a - sigma * sigma) / a
-    # In the unit-variance form D = 2/a * t; Poisson counts z = y / a, Gaussian std sigma / a.
-    # Below D = 2*sqrt(3/8) (the transform of a zero count) the closed form turns; it is
-    # ~0 there, so clamping keeps it monotone and finite.
-    d = (2.0 * t / a).clamp_min(_D_MIN)
-    s = sigma / a
-    z = 0.25 * d**2 + 0.25 * _SQRT_3_2 / d - 11.0 / 8.0 / d**2 + 5.0 / 8.0 * _SQRT_3_2 / d**3 - 0.125 - s * s
-    return a * z.clamp_min(0.0)
+        return algebraic_inverse(t, a, sigma)
+    # In the unit-variance form D = 2/a * t. Below ZERO_COUNT_D (the transform of a zero
+    # count) the closed form turns; it is ~0 there, so clamping keeps it monotone and finite.
+    d = (2.0 * t / a).clamp_min(ZERO_COUNT_D)
+    return a * unbiased_counts(d, sigma / a).clamp_min(0.0)
 
 
 def anscombe_span(noise: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

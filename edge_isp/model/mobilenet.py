@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from edge_isp.errors import InvalidInputError
+from edge_isp.model.weights import load_mobilenet_v2_state_dict
 
 # The statistics of ImageNet's training images, per RGB channel, on a [0, 1] scale. The
 # published weights were trained on (rgb - mean) / std, so an image must be normalized
@@ -264,7 +265,6 @@ def mobilenet_v2(
             "ImageNet weights exist only for width_mult=1.0 and in_channels=3, "
             f"got width_mult={width_mult!r} and in_channels={in_channels!r}"
         )
-    from edge_isp.model.weights import load_mobilenet_v2_state_dict
 
     state = load_mobilenet_v2_state_dict(weights_path)
     model = MobileNetV2(1000, width_mult, dropout, in_channels)

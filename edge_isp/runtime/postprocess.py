@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_isp.contract.boxes import box_iou
 from edge_isp.contract.metadata import ModelMetadata
 from edge_isp.contract.model_input import Geometry
 from edge_isp.errors import InvalidInputError
@@ -36,21 +37,6 @@ def top_k_labels(logits: np.ndarray, info: ModelMetadata, k: int = 5) -> list[di
     probs = softmax(logits)
     order = np.argsort(-probs, kind="stable")[: max(0, k)]
     return [{"label": info.class_name(int(i)), "class_id": int(i), "score": float(probs[i])} for i in order]
-
-
-def _area(b: np.ndarray) -> np.ndarray:
-    return np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
-
-
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy ``box`` (4,) with each of ``boxes`` (N, 4); empty boxes give 0."""
-    x0 = np.maximum(box[0], boxes[:, 0])
-    y0 = np.maximum(box[1], boxes[:, 1])
-    x1 = np.minimum(box[2], boxes[:, 2])
-    y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    union = _area(box) + _area(boxes) - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, labels: np.ndarray | None = None) -> np.ndarray:
@@ -76,7 +62,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, labels: np.
     while order.size:
         best, rest = order[0], order[1:]
         keep.append(int(best))
-        overlap = box_iou(boxes[best], boxes[rest]) > iou_threshold
+        overlap = box_iou(boxes[best], boxes[rest])[0] > iou_threshold
         if same_class is not None:
             overlap &= same_class[rest] == same_class[best]
         order = rest[~overlap]

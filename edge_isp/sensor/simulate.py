@@ -18,13 +18,14 @@ Pipeline, per image (batched, in torch, on the input's device and dtype):
    ``(a, sigma)`` are ``profile.normalized_noise(gain, d)``, so ``var = a * x + sigma^2``
    on that scale (row noise comes on top of it).
 
-Gain ("auto"): the analogue gain that brings white to full scale, ``electrons_at_white
-* K(g) = white - black``, clipped to [1, ``profile.max_analogue_gain``]; the digital gain
-does the rest. So ``d > 1`` only when the gain is at its maximum, and ``d < 1`` only when
-white would saturate the sensor even at base gain (an over-exposed capture: everything
-above ``d`` clips). For the nexus6p-rear profile, whose read noise is constant in
-electrons, ``a = 1 / electrons_at_white`` and ``sigma = read_e / electrons_at_white``:
-the Dirty Pixels paper's noise model.
+Gain ("auto", :mod:`edge_isp.sensor.exposure`, shared with the runtime's numpy synthesis):
+the analogue gain that brings white to full scale, ``electrons_at_white * K(g) = white -
+black``, clipped to [1, ``profile.max_analogue_gain``]; the digital gain does the rest. So
+``d > 1`` only when the gain is at its maximum, and ``d < 1`` only when white would saturate
+the sensor even at base gain (an over-exposed capture: everything above ``d`` clips). For
+the nexus6p-rear profile, whose read noise is constant in electrons, ``a = 1 /
+electrons_at_white`` and ``sigma = read_e / electrons_at_white``: the Dirty Pixels paper's
+noise model.
 
 Gradients: the result is differentiable with respect to the image. Poisson noise has no
 reparameterization, and a Gaussian stand-in is wrong where it matters most (a few
@@ -47,6 +48,7 @@ from torch import Tensor, nn
 from edge_isp.errors import InvalidInputError
 from edge_isp.sensor import colour_torch
 from edge_isp.sensor.cfa import mosaic, pack, unpack
+from edge_isp.sensor.exposure import choose_exposure, tukey_lambda_std
 from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.optics import blur_image
 from edge_isp.sensor.profile import NoiseAtGain, SensorProfile
@@ -160,24 +162,6 @@ def electrons_from_lux(profile: SensorProfile, lux: float | Tensor) -> Tensor:
     return out.float()
 
 
-def auto_analogue_gain(profile: SensorProfile, electrons_at_white: float) -> float:
-    """The gain g with ``electrons_at_white * K(g) = white - black``, clipped to
-    [1, ``profile.max_analogue_gain``].
-
-    K(g) is linear in g between the noise table's entries and proportional to g outside
-    the table, so between the breakpoints (1, the entries, the maximum) the inverse is an
-    exact linear interpolation.
-    """
-    if not (math.isfinite(electrons_at_white) and electrons_at_white > 0):
-        raise InvalidInputError(f"electrons_at_white must be a positive number, got {electrons_at_white}")
-    top = profile.max_analogue_gain
-    inner = [n.analogue_gain for n in profile.noise if 1.0 < n.analogue_gain < top]
-    gains = np.array(sorted({1.0, top, *inner}))
-    # A valid profile's K grows with gain, so np.interp sees increasing abscissae.
-    ks = np.array([profile.noise_at(float(g)).gain_dn_per_e for g in gains])
-    return float(np.interp(profile.range_dn / electrons_at_white, ks, gains))
-
-
 def _per_image(value: float | Tensor, batch: int, name: str) -> np.ndarray:
     array = np.asarray(value.detach().cpu() if isinstance(value, Tensor) else value, dtype=np.float64)
     if array.ndim == 0:
@@ -210,14 +194,6 @@ def _check_image(srgb: Tensor) -> None:
         )
 
 
-def _tukey_lambda_std(lam: float) -> float:
-    """Standard deviation of the standard Tukey-lambda distribution (finite for lam > -1/2)."""
-    if abs(lam) < 1e-4:
-        return math.pi / math.sqrt(3.0)  # the logistic limit
-    ratio = math.exp(2 * math.lgamma(lam + 1) - math.lgamma(2 * lam + 2))
-    return math.sqrt(2.0 / lam**2 * (1.0 / (1.0 + 2.0 * lam) - ratio))
-
-
 def _read_noise(shape: tuple[int, ...], lambdas: list[float | None], like: Tensor, generator) -> Tensor:
     """Unit-variance read noise ``shape``: Gaussian, or Tukey-lambda per image where set."""
     noise = torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator)
@@ -228,7 +204,7 @@ def _read_noise(shape: tuple[int, ...], lambdas: list[float | None], like: Tenso
         u = torch.rand(shape[1:], dtype=like.dtype, device=like.device, generator=generator).clamp(eps, 1 - eps)
         logistic = abs(lam) < 1e-4
         sample = torch.log(u) - torch.log1p(-u) if logistic else (u**lam - (1 - u) ** lam) / lam
-        noise[i] = sample / _tukey_lambda_std(lam)
+        noise[i] = sample / tukey_lambda_std(lam)
     return noise
 
 
@@ -304,23 +280,18 @@ def simulate(
     dtype, device = srgb.dtype, srgb.device
     electrons = _per_image(electrons_at_white, batch, "electrons_at_white")
     if isinstance(analogue_gain, str):
-        if analogue_gain != "auto":
-            raise InvalidInputError(f"analogue_gain must be 'auto' or a number, got {analogue_gain!r}")
-        gains = np.array([auto_analogue_gain(profile, e) for e in electrons])
+        asked: list[str | float] = [analogue_gain] * batch
     else:
-        gains = _per_image(analogue_gain, batch, "analogue_gain")
-        if np.any(gains > profile.max_analogue_gain):
-            raise InvalidInputError(
-                f"analogue_gain must be at most the profile's max_analogue_gain "
-                f"{profile.max_analogue_gain}, got {gains.max()}"
-            )
+        asked = [float(g) for g in _per_image(analogue_gain, batch, "analogue_gain")]
+    exposures = [choose_exposure(profile, float(e), g) for e, g in zip(electrons, asked, strict=True)]
+    gains = np.array([x.analogue_gain for x in exposures])
+    digital = np.array([x.digital_gain for x in exposures])
     read_scale = _per_image(read_noise_scale, batch, "read_noise_scale")
     models = []
     for g, s in zip(gains, read_scale, strict=True):
         at_gain = profile.noise_at(float(g))
         models.append(dataclasses.replace(at_gain, read_noise_dn=at_gain.read_noise_dn * float(s)))
     k_dn_per_e = np.array([m.gain_dn_per_e for m in models])
-    digital = profile.range_dn / (electrons * k_dn_per_e)
     noise_params = []
     for g, d, s in zip(gains, digital, read_scale, strict=True):
         a, sigma = profile.normalized_noise(float(g), float(d))

@@ -12,6 +12,7 @@ import pytest
 from edge_isp.data import builtin, compose, scenes, sources
 from edge_isp.data.builtin import BuildConfig, TaskConfig, build_dataset, builtin_dataset
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.isp.colour import to_uint8
 
 HAVE_FASHION = (sources.fashion_mnist_dir() / "t10k-images-idx3-ubyte.gz").is_file()
 needs_fashion = pytest.mark.skipif(
@@ -130,7 +131,7 @@ class TestBuild:
                     assert ann["visible_fraction"] >= SMALL.min_visible_fraction
                     solid = visible == 1.0
                     assert solid.sum() > 0
-                    diff = np.abs(pixels[solid].astype(int) - compose.to_uint8(rgb)[solid].astype(int))
+                    diff = np.abs(pixels[solid].astype(int) - to_uint8(rgb)[solid].astype(int))
                     assert diff.max() <= 1
                     checked += 1
         assert checked > 20
@@ -150,7 +151,7 @@ class TestBuild:
             assert image.shape == (32, 32, 3)
             patch = image[g.y : g.y + g.size, g.x : g.x + g.size]
             solid = alpha == 1.0
-            assert np.abs(patch[solid].astype(int) - compose.to_uint8(rgb)[solid].astype(int)).max() <= 1
+            assert np.abs(patch[solid].astype(int) - to_uint8(rgb)[solid].astype(int)).max() <= 1
 
     def test_loaders_read_back_coco(self, built):
         ds = builtin_dataset(built, "detection", "test")

@@ -10,9 +10,9 @@ import json
 import pytest
 
 from edge_isp.contract.engine_sidecar import EngineKey, compatibility_problems, file_sha256, read_sidecar
+from edge_isp.contract.gpu import GpuInfo
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.engine_cache import EngineCache, EngineError
-from edge_isp.export.gpu_info import GpuInfo
 
 KEY = EngineKey("ab" * 32, "int8", "10.3.0", "Orin", "8.7", 0, {"workspace_bytes": 1 << 30})
 

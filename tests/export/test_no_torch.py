@@ -11,7 +11,6 @@ MODULES = [
     "edge_isp.export.build_plan",
     "edge_isp.export.engine_cache",
     "edge_isp.export.trtexec",
-    "edge_isp.export.gpu_info",
     "edge_isp.export.progress",
     "edge_isp.export.tensorrt_build",
     "edge_isp.export.engine",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -115,6 +117,9 @@ def test_bad_arguments(tmp_path, profile):
         export_onnx(loaded.model, tmp_path / "m.onnx", input_size=(60, 64), class_names=["a", "b"], profile=profile)
     with pytest.raises(InvalidInputError, match=r"2 classes but 3 class names"):
         export_onnx(loaded.model, tmp_path / "m.onnx", input_size=SIZE, class_names=["a", "b", "c"], profile=profile)
+    renamed = dataclasses.replace(profile, name="My camera/v2")
+    with pytest.raises(InvalidInputError, match=r"profile's name 'My camera/v2' cannot go in the model's metadata"):
+        export_onnx(loaded.model, tmp_path / "m.onnx", input_size=SIZE, class_names=["a", "b"], profile=renamed)
     assert not (tmp_path / "m.onnx").exists()
 
 

@@ -20,11 +20,11 @@ from edge_isp.contract.model_input import Preprocessor
 from edge_isp.errors import InvalidInputError, ProfileError
 from edge_isp.sensor import colour_torch as ct
 from edge_isp.sensor.cfa import CFA, mosaic, pack
+from edge_isp.sensor.exposure import auto_analogue_gain
 from edge_isp.sensor.optics import blur_image, gaussian_kernel
 from edge_isp.sensor.profile import NoiseAtGain, SensorProfile
 from edge_isp.sensor.simulate import (
     RawSimulator,
-    auto_analogue_gain,
     electrons_from_lux,
     sample_light_levels,
     simulate,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from edge_isp.contract.boxes import box_iou
 from edge_isp.errors import InvalidInputError
 from edge_isp.train import losses
-from edge_isp.train.metrics import box_iou
 
 
 class TestGaussianRadius:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge_isp.contract.boxes import box_iou
 from edge_isp.errors import InvalidInputError
-from edge_isp.train.metrics import DetectionAccumulator, average_precision, box_iou, psnr, top1_correct
+from edge_isp.train.metrics import DetectionAccumulator, average_precision, psnr, top1_correct
 
 
 def test_box_iou_by_hand():

@@ -13,6 +13,9 @@ import logging
 from pathlib import Path
 
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edge_isp.runtime.backends.tensorrt_backend import TensorRTBackend
+from edge_isp.runtime.backends.torch_backend import TorchBackend
 from edge_isp.runtime.interfaces import InferenceBackend
 from edge_isp.runtime.native import prefer_libgcc_unwinder
 
@@ -81,17 +84,11 @@ def make_backend(
     if name != "torch" and not path.is_file():
         raise MissingFileError(f"model {path} does not exist")
     if name == "tensorrt":
-        from edge_isp.runtime.backends.tensorrt_backend import TensorRTBackend
-
         index = 0 if device in ("auto", "cuda") else _device_index(device)
         made: InferenceBackend = TensorRTBackend(path, device=index)
     elif name == "onnxruntime":
-        from edge_isp.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-
         made = OnnxRuntimeBackend(path, device=device, threads=threads)
     else:
-        from edge_isp.runtime.backends.torch_backend import TorchBackend
-
         made = TorchBackend(model, device=device)
     how = "chosen by its file type" if backend == "auto" else "as asked"
     log.info("inference backend for %s: %s (%s)", model, made.description, how)

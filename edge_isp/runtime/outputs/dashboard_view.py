@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 
 from edge_isp.errors import InvalidInputError
+from edge_isp.fileio import jsonable
 from edge_isp.runtime.annotate import ViewMap, annotate, display_detections, draw_detections, draw_truth
 from edge_isp.runtime.interfaces import FrameResult
 from edge_isp.runtime.outputs.dashboard import ONE_PER_OBJECT_IOU
-from edge_isp.runtime.outputs.http_handler import jsonable
 
 MIN_DISPLAY_WIDTH = 640
 

@@ -23,9 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-import numpy as np
-
 from edge_isp.errors import InvalidInputError
+from edge_isp.fileio import jsonable
 from edge_isp.runtime.outputs.dashboard import DASHBOARD_HTML
 
 if TYPE_CHECKING:
@@ -56,14 +55,6 @@ def validate_control(current: Mapping[str, Any], payload: Any) -> tuple[str, Any
     ):
         raise InvalidInputError(f"control {name!r} takes a finite number, got {value!r}")
     return name, value
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class HttpServer(ThreadingHTTPServer):

@@ -39,11 +39,12 @@ import cv2
 import numpy as np
 
 from edge_isp.errors import InvalidInputError
+from edge_isp.fileio import jsonable
 from edge_isp.runtime.boardstats import BoardMonitor
 from edge_isp.runtime.interfaces import FrameResult, Output
 from edge_isp.runtime.outputs import dashboard_routes, prometheus
 from edge_isp.runtime.outputs.dashboard_view import DisplaySettings
-from edge_isp.runtime.outputs.http_handler import HttpServer, jsonable, validate_control
+from edge_isp.runtime.outputs.http_handler import HttpServer, validate_control
 from edge_isp.runtime.outputs.slots import LatestSlot
 
 __all__ = ["Controls", "HttpOutput", "MetricsFn", "validate_control"]

@@ -24,12 +24,12 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
 from edge_isp.errors import InvalidInputError
+from edge_isp.fileio import jsonable
 from edge_isp.runtime.interfaces import FrameResult, Output
 
 log = logging.getLogger(__name__)
@@ -37,14 +37,6 @@ log = logging.getLogger(__name__)
 # avc1 (H.264) plays in browsers but needs an encoder OpenCV's FFmpeg may lack; mp4v always works.
 FOURCCS = ("avc1", "mp4v")
 _STOP = object()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def open_video_writer(
@@ -185,7 +177,7 @@ class Recorder(Output):
             "results": result.results,
             "latency_ms": result.latency_ms,
         }
-        self._jsonl.write(json.dumps(line, default=_jsonable) + "\n")
+        self._jsonl.write(json.dumps(line, default=jsonable) + "\n")
         self._jsonl.flush()
         self._segment_count += 1
         self.recorded += 1

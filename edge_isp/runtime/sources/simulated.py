@@ -40,6 +40,7 @@ from edge_isp.runtime.sources import rawsynth
 from edge_isp.runtime.sources.clock import Clock, Pacer, SystemClock, check_fps
 from edge_isp.runtime.sources.scene import DEFAULT_SCALE, MovingScene, build_scene
 from edge_isp.sensor.cfa import per_channel_map
+from edge_isp.sensor.exposure import Exposure, choose_exposure
 from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.profile import SensorProfile
 
@@ -206,11 +207,11 @@ class SimulatedSource(CameraSource):
             self.sequence += 1
             applied = None if self._sensor is None else self._sensor.at(self.sequence)
         if applied is None:
-            exposure = rawsynth.choose_exposure(self.profile, electrons, gain)
+            exposure = choose_exposure(self.profile, electrons, gain)
             exposure_time_s = 1.0 / self.fps
         else:
             collected = electrons * applied.exposure_time_s / REFERENCE_EXPOSURE_S
-            exposure = rawsynth.Exposure(applied.analogue_gain, 1.0, collected)
+            exposure = Exposure(applied.analogue_gain, 1.0, collected)
             exposure_time_s = applied.exposure_time_s
         t = self.sequence / self.fps
         raw = rawsynth.synthesize_raw(self.camera_mosaic(t), self.profile, exposure, self._rng, self._black)
@@ -273,7 +274,7 @@ class SimulatedSource(CameraSource):
     def _set_gain(self, value: Any) -> None:
         if value != "auto":
             value = _number(value, "analogue_gain")
-        rawsynth.choose_exposure(self.profile, 1.0, value)  # refuses a gain outside the profile's range
+        choose_exposure(self.profile, 1.0, value)  # refuses a gain outside the profile's range
         with self._lock:
             self._gain = value
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from edge_isp.contract.gpu import GpuInfo, NoGpuError, parse_compute_capability, parse_nvidia_smi
 from edge_isp.errors import InvalidInputError
-from edge_isp.export.gpu_info import GpuInfo, NoGpuError, parse_compute_capability, parse_nvidia_smi
 
 
 def test_parse_nvidia_smi_lines():
