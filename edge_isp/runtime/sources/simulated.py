@@ -196,7 +196,7 @@ class SimulatedSource(CameraSource):
 
     def _write_sensor(self, setting: ExposureSetting) -> None:
         """The sensor seam: exposure and gain written now show ``control_delay_frames`` later."""
-        rawsynth.choose_exposure(self.profile, 1.0, setting.analogue_gain)  # refuses a gain out of range
+        choose_exposure(self.profile, 1.0, setting.analogue_gain)  # refuses a gain out of range
         with self._lock:
             self._gain = setting.analogue_gain
             self._sensor.written(self.sequence, ExposureSetting(setting.exposure_time_s, setting.analogue_gain))
