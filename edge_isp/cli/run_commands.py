@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.shipped import default_model
 
 log = logging.getLogger("edge_isp.run")
 
-DEFAULT_DEMO_MODEL = Path("models/default-det/model.onnx")
 _CAMERAS = ("picamera2", "v4l2")
 DEMO_MODEL_HINT = (
     "The demo runs the shipped detection model {path}, which is not there. Make it with: "
@@ -69,7 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "change from the dashboard) with ONNX Runtime on the CPU, and serve the dashboard: the learned view "
         "with its detections beside the conventional ISP's view.",
     )
-    p.add_argument("--model", type=Path, default=DEFAULT_DEMO_MODEL, metavar="FILE", help="default %(default)s")
+    p.add_argument(
+        "--model", type=Path, metavar="FILE", help="default: the shipped detection model (models/default-det)"
+    )
     _add_common(p, http_default="127.0.0.1:8080")
     p.set_defaults(func=_demo)
 
@@ -143,6 +145,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     _logging()
+    if args.model is None:
+        args.model = default_model("det")
     if not Path(args.model).is_file():
         raise MissingFileError(DEMO_MODEL_HINT.format(path=args.model))
     for name, value in (("rtsp", None), ("record", None), ("size", None), ("fps", None), ("loop", False)):
