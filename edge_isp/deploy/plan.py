@@ -9,7 +9,7 @@ A release is one folder, the same for every host::
     target.toml                     the engine build target, when one was given
     engines/                        the engine and its sidecar, built on the board (with a target)
     config.toml                     the run config (source, outputs, token) with model and profile
-    deploy/edge-isp.service, deploy/install-jetson.sh
+    deploy/edge-isp.service, deploy/install-{common,jetson,pi}.sh
     MANIFEST.json                   the release id, version and every file's sha256
 
 Its id is ``<version>-<12 hex>``: a hash of every file but the manifest, so the same inputs
@@ -47,7 +47,7 @@ DEFAULT_HTTP = "127.0.0.1:8080"
 SERVICE = "edge-isp"
 BOARD_STEP_MODES = ("run", "dry-run")
 UNIT_PREFIX = "/opt/edge-isp"  # the prefix written in deploy/edge-isp.service
-INSTALL_SCRIPTS = ("install-jetson.sh",)
+INSTALL_SCRIPTS = ("install-common.sh", "install-jetson.sh", "install-pi.sh")
 
 
 @dataclasses.dataclass(frozen=True)

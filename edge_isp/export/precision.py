@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_isp.errors import InvalidInputError, MissingDependencyError, require
+from edge_isp.errors import InvalidInputError, MissingDependencyError, install_hint, require
 from edge_isp.export.metadata import read_metadata, set_metadata
 
 INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
@@ -94,7 +94,7 @@ def _converter() -> Any:
         except ImportError:
             raise MissingDependencyError(
                 "FP16 conversion needs onnxruntime (its transformers.float16 module) or onnxconverter-common; "
-                "install them with: pip install 'edge-isp[export]'"
+                f"install them with: {install_hint('export')}"
             ) from None
     return convert_float_to_float16
 

@@ -35,7 +35,7 @@ _DTYPES = {
 
 
 def _ort():
-    return require("onnxruntime", "export", "running ONNX models")
+    return require("onnxruntime", "runtime", "running ONNX models")
 
 
 def choose_providers(available: Sequence[str], device: str = "auto") -> list[str]:
