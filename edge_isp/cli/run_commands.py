@@ -168,7 +168,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     from edge_isp.runtime.sources import RetryingSource, load_profile, open_source, parse_source_spec
 
     kind, _ = parse_source_spec(source_spec)
-    inference = make_backend(model, backend, device=device, threads=args.threads)
+    inference = make_backend(model, backend, device=device, threads=args.threads, engine_on_first_use=True)
     info = model_info_of(inference)
     profile_name = args.profile or info.profile
     if profile_name is None:
