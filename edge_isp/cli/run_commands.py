@@ -20,6 +20,7 @@ from edge_isp.shipped import default_model
 log = logging.getLogger("edge_isp.run")
 
 _CAMERAS = ("picamera2", "v4l2")
+_FINITE = ("replay", "file")  # files: every frame is processed, none dropped
 DEMO_MODEL_HINT = (
     "The demo runs the shipped detection model {path}, which is not there. Make it with: "
     "edge-isp data build --out data/demo && edge-isp train isp --config configs/detection.toml && "
@@ -37,7 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "video and results to the outputs asked for. Stops at the end of a finite source, on Ctrl-C/SIGTERM, "
         "or after --duration/--max-frames, closing the camera and finishing every file.",
     )
-    p.add_argument("--source", metavar="SPEC", help="sim | replay:DIR | picamera2[:N] | v4l2:/dev/videoN")
+    p.add_argument(
+        "--source",
+        metavar="SPEC",
+        help="sim | replay:DIR | file:VIDEO|DIR (or a path: footage to simulate raw from) | picamera2[:N] | "
+        "v4l2:/dev/videoN (or /dev/videoN)",
+    )
     p.add_argument("--model", metavar="FILE", help="ONNX model, TensorRT engine, or (torch) checkpoint")
     p.add_argument(
         "--config",
@@ -48,18 +54,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_common(p)
     p.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime", "torch"], help="default: auto")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (TensorRT: a CUDA device index)")
-    p.add_argument("--rtsp", metavar="[HOST:]PORT[/PATH]", help="serve H.264 over RTSP (needs GStreamer)")
-    p.add_argument("--record", type=Path, metavar="DIR", help="record annotated MP4 and results as JSON lines")
+    p.add_argument(
+        "--rtsp", metavar="[HOST:]PORT[/PATH]", help="serve H.264 over RTSP (needs GStreamer); rtsp://@:8554/live too"
+    )
+    p.add_argument(
+        "--record",
+        metavar="DIR|FILE.mp4",
+        help="record the annotated video (H.264 in fragmented MP4 with GStreamer, else mp4v) and results as "
+        "JSON lines: into a folder of segments, or one file (out.mp4, file://out.mp4)",
+    )
     p.add_argument("--size", type=_size, metavar="WxH", help="frame size of the camera or simulated source")
-    p.add_argument("--fps", type=_positive_float, help="frame rate (sim, replay, picamera2)")
-    p.add_argument("--loop", action="store_true", help="replay: loop the recording")
+    p.add_argument("--fps", type=_positive_float, help="frame rate (sim, replay, file, picamera2)")
+    p.add_argument("--loop", action="store_true", help="replay, file: start again after the last frame")
     p.add_argument(
         "--auto-exposure",
         default="auto",
         choices=["auto", "on", "off"],
         help="digital gain that brings the scene to mid-grey, for frames that carry none (auto: on for cameras)",
     )
-    p.add_argument("--process-all", action="store_true", help="never drop frames: the source waits for the model")
+    p.add_argument(
+        "--process-all",
+        action="store_true",
+        help="never drop frames: the source waits for the model (the default for replay and file sources; "
+        "live cameras drop the oldest frame instead)",
+    )
     p.set_defaults(func=_run)
 
     p = sub.add_parser(
@@ -197,7 +215,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     every = args.conventional_every if args.conventional_every is not None else (3 if args.http else 0)
     config = PipelineConfig(
         conventional_every=every,
-        when_full="block" if args.process_all else "drop_oldest",
+        when_full="block" if args.process_all or kind in _FINITE else "drop_oldest",
         max_frames=args.max_frames,
     )
     pipeline: Pipeline
@@ -209,6 +227,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         controls=source,
         metrics=lambda: pipeline.metrics(),
         fps=float(getattr(source, "fps", None) or args.fps or 30.0),
+        record_size=getattr(args, "size", None) or getattr(source, "frame_size", None),
     )
     pipeline = Pipeline(source, inference, preprocessor, postprocessor, outputs, profile=profile, config=config)
     size = f"{input_size[0]}x{input_size[1]}" if input_size else "each frame's own size"
@@ -228,19 +247,19 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
 
 def _source_options(args: argparse.Namespace, kind: str, profile: Any) -> dict[str, Any]:
     opts: dict[str, Any] = {}
-    if kind in ("sim", "v4l2"):
+    if kind in ("sim", "v4l2", "file"):
         opts["profile"] = profile
     if getattr(args, "size", None) is not None:
         opts["size"] = args.size
     if getattr(args, "fps", None) is not None:
         opts["fps"] = args.fps
     if args.lux is not None:
-        if kind != "sim":
-            raise InvalidInputError(f"--lux sets the simulated source's light level; the source here is {kind!r}")
+        if kind not in ("sim", "file"):
+            raise InvalidInputError(f"--lux sets a simulated source's light level; the source here is {kind!r}")
         opts["lux"] = args.lux
     if getattr(args, "loop", False):
-        if kind != "replay":
-            raise InvalidInputError(f"--loop is for replay sources; the source here is {kind!r}")
+        if kind not in _FINITE:
+            raise InvalidInputError(f"--loop is for replay and file sources; the source here is {kind!r}")
         opts["loop"] = True
     return opts
 

@@ -150,6 +150,10 @@ class SimulatedSource(CameraSource):
             region += values * alpha
         return mosaic
 
+    def truth(self, t: float) -> dict[str, Any] | None:
+        """The ground truth (boxes, labels) of the scene at time ``t``; None where unknown."""
+        return self.scene.truth(t)
+
     def _read(self, timeout_s: float | None) -> RawFrame:
         with self._lock:
             electrons, gain = self._electrons, self._gain
@@ -158,8 +162,8 @@ class SimulatedSource(CameraSource):
         t = self.sequence / self.fps
         raw = rawsynth.synthesize_raw(self.camera_mosaic(t), self.profile, exposure, self._rng, self._black)
         stamp = self._pacer.wait(1.0 / self.fps) if self.paced else self.clock.monotonic()
-        truth = self.scene.truth(t)
-        self.last_truth = {**truth, "time_s": t, "frame": self.sequence}
+        truth = self.truth(t)
+        self.last_truth = None if truth is None else {**truth, "time_s": t, "frame": self.sequence}
         profile = self.profile
         return RawFrame(
             data=raw,
