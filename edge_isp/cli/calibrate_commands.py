@@ -91,7 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demosaicking lowers it: see edge_isp.sensor.noise_formats.to_darktable)",
     )
     p.add_argument("--iso", type=float, help="ISO the DNG NoiseProfile was recorded at (required with it)")
-    p.add_argument("--output", type=Path, required=True, help="the profile JSON to write")
+    p.add_argument("--out", "--output", dest="out", type=Path, required=True, help="the profile JSON to write")
     p.add_argument("--name", help="profile name (default: the output file's name without .json)")
     p.add_argument("--cfa", required=True, help="Bayer pattern of the raw: RGGB, BGGR, GRBG or GBRG")
     p.add_argument("--bit-depth", type=int, required=True, help="bits per raw sample")
@@ -249,7 +249,7 @@ def _import(args: argparse.Namespace) -> int:
 
     _check_import_options(args)
     common = {
-        "name": args.name or args.output.stem,
+        "name": args.name or args.out.stem,
         "cfa": args.cfa,
         "bit_depth": args.bit_depth,
         "white_level": args.white,
@@ -276,7 +276,7 @@ def _import(args: argparse.Namespace) -> int:
             base_iso=100.0 if args.base_iso is None else args.base_iso, source=args.rpi_tuning.name, **common,
         )  # fmt: skip
     profile = result.profile
-    profile.save(args.output)
+    profile.save(args.out)
     for n in profile.noise:
         print(
             f"ISO {n.analogue_gain * profile.base_iso:g} (gain {n.analogue_gain:g}): K = {n.gain_dn_per_e:.5g} DN/e-, "
@@ -284,7 +284,7 @@ def _import(args: argparse.Namespace) -> int:
         )
     for note in result.notes:
         print(f"note: {note}")
-    print(f"wrote {args.output} (profile {profile.name!r})")
+    print(f"wrote {args.out} (profile {profile.name!r})")
     return 0
 
 
