@@ -99,7 +99,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--isp-denoise", help="conventional ISP's denoiser (default: the baseline's, or nlm)")
     p.add_argument("--workers", type=int, default=_default_workers(),
                    help="conventional ISP denoiser threads (default: the cores, at most 4: %(default)s)")  # fmt: skip
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
     p.add_argument("--scene-lux", type=float, default=3.0,
                    help="light level of the picture grid, in the sweep's unit (default 3)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar or lines")

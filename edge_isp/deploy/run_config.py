@@ -7,7 +7,7 @@ things; an option given on the command line wins over the file::
     size = "1920x1080"              # optional: the camera's frame size, WIDTHxHEIGHT
     fps = 30                        # optional: frames per second
     model = "model/model.onnx"      # ONNX or engine; relative paths: from the file's real folder
-    profile = "model/profile.json"  # optional: a sensor profile file, or a shipped name ("imx219")
+    profile = "model/profile.json"  # optional: a sensor profile file, or a shipped name ("nexus6p-rear")
     backend = "auto"                # auto | tensorrt | onnxruntime | torch
     token_file = "/etc/edge-isp/token"  # optional access token for HTTP (or `token = "..."`)
 
@@ -159,7 +159,7 @@ def _path(value: Any, key: str, base: Path, origin: str) -> Path:
 def _profile(value: Any, base: Path, origin: str) -> str:
     if not isinstance(value, str) or not value.strip():
         _fail(origin, "profile", "a profile file or a shipped profile name", value)
-    # A bare name ("imx219") is a shipped profile; anything path-like is a file.
+    # A bare name ("nexus6p-rear") is a shipped profile; anything path-like is a file.
     if "/" in value or value.endswith(".json"):
         return str(_path(value, "profile", base, origin))
     return value
