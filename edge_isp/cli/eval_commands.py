@@ -51,7 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(r)
     r.add_argument("--images", choices=["classification", "detection"], default="classification",
                    help="which test images (default %(default)s)")  # fmt: skip
-    r.add_argument("--denoisers", default="nlm,bm3d", help="comma-separated, of nlm, bm3d (default %(default)s)")
+    r.add_argument(
+        "--denoisers",
+        default="nlm,bm3d",
+        help="comma-separated, of nlm, bm3d (default %(default)s; the bm3d package is free "
+        "for non-commercial use only)",
+    )
     r.add_argument("--no-demosaicnet", action="store_true", help="leave out the demosaicnet pipelines")
     r.add_argument("--scene-index", type=int, default=0, help="test image of the picture grid (default 0)")
     r.set_defaults(func=_recon)
