@@ -27,8 +27,8 @@ TASK_METRICS = {"classification": ("top1",), "detection": ("map50", "map50_95"),
 IMAGE_METRICS = ("psnr", "ssim")
 METRIC_TEXT = {
     "top1": "top-1 accuracy",
-    "map50": "mAP@0.5",
-    "map50_95": "mAP@0.5:0.95",
+    "map50": "mAP@0.5 (all-point AP)",
+    "map50_95": "mAP@0.5:0.95 (all-point AP)",
     "psnr": "PSNR (dB)",
     "ssim": "SSIM",
 }
