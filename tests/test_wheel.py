@@ -12,6 +12,7 @@ not run, so the venv's edge_isp is the wheel's, which the test checks.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -105,12 +106,14 @@ def test_demo_and_run_from_anywhere(installed):
     # The scene: Fashion-MNIST garments over one of the test split's photographs, as installed here.
     print(f"demo scene: garments from {scene[1]} over one of the test photographs [{scene[0]}]")
     demo = _run([str(bin_dir / "edge-isp"), "demo", "--max-frames", "3", "--http", "127.0.0.1:0"], cwd, env)
-    assert "3 frame(s) processed" in demo.stdout, demo.stdout + demo.stderr
+    # The demo's camera is live: on a busy machine it drops the oldest frame rather than wait.
+    counts = re.search(r"(\d+) frame\(s\) processed, (\d+) dropped", demo.stdout)
+    assert counts and int(counts[1]) >= 1 and int(counts[1]) + int(counts[2]) == 3, demo.stdout + demo.stderr
     assert "profile nexus6p-rear" in demo.stdout
 
     model = _shipped_model(bin_dir, cwd, env)
     cmd = [str(bin_dir / "edge-isp"), "run", "--source", "sim", "--model", str(model), "--profile", "oneplus6-rear"]
-    run = _run([*cmd, "--max-frames", "2", "--lux", "30"], cwd, env)
+    run = _run([*cmd, "--max-frames", "2", "--lux", "30", "--process-all"], cwd, env)
     assert "2 frame(s) processed" in run.stdout and "profile oneplus6-rear" in run.stdout, run.stdout + run.stderr
     assert sorted(p.name for p in cwd.iterdir()) == [], "nothing is written into the working folder"
 
