@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_isp.errors import InvalidInputError
+from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.export.targets import load_target
+from edge_isp.shipped import shipped_dir
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
@@ -302,9 +303,12 @@ def _engine(args: argparse.Namespace) -> int:
 
 
 def _targets(args: argparse.Namespace) -> int:
-    from edge_isp.export.targets import load_target, shipped_targets
+    from edge_isp.export.targets import shipped_targets
 
-    for name in shipped_targets():
+    names = shipped_targets()
+    if not names:
+        raise MissingFileError(f"this edge-isp install ships no build targets (none in {shipped_dir('targets')})")
+    for name in names:
         t = load_target(name)
         dla = f"DLA {t.dla_core}" + (" +GPU fallback" if t.gpu_fallback else "") if t.dla_core is not None else "GPU"
         size = f"{t.input_size[0]}x{t.input_size[1]}"

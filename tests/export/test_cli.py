@@ -183,3 +183,10 @@ def test_out_and_its_alias_output(run, checkpoint, tmp_path, capsys):
     for flag, name in (("--out", "a.onnx"), ("--output", "b.onnx"), ("-o", "c.onnx")):
         assert run(["export", "onnx", str(path), flag, str(tmp_path / name), "--input-size", "64x64"]) == 0
         assert (tmp_path / name).is_file()
+
+
+def test_targets_says_when_the_install_ships_none(run, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("edge_isp.export.targets.shipped_names", lambda kind, suffix: [])
+    with pytest.raises(SystemExit) as refused:
+        run(["export", "targets"])
+    assert refused.value.code == 1 and "ships no build targets" in capsys.readouterr().err
