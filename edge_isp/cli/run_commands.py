@@ -227,7 +227,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         controls=source,
         metrics=lambda: pipeline.metrics(),
         fps=float(getattr(source, "fps", None) or args.fps or 30.0),
-        record_size=getattr(args, "size", None) or getattr(source, "frame_size", None),
+        record_size=lambda: getattr(args, "size", None) or _frame_size(source),
     )
     pipeline = Pipeline(source, inference, preprocessor, postprocessor, outputs, profile=profile, config=config)
     size = f"{input_size[0]}x{input_size[1]}" if input_size else "each frame's own size"
@@ -243,6 +243,16 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         metrics = pipeline.metrics()
     _summary(metrics)
     return 0
+
+
+def _frame_size(source: Any) -> tuple[int, int] | None:
+    """(width, height) of the frames the (open) source delivers, where it says: the footage's,
+    or the size a V4L2 device settled on; None where unknown (the recording keeps its own)."""
+    inner = getattr(source, "source", source)  # inside a RetryingSource
+    if getattr(inner, "frame_size", None):
+        return tuple(inner.frame_size)
+    width, height = getattr(inner, "width", None), getattr(inner, "height", None)
+    return (int(width), int(height)) if isinstance(width, int) and isinstance(height, int) else None
 
 
 def _source_options(args: argparse.Namespace, kind: str, profile: Any) -> dict[str, Any]:

@@ -167,8 +167,9 @@ def test_a_new_frame_size_starts_a_new_segment(tmp_path, writer):
 
 
 @pytest.mark.parametrize("writer", WRITERS)
-def test_recorded_at_the_sources_resolution(tmp_path, writer):
-    with Recorder(tmp_path, fps=30, name="big", size_wh=(192, 128), writer=writer) as rec:
+@pytest.mark.parametrize("size", [(192, 128), lambda: (193, 128)], ids=["given", "asked-at-first-frame"])
+def test_recorded_at_the_sources_resolution(tmp_path, writer, size):
+    with Recorder(tmp_path, fps=30, name="big", size_wh=size, writer=writer) as rec:
         for i in range(6):
             rec.publish(result(i))
     frames = read_video(tmp_path / "big-000.mp4")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,7 @@ def make_outputs(
     controls: Controls | None = None,
     metrics: MetricsFn | None = None,
     fps: float = 30.0,
-    record_size: tuple[int, int] | None = None,
+    record_size: tuple[int, int] | Callable[[], tuple[int, int] | None] | None = None,
 ) -> list[Output]:
     """The outputs the options ask for, not yet open (open them with ``with`` / ExitStack).
 
@@ -121,7 +122,8 @@ def make_outputs(
         metrics: callable returning the pipeline's metrics snapshot
             (schema: :mod:`edge_isp.runtime.outputs.prometheus`).
         fps: the source's nominal frame rate, for the RTSP caps and the MP4 timing.
-        record_size: (width, height) to record at, the source's resolution when known.
+        record_size: (width, height) to record at, the source's resolution when known (or a
+            callable giving it once the first frame is recorded, after the source opened).
     """
     outputs: list[Output] = []
     if http is not None:

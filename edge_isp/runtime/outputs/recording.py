@@ -28,6 +28,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ from edge_isp.runtime.outputs.video_writers import choose_writer, open_video_wri
 log = logging.getLogger(__name__)
 
 _STOP = object()
+
+
+def _even(size_wh: tuple[int, int]) -> tuple[int, int]:
+    return int(size_wh[0]) // 2 * 2, int(size_wh[1]) // 2 * 2
 
 
 def _jsonable(value: Any) -> Any:
@@ -60,7 +65,8 @@ class Recorder(Output):
         segment_s: seconds of video per MP4 file; None for one file.
         name: the session's file stem; default ``rec-YYYYmmdd-HHMMSS``.
         queue_frames: frames the writer may fall behind before frames are dropped.
-        size_wh: (width, height) to record at (the source's resolution), None for the frames' own.
+        size_wh: (width, height) to record at (the source's resolution), None for the frames' own;
+            or a callable giving it (or None), asked at the first frame.
         writer: "auto" (GStreamer's H.264 where installed, else OpenCV), "gstreamer" or "opencv".
         numbered: False for one file ``NAME.mp4`` (with ``segment_s=None``), as `--record out.mp4` asks.
     """
@@ -75,7 +81,7 @@ class Recorder(Output):
         segment_s: float | None = 60.0,
         name: str | None = None,
         queue_frames: int = 64,
-        size_wh: tuple[int, int] | None = None,
+        size_wh: tuple[int, int] | Callable[[], tuple[int, int] | None] | None = None,
         writer: str = "auto",
         numbered: bool = True,
     ) -> None:
@@ -94,7 +100,8 @@ class Recorder(Output):
         self.dropped = 0
         self.recorded = 0
         self.segments: list[Path] = []
-        self.size_wh = None if size_wh is None else (int(size_wh[0]) // 2 * 2, int(size_wh[1]) // 2 * 2)
+        self._size_source = size_wh if callable(size_wh) else None
+        self.size_wh = None if size_wh is None or callable(size_wh) else _even(size_wh)
         self.writer_kind = writer
         self.numbered = bool(numbered)
         self.codec: str | None = None
@@ -173,6 +180,9 @@ class Recorder(Output):
         return self.directory / f"{self.stem}{number}{'.partial' if partial else ''}.mp4"
 
     def _write(self, result: FrameResult) -> None:
+        if self._size_source is not None:
+            size, self._size_source = self._size_source(), None
+            self.size_wh = None if size is None else _even(size)
         image = result.annotated
         if self.size_wh is not None and image.shape[1::-1] != self.size_wh:
             image = cv2.resize(image, self.size_wh, interpolation=cv2.INTER_LINEAR)
