@@ -184,7 +184,7 @@ def print_table(title: str, rows: dict[str, dict[str, float]], columns: list[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domain", choices=("srgb", "linear", "both"), default="both")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--out", "--output", dest="out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     images = load_images()
     if not images:
@@ -221,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             "agreement_psnr_db": agreement,
             "seconds_per_megapixel": seconds,
         }
-    write_json(args.output, result)
-    print(f"\nwrote {args.output}")
+    write_json(args.out, result)
+    print(f"\nwrote {args.out}")
     return 0
 
 

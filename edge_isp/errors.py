@@ -33,8 +33,17 @@ class MissingDependencyError(EdgeIspError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
 
-def require(module: str, extra: str, purpose: str):
-    """Import an optional dependency or raise a message that says how to get it.
+def install_hint(extra: str) -> str:
+    """How to install an extra, for an installed edge-isp and for a checkout of it."""
+    return (
+        f"pip install 'edge-isp[{extra}]' (in a checkout of edge-isp: pip install -e '.[{extra}]', "
+        "or scripts/bootstrap.sh for everything the demo and training need)"
+    )
+
+
+def require(module: str, extra: str, purpose: str, how: str | None = None):
+    """Import an optional dependency or raise a message that says how to get it: with
+    :func:`install_hint` of ``extra``, or ``how`` where pip is not the way (an apt package).
 
     Example:
         >>> rawpy = require("rawpy", "raw", "reading DNG files")  # doctest: +SKIP
@@ -46,5 +55,5 @@ def require(module: str, extra: str, purpose: str):
     except ImportError as exc:
         raise MissingDependencyError(
             f"{purpose} needs the Python package '{module}', which is not installed "
-            f"({exc}). Install it with: pip install 'edge-isp[{extra}]'"
+            f"({exc}). Install it with: {how or install_hint(extra)}"
         ) from exc

@@ -26,7 +26,7 @@ train_and_export() {
     touch "$runs/$stage/DONE"
   done
   mkdir -p "$out"
-  "$edge_isp" export onnx "$runs/joint/best.pt" --output "$out/model.onnx" --input-size "$input_size" --with-image
+  "$edge_isp" export onnx "$runs/joint/best.pt" --out "$out/model.onnx" --input-size "$input_size" --with-image
   cp "$runs/joint/config.toml" "$out/config.toml"
   cp "$runs/joint/history.json" "$out/history.json"
 }

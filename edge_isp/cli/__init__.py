@@ -2,13 +2,15 @@
 
 A user's mistake (an :class:`~edge_isp.errors.EdgeIspError`, a missing file, a bad
 option) exits with status 1 and a one-paragraph message; anything else is a bug and
-keeps its traceback.
+keeps its traceback. A reader that goes away (``edge-isp doctor --json | head``) ends the
+command quietly, as it ends any Unix tool.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -58,12 +60,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 128 + 13  # as a process killed by SIGPIPE reports itself
     except (EdgeIspError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit does not raise BrokenPipeError again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from edge_isp.contract.sizes import size_argument
 from edge_isp.errors import InvalidInputError, require
 
 
@@ -58,9 +59,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "white surface and when to cover the lens, and save the frames for `edge-isp calibrate ptc`.",
     )
     p.add_argument(
-        "--source", required=True, help="a camera with manual exposure and gain: picamera2[:N] or v4l2:/dev/videoN"
+        "--source",
+        required=True,
+        help="a camera with manual exposure and gain: picamera2[:N] or v4l2:/dev/videoN; or sim, a simulated "
+        "sensor (--profile's noise) in front of a flat light, to check a set-up without a camera",
     )
     p.add_argument("--out", type=Path, required=True, help="folder for the frames")
+    p.add_argument("--profile", default="nexus6p-rear", help="sim: the sensor simulated (default %(default)s)")
+    p.add_argument("--size", type=size_argument, metavar="WxH", help="sim: frame size (default 128x96)")
+    p.add_argument("--seed", type=int, default=0, help="sim: seed of the fixed patterns and noise (default 0)")
     p.add_argument("--gains", type=float, nargs="+", default=[1.0, 2.0, 4.0], help="analogue gains (default: 1 2 4)")
     p.add_argument("--levels", type=int, default=20, help="flat-field exposure levels per gain (default: 20)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -91,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demosaicking lowers it: see edge_isp.sensor.noise_formats.to_darktable)",
     )
     p.add_argument("--iso", type=float, help="ISO the DNG NoiseProfile was recorded at (required with it)")
-    p.add_argument("--output", type=Path, required=True, help="the profile JSON to write")
+    p.add_argument("--out", "--output", dest="out", type=Path, required=True, help="the profile JSON to write")
     p.add_argument("--name", help="profile name (default: the output file's name without .json)")
     p.add_argument("--cfa", required=True, help="Bayer pattern of the raw: RGGB, BGGR, GRBG or GBRG")
     p.add_argument("--bit-depth", type=int, required=True, help="bits per raw sample")
@@ -235,9 +242,16 @@ def _image(args: argparse.Namespace) -> int:
 
 def _capture(args: argparse.Namespace) -> int:
     from edge_isp.calibrate.capture import CapturePlan, ControlledSource, run_capture
+    from edge_isp.calibrate.simulated_capture import DEFAULT_SIZE, SimulatedBench
     from edge_isp.runtime.sources import open_source
+    from edge_isp.sensor.profile import SensorProfile
 
     plan = CapturePlan(gains=tuple(args.gains), levels=args.levels)
+    if args.source.strip().lower() == "sim":
+        bench = SimulatedBench(SensorProfile.load(args.profile), args.size or DEFAULT_SIZE, seed=args.seed)
+        print(f"simulated capture: {args.profile}'s noise model, a flat light saturating base gain in about 10 ms")
+        run_capture(bench, plan, args.out, wait=bench.wait, progress=not args.no_progress)
+        return 0
     with open_source(args.source) as camera:
         paths = run_capture(ControlledSource(camera), plan, args.out, progress=not args.no_progress)
     print(f"captured {len(paths)} frames into {args.out}; next: edge-isp calibrate ptc {args.out} --out PROFILE_DIR")
@@ -249,7 +263,7 @@ def _import(args: argparse.Namespace) -> int:
 
     _check_import_options(args)
     common = {
-        "name": args.name or args.output.stem,
+        "name": args.name or args.out.stem,
         "cfa": args.cfa,
         "bit_depth": args.bit_depth,
         "white_level": args.white,
@@ -276,7 +290,7 @@ def _import(args: argparse.Namespace) -> int:
             base_iso=100.0 if args.base_iso is None else args.base_iso, source=args.rpi_tuning.name, **common,
         )  # fmt: skip
     profile = result.profile
-    profile.save(args.output)
+    profile.save(args.out)
     for n in profile.noise:
         print(
             f"ISO {n.analogue_gain * profile.base_iso:g} (gain {n.analogue_gain:g}): K = {n.gain_dn_per_e:.5g} DN/e-, "
@@ -284,7 +298,7 @@ def _import(args: argparse.Namespace) -> int:
         )
     for note in result.notes:
         print(f"note: {note}")
-    print(f"wrote {args.output} (profile {profile.name!r})")
+    print(f"wrote {args.out} (profile {profile.name!r})")
     return 0
 
 

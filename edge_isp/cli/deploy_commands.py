@@ -8,6 +8,9 @@ import json
 import tempfile
 from pathlib import Path
 
+from edge_isp.export.targets import shipped_targets
+from edge_isp.sensor.profile import shipped_profiles
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     doctor = sub.add_parser(
@@ -37,8 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("hosts", nargs="+", metavar="HOST", help="[USER@]HOST[:PORT] or an ssh config alias")
     p.add_argument("--model", required=True, type=Path, help="the ONNX model")
-    p.add_argument("--profile", required=True, help="sensor profile: a shipped name (imx219) or a JSON file")
-    p.add_argument("--target", help="engine build target: a shipped name (orin-nano) or a TOML file")
+    p.add_argument(
+        "--profile",
+        required=True,
+        help=f"sensor profile: a shipped name ({', '.join(shipped_profiles()) or 'none'}) or a JSON file",
+    )
+    p.add_argument(
+        "--target", help=f"engine build target: a shipped name ({', '.join(shipped_targets())}) or a TOML file"
+    )
     p.add_argument("--config", type=Path, help="run config to ship (source, outputs, token); model/profile replaced")
     p.add_argument("--source", help="camera source on the board, e.g. v4l2:/dev/video0 (overrides the config's)")
     p.add_argument("--prefix", default="/opt/edge-isp", help="install prefix on the board (default %(default)s)")

@@ -51,7 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(r)
     r.add_argument("--images", choices=["classification", "detection"], default="classification",
                    help="which test images (default %(default)s)")  # fmt: skip
-    r.add_argument("--denoisers", default="nlm,bm3d", help="comma-separated, of nlm, bm3d (default %(default)s)")
+    r.add_argument(
+        "--denoisers",
+        default="nlm,bm3d",
+        help="comma-separated, of nlm, bm3d (default %(default)s; the bm3d package is free "
+        "for non-commercial use only)",
+    )
     r.add_argument("--no-demosaicnet", action="store_true", help="leave out the demosaicnet pipelines")
     r.add_argument("--scene-index", type=int, default=0, help="test image of the picture grid (default 0)")
     r.set_defaults(func=_recon)
@@ -99,7 +104,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--isp-denoise", help="conventional ISP's denoiser (default: the baseline's, or nlm)")
     p.add_argument("--workers", type=int, default=_default_workers(),
                    help="conventional ISP denoiser threads (default: the cores, at most 4: %(default)s)")  # fmt: skip
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto: CUDA when present)")
     p.add_argument("--scene-lux", type=float, default=3.0,
                    help="light level of the picture grid, in the sweep's unit (default 3)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar or lines")

@@ -14,6 +14,9 @@ import argparse
 from pathlib import Path
 
 from edge_isp.contract.sizes import size_argument
+from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.export.targets import load_target
+from edge_isp.shipped import shipped_dir
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
@@ -50,9 +53,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = actions.add_parser("all", help="every step: onnx, fp16/int8, accuracy report, engine")
     p.add_argument("source", help="a checkpoint (.pt) or a registered model name (untrained)")
-    p.add_argument("--target", required=True, help="target name (see `edge-isp export targets`) or TOML file")
+    p.add_argument(
+        "--target", help="target name (see `edge-isp export targets`) or TOML file; not needed with --no-engine"
+    )
     p.add_argument("--out", type=Path, default=Path("export/out"), help="output folder (default %(default)s)")
-    p.add_argument("--input-size", type=size_argument, metavar="WxH", help="override the target's input size")
+    p.add_argument(
+        "--input-size",
+        type=size_argument,
+        metavar="WxH",
+        help="default: the size the checkpoint was trained at, else the target's",
+    )
     _add_light(p)
     p.add_argument("--precisions", default="fp16,int8", help="reduced precisions to make (default %(default)s)")
     p.add_argument("--eval-images", type=int, default=200, help="images per light level in the report")
@@ -70,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = actions.add_parser("onnx", help="export to ONNX, checked and compared with torch")
     p.add_argument("source", help="a checkpoint (.pt) or a registered model name (untrained)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument("-o", "--out", "--output", dest="out", type=Path, required=True, help="the .onnx file to write")
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--target", help="take the input size and batch from this target")
     size.add_argument("--input-size", type=size_argument, metavar="WxH", help="full-resolution frame size")
@@ -82,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser("precision", help="make the fp16 or int8 model, keeping measured layers in fp32")
     p.add_argument("model", type=Path, help="the fp32 ONNX file from `export onnx`")
     p.add_argument("--precision", choices=["fp16", "int8"], required=True)
-    p.add_argument("-o", "--output", type=Path, help="default: MODEL with .fp16/.int8 in its name")
+    p.add_argument("-o", "--out", "--output", dest="out", type=Path, help="default: MODEL with .fp16/.int8 in its name")
     _add_light(p, split=False)  # a built data set's train split: calibration and search only
     p.add_argument("--search-images", type=int, default=32, help="images the layer search measures on")
     p.add_argument("--calib-images", type=int, default=32, help="images INT8 calibrates on (per light level)")
@@ -121,8 +131,6 @@ def _add_graph_options(p: argparse.ArgumentParser) -> None:
 
 
 def _target(args: argparse.Namespace):
-    from edge_isp.export.targets import load_target
-
     target = load_target(args.target)
     if getattr(args, "input_size", None):
         target = target.replace(input_size=tuple(args.input_size))
@@ -135,11 +143,12 @@ def _all(args: argparse.Namespace) -> int:
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
     bad = [p for p in precisions if p not in ("fp16", "int8")]
     if bad:
-        from edge_isp.errors import InvalidInputError
-
         raise InvalidInputError(f"--precisions takes fp16 and/or int8, got {', '.join(bad)}")
+    if args.target is None and not args.no_engine:
+        raise InvalidInputError("export all needs --target (the board whose engine it plans), or --no-engine")
+    target = load_target(args.target) if args.target else None
     options = ExportOptions(
-        target=_target(args), out_dir=args.out, data=args.data, split=args.split, light=args.light,
+        target=target, input_size=args.input_size, out_dir=args.out, data=args.data, split=args.split, light=args.light,
         light_unit=args.light_unit, profile=args.profile, precisions=precisions, eval_images=args.eval_images,
         search_images=args.search_images, calib_images=args.calib_images, calib_frames=args.calib_frames,
         tolerance=args.tolerance, search=not args.no_search, calibration=args.calibration,
@@ -167,7 +176,7 @@ def _onnx(args: argparse.Namespace) -> int:
         size = args.input_size
     profile = SensorProfile.load(args.profile or loaded.profile)
     result = export_onnx(
-        loaded.model, args.output, input_size=size, class_names=loaded.class_names, profile=profile, batch=batch,
+        loaded.model, args.out, input_size=size, class_names=loaded.class_names, profile=profile, batch=batch,
         dynamic_batch=args.dynamic_batch, with_image=args.with_image, top_k=args.top_k,
         noise_range=loaded.noise_range,
     )  # fmt: skip
@@ -181,7 +190,6 @@ def _onnx(args: argparse.Namespace) -> int:
 
 
 def _light_and_data(args: argparse.Namespace, metadata, split: str | None = None):
-    from edge_isp.errors import InvalidInputError
     from edge_isp.export.evalset import check_class_names, light_levels, open_dataset
     from edge_isp.sensor.profile import SensorProfile
 
@@ -201,7 +209,7 @@ def _precision(args: argparse.Namespace) -> int:
     from edge_isp.export.precision import convert_fp16, precision_suffix
 
     metadata = read_metadata(args.model)
-    output = args.output or precision_suffix(args.model, args.precision)
+    output = args.out or precision_suffix(args.model, args.precision)
     if args.no_search and args.precision == "fp16":
         convert_fp16(args.model, output)
         print(f"{output}: every layer in fp16 (not measured; run `edge-isp export report` to measure it)")
@@ -289,9 +297,12 @@ def _engine(args: argparse.Namespace) -> int:
 
 
 def _targets(args: argparse.Namespace) -> int:
-    from edge_isp.export.targets import load_target, shipped_targets
+    from edge_isp.export.targets import shipped_targets
 
-    for name in shipped_targets():
+    names = shipped_targets()
+    if not names:
+        raise MissingFileError(f"this edge-isp install ships no build targets (none in {shipped_dir('targets')})")
+    for name in names:
         t = load_target(name)
         dla = f"DLA {t.dla_core}" + (" +GPU fallback" if t.gpu_fallback else "") if t.dla_core is not None else "GPU"
         size = f"{t.input_size[0]}x{t.input_size[1]}"

@@ -21,16 +21,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--source",
         required=True,
         metavar="SPEC",
-        help="sim | replay:DIR | picamera2[:N] | v4l2:/dev/videoN",
+        help="sim | replay:DIR | file:VIDEO|DIR (footage simulated into raw through --profile at --lux) | "
+        "picamera2[:N] | v4l2:/dev/videoN",
     )
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to record into")
     p.add_argument("--frames", type=_positive_int, metavar="N", help="stop after N frames")
     p.add_argument("--seconds", type=_positive_float, metavar="S", help="stop after S seconds")
     p.add_argument("--profile", metavar="NAME|PATH", help="sensor profile (sim: the sensor; v4l2: its levels)")
-    p.add_argument("--size", type=size_argument, metavar="WxH", help="frame size (sim, v4l2, picamera2)")
-    p.add_argument("--fps", type=_positive_float, help="frame rate (sim, replay, picamera2)")
-    p.add_argument("--lux", type=_positive_float, help="scene illumination of the simulated source")
-    p.add_argument("--loop", action="store_true", help="replay: loop the recording (stop with --frames/--seconds)")
+    p.add_argument("--size", type=size_argument, metavar="WxH", help="frame size (sim, file, v4l2, picamera2)")
+    p.add_argument("--fps", type=_positive_float, help="frame rate (sim, replay, file, picamera2)")
+    p.add_argument("--lux", type=_positive_float, help="scene illumination of a simulated source (sim, file)")
+    p.add_argument(
+        "--loop", action="store_true", help="replay, file: start again at the end (stop with --frames/--seconds)"
+    )
     p.add_argument("--retry", action="store_true", help="reopen a camera that fails, with back-off, and go on")
     p.add_argument("--overwrite", action="store_true", help="replace a recording already in DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

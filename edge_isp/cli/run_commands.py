@@ -16,11 +16,12 @@ from typing import Any
 
 from edge_isp.contract.sizes import format_size, size_argument
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.shipped import default_model
 
 log = logging.getLogger("edge_isp.run")
 
-DEFAULT_DEMO_MODEL = Path("models/default-det/model.onnx")
 _CAMERAS = ("picamera2", "v4l2")
+_FINITE = ("replay", "file")  # files: every frame is processed, none dropped
 DEMO_MODEL_HINT = (
     "The demo runs the shipped detection model {path}, which is not there. Make it with: "
     "edge-isp data build --out data/demo && edge-isp train isp --config configs/detection.toml && "
@@ -38,7 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "video and results to the outputs asked for. Stops at the end of a finite source, on Ctrl-C/SIGTERM, "
         "or after --duration/--max-frames, closing the camera and finishing every file.",
     )
-    p.add_argument("--source", metavar="SPEC", help="sim | replay:DIR | picamera2[:N] | v4l2:/dev/videoN")
+    p.add_argument(
+        "--source",
+        metavar="SPEC",
+        help="sim | replay:DIR | file:VIDEO|DIR (or a path: footage to simulate raw from) | picamera2[:N] | "
+        "v4l2:/dev/videoN (or /dev/videoN)",
+    )
     p.add_argument("--model", metavar="FILE", help="ONNX model, TensorRT engine, or (torch) checkpoint")
     p.add_argument(
         "--config",
@@ -49,11 +55,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_common(p)
     p.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime", "torch"], help="default: auto")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (TensorRT: a CUDA device index)")
-    p.add_argument("--rtsp", metavar="[HOST:]PORT[/PATH]", help="serve H.264 over RTSP (needs GStreamer)")
-    p.add_argument("--record", type=Path, metavar="DIR", help="record annotated MP4 and results as JSON lines")
+    p.add_argument(
+        "--rtsp", metavar="[HOST:]PORT[/PATH]", help="serve H.264 over RTSP (needs GStreamer); rtsp://@:8554/live too"
+    )
+    p.add_argument(
+        "--record",
+        metavar="DIR|FILE.mp4",
+        help="record the annotated video (H.264 in fragmented MP4 with GStreamer, else mp4v) and results as "
+        "JSON lines: into a folder of segments, or one file (out.mp4, file://out.mp4)",
+    )
     p.add_argument("--size", type=size_argument, metavar="WxH", help="frame size of the camera or simulated source")
-    p.add_argument("--fps", type=_positive_float, help="frame rate (sim, replay, picamera2)")
-    p.add_argument("--loop", action="store_true", help="replay: loop the recording")
+    p.add_argument("--fps", type=_positive_float, help="frame rate (sim, replay, file, picamera2)")
+    p.add_argument("--loop", action="store_true", help="replay, file: start again after the last frame")
     p.add_argument(
         "--auto-exposure",
         default="auto",
@@ -69,7 +82,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="MS",
         help="camera auto-exposure: the longest exposure, the frame-time limit (default %(default).1f ms)",
     )
-    p.add_argument("--process-all", action="store_true", help="never drop frames: the source waits for the model")
+    p.add_argument(
+        "--process-all",
+        action="store_true",
+        help="never drop frames: the source waits for the model (the default for replay and file sources; "
+        "live cameras drop the oldest frame instead)",
+    )
     p.set_defaults(func=_run)
 
     p = sub.add_parser(
@@ -79,7 +97,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "change from the dashboard) with ONNX Runtime on the CPU, and serve the dashboard: the learned view "
         "with its detections beside the conventional ISP's view.",
     )
-    p.add_argument("--model", type=Path, default=DEFAULT_DEMO_MODEL, metavar="FILE", help="default %(default)s")
+    p.add_argument(
+        "--model", type=Path, metavar="FILE", help="default: the shipped detection model (models/default-det)"
+    )
     _add_common(p, http_default="127.0.0.1:8080")
     p.set_defaults(func=_demo)
 
@@ -146,6 +166,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     _logging()
+    if args.model is None:
+        args.model = default_model("det")
     if not Path(args.model).is_file():
         raise MissingFileError(DEMO_MODEL_HINT.format(path=args.model))
     for name, value in (("rtsp", None), ("record", None), ("size", None), ("fps", None), ("loop", False)):
@@ -175,7 +197,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     from edge_isp.runtime.sources import RetryingSource, load_profile, open_source, parse_source_spec
 
     kind, _ = parse_source_spec(source_spec)
-    inference = make_backend(model, backend, device=device, threads=args.threads)
+    inference = make_backend(model, backend, device=device, threads=args.threads, engine_on_first_use=True)
     info = metadata_of_backend(inference)
     profile_name = args.profile or info.profile
     if profile_name is None:
@@ -216,7 +238,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     every = args.conventional_every if args.conventional_every is not None else (3 if args.http else 0)
     config = PipelineConfig(
         conventional_every=every,
-        when_full="block" if args.process_all else "drop_oldest",
+        when_full="block" if args.process_all or kind in _FINITE else "drop_oldest",
         max_frames=args.max_frames,
     )
     pipeline: Pipeline
@@ -231,6 +253,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         info=_dashboard_info(model, info, inference, profile.name, input_size, source_spec, args),
         class_names=info.class_names,
         score_threshold=args.score_threshold,
+        record_size=lambda: getattr(args, "size", None) or _frame_size(source),
     )
     pipeline = Pipeline(source, inference, preprocessor, postprocessor, outputs, profile=profile, config=config)
     size = format_size(input_size) if input_size else "each frame's own size"
@@ -269,21 +292,31 @@ def _dashboard_info(
     }
 
 
+def _frame_size(source: Any) -> tuple[int, int] | None:
+    """(width, height) of the frames the (open) source delivers, where it says: the footage's,
+    or the size a V4L2 device settled on; None where unknown (the recording keeps its own)."""
+    inner = getattr(source, "source", source)  # inside a RetryingSource
+    if getattr(inner, "frame_size", None):
+        return tuple(inner.frame_size)
+    width, height = getattr(inner, "width", None), getattr(inner, "height", None)
+    return (int(width), int(height)) if isinstance(width, int) and isinstance(height, int) else None
+
+
 def _source_options(args: argparse.Namespace, kind: str, profile: Any) -> dict[str, Any]:
     opts: dict[str, Any] = {}
-    if kind in ("sim", "v4l2"):
+    if kind in ("sim", "v4l2", "file"):
         opts["profile"] = profile
     if getattr(args, "size", None) is not None:
         opts["size"] = args.size
     if getattr(args, "fps", None) is not None:
         opts["fps"] = args.fps
     if args.lux is not None:
-        if kind != "sim":
-            raise InvalidInputError(f"--lux sets the simulated source's light level; the source here is {kind!r}")
+        if kind not in ("sim", "file"):
+            raise InvalidInputError(f"--lux sets a simulated source's light level; the source here is {kind!r}")
         opts["lux"] = args.lux
     if getattr(args, "loop", False):
-        if kind != "replay":
-            raise InvalidInputError(f"--loop is for replay sources; the source here is {kind!r}")
+        if kind not in _FINITE:
+            raise InvalidInputError(f"--loop is for replay and file sources; the source here is {kind!r}")
         opts["loop"] = True
     return opts
 

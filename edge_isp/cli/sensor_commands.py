@@ -36,7 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("raws", nargs="+", metavar="RAW", help="RawFrame .npy/.json, DNG or camera raw files")
     p.add_argument("--demosaic", default="malvar", choices=["bilinear", "malvar", "ea", "vng"])
-    p.add_argument("--denoise", default="none", choices=["none", "nlm", "bm3d"])
+    p.add_argument(
+        "--denoise",
+        default="none",
+        choices=["none", "nlm", "bm3d"],
+        help="denoiser (default none); bm3d needs the bm3d package, free for non-commercial use only",
+    )
     p.add_argument(
         "--profile", help="sensor profile for colour and noise (default: the shipped one named by the frame)"
     )

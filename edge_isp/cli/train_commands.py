@@ -6,6 +6,11 @@
     edge-isp train baseline --config configs/classification.toml   # head on the conventional ISP
 
 Several GPUs: ``torchrun --nproc_per_node=N -m edge_isp train joint --config ...``.
+
+With ``--out``, joint and baseline start from the isp/head runs beside it when the same habit
+put them there (``--out runs/x/isp``, ``--out runs/x/head``, then ``--out runs/x/joint`` finds
+``runs/x/isp/best.pt``), unless ``--set init.isp=...`` names them
+(:func:`edge_isp.train.config_paths.runs_beside`).
 """
 
 from __future__ import annotations
@@ -42,7 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             metavar="KEY=VALUE",
             help="override a config key, e.g. --set optim.lr=1e-3 (repeatable; the value is read as TOML)",
         )
-        s.add_argument("--out", type=Path, help="run folder for checkpoints and logs (default: run.out)")
+        s.add_argument(
+            "--out",
+            type=Path,
+            help="run folder for checkpoints and logs (default: run.out); joint/baseline then start from the "
+            "isp/head runs beside it when they are there",
+        )
         s.add_argument("--resume", action="store_true", help="continue from OUT/last.pt to the same state")
         s.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
         s.set_defaults(func=_train)
@@ -50,10 +60,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from edge_isp.train.config import load_config
+    from edge_isp.train.config_paths import STAGE_RUNS, runs_beside
 
     config = load_config(args.config, stage=args.stage, overrides=args.set)
     if args.out is not None:
-        config = dataclasses.replace(config, run=dataclasses.replace(config.run, out=str(args.out)))
+        set_by_hand = {text.split("=", 1)[0].strip().removeprefix("init.") for text in args.set}
+        init = {role: getattr(config.init, role) for role in STAGE_RUNS if role not in set_by_hand}
+        moved = runs_beside(init, config.run.out, args.out)
+        for role, path in moved.items():
+            print(f"init.{role}: {path} (the {role} run beside --out {args.out})")
+        config = dataclasses.replace(
+            config,
+            run=dataclasses.replace(config.run, out=str(args.out)),
+            init=dataclasses.replace(config.init, **moved),
+        )
     if args.print_config:
         print(config.to_toml(), end="")
         return 0

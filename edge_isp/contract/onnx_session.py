@@ -19,7 +19,7 @@ CPU_PROVIDERS = ("CPUExecutionProvider",)
 
 def onnxruntime() -> Any:
     """The ``onnxruntime`` module, or a message naming the extra that installs it."""
-    return require("onnxruntime", "export", "running ONNX models")
+    return require("onnxruntime", "runtime", "running ONNX models")
 
 
 def session_options(threads: int | None = None) -> Any:

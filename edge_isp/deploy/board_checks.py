@@ -272,8 +272,16 @@ MACHINE_CHECKS: tuple[CheckFn, ...] = (
         ("jetson",),
         "pip install 'edge-isp[jetson]' with CUDA on PATH (export PATH=/usr/local/cuda/bin:$PATH)",
     ),
-    lambda s, m: check_module(s, m, "onnxruntime", ("raspberry-pi",), "pip install onnxruntime"),
-    lambda s, m: check_module(s, m, "picamera2", ("raspberry-pi",), "sudo apt install python3-picamera2"),
+    lambda s, m: check_module(
+        s, m, "onnxruntime", ("raspberry-pi",), "pip install 'edge-isp[pi]' (deploy/install-pi.sh)"
+    ),
+    lambda s, m: check_module(
+        s,
+        m,
+        "picamera2",
+        ("raspberry-pi",),
+        "sudo apt install python3-picamera2, in a venv made with --system-site-packages (deploy/install-pi.sh)",
+    ),
     check_v4l2,
     check_libcamera,
     check_gstreamer,

@@ -3,13 +3,13 @@
 A release is one folder, the same for every host::
 
     app/edge_isp/...                the package (pure Python; the board's venv has its dependencies)
-    app/calibration/profiles/       the shipped sensor profiles, app/export/targets/ the targets
+                                    with its shipped profiles and targets (edge_isp/_data/), no models
     bin/edge-isp                    runs this release's package with the board's Python (a script)
     model/<model>.onnx, model/<profile>.json
     target.toml                     the engine build target, when one was given
     engines/                        the engine and its sidecar, built on the board (with a target)
     config.toml                     the run config (source, outputs, token) with model and profile
-    deploy/edge-isp.service, deploy/install-jetson.sh
+    deploy/edge-isp.service, deploy/install-{common,jetson,pi}.sh
     MANIFEST.json                   the release id, version and every file's sha256
 
 Its id is ``<version>-<12 hex>``: a hash of every file but the manifest, so the same inputs
@@ -29,7 +29,10 @@ from edge_isp.deploy.doctor import sha256_file
 from edge_isp.deploy.run_config import TOP_KEYS, parse_run_config
 from edge_isp.deploy.ssh import check_remote_path
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.export.targets import load_target, target_path
 from edge_isp.fileio import write_json
+from edge_isp.sensor.profile import SensorProfile, profile_path
+from edge_isp.shipped import shipped_dir
 from edge_isp.tomlwrite import toml_value
 
 try:
@@ -38,13 +41,13 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 PACKAGE_DIR = Path(edge_isp.__file__).resolve().parent
-REPO_DIR = PACKAGE_DIR.parent
 DEFAULT_PREFIX = "/opt/edge-isp"
 DEFAULT_REMOTE_CONFIG = "/etc/edge-isp/config.toml"
 DEFAULT_HTTP = "127.0.0.1:8080"
 SERVICE = "edge-isp"
 BOARD_STEP_MODES = ("run", "dry-run")
 UNIT_PREFIX = "/opt/edge-isp"  # the prefix written in deploy/edge-isp.service
+INSTALL_SCRIPTS = ("install-common.sh", "install-jetson.sh", "install-pi.sh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,19 +112,13 @@ class Release:
 
 
 def _resolve_profile(profile: str) -> Path:
-    from edge_isp.sensor.profile import PROFILE_DIR, SensorProfile
-
     SensorProfile.load(profile)  # refuses a bad profile with the field's name
-    path = Path(profile)
-    return path if path.is_file() else PROFILE_DIR / f"{profile}.json"
+    return profile_path(profile)
 
 
 def _resolve_target(target: str) -> Path:
-    from edge_isp.export.targets import TARGET_DIR, load_target
-
     load_target(target)
-    path = Path(target)
-    return path if path.is_file() else TARGET_DIR / f"{target}.toml"
+    return target_path(target)
 
 
 def to_toml(data: dict[str, Any]) -> str:
@@ -192,25 +189,26 @@ def launcher_script(python: str) -> str:
 
 
 def _copy_app(out: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+    """The package as installed here, with its shipped data (profiles, targets, board files;
+    links in a checkout are followed) but not the default models: the release carries its own."""
+    caches = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return set(caches(folder, names)) | ({"models"} if Path(folder) == PACKAGE_DIR / "_data" else set())
+
     shutil.copytree(PACKAGE_DIR, out / "app" / "edge_isp", ignore=ignore)
-    for folder, pattern in (("calibration/profiles", "*.json"), ("export/targets", "*.toml")):
-        for path in sorted((REPO_DIR / folder).glob(pattern)):
-            (out / "app" / folder).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, out / "app" / folder / path.name)
 
 
 def _deploy_files(out: Path, prefix: str) -> None:
-    deploy_dir = REPO_DIR / "deploy"
-    unit, script = deploy_dir / "edge-isp.service", deploy_dir / "install-jetson.sh"
-    if not unit.is_file() or not script.is_file():
-        raise MissingFileError(
-            f"{deploy_dir} (the service unit and install script) is not beside the package: "
-            "`edge-isp deploy` runs from a source checkout of edge-isp"
-        )
+    deploy_dir = shipped_dir("deploy")
+    unit, scripts = deploy_dir / "edge-isp.service", [deploy_dir / n for n in INSTALL_SCRIPTS]
+    missing = [p.name for p in (unit, *scripts) if not p.is_file()]
+    if missing:
+        raise MissingFileError(f"this edge-isp install lacks its board files ({', '.join(missing)} in {deploy_dir})")
     (out / "deploy").mkdir()
     (out / "deploy" / unit.name).write_text(unit.read_text(encoding="utf-8").replace(UNIT_PREFIX, prefix))
-    shutil.copy2(script, out / "deploy" / script.name)
+    for script in scripts:
+        shutil.copy2(script, out / "deploy" / script.name)
 
 
 def build_release(options: DeployOptions, out: Path) -> Release:

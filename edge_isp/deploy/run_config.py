@@ -3,18 +3,18 @@
 Every key mirrors an `edge-isp run` option, so the file and the command line say the same
 things; an option given on the command line wins over the file::
 
-    source = "v4l2:/dev/video0"     # sim | replay:DIR | picamera2[:N] | v4l2:/dev/videoN
+    source = "v4l2:/dev/video0"     # sim | replay:DIR | file:VIDEO|DIR | picamera2[:N] | v4l2:/dev/videoN
     size = "1920x1080"              # optional: the camera's frame size, WIDTHxHEIGHT
     fps = 30                        # optional: frames per second
     model = "model/model.onnx"      # ONNX or engine; relative paths: from the file's real folder
-    profile = "model/profile.json"  # optional: a sensor profile file, or a shipped name ("imx219")
+    profile = "model/profile.json"  # optional: a sensor profile file, or a shipped name ("nexus6p-rear")
     backend = "auto"                # auto | tensorrt | onnxruntime | torch
     token_file = "/etc/edge-isp/token"  # optional access token for HTTP (or `token = "..."`)
 
     [outputs]
     http = "0.0.0.0:8080"           # HOST:PORT of the dashboard, streams, /metrics and /healthz
-    rtsp = "8554/edge-isp"          # optional [HOST:]PORT[/PATH]
-    record = "/var/lib/edge-isp/recordings"  # optional folder
+    rtsp = "8554/edge-isp"          # optional [HOST:]PORT[/PATH] or rtsp://@:8554/edge-isp
+    record = "/var/lib/edge-isp/recordings"  # optional folder, or a file such as out.mp4
 
 Relative paths are resolved against the folder of the file's real path (symlinks
 followed), so ``/etc/edge-isp/config.toml`` linked to a release's ``config.toml`` finds the
@@ -32,13 +32,14 @@ from typing import Any
 
 from edge_isp.contract.sizes import parse_size
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.runtime.outputs import parse_rtsp_address
+from edge_isp.runtime.sources import parse_source_spec
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10 (JetPack 6's Ubuntu 22.04)
     import tomli as tomllib
 
-SOURCE_KINDS = ("sim", "replay", "picamera2", "v4l2")
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 TOP_KEYS = ("source", "size", "fps", "model", "profile", "backend", "token", "token_file", "outputs")
 OUTPUT_KEYS = ("http", "rtsp", "record")
@@ -122,15 +123,17 @@ def split_host_port(text: str, origin: str = "http") -> tuple[str, int]:
     return host, port
 
 
-def _check_source(source: Any, origin: str) -> str:
+def _check_source(source: Any, base: Path, origin: str) -> str:
+    """The source spec (:func:`edge_isp.runtime.sources.parse_source_spec`'s forms), a relative
+    replay or footage path taken from ``base``, as the model's is."""
     if not isinstance(source, str) or not source:
         _fail(origin, "source", "a string such as 'v4l2:/dev/video0'", source)
-    kind, _, arg = source.partition(":")
-    if kind not in SOURCE_KINDS:
-        _fail(origin, "source", f"one of {', '.join(SOURCE_KINDS)} (with ':ARG' where it takes one)", source)
-    if kind in ("replay", "v4l2") and not arg:
-        example = "replay:/var/lib/edge-isp/frames" if kind == "replay" else "v4l2:/dev/video0"
-        _fail(origin, "source", f"'{kind}:PATH' such as '{example}'", source)
+    try:
+        kind, arg = parse_source_spec(source)
+    except InvalidInputError as exc:
+        raise RunConfigError(f"{origin}: key 'source': {exc}") from None
+    if kind in ("replay", "file") and arg is not None:
+        return f"{kind}:{_path(arg, 'source', base, origin)}"
     return source
 
 
@@ -157,7 +160,7 @@ def _path(value: Any, key: str, base: Path, origin: str) -> Path:
 def _profile(value: Any, base: Path, origin: str) -> str:
     if not isinstance(value, str) or not value.strip():
         _fail(origin, "profile", "a profile file or a shipped profile name", value)
-    # A bare name ("imx219") is a shipped profile; anything path-like is a file.
+    # A bare name ("nexus6p-rear") is a shipped profile; anything path-like is a file.
     if "/" in value or value.endswith(".json"):
         return str(_path(value, "profile", base, origin))
     return value
@@ -220,12 +223,15 @@ def parse_run_config(
         split_host_port(http, f"{origin}: key 'outputs.http'")
     rtsp = outputs.get("rtsp")
     if rtsp is not None:
-        match = re.fullmatch(r"(?:[^:/\s]+:)?(\d{1,5})(?:/[\w.\-/]*)?", rtsp) if isinstance(rtsp, str) else None
-        if not match or not 1 <= int(match.group(1)) <= 65535:
-            _fail(origin, "outputs.rtsp", "'[HOST:]PORT[/PATH]' with a port 1..65535, such as '8554/edge-isp'", rtsp)
+        if not isinstance(rtsp, str):
+            _fail(origin, "outputs.rtsp", "'[HOST:]PORT[/PATH]' or 'rtsp://@:PORT/PATH'", rtsp)
+        try:
+            parse_rtsp_address(rtsp)
+        except InvalidInputError as exc:
+            raise RunConfigError(f"{origin}: key 'outputs.rtsp': {exc}") from None
     record = outputs.get("record")
     return RunConfig(
-        source=_check_source(data["source"], origin),
+        source=_check_source(data["source"], base, origin),
         size=_size(data["size"], origin) if "size" in data else None,
         fps=_fps(data["fps"], origin) if "fps" in data else None,
         model=_path(data["model"], "model", base, origin),

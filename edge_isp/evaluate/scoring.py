@@ -32,8 +32,8 @@ IMAGE_METRICS = ("psnr", "ssim")
 METRIC_TEXT = {
     "top1": "top-1 accuracy",
     "top5": "top-5 accuracy",
-    "map50": "mAP@0.5",
-    "map50_95": "mAP@0.5:0.95",
+    "map50": "mAP@0.5 (all-point AP)",
+    "map50_95": "mAP@0.5:0.95 (all-point AP)",
     "psnr": "PSNR (dB)",
     "ssim": "SSIM",
 }

@@ -23,7 +23,8 @@ from edge_isp.errors import InvalidInputError
 from edge_isp.export.evalset import EvalImages, LightLevel, check_class_names, simulate_inputs
 from edge_isp.train.metrics import DetectionAccumulator, top1_correct
 
-METRIC_NAMES = {"classification": "top-1 %", "detection": "mAP@0.5 %"}
+# All-point interpolated AP (edge_isp.train.metrics), not COCO's 101-point sampling.
+METRIC_NAMES = {"classification": "top-1 %", "detection": "mAP@0.5 % (all-point)"}
 DEFAULT_TOLERANCE = 1.0
 CHUNK = 16
 
@@ -138,7 +139,7 @@ class AccuracyReport:
     """The per-precision, per-light-level accuracy table and what it rests on.
 
     Attributes:
-        task, metric: the task and the metric's name ("top-1 %", "mAP@0.5 %").
+        task, metric: the task and the metric's name ("top-1 %", "mAP@0.5 % (all-point)").
         images: evaluation images per light level.
         profile: the sensor profile the raw was simulated through.
         levels: the light levels, in order.

@@ -62,7 +62,8 @@ def plan_for(target: Target, onnx_path: str | Path, tensorrt_version: str) -> Bu
     if metadata.precision != target.precision:
         raise InvalidInputError(
             f"target {target.name!r} wants a {target.precision} engine but {onnx_path} is the {metadata.precision} "
-            f"model; build from the {target.precision} ONNX file (edge-isp export quantize / fp16)"
+            f"model; build from the {target.precision} ONNX file "
+            f"(edge-isp export precision MODEL --precision {target.precision})"
         )
     if tuple(metadata.input_size) != tuple(target.input_size):
         raise InvalidInputError(

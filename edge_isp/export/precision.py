@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.contract.metadata import read_metadata, set_metadata
-from edge_isp.errors import InvalidInputError, MissingDependencyError, MissingFileError, require
+from edge_isp.errors import InvalidInputError, MissingDependencyError, MissingFileError, install_hint, require
 from edge_isp.fileio import write_bytes
 
 INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
@@ -91,7 +91,7 @@ def _converter() -> Any:
         except ImportError:
             raise MissingDependencyError(
                 "FP16 conversion needs onnxruntime (its transformers.float16 module) or onnxconverter-common; "
-                "install them with: pip install 'edge-isp[export]'"
+                f"install them with: {install_hint('export')}"
             ) from None
     return convert_float_to_float16
 

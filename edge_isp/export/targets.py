@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.shipped import shipped_file, shipped_names
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-TARGET_DIR = Path(__file__).resolve().parents[2] / "export" / "targets"
 PRECISIONS = ("fp32", "fp16", "int8")
 SIZE_MULTIPLE = 32
 _VERSION = re.compile(r"^\d+(\.\d+){0,3}$")
@@ -161,20 +161,27 @@ def _validate(t: Target, origin: str) -> None:
 
 
 def shipped_targets() -> list[str]:
-    """Names of the targets in ``export/targets/``."""
-    return sorted(p.stem for p in TARGET_DIR.glob("*.toml"))
+    """Names of the targets shipped with the package (from ``export/targets/``)."""
+    return shipped_names("targets", ".toml")
 
 
-def load_target(name_or_path: str | Path) -> Target:
-    """Load a target from a TOML path, or a shipped one by name ("orin-nano")."""
+def target_path(name_or_path: str | Path) -> Path:
+    """The TOML file of a target: a file that exists, else a shipped target's name."""
     path = Path(name_or_path)
-    if not path.exists() and path.suffix == "" and (TARGET_DIR / f"{path}.toml").exists():
-        path = TARGET_DIR / f"{path}.toml"
-    if not path.is_file():
+    if path.is_file():
+        return path
+    shipped = shipped_file("targets", f"{path}.toml") if path.suffix == "" and path.name == str(path) else None
+    if shipped is None:
         raise MissingFileError(
             f"target {str(name_or_path)!r} not found: not a file, nor a shipped target "
             f"({', '.join(shipped_targets()) or 'none'})"
         )
+    return shipped
+
+
+def load_target(name_or_path: str | Path) -> Target:
+    """Load a target from a TOML path, or a shipped one by name ("orin-nano")."""
+    path = target_path(name_or_path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

@@ -1,12 +1,14 @@
 """``edge-isp export all``: from a checkpoint to the engine for a board, every step measured.
 
-1. ONNX (FP32) at the target's input size, checked, compared with torch.
+1. ONNX (FP32) at ``--input-size``, else the size the checkpoint was trained at, else the
+   target's; checked, compared with torch.
 2. FP16 and INT8 ONNX files; each layer group that measurably costs accuracy kept in FP32
    (:mod:`edge_isp.export.precision_search`), INT8 calibrated on raw simulated at the
    deployment light levels through the camera's profile, or on recorded frames.
 3. The accuracy report per precision per light level through ONNX Runtime (table + JSON).
 4. The TensorRT engine of the target's precision, from the cache or built; where TensorRT is
-   not installed, what to run on the board (and the equivalent trtexec command) instead.
+   not installed (or with ``--no-engine``), what to run on the board (and the equivalent
+   trtexec command) instead. Without a target (``--no-engine`` only) there is no engine step.
 
 Everything lands in ``OUT``: ``NAME.fp32.onnx``, ``NAME.fp16.onnx``, ``NAME.int8.onnx``,
 ``accuracy.json``, ``export.json`` (all of it), ``engines/``.
@@ -15,6 +17,7 @@ Everything lands in ``OUT``: ``NAME.fp32.onnx``, ``NAME.fp16.onnx``, ``NAME.int8
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,7 +47,7 @@ class ExportOptions:
     """Settings of :func:`export_all` (the command line's options).
 
     Attributes:
-        target: the board.
+        target: the board; None (with ``engine=False``) for the ONNX files and report only.
         out_dir: where everything is written.
         data: evaluation data (built data set, image folder, or COCO JSON); None skips the
             precisions' measurement, the search and the report (FP32 and the engine only).
@@ -65,9 +68,11 @@ class ExportOptions:
         cache_dir: the engine cache (default ``OUT/engines``).
         rebuild: build the engine even when the cache has it.
         seed: the noise seed of every simulation.
+        input_size: (width, height) of the exported graph; None: the checkpoint's training
+            size, else the target's.
     """
 
-    target: Target
+    target: Target | None
     out_dir: Path
     data: Path | None = None
     split: str = "val"
@@ -89,6 +94,47 @@ class ExportOptions:
     cache_dir: Path | None = None
     rebuild: bool = False
     seed: int = 0
+    input_size: tuple[int, int] | None = None
+
+
+REPORT_EVERY_S = 10.0
+
+
+def report_progress(say: Callable[[str], None], every_s: float = REPORT_EVERY_S) -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback that says how far the accuracy report is, at most every
+    ``every_s`` seconds and once at the end, with the time left at the rate so far."""
+    start = time.monotonic()
+    last = [start]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < every_s:
+            return
+        last[0] = now
+        left = (now - start) / max(done, 1) * (total - done)
+        say(f"  accuracy report: {done}/{total} batches ({done / max(total, 1):.0%}), about {left:.0f} s left")
+
+    return progress
+
+
+def resolve_size(
+    options: ExportOptions, trained_size: tuple[int, int] | None, say: Callable[[str], None]
+) -> tuple[Target | None, tuple[int, int]]:
+    """The input size of the export and the target at that size: ``--input-size``, else the
+    size the checkpoint was trained at, else the target's; a target's engine is built at it."""
+    target = options.target
+    if options.input_size is not None:
+        size, why = tuple(options.input_size), "--input-size"
+    elif trained_size is not None:
+        size, why = tuple(trained_size), "the size the checkpoint was trained at; --input-size to change it"
+    elif target is not None:
+        size, why = target.input_size, f"target {target.name}'s; --input-size to change it"
+    else:
+        raise InvalidInputError("the checkpoint does not say its training size: give --input-size WxH or --target")
+    say(f"input size {size[0]}x{size[1]} ({why})")
+    if target is not None and target.input_size != size:
+        target = target.replace(input_size=size)
+    return target, size  # type: ignore[return-value]
 
 
 def ranking_size(input_size: tuple[int, int]) -> tuple[int, int]:
@@ -99,18 +145,23 @@ def ranking_size(input_size: tuple[int, int]) -> tuple[int, int]:
 
 def export_all(source: str | Path, options: ExportOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole export (see the module docstring); returns what ``export.json`` holds."""
-    target, out = options.target, Path(options.out_dir)
+    out = Path(options.out_dir)
     loaded = load_model(source)
     if not loaded.trained:
         say(f"warning: {loaded.source} has fresh weights: its answers mean nothing; use a trained checkpoint")
-    profile = SensorProfile.load(options.profile or target.sensor_profile or loaded.profile)
+    target, size = resolve_size(options, loaded.input_size, say)
+    options = dataclasses.replace(options, target=target, input_size=size)
+    profile = SensorProfile.load(options.profile or (target.sensor_profile if target else None) or loaded.profile)
     name = loaded.config.name
     fp32_path = out / f"{name}.fp32.onnx"
-    summary: dict[str, Any] = {"source": loaded.source, "target": target.to_dict(), "profile": profile.name}
+    summary: dict[str, Any] = {
+        "source": loaded.source, "target": target.to_dict() if target else None, "input_size": list(size),
+        "profile": profile.name,
+    }  # fmt: skip
     result = export_onnx(
-        loaded.model, fp32_path, input_size=target.input_size, class_names=loaded.class_names, profile=profile,
-        batch=target.batch, dynamic_batch=options.dynamic_batch, with_image=options.with_image, top_k=options.top_k,
-        noise_range=loaded.noise_range,
+        loaded.model, fp32_path, input_size=size, class_names=loaded.class_names, profile=profile,
+        batch=target.batch if target else 1, dynamic_batch=options.dynamic_batch, with_image=options.with_image,
+        top_k=options.top_k, noise_range=loaded.noise_range,
     )  # fmt: skip
     parity = {k: dataclasses.asdict(v) for k, v in result.parity.items()}
     say(f"fp32: {fp32_path} ({result.seconds:.1f} s); ONNX Runtime vs torch, largest difference per output:")
@@ -136,7 +187,7 @@ def _reduced_precisions(
     say: Callable[[str], None],
 ) -> dict[str, Path]:  # fmt: skip
 
-    target, task = options.target, loaded.config.task
+    size, task = options.input_size, loaded.config.task
     values = options.light or loaded.light_levels
     if not values:
         raise InvalidInputError("no light levels: pass --light (the checkpoint does not name its validation levels)")
@@ -144,17 +195,17 @@ def _reduced_precisions(
     dataset = open_dataset(options.data, task, options.split)
     check_class_names(dataset.class_names, loaded.class_names, str(options.data))
     calib_set = open_dataset(options.data, task, "train")
-    batch = None if options.dynamic_batch else target.batch
+    batch = None if options.dynamic_batch else (options.target.batch if options.target else 1)
     # The search measures on the calibration split, so the report's images play no part in it.
-    search_images = load_images(calib_set, task, target.input_size, options.search_images)
+    search_images = load_images(calib_set, task, size, options.search_images)
     frames = FrameSet.simulate(search_images.images, profile, levels, options.seed)
     feed = None
     if "int8" in options.precisions:
         if options.calib_frames is not None:
-            feed = frames_feed(recorded_frames(options.calib_frames), profile, target.input_size, batch=batch or 1,
+            feed = frames_feed(recorded_frames(options.calib_frames), profile, size, batch=batch or 1,
                                noise_range=loaded.noise_range)  # fmt: skip
         else:
-            calib = load_images(calib_set, task, target.input_size, options.calib_images)
+            calib = load_images(calib_set, task, size, options.calib_images)
             feed = simulated_feed(calib.images, profile, [lv.electrons for lv in levels], batch=batch or 1,
                                   seed=options.seed)  # fmt: skip
         say(f"int8 calibration: {feed.description}")
@@ -162,14 +213,16 @@ def _reduced_precisions(
     ranking_path = options.out_dir / f".{loaded.config.name}.ranking.onnx"
 
     def ranking() -> Ranking:
-        size = ranking_size(target.input_size)
+        small_size = ranking_size(size)
         path = ranking_path
-        say(f"ranking layer groups on the same network at {size[0]}x{size[1]} (its dense outputs)")
-        export_onnx(loaded.model, path, input_size=size, class_names=loaded.class_names, profile=profile, dense=True)
-        small = load_images(calib_set, task, size, options.search_images)
+        say(f"ranking layer groups on the same network at {small_size[0]}x{small_size[1]} (its dense outputs)")
+        export_onnx(
+            loaded.model, path, input_size=small_size, class_names=loaded.class_names, profile=profile, dense=True
+        )
+        small = load_images(calib_set, task, small_size, options.search_images)
         small_feed = None
         if feed is not None:
-            small_calib = load_images(calib_set, task, size, options.calib_images)
+            small_calib = load_images(calib_set, task, small_size, options.calib_images)
             small_feed = simulated_feed(small_calib.images, profile, [lv.electrons for lv in levels],
                                         seed=options.seed)  # fmt: skip
         return Ranking(path, FrameSet.simulate(small.images, profile, levels, options.seed), small_feed)
@@ -198,10 +251,10 @@ def _reduced_precisions(
             paths[precision] = out_path
     finally:
         ranking_path.unlink(missing_ok=True)
-    eval_images = load_images(dataset, task, target.input_size, options.eval_images)
+    eval_images = load_images(dataset, task, size, options.eval_images)
     say(f"accuracy report: {len(eval_images)} images x {len(levels)} light levels x {1 + len(paths)} models")
     report = accuracy_report({"fp32": fp32_path, **paths}, eval_images, profile, levels,
-                             tolerance=options.tolerance, seed=options.seed)  # fmt: skip
+                             tolerance=options.tolerance, seed=options.seed, progress=report_progress(say))  # fmt: skip
     report.notes.update(notes)
     say(report.table())
     write_json(options.out_dir / "accuracy.json", {**report.to_json(), "search": searches})
@@ -213,18 +266,21 @@ def _reduced_precisions(
 
 def _engine_step(paths: dict[str, Path], options: ExportOptions, say: Callable[[str], None]) -> dict[str, Any]:
     target = options.target
+    if target is None:
+        say("engine: none planned (no --target)")
+        return {"status": "not planned", "reason": "no target"}
     onnx_path = paths.get(target.precision)
     if onnx_path is None:
         say(f"engine: target {target.name!r} wants {target.precision}, which was not made (pass --data to make it)")
         return {"status": "skipped", "reason": f"no {target.precision} model"}
     cache = options.cache_dir or options.out_dir / "engines"
-    version = installed_version()
-    if version is None or not options.engine:
+    version = installed_version() if options.engine else None
+    if version is None:
         board_version = target.tensorrt_version or "10.0"
         plan = plan_for(target, onnx_path, board_version)
         engine_path = cache / f"{onnx_path.name.split('.')[0]}.{target.precision}.engine"
         command = format_command(trtexec_args(onnx_path, plan, engine_path))
-        why = "TensorRT is not installed here" if version is None else "--no-engine"
+        why = "--no-engine" if not options.engine else "TensorRT is not installed here"
         say(f"engine: not built ({why}). On the board: edge-isp export engine {onnx_path} --target {target.name}")
         say(f"or with trtexec (TensorRT {board_version}):\n{command}")
         return {"status": "not built", "reason": why, "trtexec": command, "onnx": str(onnx_path)}

@@ -34,7 +34,7 @@ Methods:
   times the GAT's unit noise sigma in 16-bit levels.
 - ``"bm3d"``: the ``bm3d`` package (Makinen, Azzari, Foi), colour BM3D (opponent colour
   space) with its noise standard deviation from the model: the GAT's unit sigma times
-  :data:`BM3D_SIGMA_SCALE`.
+  :data:`BM3D_SIGMA_SCALE`. The package is free for non-commercial use only (its licence).
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def _nlm(z: np.ndarray) -> np.ndarray:
 
 
 def _bm3d(z: np.ndarray) -> np.ndarray:
-    bm3d = require("bm3d", "bm3d", "denoising with BM3D")
+    bm3d = require("bm3d", "bm3d", "denoising with BM3D (the bm3d package is free for non-commercial use only)")
     low, span = z.min(), float(z.max() - z.min())
     # bm3d's defaults are tuned for images on about [0, 1]: rescale, unit sigma with it.
     with _BM3D_LOCK:

@@ -28,10 +28,10 @@ import numpy as np
 from edge_isp.errors import InvalidInputError, MissingFileError, ProfileError
 from edge_isp.fileio import write_json
 from edge_isp.sensor.cfa import CFA
+from edge_isp.shipped import shipped_file, shipped_names
 
 SCHEMA = "edge-isp/sensor-profile"
 SCHEMA_VERSION = 1
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "calibration" / "profiles"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,14 +234,7 @@ class SensorProfile:
     @classmethod
     def load(cls, name_or_path: str | Path) -> SensorProfile:
         """Load a profile from a JSON path, or a shipped one by name ("nexus6p-rear")."""
-        path = Path(name_or_path)
-        if not path.exists() and path.suffix == "" and (PROFILE_DIR / f"{path}.json").exists():
-            path = PROFILE_DIR / f"{path}.json"
-        if not path.exists():
-            shipped = ", ".join(shipped_profiles()) or "none"
-            raise MissingFileError(
-                f"sensor profile {str(name_or_path)!r} not found: not a file, nor a shipped profile ({shipped})"
-            )
+        path = profile_path(name_or_path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -250,8 +243,22 @@ class SensorProfile:
 
 
 def shipped_profiles() -> list[str]:
-    """Names of the profiles shipped in calibration/profiles/."""
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
+    """Names of the profiles shipped with the package (from calibration/profiles/)."""
+    return shipped_names("profiles", ".json")
+
+
+def profile_path(name_or_path: str | Path) -> Path:
+    """The JSON file of a profile: a path that exists, else a shipped profile's name."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    shipped = shipped_file("profiles", f"{path}.json") if path.suffix == "" and path.name == str(path) else None
+    if shipped is None:
+        names = ", ".join(shipped_profiles()) or "none"
+        raise MissingFileError(
+            f"sensor profile {str(name_or_path)!r} not found: not a file, nor a shipped profile ({names})"
+        )
+    return shipped
 
 
 def _as_list(value: Any, field: str, origin: str) -> list:

@@ -5,7 +5,8 @@ A config file has one table per section (``[model]``, ``[data]``, ``[sensor]``, 
 only when that stage runs, e.g. ``[stage.isp.model] name = "dp_s_rec"``. Resolution order:
 defaults, then the file's sections, then ``[stage.STAGE]``, then ``--set KEY=VALUE``
 overrides (``--set optim.lr=1e-3``; the value is read as TOML, bare words as strings,
-``none`` clears an optional key). Paths are relative to the current directory.
+``none`` clears an optional key). A relative path in a config file is relative to the file's
+folder; on the command line, to the working folder (:mod:`edge_isp.train.config_paths`).
 
 Every key is checked: unknown keys, wrong types and out-of-range values raise
 :class:`ConfigError` naming the key, what it expects and what it got. The resolved config
@@ -32,6 +33,7 @@ from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.fileio import atomic_open
 from edge_isp.teacher.detectors import DETECTION_DECODINGS
 from edge_isp.tomlwrite import toml_value
+from edge_isp.train.config_paths import relative_to_file, resolve_file_paths
 
 try:
     import tomllib
@@ -352,11 +354,13 @@ class TrainConfig:
             built[name] = _build_section(section_type, name, values, origin)
         return cls(**built)
 
-    def to_toml(self) -> str:
+    def to_toml(self, saved_in: str | Path | None = None) -> str:
         """The resolved config as TOML. Keys that are none are left out: TOML has no null, and
-        every optional key defaults to none, so the text loads back to an equal config."""
+        every optional key defaults to none, so the text loads back to an equal config. With
+        ``saved_in`` (the file it is written to) relative paths are written relative to it."""
+        data = self.to_dict() if saved_in is None else relative_to_file(self.to_dict(), saved_in)
         lines = []
-        for section, values in self.to_dict().items():
+        for section, values in data.items():
             lines.append(f"[{section}]")
             lines += [f"{key} = {toml_value(value)}" for key, value in values.items() if value is not None]
             lines.append("")
@@ -365,7 +369,7 @@ class TrainConfig:
     def save(self, path: str | Path) -> None:
         """Write :meth:`to_toml` atomically."""
         with atomic_open(path, "w", encoding="utf-8") as handle:
-            handle.write(self.to_toml())
+            handle.write(self.to_toml(saved_in=path))
 
 
 def _check(ok: bool, key: str, expected: str, got: Any) -> None:
@@ -504,6 +508,8 @@ def load_config(
     if stage is not None:
         _check_choice(stage, "stage", STAGES)
         _merge(data, per_stage.get(stage, {}), origin)
+    if path is not None:
+        data = resolve_file_paths(data, path)
     for text in overrides:
         path_parts, value = parse_override(text)
         _set_path(data, path_parts, value, f"--set {text}")

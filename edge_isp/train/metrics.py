@@ -6,7 +6,9 @@ score; each is a true positive if it overlaps a not-yet-matched ground-truth box
 class in its image with IoU >= the threshold (the best-overlapping such box is taken),
 else a false positive. AP is the area under the precision-recall curve after making
 precision monotonically non-increasing. mAP is the mean over the classes that have
-ground truth; a class with ground truth and no detections scores 0.
+ground truth; a class with ground truth and no detections scores 0. ``interpolation="coco"``
+reads that curve at COCO's 101 recall points instead, as pycocotools does, for figures to
+set beside COCO's (tests/train/test_map_reference.py checks both against pycocotools).
 
 Boxes are ``[x0, y0, x1, y1]`` in pixels; numpy arrays throughout (no torch needed).
 """
@@ -20,20 +22,29 @@ import numpy as np
 from edge_isp.contract.boxes import box_iou
 from edge_isp.errors import InvalidInputError
 
+INTERPOLATIONS = ("all-point", "coco")
+COCO_RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
-def average_precision(scores: np.ndarray, true_positive: np.ndarray, num_ground_truth: int) -> float:
-    """All-point interpolated AP of one class.
+
+def average_precision(
+    scores: np.ndarray, true_positive: np.ndarray, num_ground_truth: int, interpolation: str = "all-point"
+) -> float:
+    """Interpolated AP of one class: all-point, or COCO's 101 recall points.
 
     Args:
         scores: (D,) detection scores.
         true_positive: (D,) bool, whether each detection matched a ground-truth box.
         num_ground_truth: ground-truth boxes of the class (> 0).
+        interpolation: "all-point" (area under the envelope) or "coco" (mean of the
+            envelope at recall 0, 0.01, ..., 1; 0 past the largest recall reached).
 
     Returns:
         AP in [0, 1].
     """
     if num_ground_truth <= 0:
         raise InvalidInputError(f"average_precision needs num_ground_truth > 0, got {num_ground_truth}")
+    if interpolation not in INTERPOLATIONS:
+        raise InvalidInputError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
     scores = np.asarray(scores, np.float64).reshape(-1)
     tp = np.asarray(true_positive, bool).reshape(-1)
     if scores.shape != tp.shape:
@@ -47,6 +58,9 @@ def average_precision(scores: np.ndarray, true_positive: np.ndarray, num_ground_
     precision = tp_cum / np.arange(1, tp.size + 1)
     # Envelope: the best precision reachable at this recall or beyond.
     precision = np.maximum.accumulate(precision[::-1])[::-1]
+    if interpolation == "coco":
+        at = np.searchsorted(recall, COCO_RECALL_POINTS, side="left")
+        return float(np.mean(np.where(at < precision.size, precision[np.minimum(at, precision.size - 1)], 0.0)))
     recall_steps = np.diff(np.concatenate([[0.0], recall]))
     return float(np.sum(recall_steps * precision))
 
@@ -90,8 +104,8 @@ class DetectionAccumulator:
         self._detections.append((boxes, scores, labels))
         self._ground_truth.append((gt_boxes, gt_labels))
 
-    def per_class_ap(self, iou_threshold: float = 0.5) -> dict[int, float]:
-        """AP of each class that has ground truth."""
+    def per_class_ap(self, iou_threshold: float = 0.5, interpolation: str = "all-point") -> dict[int, float]:
+        """AP of each class that has ground truth (see :func:`average_precision`)."""
         result = {}
         for c in range(self.num_classes):
             num_gt = sum(int(np.sum(gl == c)) for _, gl in self._ground_truth)
@@ -105,12 +119,12 @@ class DetectionAccumulator:
                 scores_c, tp = _match_image(boxes[det], scores[det], gt_boxes[gt_labels == c], iou_threshold)
                 all_scores.append(scores_c)
                 all_tp.append(tp)
-            result[c] = average_precision(np.concatenate(all_scores), np.concatenate(all_tp), num_gt)
+            result[c] = average_precision(np.concatenate(all_scores), np.concatenate(all_tp), num_gt, interpolation)
         return result
 
-    def mean_average_precision(self, iou_threshold: float = 0.5) -> float:
+    def mean_average_precision(self, iou_threshold: float = 0.5, interpolation: str = "all-point") -> float:
         """mAP over the classes with ground truth; 0 if there is no ground truth at all."""
-        aps = self.per_class_ap(iou_threshold)
+        aps = self.per_class_ap(iou_threshold, interpolation)
         return float(np.mean(list(aps.values()))) if aps else 0.0
 
 

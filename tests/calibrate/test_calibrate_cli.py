@@ -112,11 +112,18 @@ def test_image_method_from_two_gains(tmp_path, profile):
     ("source", "words"),
     [
         ("imx219", r"unknown kind 'imx219'; valid forms: sim"),
-        # The simulated camera has no exposure control, so it cannot run a calibration sweep.
-        ("sim", r"cannot set exposure_time_s manually"),
+        # A replay has no exposure control, so it cannot run a calibration sweep (`--source sim`
+        # is a simulated bench that can: tests/calibrate/test_capture_sim.py).
+        ("replay:{recording}", r"cannot set exposure_time_s, analogue_gain manually"),
     ],
 )
 def test_capture_refuses_sources_it_cannot_drive(tmp_path, source, words):
+    from edge_isp.calibrate.simulated_capture import SimulatedBench
+    from edge_isp.sensor.profile import SensorProfile
+
+    (tmp_path / "rec").mkdir()
+    SimulatedBench(SensorProfile.load("nexus6p-rear"), (16, 8)).capture().save(tmp_path / "rec" / "000000.npy")
+    source = source.format(recording=tmp_path / "rec")
     with pytest.raises(InvalidInputError, match=words):
         run(["calibrate", "capture", "--source", source, "--out", str(tmp_path / "frames")])
     assert not (tmp_path / "frames").exists()

@@ -40,8 +40,10 @@ def test_release_holds_package_model_profile_config_and_manifest(tmp_path, model
     root = release.root
     assert release.release.startswith(edge_isp.__version__ + "-") and len(release.release.split("-")[-1]) == 12
     assert (root / "app/edge_isp/__init__.py").is_file() and (root / "app/edge_isp/deploy/agent.py").is_file()
-    assert (root / "app/calibration/profiles/nexus6p-rear.json").is_file()
-    assert (root / "app/export/targets/orin-nano.toml").is_file()
+    assert (root / "app/edge_isp/_data/profiles/nexus6p-rear.json").is_file()
+    assert (root / "app/edge_isp/_data/targets/orin-nano.toml").is_file()
+    assert not any(p.is_symlink() for p in root.rglob("*")), "links in a checkout are copied as files"
+    assert not (root / "app/edge_isp/_data/models").exists(), "the release carries its own model only"
     assert not list(root.rglob("__pycache__")) and not list(root.rglob("*.pyc"))
     assert (root / "model/det.onnx").read_bytes() == model.read_bytes()
     assert json.loads((root / "model/nexus6p-rear.json").read_text())["name"] == "nexus6p-rear"

@@ -1,6 +1,7 @@
-"""deploy/: the install script passes shellcheck and refuses boards it cannot support; the unit
-passes `systemd-analyze verify` and says what the service needs; the container recipe is
-consistent with the repository."""
+"""deploy/: the install scripts (Jetson, Raspberry Pi, and what they share) pass shellcheck,
+refuse boards they cannot support and, with --dry-run, say what they would change without
+changing it; the unit passes `systemd-analyze verify` and says what the service needs; the
+container recipe is consistent with the repository."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 SCRIPT = DEPLOY / "install-jetson.sh"
+PI_SCRIPT = DEPLOY / "install-pi.sh"
 UNIT = DEPLOY / "edge-isp.service"
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="needs shellcheck (apt-get install shellcheck)")
-def test_install_script_passes_shellcheck():
-    done = subprocess.run(["shellcheck", "--severity=style", str(SCRIPT)], capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("name", ["install-jetson.sh", "install-pi.sh", "install-common.sh"])
+def test_install_scripts_pass_shellcheck(name):
+    cmd = ["shellcheck", "--severity=style", "--external-sources", name]  # follows the sourced file
+    done = subprocess.run(cmd, cwd=DEPLOY, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -61,6 +65,76 @@ def test_install_script_help_and_unknown_option():
     assert done.returncode == 0 and "--deploy-user" in done.stdout and "idempotent" in done.stdout
     done = subprocess.run(["bash", str(SCRIPT), "--frobnicate"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 1 and "unknown option --frobnicate" in done.stderr
+
+
+def fake_aarch64(tmp_path: Path) -> dict[str, str]:
+    """An environment whose `uname -m` says aarch64, so a dry run gets past the CPU check."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "uname").write_text("#!/bin/sh\necho aarch64\n")
+    (bin_dir / "uname").chmod(0o755)
+    return dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def run_pi_script(
+    tmp_path: Path, model: str | None, os_release: str, *args: str, env=None
+) -> subprocess.CompletedProcess:
+    if model is not None:
+        (tmp_path / "model").write_bytes(model.encode() + b"\0")  # device-tree strings end in NUL
+    (tmp_path / "os-release").write_text(os_release)
+    env = dict(env or os.environ, DEVICE_TREE_MODEL=str(tmp_path / "model"), OS_RELEASE=str(tmp_path / "os-release"))
+    return subprocess.run(["bash", str(PI_SCRIPT), *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+BOOKWORM = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_CODENAME=bookworm\n'
+PI5 = "Raspberry Pi 5 Model B Rev 1.0"
+
+
+@pytest.mark.parametrize(
+    ("model", "os_release", "message"),
+    [
+        (None, BOOKWORM, "not a Raspberry Pi (on a Jetson use deploy/install-jetson.sh"),
+        ("NVIDIA Jetson Orin Nano Developer Kit", BOOKWORM, "not a Raspberry Pi"),
+        (PI5, BOOKWORM.replace("bookworm", "bullseye"), "bullseye is too old"),
+        (PI5, "ID=ubuntu\nVERSION_CODENAME=noble\n", "the OS is 'ubuntu noble'"),
+    ],
+)
+def test_pi_script_refuses_what_it_cannot_support(tmp_path, model, os_release, message):
+    done = run_pi_script(tmp_path, model, os_release)
+    assert done.returncode == 1 and message in done.stderr, done.stderr
+    assert done.stderr.startswith("edge-isp install: error: ")
+
+
+@pytest.mark.skipif(platform.machine() == "aarch64", reason="past the board check this would install on this machine")
+def test_pi_script_refuses_another_cpu(tmp_path):
+    done = run_pi_script(tmp_path, PI5, BOOKWORM)
+    assert "board: Raspberry Pi 5" in done.stdout and "OS: debian bookworm: supported" in done.stdout
+    assert done.returncode == 1 and f"this is a {platform.machine()} machine" in done.stderr
+
+
+@pytest.mark.parametrize("script", ["pi", "jetson"])
+def test_dry_run_says_each_change_and_makes_none(tmp_path, script):
+    prefix = tmp_path / "prefix"
+    env = fake_aarch64(tmp_path)
+    if script == "pi":
+        done = run_pi_script(tmp_path, PI5, BOOKWORM, "--dry-run", "--prefix", str(prefix), env=env)
+        extras, wanted = "pi", "python3-picamera2"
+    else:
+        (tmp_path / "release").write_text("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic\n")
+        env["NV_TEGRA_RELEASE"] = str(tmp_path / "release")
+        cmd = ["bash", str(SCRIPT), "--dry-run", "--prefix", str(prefix)]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+        extras, wanted = "jetson,export", "python3-libnvinfer"
+    assert done.returncode == 0, done.stdout + done.stderr
+    would = [line.removeprefix("edge-isp install: would: ") for line in done.stdout.splitlines() if "would:" in line]
+    assert any(wanted in line and "apt-get install" in line for line in would), done.stdout
+    assert f"python3 -m venv --system-site-packages {prefix}/venv" in would
+    assert any(line.endswith(f"pip install --quiet --disable-pip-version-check {REPO}[{extras}]") for line in would)
+    assert "systemctl enable edge-isp.service" in would
+    assert done.stdout.rstrip().endswith(
+        "dry run: nothing was changed; run it again without --dry-run to make the changes above"
+    )
+    assert not prefix.exists(), "a dry run changes nothing"
 
 
 def test_unit_runs_the_service_as_asked():

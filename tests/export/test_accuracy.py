@@ -106,7 +106,7 @@ def test_detection_map_of_known_answers(tmp_path, profile):
                          class_names=["square", "other"], outputs=["boxes", "scores", "labels"])  # fmt: skip
     levels = [LightLevel(30.0, "lux", 80.0)]
     report = accuracy_report({"fp32": hit, "int8": miss}, images, profile, levels)
-    assert report.metric == "mAP@0.5 %"
+    assert report.metric == "mAP@0.5 % (all-point)"
     assert report.results["fp32"]["30 lux"] == pytest.approx(100.0)
     assert report.results["int8"]["30 lux"] == 0.0  # right box, wrong class
 

@@ -148,3 +148,63 @@ def test_the_exported_model_records_the_noise_range_it_was_trained_on(run, check
     )
     # The Nexus 6P's (a, sigma) scale as 1 / light: 200 lux is 100x less noise than 2 lux.
     assert recorded.a[1] / recorded.a[0] == pytest.approx(100.0, rel=1e-3)
+
+
+def test_export_all_without_a_target_takes_the_trained_size_and_says_nothing_of_tensorrt(
+    run, checkpoint, tmp_path, capsys
+):
+    path, data = checkpoint
+    argv = ["export", "all", str(path), "--data", str(data), "--out", str(tmp_path / "out"), "--eval-images", "4",
+            "--calib-images", "2", "--precisions", "fp16", "--no-search"]  # fmt: skip
+    with pytest.raises(SystemExit) as refused:
+        run(argv)
+    assert refused.value.code == 1 and "needs --target" in capsys.readouterr().err
+    assert run([*argv, "--no-engine"]) == 0
+    text = capsys.readouterr().out
+    assert "input size 64x64 (the size the checkpoint was trained at" in text
+    assert "accuracy report: 2/2 batches (100%)" in text  # one batch of 4 images per light level
+    assert "TensorRT" not in text and "engine: none planned (no --target)" in text
+    summary = json.loads((tmp_path / "out" / "export.json").read_text())
+    assert summary["input_size"] == [64, 64] and summary["target"] is None
+
+
+def test_export_all_builds_for_the_target_at_the_trained_size_unless_told(run, checkpoint, tmp_path, capsys):
+    path, _ = checkpoint
+    target = tmp_path / "t.toml"
+    target.write_text('name = "t"\nprecision = "fp32"\ninput_size = [640, 480]\nmemory_pool_mb = 512\n')
+    assert run(["export", "all", str(path), "--target", str(target), "--out", str(tmp_path / "a"), "--no-engine"]) == 0
+    text = capsys.readouterr().out
+    assert "input size 64x64 (the size the checkpoint was trained at" in text
+    assert "engine: not built (--no-engine)" in text and "TensorRT is not installed" not in text
+    summary = json.loads((tmp_path / "a" / "export.json").read_text())
+    assert summary["target"]["input_size"] == [64, 64] and summary["engine"]["reason"] == "--no-engine"
+    argv = ["export", "all", str(path), "--target", str(target), "--out", str(tmp_path / "b"), "--no-engine"]
+    assert run([*argv, "--input-size", "96x64"]) == 0
+    assert "input size 96x64 (--input-size)" in capsys.readouterr().out
+
+
+def test_report_progress_says_how_far_at_most_every_so_often():
+    from edge_isp.export.workflow import report_progress
+
+    said = []
+    progress = report_progress(said.append, every_s=3600)
+    for done in range(1, 11):
+        progress(done, 10)
+    assert len(said) == 1 and said[0].startswith("  accuracy report: 10/10 batches (100%), about 0 s left")
+    every = report_progress(said.append, every_s=0)
+    every(1, 4)
+    assert said[-1].startswith("  accuracy report: 1/4 batches (25%)")
+
+
+def test_out_and_its_alias_output(run, checkpoint, tmp_path, capsys):
+    path, _ = checkpoint
+    for flag, name in (("--out", "a.onnx"), ("--output", "b.onnx"), ("-o", "c.onnx")):
+        assert run(["export", "onnx", str(path), flag, str(tmp_path / name), "--input-size", "64x64"]) == 0
+        assert (tmp_path / name).is_file()
+
+
+def test_targets_says_when_the_install_ships_none(run, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("edge_isp.export.targets.shipped_names", lambda kind, suffix: [])
+    with pytest.raises(SystemExit) as refused:
+        run(["export", "targets"])
+    assert refused.value.code == 1 and "ships no build targets" in capsys.readouterr().err

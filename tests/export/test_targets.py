@@ -27,9 +27,9 @@ class TestShipped:
         assert load_target("orin-nano").dla_core is None  # the Orin Nano has no DLA
 
     def test_load_by_path_equals_by_name(self):
-        from edge_isp.export.targets import TARGET_DIR
+        from edge_isp.shipped import shipped_dir
 
-        assert load_target(TARGET_DIR / "orin-nano.toml") == load_target("orin-nano")
+        assert load_target(shipped_dir("targets") / "orin-nano.toml") == load_target("orin-nano")
 
 
 class TestValidation:

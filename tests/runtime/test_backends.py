@@ -130,8 +130,17 @@ class TestTensorRT:
         monkeypatch.setitem(sys.modules, "tensorrt", type(sys)("tensorrt"))
         monkeypatch.setitem(sys.modules, "pycuda", None)
         monkeypatch.setitem(sys.modules, "pycuda.driver", None)
-        with pytest.raises(MissingDependencyError, match=r"edge-isp\[jetson\]"):
+        with pytest.raises(MissingDependencyError, match=r"edge-isp\[jetson\].*pip install -e '\.\[jetson\]'"):
             import_tensorrt()
+
+    def test_missing_onnxruntime_names_the_runtime_extra_and_the_checkout_route(self, tmp_path, monkeypatch):
+        (tmp_path / "m.onnx").write_bytes(b"\0" * 16)
+        monkeypatch.setitem(sys.modules, "onnxruntime", None)
+        with pytest.raises(MissingDependencyError) as caught:
+            make_backend(tmp_path / "m.onnx", "onnxruntime")
+        message = str(caught.value)
+        assert "pip install 'edge-isp[runtime]'" in message and "pip install -e '.[runtime]'" in message
+        assert "scripts/bootstrap.sh" in message
 
     def test_engine_checked_against_its_sidecar(self, tmp_path, caplog):
         from edge_isp.contract.engine_sidecar import EngineKey, check_engine

@@ -237,9 +237,9 @@ class TestPicamera2Adapter:
             with pytest.raises(InvalidInputError, match="has no control 'iso'"):
                 source.set_control("iso", 100)
 
-    def test_without_picamera2_the_message_names_the_extra(self, monkeypatch):
+    def test_without_picamera2_the_message_gives_raspberry_pis_route(self, monkeypatch):
         monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails, as on a machine without it
-        with pytest.raises(MissingDependencyError, match=r"edge-isp\[pi\]"):
+        with pytest.raises(MissingDependencyError, match=r"apt install python3-picamera2.*--system-site-packages"):
             pc.Picamera2Source().open()
 
 

@@ -175,7 +175,7 @@ def test_command_errors_name_the_valid_choices(tmp_path, main, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["record", "--source", "webcam", "--out", str(tmp_path / "x")])
     assert exit_.value.code == 1
-    assert "sim, replay:DIR, picamera2" in " ".join(capsys.readouterr().err.split())  # the message is wrapped
+    assert "sim, replay:DIR, file:VIDEO|DIR, picamera2" in " ".join(capsys.readouterr().err.split())  # wrapped
     with pytest.raises(SystemExit):
         main(["record", "--source", f"replay:{tmp_path}", "--out", str(tmp_path / "x"), "--lux", "3"])
     assert "does not take option(s) lux" in " ".join(capsys.readouterr().err.split())

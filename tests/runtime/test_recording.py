@@ -1,5 +1,7 @@
 """Recording: MP4 segments that play back, JSON lines that line up with them, and what a
-Ctrl-C, a hard crash or a slow disk leaves behind."""
+Ctrl-C, a hard crash or a slow disk leaves behind; with GStreamer's H.264 in fragmented MP4
+(where it is installed) and with OpenCV's fallback. Files are read back with OpenCV's FFmpeg,
+a decoder we did not write."""
 
 from __future__ import annotations
 
@@ -19,8 +21,15 @@ from edge_isp.errors import InvalidInputError
 from edge_isp.runtime.interfaces import FrameResult
 from edge_isp.runtime.outputs import recording
 from edge_isp.runtime.outputs.recording import Recorder
+from edge_isp.runtime.outputs.video_writers import choose_writer
 
 H, W = 64, 96
+HAS_GSTREAMER = choose_writer("auto")[0] == "gstreamer"
+WRITERS = [
+    pytest.param("gstreamer", marks=pytest.mark.skipif(not HAS_GSTREAMER, reason="no GStreamer H.264 here")),
+    "opencv",
+]
+CODECS = {"gstreamer": "H.264 (", "opencv": "MPEG-4 Part 2 (mp4v)"}
 
 
 def result(i: int, size: tuple[int, int] = (H, W)) -> FrameResult:
@@ -57,15 +66,16 @@ def read_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def test_segments_play_back_and_json_lines_point_into_them(tmp_path):
-    with Recorder(tmp_path, fps=30, segment_s=1.0, name="run") as rec:
+@pytest.mark.parametrize("writer", WRITERS)
+def test_segments_play_back_and_json_lines_point_into_them(tmp_path, writer):
+    with Recorder(tmp_path, fps=30, segment_s=1.0, name="run", writer=writer) as rec:
         for i in range(45):
             rec.publish(result(i))
     assert [p.name for p in rec.segments] == ["run-000.mp4", "run-001.mp4"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run-000.mp4", "run-001.mp4", "run.jsonl"]
     videos = {p.name: read_video(p) for p in rec.segments}
     assert [len(v) for v in videos.values()] == [30, 15]
-    assert rec.fourcc in recording.FOURCCS and rec.recorded == 45 and rec.dropped == 0
+    assert rec.codec.startswith(CODECS[writer]) and rec.recorded == 45 and rec.dropped == 0
     lines = read_lines(tmp_path / "run.jsonl")
     assert [line["frame"] for line in lines] == list(range(45))
     assert lines[0]["results"]["labels"][0] == {"label": "shirt", "score": 0.5}
@@ -74,8 +84,9 @@ def test_segments_play_back_and_json_lines_point_into_them(tmp_path):
         assert abs(block_column(image) - (line["frame"] * 4) % (W - 8)) < 1.5  # frames are 4 px apart
 
 
-def test_ctrl_c_leaves_a_finalized_recording(tmp_path):
-    with pytest.raises(KeyboardInterrupt), Recorder(tmp_path, fps=30, name="intr") as rec:
+@pytest.mark.parametrize("writer", WRITERS)
+def test_ctrl_c_leaves_a_finalized_recording(tmp_path, writer):
+    with pytest.raises(KeyboardInterrupt), Recorder(tmp_path, fps=30, name="intr", writer=writer) as rec:
         for i in range(12):
             rec.publish(result(i))
         raise KeyboardInterrupt
@@ -84,14 +95,14 @@ def test_ctrl_c_leaves_a_finalized_recording(tmp_path):
     assert not list(tmp_path.glob("*.partial.mp4"))
 
 
-def test_a_hard_crash_keeps_finished_segments_and_complete_lines(tmp_path):
+def test_a_hard_crash_keeps_finished_opencv_segments_and_complete_lines(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal, sys, time
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_recording import result
         from edge_isp.runtime.outputs.recording import Recorder
-        rec = Recorder({str(tmp_path)!r}, fps=30, segment_s=0.5, name="crash").open()
+        rec = Recorder({str(tmp_path)!r}, fps=30, segment_s=0.5, name="crash", writer="opencv").open()
         for i in range(40):
             rec.publish(result(i))
         while rec.recorded < 40:
@@ -123,9 +134,12 @@ def test_a_slow_disk_drops_frames_instead_of_blocking(tmp_path, monkeypatch):
         def release(self):
             self.writer.release()
 
+        description = "slow"
+
     def slow_open(*args, **kwargs):
-        writer, fourcc = real(*args, **kwargs)
-        return SlowWriter(writer), fourcc
+        writer = real(*args, **kwargs)
+        writer.description = "slow"
+        return SlowWriter(writer)
 
     monkeypatch.setattr(recording, "open_video_writer", slow_open)
     durations = []
@@ -140,8 +154,9 @@ def test_a_slow_disk_drops_frames_instead_of_blocking(tmp_path, monkeypatch):
     assert len(lines) == rec.recorded == len(read_video(tmp_path / "slow-000.mp4"))  # video and lines agree
 
 
-def test_a_new_frame_size_starts_a_new_segment(tmp_path):
-    with Recorder(tmp_path, fps=30, segment_s=None, name="sizes") as rec:
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_new_frame_size_starts_a_new_segment(tmp_path, writer):
+    with Recorder(tmp_path, fps=30, segment_s=None, name="sizes", writer=writer) as rec:
         for i in range(5):
             rec.publish(result(i))
         for i in range(5, 8):
@@ -149,6 +164,54 @@ def test_a_new_frame_size_starts_a_new_segment(tmp_path):
     frames = [read_video(p) for p in rec.segments]
     assert [len(f) for f in frames] == [5, 3]
     assert frames[1][0].shape == (48, 80, 3)
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+@pytest.mark.parametrize("size", [(192, 128), lambda: (193, 128)], ids=["given", "asked-at-first-frame"])
+def test_recorded_at_the_sources_resolution(tmp_path, writer, size):
+    with Recorder(tmp_path, fps=30, name="big", size_wh=size, writer=writer) as rec:
+        for i in range(6):
+            rec.publish(result(i))
+    frames = read_video(tmp_path / "big-000.mp4")
+    assert len(frames) == 6 and frames[0].shape == (128, 192, 3)
+    assert abs(block_column(cv2.resize(frames[3], (W, H))) - 12) < 1.5
+
+
+@pytest.mark.skipif(not HAS_GSTREAMER, reason="no GStreamer H.264 here")
+def test_a_killed_h264_recording_plays_up_to_its_last_fragment(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_recording import result
+        from edge_isp.runtime.outputs.recording import Recorder
+        rec = Recorder({str(tmp_path)!r}, fps=30, segment_s=None, name="killed", writer="gstreamer").open()
+        i = 0
+        while True:  # recording until killed from outside
+            rec.publish(result(i))
+            i += 1
+            time.sleep(1 / 300)
+        """
+    )
+    video = tmp_path / "killed-000.mp4"
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not (video.is_file() and video.read_bytes().count(b"moof") >= 3) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -9
+    frames = read_video(video)
+    assert len(frames) >= 60, "at least the two first one-second fragments play"  # 30 fps
+    assert frames[0].shape == (H, W, 3)
+    lines = read_lines(tmp_path / "killed.jsonl")
+    assert len(lines) >= len(frames)
+    for line in lines[: len(frames) : 9]:
+        image = frames[line["video_frame"]]
+        assert abs(block_column(image) - (line["frame"] * 4) % (W - 8)) < 1.5
 
 
 def test_refusals(tmp_path, monkeypatch):

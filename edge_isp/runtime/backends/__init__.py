@@ -5,6 +5,10 @@
 when present, else the CPU), a checkpoint (``.pt``, ``.pth``) on torch. It logs what it chose
 and the backend's ``description`` says it too. Each backend imports its library only when
 made, so a board without torch (or a laptop without TensorRT) imports this package fine.
+With ``engine_on_first_use`` (what `edge-isp run` asks for) an ``.onnx`` file on a machine with
+TensorRT runs as a TensorRT engine built for its GPU on first use and cached
+(:mod:`~edge_isp.runtime.backends.engine_on_first_use`); ONNX Runtime, with the reason, when
+that cannot be.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ def make_backend(
     *,
     device: str = "auto",
     threads: int | None = None,
+    engine_on_first_use: bool = False,
 ) -> InferenceBackend:
     """Make (not yet open) the backend for ``model``.
 
@@ -75,6 +80,9 @@ def make_backend(
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` for ONNX Runtime and torch; for TensorRT a
             device index as a string ("0") or "auto" (device 0).
         threads: ONNX Runtime's intra-op threads (None: one per core).
+        engine_on_first_use: with ``backend="auto"``, run an ONNX file as this GPU's TensorRT
+            engine (built and cached on first use) where TensorRT is installed and ``device``
+            is not "cpu".
 
     Returns:
         The backend; its ``name`` and ``description`` say what runs the model.
@@ -83,6 +91,17 @@ def make_backend(
     path = Path(model)
     if name != "torch" and not path.is_file():
         raise MissingFileError(f"model {path} does not exist")
+    if name == "onnxruntime" and backend == "auto" and engine_on_first_use and device != "cpu":
+        from edge_isp.runtime.backends.engine_on_first_use import engine_on_first_use as first_use
+
+        choice = first_use(path, say=log.info)
+        if choice.engine is not None:
+            log.info(choice.message)
+            name, path = "tensorrt", choice.engine
+        elif choice.expected:
+            log.debug(choice.message)
+        else:
+            log.warning(choice.message)
     if name == "tensorrt":
         index = 0 if device in ("auto", "cuda") else _device_index(device)
         made: InferenceBackend = TensorRTBackend(path, device=index)

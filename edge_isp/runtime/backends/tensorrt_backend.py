@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from edge_isp.contract.engine_sidecar import check_engine
-from edge_isp.errors import InvalidInputError, MissingDependencyError, MissingFileError
+from edge_isp.errors import InvalidInputError, MissingDependencyError, MissingFileError, install_hint
 from edge_isp.runtime.interfaces import InferenceBackend, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ def import_tensorrt() -> tuple[Any, Any]:
     except ImportError as exc:
         raise MissingDependencyError(
             f"running a TensorRT engine needs pycuda, which is not importable ({exc}). Install it with: "
-            "pip install 'edge-isp[jetson]' (it builds against the CUDA toolkit JetPack installs; put "
-            "/usr/local/cuda/bin on PATH first)"
+            f"{install_hint('jetson')}; it builds against the CUDA toolkit JetPack installs: put "
+            "/usr/local/cuda/bin on PATH first (deploy/install-jetson.sh does all of this)"
         ) from exc
     return trt, cuda
 

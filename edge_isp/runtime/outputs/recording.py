@@ -2,12 +2,17 @@
 
 A session in ``DIR`` writes ``NAME-000.mp4``, ``NAME-001.mp4``... (one segment per
 ``segment_s`` seconds of video) and ``NAME.jsonl`` (one JSON object per recorded frame, with
-the segment file and the frame's position in it). Crash safety:
+the segment file and the frame's position in it). The video is H.264 in fragmented MP4
+through GStreamer where it is installed (the board's hardware encoder where there is one),
+else OpenCV's mp4v (:mod:`~edge_isp.runtime.outputs.video_writers`), at ``size_wh`` when
+given (the source's resolution) else at the frames' own size. Crash safety:
 
-- an MP4 is only playable once finalized (its index is written at the end), so each segment
-  is written as ``NAME-KKK.partial.mp4`` and renamed when finalized: on rotation and on
-  :meth:`Recorder.close` (which the pipeline calls on Ctrl-C/SIGTERM). A hard crash loses at
-  most the segment in progress, and never leaves a file that looks finished but is not;
+- a fragmented MP4 plays up to its last fragment (one second) at any moment: each segment is
+  written under its final name, and a hard crash loses under a second of video;
+- OpenCV's MP4 is only playable once finalized (its index is written at the end), so each
+  segment is written as ``NAME-KKK.partial.mp4`` and renamed when finalized: on rotation and
+  on :meth:`Recorder.close` (which the pipeline calls on Ctrl-C/SIGTERM). A hard crash loses
+  at most the segment in progress, and never leaves a file that looks finished but is not;
 - each JSON line is written in one call and flushed, so a crash leaves complete lines.
 
 :meth:`Recorder.publish` hands the frame to a writer thread through a bounded queue and never
@@ -23,6 +28,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -31,25 +37,15 @@ import numpy as np
 from edge_isp.errors import InvalidInputError
 from edge_isp.fileio import jsonable
 from edge_isp.runtime.interfaces import FrameResult, Output
+from edge_isp.runtime.outputs.video_writers import choose_writer, open_video_writer
 
 log = logging.getLogger(__name__)
 
-# avc1 (H.264) plays in browsers but needs an encoder OpenCV's FFmpeg may lack; mp4v always works.
-FOURCCS = ("avc1", "mp4v")
 _STOP = object()
 
 
-def open_video_writer(
-    path: Path, fps: float, size_wh: tuple[int, int], fourccs: tuple[str, ...] = FOURCCS
-) -> tuple[cv2.VideoWriter, str]:
-    """An open MP4 writer for ``size_wh`` (width, height) frames: the first of ``fourccs`` that works."""
-    for fourcc in fourccs:
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size_wh)
-        if writer.isOpened():
-            return writer, fourcc
-        writer.release()
-        path.unlink(missing_ok=True)
-    raise InvalidInputError(f"OpenCV cannot write MP4 with any of {fourccs} to {path}")
+def _even(size_wh: tuple[int, int]) -> tuple[int, int]:
+    return int(size_wh[0]) // 2 * 2, int(size_wh[1]) // 2 * 2
 
 
 class Recorder(Output):
@@ -61,6 +57,10 @@ class Recorder(Output):
         segment_s: seconds of video per MP4 file; None for one file.
         name: the session's file stem; default ``rec-YYYYmmdd-HHMMSS``.
         queue_frames: frames the writer may fall behind before frames are dropped.
+        size_wh: (width, height) to record at (the source's resolution), None for the frames' own;
+            or a callable giving it (or None), asked at the first frame.
+        writer: "auto" (GStreamer's H.264 where installed, else OpenCV), "gstreamer" or "opencv".
+        numbered: False for one file ``NAME.mp4`` (with ``segment_s=None``), as `--record out.mp4` asks.
     """
 
     name = "record"
@@ -73,6 +73,9 @@ class Recorder(Output):
         segment_s: float | None = 60.0,
         name: str | None = None,
         queue_frames: int = 64,
+        size_wh: tuple[int, int] | Callable[[], tuple[int, int] | None] | None = None,
+        writer: str = "auto",
+        numbered: bool = True,
     ) -> None:
         if not fps > 0:
             raise InvalidInputError(f"recording fps must be > 0, got {fps}")
@@ -80,6 +83,8 @@ class Recorder(Output):
             raise InvalidInputError(f"segment_s must be > 0 or None, got {segment_s}")
         if queue_frames < 1:
             raise InvalidInputError(f"queue_frames must be >= 1, got {queue_frames}")
+        if not numbered and segment_s is not None:
+            raise InvalidInputError("one unnumbered file cannot be split into segments: give segment_s=None")
         self.directory = Path(directory)
         self.fps = float(fps)
         self.segment_frames = None if segment_s is None else max(1, round(segment_s * fps))
@@ -87,7 +92,11 @@ class Recorder(Output):
         self.dropped = 0
         self.recorded = 0
         self.segments: list[Path] = []
-        self.fourcc: str | None = None
+        self._size_source = size_wh if callable(size_wh) else None
+        self.size_wh = None if size_wh is None or callable(size_wh) else _even(size_wh)
+        self.writer_kind = writer
+        self.numbered = bool(numbered)
+        self.codec: str | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=queue_frames)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -106,8 +115,9 @@ class Recorder(Output):
         if self._thread is not None:
             return self
         self.directory.mkdir(parents=True, exist_ok=True)
-        if self.jsonl_path.exists() or any(self.directory.glob(f"{self.stem}-*.mp4")):
+        if self.jsonl_path.exists() or any(self.directory.glob(f"{self.stem}-*.mp4")) or self._video_name().exists():
             raise InvalidInputError(f"a recording named {self.stem!r} already exists in {self.directory}")
+        self.writer_kind = choose_writer(self.writer_kind)[0]
         self._jsonl = open(self.jsonl_path, "x", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._thread = threading.Thread(target=self._run, name="record-writer")
         self._thread.start()
@@ -157,22 +167,35 @@ class Recorder(Output):
                 log.exception("recording failed")
                 self._error = exc
 
+    def _video_name(self, partial: bool = False) -> Path:
+        number = f"-{self._segment_index:03d}" if self.numbered else ""
+        return self.directory / f"{self.stem}{number}{'.partial' if partial else ''}.mp4"
+
     def _write(self, result: FrameResult) -> None:
-        height, width = result.annotated.shape[:2]
+        if self._size_source is not None:
+            size, self._size_source = self._size_source(), None
+            self.size_wh = None if size is None else _even(size)
+        image = result.annotated
+        if self.size_wh is not None and image.shape[1::-1] != self.size_wh:
+            image = cv2.resize(image, self.size_wh, interpolation=cv2.INTER_LINEAR)
+        image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]  # H.264's 4:2:0 needs even sizes
+        height, width = image.shape[:2]
         full = self.segment_frames is not None and self._segment_count >= self.segment_frames
         if self._writer is None or full or self._size_wh != (width, height):
             self._finish_segment()
-            self._partial = self.directory / f"{self.stem}-{self._segment_index:03d}.partial.mp4"
-            # Later segments reuse the codec that worked, without probing the others again.
-            fourccs = (self.fourcc,) if self.fourcc else FOURCCS
-            self._writer, self.fourcc = open_video_writer(self._partial, self.fps, (width, height), fourccs)
+            # A fragmented MP4 plays while written: it takes its final name at once.
+            self._partial = self._video_name(partial=self.writer_kind != "gstreamer")
+            self._writer = open_video_writer(self._partial, self.fps, (width, height), self.writer_kind)
+            if self.codec is None:
+                log.info("recording %s into %s", self._writer.description, self.directory)
+            self.codec = self._writer.description
             self._size_wh = (width, height)
             self._segment_count = 0
-        self._writer.write(np.ascontiguousarray(result.annotated))
+        self._writer.write(np.ascontiguousarray(image))
         line = {
             "frame": result.index,
             "timestamp_s": result.timestamp_s,
-            "video": f"{self.stem}-{self._segment_index:03d}.mp4",
+            "video": self._video_name().name,
             "video_frame": self._segment_count,
             "results": result.results,
             "latency_ms": result.latency_ms,
@@ -188,7 +211,8 @@ class Recorder(Output):
         self._writer.release()
         self._writer = None
         final = self._partial.with_name(self._partial.name.replace(".partial.mp4", ".mp4"))
-        os.replace(self._partial, final)
+        if final != self._partial:
+            os.replace(self._partial, final)
         self.segments.append(final)
         self._segment_index += 1
         self._partial = None

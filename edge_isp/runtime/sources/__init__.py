@@ -5,10 +5,17 @@
 - ``sim``: :class:`~edge_isp.runtime.sources.simulated.SimulatedSource`, a moving scene
   through a sensor profile (the demo's source);
 - ``replay:DIR``: :class:`~edge_isp.runtime.sources.replay.ReplaySource`, recorded frames;
+- ``file:PATH``, ``file://PATH`` or a bare path: a folder of recorded raw frames replays as
+  ``replay:DIR``; a video file or a folder of images is footage to simulate raw from
+  (:class:`~edge_isp.runtime.sources.footage.FootageSource`);
 - ``picamera2`` or ``picamera2:N``: :class:`~edge_isp.runtime.sources.picamera2_source.
   Picamera2Source`, a Raspberry Pi camera (N = camera index);
-- ``v4l2:/dev/videoN`` (or ``v4l2:N``): :class:`~edge_isp.runtime.sources.v4l2_source.
-  V4L2Source`, a V4L2 Bayer node such as a Jetson's CSI camera.
+- ``v4l2:/dev/videoN`` (or ``v4l2:N``, ``v4l2:///dev/videoN``, ``/dev/videoN``):
+  :class:`~edge_isp.runtime.sources.v4l2_source.V4L2Source`, a V4L2 Bayer node such as a
+  Jetson's CSI camera.
+
+jetson-inference's other forms (``csi://0``, ``rtsp://...``, ``display://0``...) are refused
+in one line that says what to give here instead.
 
 Wrap any of them in :class:`~edge_isp.runtime.sources.retry.RetryingSource` to survive a
 camera that disappears. Nothing here imports torch, and the device libraries (picamera2)
@@ -24,18 +31,37 @@ from typing import Any
 from edge_isp.errors import InvalidInputError
 from edge_isp.runtime.interfaces import CameraSource, SourceEnded, SourceError
 from edge_isp.runtime.sources.clock import Clock, ManualClock, SystemClock
+from edge_isp.runtime.sources.footage import FootageSource, list_images
 from edge_isp.runtime.sources.picamera2_source import Picamera2Source
 from edge_isp.runtime.sources.replay import ReplaySource
 from edge_isp.runtime.sources.retry import RetryEvent, RetryingSource, RetryPolicy, RetryStats
 from edge_isp.runtime.sources.simulated import SimulatedSource, load_profile
 from edge_isp.runtime.sources.v4l2_source import V4L2Source
 
-SOURCE_FORMS = ("sim", "replay:DIR", "picamera2", "picamera2:N", "v4l2:/dev/videoN", "v4l2:N")
+SOURCE_FORMS = (
+    "sim", "replay:DIR", "file:VIDEO|DIR", "picamera2", "picamera2:N", "v4l2:/dev/videoN", "v4l2:N", "/dev/videoN",
+)  # fmt: skip
+SOURCE_KINDS = ("sim", "replay", "file", "picamera2", "v4l2")
+# What other tools' users type, and what it means here: one line each.
+_OTHER_SCHEMES = {
+    "csi": "a CSI camera through Argus gives ISP-processed video, not raw Bayer; on a Jetson the sensor's raw "
+    "comes through V4L2: give v4l2:/dev/video{n} (CSI camera {n} is usually /dev/video{n}; "
+    "`v4l2-ctl --list-devices` or `edge-isp doctor` lists them)",
+    "rtsp": "an RTSP stream carries encoded, processed video, not raw Bayer; to run on a clip, simulate raw from "
+    "it with file://clip.mp4 (to serve a stream, use --rtsp rtsp://@:8554/live)",
+    "rtp": "an RTP stream carries encoded video, not raw Bayer; simulate raw from a clip with file://clip.mp4",
+    "webrtc": "WebRTC carries encoded video, not raw Bayer; the dashboard is --http HOST:PORT",
+    "display": "display:// is an output, not a source; the dashboard is --http HOST:PORT",
+    "http": "an HTTP stream carries encoded video, not raw Bayer; simulate raw from a clip with file://clip.mp4",
+    "https": "an HTTPS stream carries encoded video, not raw Bayer; simulate raw from a clip with file://clip.mp4",
+}
 
 __all__ = [
     "SOURCE_FORMS",
+    "SOURCE_KINDS",
     "CameraSource",
     "Clock",
+    "FootageSource",
     "ManualClock",
     "Picamera2Source",
     "ReplaySource",
@@ -59,10 +85,23 @@ def _bad_spec(spec: str, why: str) -> InvalidInputError:
 
 def parse_source_spec(spec: str) -> tuple[str, str | None]:
     """``(kind, argument)`` of a source spec: ``("sim", None)``, ``("replay", "DIR")``,
-    ``("picamera2", "0")``, ``("v4l2", "/dev/video0")``."""
+    ``("file", "clip.mp4")``, ``("picamera2", "0")``, ``("v4l2", "/dev/video0")``. Pure: it
+    reads no file (whether a ``file`` folder holds raw frames or images is decided at open)."""
     text = str(spec).strip()
+    scheme, url_sep, rest = text.partition("://")
+    if url_sep and scheme.lower() in ("file", "v4l2"):
+        text = f"{scheme}:{rest}"  # file://clip.mp4, v4l2:///dev/video0
+    elif url_sep and scheme.lower() in _OTHER_SCHEMES:
+        n = rest.strip("/") if rest.strip("/").isdigit() else "0"
+        raise InvalidInputError(f"source {spec!r}: {_OTHER_SCHEMES[scheme.lower()].format(n=n)}")
+    elif url_sep:
+        raise _bad_spec(spec, f"unknown scheme {scheme!r}://")
+    if text.startswith("/dev/video"):
+        return "v4l2", text
     kind, sep, arg = text.partition(":")
     kind = kind.lower()
+    if kind not in SOURCE_KINDS and ("/" in text or "\\" in text or "." in Path(text).name):
+        return "file", text  # a bare path: clip.mp4, frames/, /data/clip.mkv
     if kind == "sim":
         if sep:
             raise _bad_spec(spec, "'sim' takes no argument (set its options instead)")
@@ -71,6 +110,10 @@ def parse_source_spec(spec: str) -> tuple[str, str | None]:
         if not arg:
             raise _bad_spec(spec, "replay needs a folder, as replay:DIR")
         return "replay", arg
+    if kind == "file":
+        if not arg:
+            raise _bad_spec(spec, "file needs a path, as file:clip.mp4 or file:DIR")
+        return "file", arg
     if kind == "picamera2":
         index = arg or "0"
         if not index.isdigit():
@@ -110,14 +153,20 @@ def open_source(spec: str, **opts: Any) -> CameraSource:
     """
     kind, arg = parse_source_spec(spec)
     opts = dict(opts)
-    if "size" in opts and kind in ("sim", "v4l2"):
+    if "size" in opts and kind in ("sim", "v4l2", "file"):
         width, height = opts.pop("size")
         opts.update(width=int(width), height=int(height))
     if kind == "sim":
         profile = opts.pop("profile", None)
         return _build(SimulatedSource, () if profile is None else (profile,), opts, spec)
+    if kind == "file" and Path(arg).is_dir() and not list_images(Path(arg)):
+        kind = "replay"  # a folder of recorded raw frames (or camera raw files)
+        opts.pop("profile", None)
     if kind == "replay":
         return _build(ReplaySource, (Path(arg),), opts, spec)
+    if kind == "file":
+        profile = opts.pop("profile", None)
+        return _build(FootageSource, (Path(arg),) if profile is None else (Path(arg), profile), opts, spec)
     if kind == "picamera2":
         return _build(Picamera2Source, (int(arg),), opts, spec)
     if isinstance(opts.get("profile"), (str, Path)):

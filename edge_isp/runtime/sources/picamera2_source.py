@@ -50,6 +50,11 @@ log = logging.getLogger(__name__)
 # libcamera's default black level, 16-bit scale, when a request carries none (rpicam-apps' choice).
 DEFAULT_BLACK_16BIT = 4096.0
 DEFAULT_SIZE = (640, 480)
+# Raspberry Pi's documented route; picamera2 from PyPI lacks libcamera's bindings.
+PICAMERA2_HINT = (
+    "sudo apt install python3-picamera2, in a virtual environment created with --system-site-packages "
+    "so it sees that package (deploy/install-pi.sh sets up both)"
+)
 _PACKED_OR_COMPRESSED = re.compile(r"_(CSI2P|PISP_COMP\d)$", re.IGNORECASE)
 
 
@@ -260,7 +265,7 @@ class Picamera2Source(CameraSource):
         self.sequence = -1
 
     def _open(self) -> None:
-        picamera2 = require("picamera2", "pi", "the Raspberry Pi camera source")
+        picamera2 = require("picamera2", "pi", "the Raspberry Pi camera source", how=PICAMERA2_HINT)
         try:
             cam = picamera2.Picamera2(self.camera)
         except (RuntimeError, IndexError, OSError) as exc:

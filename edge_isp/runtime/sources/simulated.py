@@ -201,6 +201,10 @@ class SimulatedSource(CameraSource):
             self._gain = setting.analogue_gain
             self._sensor.written(self.sequence, ExposureSetting(setting.exposure_time_s, setting.analogue_gain))
 
+    def truth(self, t: float) -> dict[str, Any] | None:
+        """The ground truth (boxes, labels) of the scene at time ``t``; None where unknown."""
+        return self.scene.truth(t)
+
     def _read(self, timeout_s: float | None) -> RawFrame:
         with self._lock:
             electrons, gain = self._electrons, self._gain
@@ -216,8 +220,8 @@ class SimulatedSource(CameraSource):
         t = self.sequence / self.fps
         raw = rawsynth.synthesize_raw(self.camera_mosaic(t), self.profile, exposure, self._rng, self._black)
         stamp = self._pacer.wait(1.0 / self.fps) if self.paced else self.clock.monotonic()
-        truth = self.scene.truth(t)
-        self.last_truth = {**truth, "time_s": t, "frame": self.sequence}
+        truth = self.truth(t)
+        self.last_truth = None if truth is None else {**truth, "time_s": t, "frame": self.sequence}
         profile = self.profile
         frame = RawFrame(
             data=raw,
