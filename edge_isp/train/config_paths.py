@@ -8,8 +8,9 @@ when it lies under it (absolute otherwise), and :func:`relative_to_file` writes 
 relative to the file a resolved config is saved in, so a saved ``config.toml`` loads back to
 the same paths.
 
-The keys that hold paths: :data:`PATH_KEYS`; ``sensor.profile`` too when it is a file (has a
-``/`` or ends in ``.json``) rather than a shipped profile's name.
+The keys that hold paths: :data:`PATH_KEYS`; ``teacher.model`` when it names a file (a slash
+or a suffix, unlike ``mobilenet_v2_imagenet``); ``sensor.profile`` too when it is a file (has
+a ``/`` or ends in ``.json``) rather than a shipped profile's name.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ PATH_KEYS = (
     ("run", "out"),
     ("init", "isp"),
     ("init", "head"),
+    ("teacher", "cache"),
 )
 STAGE_RUNS = ("isp", "head")  # the runs whose best.pt the joint and baseline stages start from
 
@@ -37,6 +39,8 @@ def _is_path(section: str, key: str, value: Any) -> bool:
         return False
     if (section, key) == ("sensor", "profile"):
         return "/" in value or value.endswith(".json")
+    if (section, key) == ("teacher", "model"):  # a file, or a built-in teacher's name
+        return "/" in value or "." in os.path.basename(value)
     return (section, key) in PATH_KEYS
 
 

@@ -89,3 +89,18 @@ def test_train_joint_out_finds_the_runs_the_same_out_made(tmp_path, elsewhere, c
     assert main([*argv, "--set", "init.isp=other.pt"]) == 0
     out = capsys.readouterr().out
     assert 'isp = "other.pt"' in out and 'head = "mine/head/best.pt"' in out
+
+
+def test_a_teacher_file_and_cache_are_paths_a_built_in_teacher_is_a_name(tmp_path, elsewhere):
+    config_file = tmp_path / "exp" / "c.toml"
+    config_file.parent.mkdir()
+    config_file.write_text('[teacher]\nmodel = "models/t.onnx"\ncache = "cache"\n')
+    config = load_config(config_file)
+    assert same_file(config.teacher.model, tmp_path / "exp/models/t.onnx")
+    assert same_file(config.teacher.cache, tmp_path / "exp/cache")
+    config_file.write_text('[teacher]\nmodel = "mobilenet_v2_imagenet"\n')
+    assert load_config(config_file).teacher.model == "mobilenet_v2_imagenet"
+    for name in ("real-cls", "real-det"):
+        config = load_config(REPO / "configs" / f"{name}.toml", stage="joint")
+        assert same_file(config.data.root, REPO / "data" / "real")
+        assert same_file(config.init.isp, REPO / f"runs/{name}/isp/best.pt")
