@@ -39,10 +39,14 @@ class ImageNetNormalize(nn.Module):
 class Classifier(nn.Module):
     """MobileNetV2 classifier: sRGB (B, 3, H, W) -> logits (B, num_classes)."""
 
-    def __init__(self, num_classes: int, pretrained: bool = True, width_mult: float = 1.0) -> None:
+    def __init__(
+        self, num_classes: int, pretrained: bool = True, width_mult: float = 1.0, dropout: float = 0.2
+    ) -> None:
         super().__init__()
         self.normalize = ImageNetNormalize()
-        self.backbone = mobilenet_v2(pretrained=pretrained, num_classes=num_classes, width_mult=width_mult)
+        self.backbone = mobilenet_v2(
+            pretrained=pretrained, num_classes=num_classes, width_mult=width_mult, dropout=dropout
+        )
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.normalize(rgb))

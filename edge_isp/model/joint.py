@@ -36,6 +36,10 @@ class ModelConfig:
             detection study's seed 2 lost its box heights that way (every box 0 px tall,
             mAP 0). Softplus always passes a gradient. Checkpoints and ONNX files written
             before this field existed are ReLU models and load as such.
+        dropout: the classifier's dropout before its last layer (torchvision's 0.2). A student
+            distilled from a teacher with its own weights trains best without it: with
+            dropout the copy disagrees with its teacher on every step, and that noise alone
+            moves it away from the answers it started with.
     """
 
     name: str
@@ -45,6 +49,7 @@ class ModelConfig:
     pretrained_backbone: bool = True
     width_mult: float = 1.0
     size_activation: str = "softplus"
+    dropout: float = 0.2
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -93,7 +98,9 @@ class JointModel(nn.Module):
         self.config = config
         self.isp: nn.Module = DirtyPixelsISP(config.isp) if config.isp is not None else RawStem()
         if config.task == "classification":
-            self.head: nn.Module | None = Classifier(config.num_classes, config.pretrained_backbone, config.width_mult)
+            self.head: nn.Module | None = Classifier(
+                config.num_classes, config.pretrained_backbone, config.width_mult, config.dropout
+            )
         elif config.task == "detection":
             self.head = CenterNetDetector(
                 config.num_classes,

@@ -56,14 +56,17 @@ class ConfigError(InvalidInputError):
 @dataclasses.dataclass(frozen=True)
 class ModelSection:
     """Which network. ``name`` is a registry name (``edge_isp.model.registry``);
-    ``num_classes`` None takes the number of classes from the training data."""
+    ``num_classes`` None takes the number of classes from the training data; ``dropout`` is
+    the classifier's before its last layer (see :class:`~edge_isp.model.joint.ModelConfig`)."""
 
     name: str = "dp_s_cls"
     num_classes: int | None = None
     pretrained_backbone: bool = True
     width_mult: float = 1.0
+    dropout: float = 0.2
 
     def __post_init__(self) -> None:
+        _check(0 <= self.dropout < 1, "model.dropout", "in [0, 1)", self.dropout)
         _check(self.num_classes is None or self.num_classes >= 1, "model.num_classes", ">= 1", self.num_classes)
         _check(self.width_mult > 0, "model.width_mult", "> 0", self.width_mult)
 
@@ -160,6 +163,10 @@ class OptimSection:
     """Optimizer and learning-rate schedule (stepped every iteration).
 
     ``isp_lr_scale`` multiplies the learning rate of the ISP's parameters (joint stage).
+    ``freeze_head_bn`` keeps the perception head's BatchNorm layers in inference mode while
+    training (their running statistics fixed, their scale and shift still learnt): a student
+    that starts as its teacher keeps the teacher's statistics instead of trading them for
+    those of 16-image batches.
     ``grad_clip`` caps the gradient norm (0: no cap). ``schedule``: cosine to zero over the
     run, constant, or step (times ``gamma`` every ``step_epochs``); ``warmup_steps`` ramps
     linearly from zero first.
@@ -175,6 +182,7 @@ class OptimSection:
     gamma: float = 0.1
     grad_clip: float = 5.0
     isp_lr_scale: float = 1.0
+    freeze_head_bn: bool = False
 
     def __post_init__(self) -> None:
         _check_choice(self.name, "optim.name", OPTIMIZERS)

@@ -166,6 +166,7 @@ class Trainer:
             num_classes=num_classes,
             pretrained_backbone=cfg.model.pretrained_backbone,
             width_mult=cfg.model.width_mult,
+            dropout=cfg.model.dropout,
         )
         resume_path = self.out_dir / "last.pt"
         if resume and not resume_path.is_file():
@@ -335,12 +336,19 @@ class Trainer:
         self.scheduler.step()
         return value, {k: float(v) for k, v in parts.items()}
 
+    def _train_mode(self) -> None:
+        self.module.train()
+        if self.config.optim.freeze_head_bn and self.model.head is not None:
+            for layer in self.model.head.modules():
+                if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+                    layer.eval()
+
     def _validate(self) -> dict[str, Any] | None:
         result = None
         if self.dist.is_main:
             self.module.eval()
             result = self.stage.validate(self.module, self.val_loader, self.config.run.seed)
-            self.module.train()
+            self._train_mode()
         D.barrier(self.dist)
         return result
 
@@ -353,7 +361,7 @@ class Trainer:
         try:
             if self.dist.is_main:
                 self._announce()
-            self.module.train()
+            self._train_mode()
             stopped = False
             while self.epoch < cfg.run.epochs and not stopped:
                 epoch = self.epoch
