@@ -12,7 +12,8 @@ supplies what the files do not say (exposure, gain, kind, and how to decode a du
 
 (``"frames"`` may also be a list of objects with a ``"file"`` key.) Manifest values
 override the file's own metadata. Camera raw files state an ISO, not a gain: with
-``base_iso`` the gain is ISO / base_iso, without it the ISO relative to the set's lowest.
+``base_iso`` the gain is ISO / base_iso, without it the ISO relative to the set's lowest
+(which :func:`base_iso_of` then reports as the base ISO, so ISO labels stay the files').
 
 Kind of each frame ("dark", "flat" or "scene"): from the manifest; else from a word in its
 path ("dark", "black", "bias" or "flat", "white", "light", e.g. ``gain2/dark_001.dng``);
@@ -38,6 +39,7 @@ from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.fileio import write_json
 from edge_isp.sensor.cfa import CFA
 from edge_isp.sensor.frame import RawFrame
+from edge_isp.sensor.optical_black import OpticalBlack
 from edge_isp.sensor.rawfile import CAMERA_RAW_SUFFIXES, load_raw_with_color
 
 KINDS = ("dark", "flat", "scene")
@@ -45,7 +47,7 @@ SUFFIXES = (".npy", ".raw", ".bin", ".pgm", *CAMERA_RAW_SUFFIXES)
 MANIFEST = "manifest.json"
 _MANIFEST_KEYS = {
     "kind", "exposure_time_s", "analogue_gain", "width", "height", "format", "stride", "msb_shift",
-    "cfa", "black_level", "white_level", "bit_depth", "base_iso",
+    "cfa", "black_level", "white_level", "bit_depth", "base_iso", "iso",
 }  # fmt: skip
 _WORDS = {"dark": "dark", "darks": "dark", "black": "dark", "bias": "dark", "flat": "flat", "flats": "flat"}
 _WORDS.update({"white": "flat", "light": "flat"})
@@ -64,8 +66,10 @@ class FrameRef:
         height, width, cfa, bit_depth, white_level, black_level: as in RawFrame.
         signal_fraction: (median - black) / (white - black), for telling darks from flats.
         sensor: the sensor name from the metadata.
-        iso: the ISO a camera raw file states when its gain is not otherwise known (then
-            the gain is relative to the lowest ISO of the set), else None.
+        iso: the ISO the file states (or the manifest gives), else None.
+        optical_black: the file's masked optical-black area, when it has one.
+        gain_from_iso: whether ``analogue_gain`` is the ISO relative to the set's lowest
+            (a camera raw file with no gain or base ISO given).
     """
 
     name: str
@@ -82,6 +86,8 @@ class FrameRef:
     sensor: str
     iso: float | None
     _loader: Callable[[], RawFrame] = dataclasses.field(repr=False, compare=False)
+    optical_black: OpticalBlack | None = None
+    gain_from_iso: bool = False
 
     def load(self) -> RawFrame:
         """Read the pixels (with the manifest's metadata applied)."""
@@ -103,7 +109,7 @@ def ref_from_frame(frame: RawFrame, kind: str | None, name: str = "frame") -> Fr
         black_level=frame.black_level,
         signal_fraction=_signal_fraction(frame.data, frame.black_level, frame.white_level),
         sensor=frame.sensor,
-        iso=None,
+        iso=frame.iso,
         _loader=lambda: frame,
     )
 
@@ -226,6 +232,7 @@ def _ref_for_file(path: Path, relative: str, settings: dict[str, Any], forced_ki
         "black_level": settings.get("black_level"), "white_level": settings.get("white_level"),
         "bit_depth": settings.get("bit_depth"), "analogue_gain": settings.get("analogue_gain"),
         "exposure_time_s": settings.get("exposure_time_s"), "base_iso": settings.get("base_iso"),
+        "iso": settings.get("iso"),
     }  # fmt: skip
     if path.suffix.lower() not in (".raw", ".bin"):
         for key in ("width", "height", "fmt", "stride", "msb_shift"):
@@ -236,22 +243,30 @@ def _ref_for_file(path: Path, relative: str, settings: dict[str, Any], forced_ki
 
     frame, color = load_raw_with_color(path, **options)
     ref = ref_from_frame(frame, kind, relative)
-    iso = color.get("iso")
-    if iso and options["base_iso"] is None and options["analogue_gain"] is None:
-        # A camera raw file states its ISO, not its gain: keep the ISO until all files are seen.
-        ref = dataclasses.replace(ref, iso=float(iso))
-    return dataclasses.replace(ref, _loader=loader)
+    # A camera raw file states its ISO, not its gain: the gain waits until all files are seen.
+    from_iso = bool(frame.iso) and options["base_iso"] is None and options["analogue_gain"] is None
+    return dataclasses.replace(ref, _loader=loader, optical_black=color.get("optical_black"), gain_from_iso=from_iso)
+
+
+def base_iso_of(refs: Sequence[FrameRef]) -> float | None:
+    """The ISO of analogue gain 1 in a set whose frames state ISOs (ISO over gain of the
+    lowest-gain such frame), or None when no frame states one."""
+    stated = [r for r in refs if r.iso and r.analogue_gain > 0]
+    if not stated:
+        return None
+    lowest = min(stated, key=lambda r: r.analogue_gain)
+    return float(lowest.iso / lowest.analogue_gain)
 
 
 def _relative_gains(refs: list[FrameRef]) -> list[FrameRef]:
     """Give frames known only by their ISO a gain relative to the lowest ISO of the set."""
-    isos = [r.iso for r in refs if r.iso]
+    isos = [r.iso for r in refs if r.gain_from_iso]
     if not isos:
         return refs
     base = min(isos)
     out = []
     for r in refs:
-        if r.iso:
+        if r.gain_from_iso:
             gain = r.iso / base
 
             def loader(r=r, gain=gain) -> RawFrame:

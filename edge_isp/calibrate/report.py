@@ -13,6 +13,7 @@ from edge_isp.calibrate.ptc import PtcGainResult, PtcResult
 from edge_isp.calibrate.single_image import SingleImageResult
 from edge_isp.calibrate.tukey import GAUSSIAN_LAMBDA
 from edge_isp.sensor.cfa import PLANE_ORDER
+from edge_isp.sensor.optical_black import OpticalBlack
 from edge_isp.sensor.profile import SensorProfile
 
 UNCERTAINTY_NOTE = (
@@ -218,13 +219,18 @@ def dark_report(results: Sequence[DarkResult], title: str, files: dict[str, str]
 
 
 def image_report(
-    results: Sequence[SingleImageResult], fit: GainFit, profile: SensorProfile, files: dict[str, str]
+    results: Sequence[SingleImageResult],
+    fit: GainFit,
+    profile: SensorProfile,
+    files: dict[str, str],
+    masked: Sequence[Sequence[OpticalBlack]] = (),
 ) -> str:
-    """Markdown report of a single-image (Foi) calibration."""
+    """Markdown report of a single-image (Foi) calibration; ``masked`` holds, per result, the
+    files' masked optical-black areas, reported as a check on the read noise."""
     lines = ["Method: single image (Foi et al. 2008), maximum likelihood with clipping, per CFA channel."]
     out = _header(f"Noise calibration: {profile.name}", lines, files)
     out += _gain_section(fit)
-    for res in results:
+    for i, res in enumerate(results):
         out += [f"## Single image at gain {res.analogue_gain:g} ({res.n_images} image(s))", ""]
         rows = []
         for name, f in [*zip(PLANE_ORDER, res.channels, strict=True), ("joint", res.joint)]:
@@ -239,7 +245,29 @@ def image_report(
             "- read noise = sqrt(b) × range, quantization removed = "
             f"**{_pm(res.read_noise_dn, res.read_noise_se)} DN**",
             f"- smooth area used: {smooth:.0%} of the image",
-            "",
         ]
+        out += [*_masked_lines(res, masked[i] if i < len(masked) else ()), ""]
     out += _profile_section(profile)
     return "\n".join(out)
+
+
+def masked_read_noise_dn(areas: Sequence[OpticalBlack]) -> float | None:
+    """Read noise from masked optical-black areas: root of the mean variance over the files
+    and planes (DN), or None without any."""
+    if not areas:
+        return None
+    return float(np.sqrt(np.mean([a.read_noise_mean_dn**2 for a in areas])))
+
+
+def _masked_lines(res: SingleImageResult, areas: Sequence[OpticalBlack]) -> list[str]:
+    masked = masked_read_noise_dn(areas)
+    if masked is None:
+        return ["- masked optical-black area: none in these files (no check on the read noise)"]
+    levels = np.mean([a.black_level_dn for a in areas], axis=0)
+    return [
+        f"- masked optical-black area ({len(areas)} file(s), {areas[0].regions}): read noise {masked:.4g} DN "
+        f"(spatial std: read noise + DSNU); the estimate above is {res.read_noise_dn / masked:.3f} x that",
+        "- black level from the masked area: "
+        + ", ".join(f"{n} {b:.2f}" for n, b in zip(PLANE_ORDER, levels, strict=True))
+        + " DN",
+    ]

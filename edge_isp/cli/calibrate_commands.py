@@ -132,6 +132,7 @@ def _inputs(p: argparse.ArgumentParser, *, max_gain: bool = False) -> None:
     dump.add_argument("--gain", type=float, help="analogue gain of every frame (when the files do not say)")
     dump.add_argument("--exposure", type=float, help="exposure time of every frame, s (when the files do not say)")
     dump.add_argument("--base-iso", type=float, help="camera ISO at unity analogue gain (camera raw files)")
+    dump.add_argument("--iso", type=float, help="ISO of every frame (when the files do not say)")
     if max_gain:
         p.add_argument(
             "--max-gain", type=float, help="highest analogue gain the profile covers (default: the highest measured)"
@@ -159,6 +160,7 @@ def _discover(args: argparse.Namespace, kind: str | None):
         analogue_gain=args.gain,
         exposure_time_s=args.exposure,
         base_iso=args.base_iso,
+        iso=args.iso,
     )
     return refs
 
@@ -177,11 +179,15 @@ def _name(args: argparse.Namespace) -> str:
     return args.name or args.out.resolve().name
 
 
-def _summary(cal) -> None:
+def _summary(cal, refs) -> None:
+    from edge_isp.calibrate.frames import base_iso_of
+
+    base_iso = base_iso_of(refs)
     if cal.gain_fit is not None:
         for p in cal.gain_fit.points:
+            iso = f" (ISO {p.analogue_gain * base_iso:g})" if base_iso else ""
             print(
-                f"gain {p.analogue_gain:g}: K = {p.gain_dn_per_e:.5g} ± {p.gain_se:.2g} DN/e-, read noise = "
+                f"gain {p.analogue_gain:g}{iso}: K = {p.gain_dn_per_e:.5g} ± {p.gain_se:.2g} DN/e-, read noise = "
                 f"{p.read_noise_dn:.4g} ± {p.read_noise_se:.2g} DN ({p.read_noise_dn / p.gain_dn_per_e:.3g} e-)"
             )
     for key, path in cal.files.items():
@@ -197,7 +203,7 @@ def _ptc(args: argparse.Namespace) -> int:
         refs, args.out, name=_name(args), base=_base(args), max_gain=args.max_gain, maker=args.maker,
         progress=_progress(args),
     )  # fmt: skip
-    _summary(cal)
+    _summary(cal, refs)
     return 0
 
 
@@ -226,10 +232,17 @@ def _dark(args: argparse.Namespace) -> int:
 
 def _image(args: argparse.Namespace) -> int:
     from edge_isp.calibrate.pipeline import calibrate_image
+    from edge_isp.calibrate.report import masked_read_noise_dn
 
     refs = _discover(args, "scene")
     cal = calibrate_image(refs, args.out, name=_name(args), base=_base(args), max_gain=args.max_gain, maker=args.maker)
-    _summary(cal)
+    _summary(cal, refs)
+    masked = [r.optical_black for r in refs if r.optical_black is not None]
+    if masked:
+        print(
+            f"masked optical-black area of {len(masked)} file(s) ({masked[0].regions}): read noise "
+            f"{masked_read_noise_dn(masked):.4g} DN (spatial std: read noise + DSNU), a check on the estimate"
+        )
     return 0
 
 
