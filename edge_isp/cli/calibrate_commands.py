@@ -90,6 +90,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="darktable's wavelet-band variance over raw pixel variance (default 0.25, exact for white noise; "
         "demosaicking lowers it: see edge_isp.sensor.noise_formats.to_darktable)",
     )
+    pi = p.add_argument_group("Raspberry Pi tuning file")
+    pi.add_argument(
+        "--read-noise-e", type=float, nargs="+", metavar="E",
+        help="read noise in electrons at analogue gain 1 and at the highest gain (or one value for all): the "
+        "tuning files' reference_constant is 0, so they hold none",
+    )  # fmt: skip
+    pi.add_argument("--read-noise-source", help="where --read-noise-e comes from (goes into the description)")
+    pi.add_argument(
+        "--colour-temperature", type=float, metavar="K",
+        help="illuminant of the imported colour matrix and white balance, kelvin (default 6500)",
+    )  # fmt: skip
+    pi.add_argument("--no-colour", action="store_true", help="leave colour out (identity matrix, unit white balance)")
     p.add_argument("--iso", type=float, help="ISO the DNG NoiseProfile was recorded at (required with it)")
     p.add_argument("--output", type=Path, required=True, help="the profile JSON to write")
     p.add_argument("--name", help="profile name (default: the output file's name without .json)")
@@ -284,9 +296,12 @@ def _import(args: argparse.Namespace) -> int:
             base_iso=100.0 if args.base_iso is None else args.base_iso, **common,
         )  # fmt: skip
     else:
+        colour_k = None if args.no_colour else 6500.0 if args.colour_temperature is None else args.colour_temperature
         result = importing.import_rpi_tuning(
             importing.read_json_document(args.rpi_tuning, "Raspberry Pi tuning file"), black_level=black,
-            base_iso=100.0 if args.base_iso is None else args.base_iso, source=args.rpi_tuning.name, **common,
+            base_iso=100.0 if args.base_iso is None else args.base_iso, source=args.rpi_tuning.name,
+            read_noise_e=args.read_noise_e, read_noise_source=args.read_noise_source,
+            colour_temperature_k=colour_k, **common,
         )  # fmt: skip
     profile = result.profile
     profile.save(args.output)
@@ -305,7 +320,9 @@ def _check_import_options(args: argparse.Namespace) -> None:
     """Options that belong to one source only, and the ones a source cannot do without."""
     given = {
         "--maker": args.maker, "--model": args.model, "--isos": args.isos,
-        "--variance-scale": args.variance_scale, "--iso": args.iso,
+        "--variance-scale": args.variance_scale, "--iso": args.iso, "--read-noise-e": args.read_noise_e,
+        "--read-noise-source": args.read_noise_source, "--colour-temperature": args.colour_temperature,
+        "--no-colour": args.no_colour or None,
     }  # fmt: skip
     if args.darktable is not None:
         source, own = "--darktable", ("--maker", "--model", "--isos", "--variance-scale")
@@ -313,7 +330,8 @@ def _check_import_options(args: argparse.Namespace) -> None:
     elif args.dng_noise_profile is not None:
         source, own, needed = "--dng-noise-profile", ("--iso",), ("--iso",)
     else:
-        source, own, needed = "--rpi-tuning", (), ()
+        source, needed = "--rpi-tuning", ()
+        own = ("--read-noise-e", "--read-noise-source", "--colour-temperature", "--no-colour")
     missing = [o for o in needed if given[o] is None]
     if missing:
         raise InvalidInputError(f"{source} needs {' and '.join(missing)}: expected them, got none")
