@@ -35,7 +35,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge_isp.calibrate import rpi_tuning
+import numpy as np
+
+from edge_isp.calibrate import darktable_fit, rpi_tuning
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.sensor import noise_formats
 from edge_isp.sensor.cfa import CFA
@@ -46,6 +48,7 @@ IDENTITY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 # A single-gain source says nothing about the sensor's gain range; this is SensorProfile's
 # own default, and above the table the profile scales K with gain at constant read noise (e-).
 SINGLE_GAIN_MAX_ANALOGUE_GAIN = 16.0
+DARKTABLE_METHODS = ("fit", "per-iso")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,11 +60,13 @@ class ImportedProfile:
         spreads: per noise-table entry, the per-plane K (DN/e-) and read noise (DN) that
             were averaged into it; empty for sources with one value for all planes.
         notes: one line each for every default applied and every conversion warning.
+        fit: the model fitted across ISO (darktable's ``method="fit"``), else None.
     """
 
     profile: SensorProfile
     spreads: tuple[PlaneSpread, ...]
     notes: tuple[str, ...]
+    fit: darktable_fit.DarktableFit | None = None
 
 
 # -- reading the sources --------------------------------------------------------------------
@@ -164,6 +169,7 @@ def import_darktable(
     electrons_at_white_per_lux: float | None = None,
     description: str | None = None,
     source: str = "a darktable noiseprofiles.json",
+    method: str = "fit",
 ) -> ImportedProfile:
     """A profile from one camera's darktable noise profiles: one table entry per ISO.
 
@@ -189,6 +195,11 @@ def import_darktable(
             the profile then takes light levels in electrons only).
         description: the profile's description (default: the provenance, generated).
         source: where ``data`` came from, for the generated description.
+        method: ``"fit"`` (default): the green entries only, the way darktable's denoiser
+            uses them, with one physical model fitted across ISO
+            (:mod:`edge_isp.calibrate.darktable_fit`); ``"per-iso"``: each ISO converted
+            alone with the three planes averaged (how oneplus6-rear was made; its read
+            noise zig-zags with ISO and its R/B slopes are not raw-plane gains).
     """
     entries = find_darktable_camera(data, maker=maker, model=model)
     entries = _select_isos(entries, isos, maker, model)
@@ -199,34 +210,58 @@ def import_darktable(
         base_iso = min(float(e["iso"]) for e in entries)
         notes.append(f"base ISO not given: the lowest ISO imported, {base_iso:g}, is analogue gain 1")
     base_iso = _number(base_iso, "base_iso", positive=True)
-    table, spreads, labels = [], [], []
-    with _conversion_notes(notes):
-        for entry in entries:
-            single, entry_spreads = noise_formats.from_darktable(
-                [entry],
-                name=name,
-                cfa=cfa,
-                bit_depth=bit_depth,
-                black_level=black_level,
-                white_level=white,
-                base_iso=base_iso,
-                variance_scale=variance_scale,
-            )
-            table.append(single.noise[0])
-            spreads += entry_spreads
-            labels.append(f"ISO {float(entry['iso']):g}")
-    _check_k_rises(table, labels, [float(e["iso"]) for e in entries])
+    if method not in DARKTABLE_METHODS:
+        raise InvalidInputError(f"method must be one of {', '.join(DARKTABLE_METHODS)}, got {method!r}")
+    table, spreads, labels, fit = [], [], [], None
+    isos_used = [float(e["iso"]) for e in entries]
+    if method == "fit":
+        black4 = _black4(black_level)
+        fit = darktable_fit.fit_darktable(
+            entries, range_dn=white - float(np.mean(black4)), variance_scale=variance_scale,
+            where=f"darktable {maker} {model}",
+        )  # fmt: skip
+        table = fit.table(base_iso)
+        notes += list(fit.notes)
+        notes.append(
+            f"green entries only (as darktable's denoiser uses them); K = {fit.k_per_iso * 100:.5g} DN/e- per ISO 100 "
+            f"(standard error {fit.k_rel_se:.1%}; entries within {max(map(abs, fit.k_deviation)):.1%} of the line); "
+            f"read noise sqrt((K x {fit.pre_e:.3g} e-)^2 + ({fit.post_dn:.3g} DN)^2); b residuals up to "
+            f"{max(map(abs, fit.b_residual)):.0%} of the largest b"
+        )
+        how = (
+            f"green entries only (darktable's denoiser uses only green, times the white balance), fitted across "
+            f"ISO with K proportional to ISO ({fit.k_per_iso * 100:.5g} DN/e- per ISO 100, standard error "
+            f"{fit.k_rel_se:.1%}) and read noise^2 = (K x {fit.pre_e:.3g} e-)^2 + ({fit.post_dn:.3g} DN)^2"
+        )
+    else:
+        with _conversion_notes(notes):
+            for entry in entries:
+                single, entry_spreads = noise_formats.from_darktable(
+                    [entry],
+                    name=name,
+                    cfa=cfa,
+                    bit_depth=bit_depth,
+                    black_level=black_level,
+                    white_level=white,
+                    base_iso=base_iso,
+                    variance_scale=variance_scale,
+                )
+                table.append(single.noise[0])
+                spreads += entry_spreads
+                labels.append(f"ISO {float(entry['iso']):g}")
+        _check_k_rises(table, labels, isos_used)
+        how = "each ISO converted alone, the colour planes' values averaged"
     if description is None:
         description = (
             f"Noise from darktable's measured noise profiles of the {maker} {model} ({source}), ISOs "
-            f"{_iso_list(float(e['iso']) for e in entries)} with base ISO {base_iso:g} as analogue gain 1, "
+            f"{_iso_list(isos_used)} with base ISO {base_iso:g} as analogue gain 1, "
             f"converted with variance_scale {variance_scale:g} (darktable's Haar-band variance over pixel variance); "
-            f"levels black {black_level} and white {white:g} DN given at import (darktable's file holds none); "
-            "the colour planes' values averaged; colour not calibrated (identity matrix, unit white balance)."
+            f"{how}; levels black {black_level} and white {white:g} DN given at import (darktable's file holds none); "
+            "colour not calibrated (identity matrix, unit white balance)."
         )
     target = _Target(name, cfa, bit_depth, black_level, white, base_iso, electrons_at_white_per_lux)
     top = max_analogue_gain if max_analogue_gain is not None else table[-1].analogue_gain
-    return ImportedProfile(target.profile(table, top, description), tuple(spreads), tuple(notes))
+    return ImportedProfile(target.profile(table, top, description), tuple(spreads), tuple(notes), fit)
 
 
 def import_dng_noise_profile(
@@ -407,7 +442,7 @@ def _white(white_level: float | None, bit_depth: int) -> tuple[float, list[str]]
 
 
 def _select_isos(entries: list[dict[str, Any]], isos: Sequence[float] | None, maker: str, model: str) -> list:
-    available = [_number(e.get("iso"), "darktable entry iso", positive=True) for e in entries]
+    available = [darktable_fit.entry_iso(e, f"darktable {maker} {model}") for e in entries]
     duplicated = sorted({iso for iso in available if available.count(iso) > 1})
     if isos is None:
         if duplicated:

@@ -85,6 +85,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     dt.add_argument("--model", help="camera model, spelt as in the file (e.g. 'ONEPLUS A6003')")
     dt.add_argument("--isos", type=float, nargs="+", metavar="ISO", help="ISOs to import (default: all)")
     dt.add_argument(
+        "--darktable-method", choices=["fit", "per-iso"],
+        help="fit (default): green entries only, as darktable uses them, one physical model across ISO; "
+        "per-iso: each ISO alone, planes averaged (how oneplus6-rear was made)",
+    )  # fmt: skip
+    dt.add_argument(
         "--variance-scale",
         type=float,
         help="darktable's wavelet-band variance over raw pixel variance (default 0.25, exact for white noise; "
@@ -285,6 +290,8 @@ def _import(args: argparse.Namespace) -> int:
     black = None if args.black is None else (args.black[0] if len(args.black) == 1 else args.black)
     if args.darktable is not None:
         extra = {} if args.variance_scale is None else {"variance_scale": args.variance_scale}
+        if args.darktable_method is not None:
+            extra["method"] = args.darktable_method
         result = importing.import_darktable(
             importing.read_json_document(args.darktable, "darktable noise profile file"),
             maker=args.maker, model=args.model, black_level=black, base_iso=args.base_iso, isos=args.isos,
@@ -322,10 +329,10 @@ def _check_import_options(args: argparse.Namespace) -> None:
         "--maker": args.maker, "--model": args.model, "--isos": args.isos,
         "--variance-scale": args.variance_scale, "--iso": args.iso, "--read-noise-e": args.read_noise_e,
         "--read-noise-source": args.read_noise_source, "--colour-temperature": args.colour_temperature,
-        "--no-colour": args.no_colour or None,
+        "--no-colour": args.no_colour or None, "--darktable-method": args.darktable_method,
     }  # fmt: skip
     if args.darktable is not None:
-        source, own = "--darktable", ("--maker", "--model", "--isos", "--variance-scale")
+        source, own = "--darktable", ("--maker", "--model", "--isos", "--variance-scale", "--darktable-method")
         needed = ("--maker", "--model")
     elif args.dng_noise_profile is not None:
         source, own, needed = "--dng-noise-profile", ("--iso",), ("--iso",)
