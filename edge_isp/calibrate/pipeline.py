@@ -7,7 +7,7 @@ Outputs (each written atomically):
 - ``exports/dng_noise_profile.json``: the DNG NoiseProfile tag (S, O per plane) per gain;
 - ``exports/darktable_noiseprofiles.json``: darktable's noiseprofiles.json for this camera;
 - ``exports/rpi_noise.json``: the "rpi.noise" block of a Raspberry Pi tuning file;
-- ``ptc.png`` / ``level_sets.png`` and ``noise_vs_gain.png``: the plots;
+- ``ptc.png`` / ``level_sets.png``, and ``noise_vs_gain.png`` when there are two or more gains: the plots;
 - ``defects.json``: defective pixels (photon transfer and dark methods);
 - ``report.md``: every fitted quantity with its uncertainty and the fit quality.
 
@@ -94,6 +94,17 @@ def _finish(profile: SensorProfile, out_dir: Path, files: dict[str, Path], maker
     return files
 
 
+def _gain_plot(fit: GainFit, out_dir: Path) -> dict[str, Path]:
+    """``noise_vs_gain.png`` when there are gains to compare; one gain is one point, so none
+    (a stale plot from an earlier run with several gains is removed, not left to mislead)."""
+    path = out_dir / "noise_vs_gain.png"
+    if len(fit.points) < 2:
+        path.unlink(missing_ok=True)
+        return {}
+    plots.plot_gain(fit, path)
+    return {"gain_plot": path}
+
+
 def _save_defects(maps: Sequence[DefectMap], path: Path) -> None:
     """One map of the pixels defective at any of the gains."""
     functools.reduce(DefectMap.union, maps).save(path)
@@ -150,13 +161,9 @@ def calibrate_ptc(
         f"{', '.join(f'{g.analogue_gain:g}' for g in result.gains)} from {result.refs_count} frames of "
         f"'{result.sensor}'" + ("" if base else "; colour not calibrated (identity matrix, unit white balance)"),
     )
-    files = {
-        "ptc_plot": out_dir / "ptc.png",
-        "gain_plot": out_dir / "noise_vs_gain.png",
-        "defects": out_dir / "defects.json",
-    }
+    files = {"ptc_plot": out_dir / "ptc.png", "defects": out_dir / "defects.json"}
     plots.plot_ptc(result.gains, files["ptc_plot"])
-    plots.plot_gain(fit, files["gain_plot"])
+    files.update(_gain_plot(fit, out_dir))
     _save_defects([g.defects for g in result.gains], files["defects"])
     files = _finish(profile, out_dir, files, maker)
     files = _write_report(files, out_dir, lambda listed: report.ptc_report(result, fit, profile, listed))
@@ -262,9 +269,9 @@ def calibrate_image(
         description=f"noise fitted from {len(refs)} ordinary image(s) (Foi et al. 2008) at gains "
         f"{', '.join(f'{r.analogue_gain:g}' for r in results)}; black level from the files' metadata",
     )
-    files = {"level_sets_plot": out_dir / "level_sets.png", "gain_plot": out_dir / "noise_vs_gain.png"}
+    files = {"level_sets_plot": out_dir / "level_sets.png"}
     plots.plot_level_sets(results, files["level_sets_plot"])
-    plots.plot_gain(fit, files["gain_plot"])
+    files.update(_gain_plot(fit, out_dir))
     files = _finish(profile, out_dir, files, maker)
     files = _write_report(files, out_dir, lambda listed: report.image_report(results, fit, profile, listed, masked))
     return Calibration(profile, fit, tuple(results), files)

@@ -74,6 +74,17 @@ def _dark_section(d: DarkResult, k: float | None = None) -> list[str]:
     return out
 
 
+def _dark_current_line(res: PtcGainResult) -> str:
+    d = res.dark_current
+    if d is None:
+        return "- dark current: not measured (darks at one exposure only)"
+    return (
+        f"- dark current (darks at {len(d.exposures_s)} exposures, {min(d.exposures_s) * 1e3:g} to "
+        f"{max(d.exposures_s) * 1e3:g} ms): {_pm(d.mean_e_per_s, d.mean_se, '.3g')} e-/s from the mean, "
+        f"{_pm(d.variance_e_per_s, d.variance_se, '.3g')} e-/s from the variance"
+    )
+
+
 def _ptc_section(res: PtcGainResult) -> list[str]:
     out = [f"## Photon transfer at gain {res.analogue_gain:g}", ""]
     rows = []
@@ -91,13 +102,14 @@ def _ptc_section(res: PtcGainResult) -> list[str]:
                 intercept,
                 f"{f.saturation_dn:.0f}" + ("" if f.saturation_reached else " (white)"),
                 "n/a" if f.linearity_error_pct is None else f"{f.linearity_error_pct:.3f}",
+                "n/a" if f.linearity_min_pct is None else f"{f.linearity_min_pct:+.3f} / {f.linearity_max_pct:+.3f}",
                 "n/a" if res.prnu_pct is None else _pm(res.prnu_pct[c], res.prnu_se[c], ".3f"),
             ]
         )
     out += _table(
         [
             "channel", "K (DN/e-)", "χ²/dof", "R²", "levels used", "rejected", "free-fit intercept (DN²)",
-            "saturation (DN)", "linearity error (%)", "PRNU (%)",
+            "saturation (DN)", "linearity error (%)", "linearity min / max (%)", "PRNU (%)",
         ],
         rows,
     )  # fmt: skip
@@ -106,7 +118,14 @@ def _ptc_section(res: PtcGainResult) -> list[str]:
         f"({1 / res.gain_dn_per_e:.4g} e-/DN); channel agreement χ²/dof {res.channel_chi2:.2f}",
         f"- read noise: **{_pm(res.read_noise_dn, res.dark.read_noise_se)} DN** = {res.read_noise_e:.3g} e-",
         f"- saturation capacity: {res.saturation_e:.0f} e-; dynamic range {res.dynamic_range:.0f}:1 = "
-        f"{res.dynamic_range_db:.1f} dB = {res.dynamic_range_stops:.2f} stops",
+        f"{res.dynamic_range_db:.1f} dB = {res.dynamic_range_stops:.2f} stops (saturation over read noise)",
+        "- EMVA 1288 (Release 4.0 Linear; in electrons, as no quantum efficiency is measured): saturation at the "
+        f"variance peak; SNR max = sqrt({res.saturation_e:.0f} e-) = {res.snr_max:.1f} = "
+        f"{20 * math.log10(res.snr_max):.1f} dB; temporal dark noise {res.dark_noise_e:.3g} e- (quantization "
+        f"included); absolute sensitivity threshold {res.sensitivity_threshold_e:.3g} e-; dynamic range "
+        f"{res.dynamic_range_emva:.0f}:1 = {20 * math.log10(res.dynamic_range_emva):.1f} dB = "
+        f"{math.log2(res.dynamic_range_emva):.2f} stops (saturation over the threshold)",
+        _dark_current_line(res),
         "",
     ]
     out += _dark_section(res.dark, res.gain_dn_per_e)
@@ -114,12 +133,13 @@ def _ptc_section(res: PtcGainResult) -> list[str]:
     out += [f"- from the flat fields: {flat_counts}; defective pixels in all: {res.defects.count()}", ""]
     snr_rows = []
     c = 1
-    for lv in res.levels:
+    for lv in res.levels_below_saturation(c):
         s = lv.signal_dn[c]
         if s > 0 and lv.total_variance_dn2[c] > 0:
             measured = s / math.sqrt(lv.total_variance_dn2[c])
             snr_rows.append([f"{lv.exposure_time_s * 1e3:g}", f"{s:.1f}", f"{measured:.2f}", f"{res.snr_model(s):.2f}"])
-    out += ["SNR curve (channel Gr):", ""]
+    cut = len(res.levels) - len(res.levels_below_saturation(c))
+    out += [f"SNR curve (channel Gr; {cut} level(s) past saturation left out):", ""]
     out += _table(["exposure (ms)", "signal (DN)", "SNR measured", "SNR model"], snr_rows)
     out += [f"- note: {n}" for n in res.notes]
     return [*out, ""]
