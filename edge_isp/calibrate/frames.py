@@ -17,7 +17,7 @@ override the file's own metadata. Camera raw files state an ISO, not a gain: wit
 
 Kind of each frame ("dark", "flat" or "scene"): from the manifest; else from a word in its
 path ("dark", "black", "bias" or "flat", "white", "light", e.g. ``gain2/dark_001.dng``);
-else, for a photon-transfer set, from its level: a frame whose median is within 1 % of full
+else, for a photon-transfer set, from its level: a frame whose mean is within 1 % of full
 scale of the black level is dark. Name the files to be safe.
 
 Pixels are read only when a method needs them (:meth:`FrameRef.load`), so a large sweep
@@ -64,7 +64,10 @@ class FrameRef:
         kind: "dark", "flat", "scene", or None when not known.
         analogue_gain, exposure_time_s: the capture settings (from metadata or manifest).
         height, width, cfa, bit_depth, white_level, black_level: as in RawFrame.
-        signal_fraction: (median - black) / (white - black), for telling darks from flats.
+        signal_fraction: (mean - black) / (white - black) over a sample of pixels, for
+            telling darks from flats and the light levels of a fixed-exposure sweep apart (the
+            mean of two frames of one scene differs only by temporal noise, whatever the
+            shading; a median would follow the shading's histogram).
         sensor: the sensor name from the metadata.
         iso: the ISO the file states (or the manifest gives), else None.
         optical_black: the file's masked optical-black area, when it has one.
@@ -121,10 +124,10 @@ def _check_kind(kind: str | None, name: str) -> str | None:
 
 
 def _signal_fraction(data: np.ndarray, black: Sequence[float], white: float) -> float:
-    step = max(1, int(np.sqrt(data.size / 25_000)))  # a median to tell dark from flat: a sample will do
+    step = max(1, int(np.sqrt(data.size / 25_000)))
     sample = np.asarray(data[::step, ::step])
     black_mean = float(np.mean(black))
-    return (float(np.median(sample)) - black_mean) / (white - black_mean)
+    return (float(sample.mean(dtype=np.float64)) - black_mean) / (white - black_mean)
 
 
 def _kind_from_path(relative: str) -> str | None:

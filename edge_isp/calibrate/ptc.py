@@ -371,28 +371,32 @@ def _at_gain(gain: float, groups: list[FrameGroup], fit_max: float, min_levels: 
 
 def _split_by_signal(flat: FrameGroup, min_levels: int) -> list[FrameGroup]:
     """The flats of a fixed-exposure sweep (EMVA's other method: the light varied), grouped
-    by their signal level: frames within 2 % (or 0.2 % of full scale) of each other."""
-    refs = sorted(flat.refs, key=lambda r: r.signal_fraction)
+    into levels: runs of consecutive frames (in file order, i.e. capture order) whose signal
+    agrees within 0.2 % (or 0.05 % of full scale). Frames at one light level differ only by
+    noise in their median, far less than that; neighbouring levels near saturation can be
+    closer than any tolerance on the signal alone would keep apart, but not consecutive."""
     clusters: list[list[FrameRef]] = []
-    for r in refs:
+    for r in flat.refs:
         start = clusters[-1][0].signal_fraction if clusters else None
-        if start is not None and r.signal_fraction <= start + 0.002 + 0.02 * abs(start):
+        if start is not None and abs(r.signal_fraction - start) <= 0.0005 + 0.002 * abs(start):
             clusters[-1].append(r)
         else:
             clusters.append([r])
     where = f"gain {flat.analogue_gain:g}, exposure {flat.exposure_time_s * 1e3:g} ms"
-    if len(clusters) < min_levels:
+    signals = sorted(r.signal_fraction for r in flat.refs)
+    if len({round(c[0].signal_fraction, 3) for c in clusters}) < min_levels:
         raise InvalidInputError(
-            f"all {len(refs)} flat frames at {where} share one exposure and the light did not vary: their "
-            f"signal falls in {len(clusters)} level(s) (signal {refs[0].signal_fraction:.3f} to "
-            f"{refs[-1].signal_fraction:.3f} of full scale). Photon transfer needs at least {min_levels} levels: "
-            "vary the exposure time, or at a fixed exposure vary the light, capturing a pair at each level"
+            f"all {len(flat.refs)} flat frames at {where} share one exposure and the light did not vary: their "
+            f"signal spans {signals[0]:.3f} to {signals[-1]:.3f} of full scale, fewer than {min_levels} levels. "
+            f"Photon transfer needs at least {min_levels}: vary the exposure time, or at a fixed exposure vary the "
+            "light, capturing a pair at each level"
         )
     singles = [c for c in clusters if len(c) < 2]
     if singles:
         raise InvalidInputError(
-            f"at {where} (light varied) the level at {singles[0][0].signal_fraction:.3f} of full scale has 1 "
-            "frame; photon transfer needs a pair at every light level: capture a second frame there"
+            f"at {where} (light varied) the frame {singles[0][0].name} (signal {singles[0][0].signal_fraction:.4f} "
+            "of full scale) matches neither neighbour; photon transfer needs a pair at every light level, taken one "
+            "after the other (files in capture order): capture a second frame there"
         )
     return [FrameGroup("flat", flat.analogue_gain, flat.exposure_time_s, tuple(c)) for c in clusters]
 
