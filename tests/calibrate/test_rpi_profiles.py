@@ -115,3 +115,24 @@ def test_a_tuning_file_without_a_noise_model_is_refused():
             {"algorithms": [{"rpi.black_level": {"black_level": 4096}}]}, name="x", cfa="RGGB", bit_depth=10,
             read_noise_e=(3.0,),
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", PI_PROFILES)
+def test_the_simulator_draws_each_pi_camera_at_its_own_noise(name):
+    torch = pytest.importorskip("torch")
+    from edge_isp.sensor.simulate import simulate
+
+    p = SensorProfile.load(name)
+    flat = torch.full((1, 3, 128, 128), 0.5, dtype=torch.float64)
+    args = (flat, p, p.electrons_at_white(3.0))
+    sim = simulate(*args, quantize=False, generator=torch.Generator().manual_seed(0))
+    mean = simulate(*args, quantize=False, noise=False).packed
+    a, sigma = (float(v) for v in sim.noise[0])
+    gain = float(sim.analogue_gain[0])
+    # The parameters are the profile's at the gain the simulator picked...
+    want_a, want_sigma = p.normalized_noise(gain, float(sim.digital_gain[0]))
+    assert (a, sigma) == pytest.approx((want_a, want_sigma), rel=1e-6)
+    # ...and the frame it drew has that noise about its expected value: var = a x + sigma^2.
+    residual = (sim.packed - mean).flatten()
+    x = float(mean.mean())
+    assert float(residual.var()) == pytest.approx(a * x + sigma**2, rel=0.1)

@@ -3,6 +3,7 @@ files (a DNG written here with an ISO tag and a masked strip) through every comm
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 
@@ -136,6 +137,18 @@ class TestCommands:
             outs[label] = rgb[8:-8, 8:-8].reshape(-1, 3).mean(axis=0)
         for mean in outs.values():  # neutral: the file's white balance was applied, not the profile's unit one
             assert np.ptp(mean) < 0.04 * mean.mean(), mean
+
+    def test_isp_denoises_at_the_noise_of_the_files_iso(self, tmp_path, monkeypatch):
+        import edge_isp.isp as isp
+
+        seen = []
+        real_render = isp.render
+        monkeypatch.setattr(isp, "render", lambda frame, config, profile=None: seen.append(config.noise) or
+                            real_render(frame, dataclasses.replace(config, denoise="none"), profile))  # fmt: skip
+        path = masked_dng(tmp_path / "a.dng", height=64, width=64)  # ISO 640
+        assert main(["isp", str(path), "--denoise", "nlm", "--profile", "nexus6p-rear", "--out", str(tmp_path)]) == 0
+        profile = SensorProfile.load("nexus6p-rear")  # base ISO 100: ISO 640 is gain 6.4, not 1
+        assert seen == [pytest.approx(profile.normalized_noise(6.4))]
 
     def test_isp_denoise_without_any_noise_level_is_refused(self, tmp_path, capsys):
         path = masked_dng(tmp_path / "a.dng")
