@@ -529,7 +529,9 @@ def _prnu_and_flat_defects(flats, levels, channels, dark: DarkResult, defect_mas
     signal = np.array([lv.signal_dn for lv in levels])
     # A level clipped in some channel has no signal there (NaN): never the pick.
     distance = np.nan_to_num(np.abs(signal / half - 1.0).mean(axis=1), nan=np.inf)
-    stacks = [i for i, lv in enumerate(levels) if lv.n_frames >= MIN_STACK]
+    # A stack clipped in some channel (a fixed-exposure sweep merges the levels past
+    # saturation into one) has no finite distance: never a PRNU stack.
+    stacks = [i for i, lv in enumerate(levels) if lv.n_frames >= MIN_STACK and np.isfinite(distance[i])]
     pick = min(stacks, key=lambda i: distance[i]) if stacks else int(np.argmin(distance))
     stats = measure_group(flats[pick].frames(), defects=defect_mask, keep_maps=True)
     response = stats.mean_map - dark.black_level_dn[:, None, None]

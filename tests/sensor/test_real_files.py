@@ -182,3 +182,30 @@ def test_calibrate_image_uses_the_files_iso_and_checks_the_masked_area(tmp_path,
     report = (tmp_path / "out" / "report.md").read_text()
     assert "masked optical-black area (1 file(s), left 16 columns)" in report
     np.testing.assert_allclose(result.black_level, TRUE_BLACK, atol=0.3)
+
+
+def test_calibrate_ptc_on_camera_raw_files_keeps_their_iso(tmp_path, capsys):
+    # A photon-transfer set as DNGs at ISO 200 and 800, one exposure time (the DNG writer's):
+    # EMVA's fixed-exposure method, levels told apart by signal. No gain is given anywhere.
+    profile = synthetic.example_profile(black_level=256.0)
+    sensor = synthetic.SyntheticSensor(profile, 96, 96, seed=1)
+    rng = np.random.default_rng(2)
+    for iso, gain in ((200, 1.0), (800, 4.0)):
+        top = sensor.saturation_electrons(gain) * 1.15
+        for level, fraction in enumerate(np.arange(1, 11) / 10):
+            for k in range(2):
+                frame = sensor.frame(fraction * top, analogue_gain=gain, rng=rng)
+                write_dng(tmp_path / f"iso{iso}_flat_{level:02d}_{k}.dng", frame.data, black=(256,) * 4, white=4095,
+                          iso=iso)  # fmt: skip
+        for k in range(4):
+            frame = sensor.frame(0.0, analogue_gain=gain, rng=rng)
+            write_dng(tmp_path / f"iso{iso}_dark_{k}.dng", frame.data, black=(256,) * 4, white=4095, iso=iso)
+    assert main(["calibrate", "ptc", str(tmp_path), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "gain 1 (ISO 200)" in out and "gain 4 (ISO 800)" in out
+    result = SensorProfile.load(tmp_path / "out" / "profile.json")
+    assert result.base_iso == 200 and [n.analogue_gain for n in result.noise][:2] == [1.0, 4.0]
+    for gain in (1.0, 4.0):
+        assert result.noise_at(gain).gain_dn_per_e == pytest.approx(sensor.truth(gain).gain_dn_per_e, rel=0.05)
+    dt = json.loads((tmp_path / "out" / "exports" / "darktable_noiseprofiles.json").read_text())
+    assert [e["iso"] for e in dt["noiseprofiles"][0]["models"][0]["profiles"]][:2] == [200, 800]
