@@ -37,8 +37,10 @@ At each gain, for each exposure level (L >= 2 flat frames) and the dark frames:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -54,6 +56,8 @@ FIT_MAX_FRACTION = 0.7
 MIN_LEVELS = 5
 REJECT_SIGMA = 5.0
 MIN_STACK = 4
+# Threads measuring frame groups at once (memory: a few maps of the frame's size each).
+WORKERS = min(4, os.cpu_count() or 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,12 +318,20 @@ def _at_gain(gain: float, groups: list[FrameGroup], fit_max: float, min_levels: 
     defect_mask = dark.defects.packed_mask(cfa)
     # The dark stack's own statistics (defects already excluded) serve its exposure.
     dark_stats: dict[float, GroupStats] = {reference.exposure_time_s: dark.stats}
-    levels = []
-    for flat in _progress(flats, progress, f"gain {gain:g}: flat levels"):
-        d = _dark_for(darks, flat.exposure_time_s)
-        if d.exposure_time_s not in dark_stats:
-            dark_stats[d.exposure_time_s] = measure_group(d.frames(), defects=defect_mask)
-        levels.append(_level(flat, measure_group(flat.frames(), defects=defect_mask), dark_stats[d.exposure_time_s], d))
+    # The groups are independent, and numpy releases the GIL in the heavy parts: measured on a
+    # few threads (each holds a few maps of the frame's size), in order.
+    nearest = [_dark_for(darks, flat.exposure_time_s) for flat in flats]
+    pending = {d.exposure_time_s: d for d in (*nearest, *darks) if len(d.refs) >= 2}
+    pending = {e: d for e, d in pending.items() if e not in dark_stats}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        dark_futures = {e: pool.submit(measure_group, d.frames(), defects=defect_mask) for e, d in pending.items()}
+        flat_stats = [pool.submit(measure_group, flat.frames(), defects=defect_mask) for flat in flats]
+        dark_stats.update({e: f.result() for e, f in dark_futures.items()})
+        levels = [
+            _level(flat, future.result(), dark_stats[d.exposure_time_s], d)
+            for flat, future, d in zip(_progress(flats, progress, f"gain {gain:g}: flat levels"), flat_stats, nearest,
+                                       strict=True)
+        ]  # fmt: skip
     white = reference.refs[0].white_level
     channels = tuple(
         _fit_channel(levels, c, gain, white - dark.black_level_dn[c], fit_max, min_levels) for c in range(4)
@@ -339,9 +351,6 @@ def _at_gain(gain: float, groups: list[FrameGroup], fit_max: float, min_levels: 
     prnu, prnu_se, flat_map, note = _prnu_and_flat_defects(flats, levels, channels, dark, defect_mask, cfa)
     if note:
         notes.append(note)
-    for d in darks:
-        if len(d.refs) >= 2 and d.exposure_time_s not in dark_stats:
-            dark_stats[d.exposure_time_s] = measure_group(d.frames(), defects=defect_mask)
     current = _dark_current(dark_stats, k)
     if current is None:
         notes.append("no dark current: it needs dark frames at two or more exposure times")
