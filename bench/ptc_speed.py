@@ -15,7 +15,10 @@ the defect count, and the saturation capacity (report.md), with K's and the read
 differences in units of their standard errors. The saturation moves on purpose (issue #18:
 this tree puts it at the variance peak, the other a level early).
 
-Run: .venv/bin/python bench/ptc_speed.py --other /work/main [--frames DIR] [--repeats 3]
+The other checkout is any tree of the code, e.g. the commit this branch started from:
+``git archive 04ddc58 | tar -x -C /tmp/base``, then ``--other /tmp/base``.
+
+Run: .venv/bin/python bench/ptc_speed.py --other /tmp/base [--frames DIR] [--repeats 3]
 (JSON: bench/results/ptc_speed.json)
 """
 

@@ -325,13 +325,15 @@ def _at_gain(gain: float, groups: list[FrameGroup], fit_max: float, min_levels: 
     pending = {e: d for e, d in pending.items() if e not in dark_stats}
     with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
         dark_futures = {e: pool.submit(measure_group, d.frames(), defects=defect_mask) for e, d in pending.items()}
-        flat_stats = [pool.submit(measure_group, flat.frames(), defects=defect_mask) for flat in flats]
+        # A stack (PRNU's candidates) keeps its maps, so that PRNU need not read it again.
+        futures = [
+            pool.submit(measure_group, flat.frames(), defects=defect_mask, keep_maps=len(flat.refs) >= MIN_STACK)
+            for flat in flats
+        ]
         dark_stats.update({e: f.result() for e, f in dark_futures.items()})
-        levels = [
-            _level(flat, future.result(), dark_stats[d.exposure_time_s], d)
-            for flat, future, d in zip(_progress(flats, progress, f"gain {gain:g}: flat levels"), flat_stats, nearest,
-                                       strict=True)
-        ]  # fmt: skip
+        flat_stats = [f.result() for f in _progress(futures, progress, f"gain {gain:g}: flat levels")]
+    levels = [_level(flat, fs, dark_stats[d.exposure_time_s], d) for flat, fs, d in zip(flats, flat_stats, nearest,
+                                                                                           strict=True)]  # fmt: skip
     white = reference.refs[0].white_level
     channels = tuple(
         _fit_channel(levels, c, gain, white - dark.black_level_dn[c], fit_max, min_levels) for c in range(4)
@@ -348,7 +350,7 @@ def _at_gain(gain: float, groups: list[FrameGroup], fit_max: float, min_levels: 
         )
     saturation_e = float(np.mean([c.saturation_dn for c in channels])) / k
     dr = saturation_e / (dark.read_noise_dn / k) if dark.read_noise_dn > 0 else float("inf")
-    prnu, prnu_se, flat_map, note = _prnu_and_flat_defects(flats, levels, channels, dark, defect_mask, cfa)
+    prnu, prnu_se, flat_map, note = _prnu_and_flat_defects(flats, flat_stats, levels, channels, dark, defect_mask, cfa)
     if note:
         notes.append(note)
     current = _dark_current(dark_stats, k)
@@ -533,7 +535,7 @@ def _linearity(exposure: np.ndarray, signal: np.ndarray, saturation: float) -> t
     return float((deviation.max() - deviation.min()) / 2.0), float(deviation.min()), float(deviation.max())
 
 
-def _prnu_and_flat_defects(flats, levels, channels, dark: DarkResult, defect_mask, cfa):
+def _prnu_and_flat_defects(flats, flat_stats, levels, channels, dark: DarkResult, defect_mask, cfa):
     half = np.array([0.5 * c.saturation_dn for c in channels])
     signal = np.array([lv.signal_dn for lv in levels])
     # A level clipped in some channel has no signal there (NaN): never the pick.
@@ -542,7 +544,9 @@ def _prnu_and_flat_defects(flats, levels, channels, dark: DarkResult, defect_mas
     # saturation into one) has no finite distance: never a PRNU stack.
     stacks = [i for i, lv in enumerate(levels) if lv.n_frames >= MIN_STACK and np.isfinite(distance[i])]
     pick = min(stacks, key=lambda i: distance[i]) if stacks else int(np.argmin(distance))
-    stats = measure_group(flats[pick].frames(), defects=defect_mask, keep_maps=True)
+    stats = flat_stats[pick]
+    if stats.mean_map is None:
+        stats = measure_group(flats[pick].frames(), defects=defect_mask, keep_maps=True)
     response = stats.mean_map - dark.black_level_dn[:, None, None]
     # Judged only where the pixel behaved in time: a cosmic ray in one frame of the group
     # lifts its mean like an over-responsive pixel, but also its temporal variance.
