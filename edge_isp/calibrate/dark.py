@@ -131,6 +131,8 @@ def analyze_dark(frames: Sequence[FrameRef | RawFrame], *, progress: bool = Fals
     if at_zero > 1e-4:
         notes.append(f"{at_zero:.3%} of dark pixels sit at 0 DN: the read noise may be slightly underestimated")
     candidates, limits = dark_defects(stats.mean_map, stats.var_map, stats.n_frames, first.cfa)
+    if limits.stuck_note:
+        notes.append(limits.stuck_note)
     n = stats.n_frames
     black_se = np.std(stats.frame_means_dn, axis=0, ddof=1) / math.sqrt(n)
 

@@ -8,7 +8,8 @@ MAD), so a few defects cannot hide themselves by inflating the spread:
   the channel's median (excess dark current, a leaky diode);
 - cold: as far below;
 - stuck: it barely moves from frame to frame (temporal variance below the chi-square
-  quantile 1e-9 of the channel's); needs >= 8 dark frames to tell;
+  quantile 1e-9 of the channel's); needs >= 8 dark frames, and noise large enough that a
+  healthy pixel rarely (< 1e-9) reads one whole number in every frame, to tell;
 - dead / over-responsive: in a flat field (dark subtracted) it gives less than half, or
   more than 1.5 times, the response of its 9x9 neighbourhood in the same channel.
 
@@ -18,12 +19,13 @@ Coordinates are (row, column) in the full mosaic.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
 
 from edge_isp.fileio import write_json
-from edge_isp.sensor.cfa import CFA
+from edge_isp.sensor.cfa import CFA, PLANE_ORDER
 
 DEFECT_KINDS = ("hot", "cold", "stuck", "dead", "overresponsive")
 SIGMA_THRESHOLD = 6.0
@@ -101,10 +103,12 @@ def _robust_sigma(values: np.ndarray) -> tuple[float, float]:
 
 @dataclasses.dataclass(frozen=True)
 class DarkLimits:
-    """Per-channel (R, Gr, Gb, B) median dark level and the hot/cold distance from it, DN."""
+    """Per-channel (R, Gr, Gb, B) median dark level and the hot/cold distance from it, DN, and
+    why stuck pixels were not looked for in some channels (None: they were, where possible)."""
 
     median: np.ndarray
     limit: np.ndarray
+    stuck_note: str | None = None
 
 
 def dark_defects(mean_map: np.ndarray, var_map: np.ndarray, n_frames: int, cfa: CFA) -> tuple[DefectMap, DarkLimits]:
@@ -118,6 +122,7 @@ def dark_defects(mean_map: np.ndarray, var_map: np.ndarray, n_frames: int, cfa: 
     hot = np.zeros(mean_map.shape, dtype=bool)
     cold = np.zeros_like(hot)
     stuck = np.zeros_like(hot)
+    untestable: list[str] = []
     medians, limits = np.zeros(4), np.zeros(4)
     for c in range(4):
         med, sigma = _robust_sigma(mean_map[c])
@@ -130,8 +135,37 @@ def dark_defects(mean_map: np.ndarray, var_map: np.ndarray, n_frames: int, cfa: 
         if n_frames >= MIN_FRAMES_FOR_STUCK:
             dof = n_frames - 1
             scale = float(np.median(var_map[c])) / (float(chi2.median(dof)) / dof)
-            stuck[c] = var_map[c] < scale * float(chi2.ppf(STUCK_P, dof)) / dof
-    return DefectMap.from_packed({"hot": hot, "cold": cold, "stuck": stuck}, cfa), DarkLimits(medians, limits)
+            # Integer samples repeat: a healthy pixel reads one value in every frame with
+            # probability p_same, which chi-square (a continuous law) knows nothing of. Only
+            # when that is rarer than STUCK_P does a pixel that never moves mean anything.
+            if identical_probability(scale, n_frames) <= STUCK_P:
+                stuck[c] = var_map[c] < scale * float(chi2.ppf(STUCK_P, dof)) / dof
+            else:
+                untestable.append(PLANE_ORDER[c])
+    note = None
+    if untestable:
+        note = (
+            f"stuck pixels not looked for in {', '.join(untestable)}: at this temporal noise a healthy pixel reads "
+            f"the same whole number in all {n_frames} dark frames too often to tell it from a stuck one "
+            "(more frames make it rarer)"
+        )
+    maps = {"hot": hot, "cold": cold, "stuck": stuck}
+    return DefectMap.from_packed(maps, cfa), DarkLimits(medians, limits, note)
+
+
+def identical_probability(variance_dn2: float, n_frames: int) -> float:
+    """Probability that a pixel with Gaussian temporal noise of ``variance_dn2`` (quantization
+    included) reads the same integer in all ``n_frames`` frames, averaged over where its
+    mean falls between two integers."""
+    from scipy.stats import norm
+
+    sigma = math.sqrt(max(variance_dn2 - 1.0 / 12.0, 1e-12))  # the quantization is what rounding adds
+    offsets = (np.arange(16) + 0.5) / 16
+    values = np.arange(-np.ceil(8 * sigma) - 1, np.ceil(8 * sigma) + 2)
+    p = norm.cdf((values[None, :] + 0.5 - offsets[:, None]) / sigma) - norm.cdf(
+        (values[None, :] - 0.5 - offsets[:, None]) / sigma
+    )
+    return float(np.mean(np.sum(p**n_frames, axis=1)))
 
 
 def plane_index(coords: np.ndarray, cfa: CFA) -> np.ndarray:

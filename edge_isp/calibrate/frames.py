@@ -12,11 +12,12 @@ supplies what the files do not say (exposure, gain, kind, and how to decode a du
 
 (``"frames"`` may also be a list of objects with a ``"file"`` key.) Manifest values
 override the file's own metadata. Camera raw files state an ISO, not a gain: with
-``base_iso`` the gain is ISO / base_iso, without it the ISO relative to the set's lowest.
+``base_iso`` the gain is ISO / base_iso, without it the ISO relative to the set's lowest
+(which :func:`base_iso_of` then reports as the base ISO, so ISO labels stay the files').
 
 Kind of each frame ("dark", "flat" or "scene"): from the manifest; else from a word in its
 path ("dark", "black", "bias" or "flat", "white", "light", e.g. ``gain2/dark_001.dng``);
-else, for a photon-transfer set, from its level: a frame whose median is within 1 % of full
+else, for a photon-transfer set, from its level: a frame whose mean is within 1 % of full
 scale of the black level is dark. Name the files to be safe.
 
 Pixels are read only when a method needs them (:meth:`FrameRef.load`), so a large sweep
@@ -38,6 +39,7 @@ from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.fileio import write_json
 from edge_isp.sensor.cfa import CFA
 from edge_isp.sensor.frame import RawFrame
+from edge_isp.sensor.optical_black import OpticalBlack
 from edge_isp.sensor.rawfile import CAMERA_RAW_SUFFIXES, load_raw_with_color
 
 KINDS = ("dark", "flat", "scene")
@@ -45,7 +47,7 @@ SUFFIXES = (".npy", ".raw", ".bin", ".pgm", *CAMERA_RAW_SUFFIXES)
 MANIFEST = "manifest.json"
 _MANIFEST_KEYS = {
     "kind", "exposure_time_s", "analogue_gain", "width", "height", "format", "stride", "msb_shift",
-    "cfa", "black_level", "white_level", "bit_depth", "base_iso",
+    "cfa", "black_level", "white_level", "bit_depth", "base_iso", "iso",
 }  # fmt: skip
 _WORDS = {"dark": "dark", "darks": "dark", "black": "dark", "bias": "dark", "flat": "flat", "flats": "flat"}
 _WORDS.update({"white": "flat", "light": "flat"})
@@ -62,10 +64,15 @@ class FrameRef:
         kind: "dark", "flat", "scene", or None when not known.
         analogue_gain, exposure_time_s: the capture settings (from metadata or manifest).
         height, width, cfa, bit_depth, white_level, black_level: as in RawFrame.
-        signal_fraction: (median - black) / (white - black), for telling darks from flats.
+        signal_fraction: (mean - black) / (white - black) over a sample of pixels, for
+            telling darks from flats and the light levels of a fixed-exposure sweep apart (the
+            mean of two frames of one scene differs only by temporal noise, whatever the
+            shading; a median would follow the shading's histogram).
         sensor: the sensor name from the metadata.
-        iso: the ISO a camera raw file states when its gain is not otherwise known (then
-            the gain is relative to the lowest ISO of the set), else None.
+        iso: the ISO the file states (or the manifest gives), else None.
+        optical_black: the file's masked optical-black area, when it has one.
+        gain_from_iso: whether ``analogue_gain`` is the ISO relative to the set's lowest
+            (a camera raw file with no gain or base ISO given).
     """
 
     name: str
@@ -82,6 +89,8 @@ class FrameRef:
     sensor: str
     iso: float | None
     _loader: Callable[[], RawFrame] = dataclasses.field(repr=False, compare=False)
+    optical_black: OpticalBlack | None = None
+    gain_from_iso: bool = False
 
     def load(self) -> RawFrame:
         """Read the pixels (with the manifest's metadata applied)."""
@@ -103,7 +112,7 @@ def ref_from_frame(frame: RawFrame, kind: str | None, name: str = "frame") -> Fr
         black_level=frame.black_level,
         signal_fraction=_signal_fraction(frame.data, frame.black_level, frame.white_level),
         sensor=frame.sensor,
-        iso=None,
+        iso=frame.iso,
         _loader=lambda: frame,
     )
 
@@ -115,10 +124,10 @@ def _check_kind(kind: str | None, name: str) -> str | None:
 
 
 def _signal_fraction(data: np.ndarray, black: Sequence[float], white: float) -> float:
-    step = max(1, int(np.sqrt(data.size / 250_000)))
+    step = max(1, int(np.sqrt(data.size / 25_000)))
     sample = np.asarray(data[::step, ::step])
     black_mean = float(np.mean(black))
-    return (float(np.median(sample)) - black_mean) / (white - black_mean)
+    return (float(sample.mean(dtype=np.float64)) - black_mean) / (white - black_mean)
 
 
 def _kind_from_path(relative: str) -> str | None:
@@ -226,6 +235,7 @@ def _ref_for_file(path: Path, relative: str, settings: dict[str, Any], forced_ki
         "black_level": settings.get("black_level"), "white_level": settings.get("white_level"),
         "bit_depth": settings.get("bit_depth"), "analogue_gain": settings.get("analogue_gain"),
         "exposure_time_s": settings.get("exposure_time_s"), "base_iso": settings.get("base_iso"),
+        "iso": settings.get("iso"),
     }  # fmt: skip
     if path.suffix.lower() not in (".raw", ".bin"):
         for key in ("width", "height", "fmt", "stride", "msb_shift"):
@@ -236,22 +246,30 @@ def _ref_for_file(path: Path, relative: str, settings: dict[str, Any], forced_ki
 
     frame, color = load_raw_with_color(path, **options)
     ref = ref_from_frame(frame, kind, relative)
-    iso = color.get("iso")
-    if iso and options["base_iso"] is None and options["analogue_gain"] is None:
-        # A camera raw file states its ISO, not its gain: keep the ISO until all files are seen.
-        ref = dataclasses.replace(ref, iso=float(iso))
-    return dataclasses.replace(ref, _loader=loader)
+    # A camera raw file states its ISO, not its gain: the gain waits until all files are seen.
+    from_iso = bool(frame.iso) and options["base_iso"] is None and options["analogue_gain"] is None
+    return dataclasses.replace(ref, _loader=loader, optical_black=color.get("optical_black"), gain_from_iso=from_iso)
+
+
+def base_iso_of(refs: Sequence[FrameRef]) -> float | None:
+    """The ISO of analogue gain 1 in a set whose frames state ISOs (ISO over gain of the
+    lowest-gain such frame), or None when no frame states one."""
+    stated = [r for r in refs if r.iso and r.analogue_gain > 0]
+    if not stated:
+        return None
+    lowest = min(stated, key=lambda r: r.analogue_gain)
+    return float(lowest.iso / lowest.analogue_gain)
 
 
 def _relative_gains(refs: list[FrameRef]) -> list[FrameRef]:
     """Give frames known only by their ISO a gain relative to the lowest ISO of the set."""
-    isos = [r.iso for r in refs if r.iso]
+    isos = [r.iso for r in refs if r.gain_from_iso]
     if not isos:
         return refs
     base = min(isos)
     out = []
     for r in refs:
-        if r.iso:
+        if r.gain_from_iso:
             gain = r.iso / base
 
             def loader(r=r, gain=gain) -> RawFrame:

@@ -146,12 +146,14 @@ def build_profile(
     white_level: float,
     base: SensorProfile | None = None,
     max_gain: float | None = None,
+    base_iso: float | None = None,
     description: str = "",
 ) -> SensorProfile:
     """A sensor profile from the gain fit and the measured levels.
 
-    Colour (matrix, white balance), base ISO and the lux conversion are not measured by a
-    noise calibration: they come from ``base`` when given, else identity / 1 / 100 / none.
+    Colour (matrix, white balance) and the lux conversion are not measured by a noise
+    calibration: they come from ``base`` when given, else identity / 1 / none. The base
+    ISO is ``base_iso`` (the files' own ISO scale) when given, else ``base``'s, else 100.
     """
     top = max(max_gain or 0.0, fit.points[-1].analogue_gain, base.max_analogue_gain if base else 0.0)
     black = tuple(float(max(b, 0.0)) for b in black_level)
@@ -164,7 +166,7 @@ def build_profile(
         color_matrix=base.color_matrix if base else IDENTITY,
         white_balance=base.white_balance if base else (1.0, 1.0, 1.0),
         noise=noise_table(fit, max_gain=top),
-        base_iso=base.base_iso if base else 100.0,
+        base_iso=float(base_iso) if base_iso else base.base_iso if base else 100.0,
         max_analogue_gain=float(top),
         electrons_at_white_per_lux=base.electrons_at_white_per_lux if base else None,
         description=description,

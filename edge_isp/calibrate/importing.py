@@ -35,6 +35,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from edge_isp.calibrate import darktable_fit, rpi_tuning
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.sensor import noise_formats
 from edge_isp.sensor.cfa import CFA
@@ -45,6 +48,7 @@ IDENTITY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 # A single-gain source says nothing about the sensor's gain range; this is SensorProfile's
 # own default, and above the table the profile scales K with gain at constant read noise (e-).
 SINGLE_GAIN_MAX_ANALOGUE_GAIN = 16.0
+DARKTABLE_METHODS = ("fit", "per-iso")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +60,13 @@ class ImportedProfile:
         spreads: per noise-table entry, the per-plane K (DN/e-) and read noise (DN) that
             were averaged into it; empty for sources with one value for all planes.
         notes: one line each for every default applied and every conversion warning.
+        fit: the model fitted across ISO (darktable's ``method="fit"``), else None.
     """
 
     profile: SensorProfile
     spreads: tuple[PlaneSpread, ...]
     notes: tuple[str, ...]
+    fit: darktable_fit.DarktableFit | None = None
 
 
 # -- reading the sources --------------------------------------------------------------------
@@ -163,6 +169,7 @@ def import_darktable(
     electrons_at_white_per_lux: float | None = None,
     description: str | None = None,
     source: str = "a darktable noiseprofiles.json",
+    method: str = "fit",
 ) -> ImportedProfile:
     """A profile from one camera's darktable noise profiles: one table entry per ISO.
 
@@ -188,6 +195,11 @@ def import_darktable(
             the profile then takes light levels in electrons only).
         description: the profile's description (default: the provenance, generated).
         source: where ``data`` came from, for the generated description.
+        method: ``"fit"`` (default): the green entries only, the way darktable's denoiser
+            uses them, with one physical model fitted across ISO
+            (:mod:`edge_isp.calibrate.darktable_fit`); ``"per-iso"``: each ISO converted
+            alone with the three planes averaged (how oneplus6-rear was made; its read
+            noise zig-zags with ISO and its R/B slopes are not raw-plane gains).
     """
     entries = find_darktable_camera(data, maker=maker, model=model)
     entries = _select_isos(entries, isos, maker, model)
@@ -198,34 +210,58 @@ def import_darktable(
         base_iso = min(float(e["iso"]) for e in entries)
         notes.append(f"base ISO not given: the lowest ISO imported, {base_iso:g}, is analogue gain 1")
     base_iso = _number(base_iso, "base_iso", positive=True)
-    table, spreads, labels = [], [], []
-    with _conversion_notes(notes):
-        for entry in entries:
-            single, entry_spreads = noise_formats.from_darktable(
-                [entry],
-                name=name,
-                cfa=cfa,
-                bit_depth=bit_depth,
-                black_level=black_level,
-                white_level=white,
-                base_iso=base_iso,
-                variance_scale=variance_scale,
-            )
-            table.append(single.noise[0])
-            spreads += entry_spreads
-            labels.append(f"ISO {float(entry['iso']):g}")
-    _check_k_rises(table, labels, [float(e["iso"]) for e in entries])
+    if method not in DARKTABLE_METHODS:
+        raise InvalidInputError(f"method must be one of {', '.join(DARKTABLE_METHODS)}, got {method!r}")
+    table, spreads, labels, fit = [], [], [], None
+    isos_used = [float(e["iso"]) for e in entries]
+    if method == "fit":
+        black4 = _black4(black_level)
+        fit = darktable_fit.fit_darktable(
+            entries, range_dn=white - float(np.mean(black4)), variance_scale=variance_scale,
+            where=f"darktable {maker} {model}",
+        )  # fmt: skip
+        table = fit.table(base_iso)
+        notes += list(fit.notes)
+        notes.append(
+            f"green entries only (as darktable's denoiser uses them); K = {fit.k_per_iso * 100:.5g} DN/e- per ISO 100 "
+            f"(standard error {fit.k_rel_se:.1%}; entries within {max(map(abs, fit.k_deviation)):.1%} of the line); "
+            f"read noise sqrt((K x {fit.pre_e:.3g} e-)^2 + ({fit.post_dn:.3g} DN)^2); b residuals up to "
+            f"{max(map(abs, fit.b_residual)):.0%} of the largest b"
+        )
+        how = (
+            f"green entries only (darktable's denoiser uses only green, times the white balance), fitted across "
+            f"ISO with K proportional to ISO ({fit.k_per_iso * 100:.5g} DN/e- per ISO 100, standard error "
+            f"{fit.k_rel_se:.1%}) and read noise^2 = (K x {fit.pre_e:.3g} e-)^2 + ({fit.post_dn:.3g} DN)^2"
+        )
+    else:
+        with _conversion_notes(notes):
+            for entry in entries:
+                single, entry_spreads = noise_formats.from_darktable(
+                    [entry],
+                    name=name,
+                    cfa=cfa,
+                    bit_depth=bit_depth,
+                    black_level=black_level,
+                    white_level=white,
+                    base_iso=base_iso,
+                    variance_scale=variance_scale,
+                )
+                table.append(single.noise[0])
+                spreads += entry_spreads
+                labels.append(f"ISO {float(entry['iso']):g}")
+        _check_k_rises(table, labels, isos_used)
+        how = "each ISO converted alone, the colour planes' values averaged"
     if description is None:
         description = (
             f"Noise from darktable's measured noise profiles of the {maker} {model} ({source}), ISOs "
-            f"{_iso_list(float(e['iso']) for e in entries)} with base ISO {base_iso:g} as analogue gain 1, "
+            f"{_iso_list(isos_used)} with base ISO {base_iso:g} as analogue gain 1, "
             f"converted with variance_scale {variance_scale:g} (darktable's Haar-band variance over pixel variance); "
-            f"levels black {black_level} and white {white:g} DN given at import (darktable's file holds none); "
-            "the colour planes' values averaged; colour not calibrated (identity matrix, unit white balance)."
+            f"{how}; levels black {black_level} and white {white:g} DN given at import (darktable's file holds none); "
+            "colour not calibrated (identity matrix, unit white balance)."
         )
     target = _Target(name, cfa, bit_depth, black_level, white, base_iso, electrons_at_white_per_lux)
     top = max_analogue_gain if max_analogue_gain is not None else table[-1].analogue_gain
-    return ImportedProfile(target.profile(table, top, description), tuple(spreads), tuple(notes))
+    return ImportedProfile(target.profile(table, top, description), tuple(spreads), tuple(notes), fit)
 
 
 def import_dng_noise_profile(
@@ -281,13 +317,24 @@ def import_rpi_tuning(
     electrons_at_white_per_lux: float | None = None,
     description: str | None = None,
     source: str = "a libcamera Raspberry Pi tuning file",
+    read_noise_e: Sequence[float] | None = None,
+    read_noise_source: str | None = None,
+    colour_temperature_k: float | None = rpi_tuning.D65_KELVIN,
 ) -> ImportedProfile:
-    """A one-gain profile (analogue gain 1) from a Raspberry Pi tuning file's ``rpi.noise``.
+    """A profile from a Raspberry Pi tuning file: K at analogue gain 1 from ``rpi.noise``,
+    colour from ``rpi.ccm`` and ``rpi.awb``, the read noise from the caller.
 
     ``bit_depth`` is the raw mode's (10 or 12 on most Pi sensors). The black level, DN,
     defaults to the file's ``rpi.black_level`` at that depth; the white level to full
-    scale. A ``reference_constant`` of 0 means the tuning tool could not fit the read
-    noise: the profile then has none, and a note says so.
+    scale; the highest gain to the largest gain the file's AGC asks for.
+
+    ``read_noise_e`` (electrons at gain 1 and at the highest gain, or one value for all)
+    gives a table over the gain range (:func:`~edge_isp.calibrate.rpi_tuning.read_noise_table`);
+    ``read_noise_source`` says where it comes from, for the description. Without it the
+    file's ``reference_constant`` is the read noise at gain 1 (0, with a note, in every file
+    libcamera ships: its tuning tool clamps a negative fit to 0) and other gains are
+    extrapolated. ``colour_temperature_k`` picks the illuminant of the colour (None: no
+    colour, identity matrix and unit white balance).
     """
     block = noise_formats.rpi_noise_block(tuning)
     missing = [k for k in ("reference_constant", "reference_slope") if not isinstance(block, dict) or k not in block]
@@ -307,17 +354,56 @@ def import_rpi_tuning(
         )
     white, white_note = _white(white_level, bit_depth)
     notes += white_note
-    with _conversion_notes(notes):
-        entry = noise_formats.from_rpi_noise(block["reference_constant"], block["reference_slope"], bit_depth=bit_depth)
+    constant, slope = block["reference_constant"], block["reference_slope"]
+    if read_noise_e is None:
+        with _conversion_notes(notes):
+            entry = noise_formats.from_rpi_noise(constant, slope, bit_depth=bit_depth)
+    else:  # the file's constant is not used, so its being 0 is no warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", noise_formats.NoiseConversionWarning)
+            entry = noise_formats.from_rpi_noise(constant, slope, bit_depth=bit_depth)
+    colour = rpi_tuning.rpi_colour(tuning, colour_temperature_k) if colour_temperature_k is not None else None
+    if colour is not None:
+        notes.append(colour[2])
+    else:
+        notes.append("colour not imported (identity matrix, unit white balance): " + (
+            "not asked for" if colour_temperature_k is None else "the file lacks rpi.ccm or an rpi.awb ct_curve"
+        ))  # fmt: skip
+    colour_text = colour[2] if colour is not None else "colour not calibrated (identity matrix, unit white balance)"
+    conversion = (
+        f"K = reference_slope^2 / 2^(16 - {bit_depth}) = {entry.gain_dn_per_e:.4g} DN/e- at analogue gain 1 "
+        "(the tuning tool fits std = c + s sqrt(mean) to chart patches on a 16-bit scale divided by the gain)"
+    )
+    if read_noise_e is None:
+        top = _single_gain_max(entry, max_analogue_gain, notes)
+        table = [entry]
+        noise_text = (
+            f"{conversion}; read noise = reference_constant / 2^(16 - {bit_depth}) = {entry.read_noise_dn:.4g} DN; "
+            "other gains extrapolated (K proportional to gain, read noise constant in electrons)"
+        )
+    else:
+        top = max_analogue_gain if max_analogue_gain is not None else rpi_tuning.agc_max_gain(tuning)
+        if top is None:
+            top = SINGLE_GAIN_MAX_ANALOGUE_GAIN
+            notes.append(f"max analogue gain not given and the file has no AGC gains: {top:g}")
+        elif max_analogue_gain is None:
+            notes.append(f"max analogue gain not given: {top:g}, the largest gain the file's AGC asks for")
+        unity = dataclasses.replace(entry, read_noise_dn=0.0)
+        table, pre_e, post_dn = rpi_tuning.read_noise_table(unity, read_noise_e, top)
+        values = [float(v) for v in read_noise_e]
+        noise_text = (
+            f"{conversion}; reference_constant {constant} gives no read noise, so it is "
+            f"{values[0]:g} e- at gain 1 and {values[-1]:g} e- at gain {top:g} "
+            f"({read_noise_source or 'given at import'}), spread by a pre/post-amplifier model: "
+            f"read(g)^2 = (K(g) x {pre_e:.3g} e-)^2 + ({post_dn:.3g} DN)^2"
+        )
     if description is None:
         description = (
-            f"Noise from the rpi.noise block of {source} (reference_constant {block['reference_constant']}, "
-            f"reference_slope {block['reference_slope']}) at analogue gain 1, {bit_depth}-bit mode; levels black "
-            f"{black_level} and white {white:g} DN; other gains extrapolated (K proportional to gain, read noise "
-            "constant in electrons); colour not calibrated (identity matrix, unit white balance)."
+            f"Noise from {source}: {noise_text}; levels black {black_level} and white {white:g} DN, "
+            f"{bit_depth}-bit mode; {colour_text}."
         )
     target = _Target(name, cfa, bit_depth, black_level, white, base_iso, electrons_at_white_per_lux)
-    profile = target.profile([entry], _single_gain_max(entry, max_analogue_gain, notes), description)
+    profile = target.profile(table, top, description, colour=colour[:2] if colour is not None else None)
     return ImportedProfile(profile, (), tuple(notes))
 
 
@@ -356,7 +442,7 @@ def _white(white_level: float | None, bit_depth: int) -> tuple[float, list[str]]
 
 
 def _select_isos(entries: list[dict[str, Any]], isos: Sequence[float] | None, maker: str, model: str) -> list:
-    available = [_number(e.get("iso"), "darktable entry iso", positive=True) for e in entries]
+    available = [darktable_fit.entry_iso(e, f"darktable {maker} {model}") for e in entries]
     duplicated = sorted({iso for iso in available if available.count(iso) > 1})
     if isos is None:
         if duplicated:
@@ -430,8 +516,11 @@ class _Target:
     base_iso: float
     electrons_at_white_per_lux: float | None
 
-    def profile(self, table: Sequence[NoiseAtGain], max_analogue_gain: float, description: str) -> SensorProfile:
-        """The profile with the source's noise ``table``, which ``max_analogue_gain`` must cover."""
+    def profile(
+        self, table: Sequence[NoiseAtGain], max_analogue_gain: float, description: str, colour=None
+    ) -> SensorProfile:
+        """The profile with the source's noise ``table``, which ``max_analogue_gain`` must cover,
+        and ``colour`` ``(color_matrix, white_balance)`` when the source has it."""
         top = _number(max_analogue_gain, "max_analogue_gain", positive=True)
         if top < table[-1].analogue_gain:
             raise InvalidInputError(
@@ -447,8 +536,8 @@ class _Target:
             bit_depth=self.bit_depth,
             black_level=_black4(self.black_level),
             white_level=self.white_level,
-            color_matrix=IDENTITY,
-            white_balance=(1.0, 1.0, 1.0),
+            color_matrix=colour[0] if colour else IDENTITY,
+            white_balance=colour[1] if colour else (1.0, 1.0, 1.0),
             noise=tuple(table),
             base_iso=self.base_iso,
             max_analogue_gain=top,

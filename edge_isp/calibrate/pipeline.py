@@ -7,7 +7,7 @@ Outputs (each written atomically):
 - ``exports/dng_noise_profile.json``: the DNG NoiseProfile tag (S, O per plane) per gain;
 - ``exports/darktable_noiseprofiles.json``: darktable's noiseprofiles.json for this camera;
 - ``exports/rpi_noise.json``: the "rpi.noise" block of a Raspberry Pi tuning file;
-- ``ptc.png`` / ``level_sets.png`` and ``noise_vs_gain.png``: the plots;
+- ``ptc.png`` / ``level_sets.png``, and ``noise_vs_gain.png`` when there are two or more gains: the plots;
 - ``defects.json``: defective pixels (photon transfer and dark methods);
 - ``report.md``: every fitted quantity with its uncertainty and the fit quality.
 
@@ -24,13 +24,14 @@ from pathlib import Path
 from edge_isp.calibrate import plots, report
 from edge_isp.calibrate.dark import DarkResult, analyze_dark
 from edge_isp.calibrate.defects import DefectMap
-from edge_isp.calibrate.frames import FrameRef, check_consistent, group
+from edge_isp.calibrate.frames import FrameRef, base_iso_of, check_consistent, group
 from edge_isp.calibrate.gain_fit import GainFit, GainPoint, build_profile, fit_gains
 from edge_isp.calibrate.ptc import PtcResult, photon_transfer
 from edge_isp.calibrate.single_image import SingleImageResult, single_image
 from edge_isp.errors import InvalidInputError
 from edge_isp.fileio import atomic_open, write_json
 from edge_isp.sensor import noise_formats
+from edge_isp.sensor.optical_black import OpticalBlack
 from edge_isp.sensor.profile import SensorProfile
 
 
@@ -93,6 +94,17 @@ def _finish(profile: SensorProfile, out_dir: Path, files: dict[str, Path], maker
     return files
 
 
+def _gain_plot(fit: GainFit, out_dir: Path) -> dict[str, Path]:
+    """``noise_vs_gain.png`` when there are gains to compare; one gain is one point, so none
+    (a stale plot from an earlier run with several gains is removed, not left to mislead)."""
+    path = out_dir / "noise_vs_gain.png"
+    if len(fit.points) < 2:
+        path.unlink(missing_ok=True)
+        return {}
+    plots.plot_gain(fit, path)
+    return {"gain_plot": path}
+
+
 def _save_defects(maps: Sequence[DefectMap], path: Path) -> None:
     """One map of the pixels defective at any of the gains."""
     functools.reduce(DefectMap.union, maps).save(path)
@@ -144,17 +156,14 @@ def calibrate_ptc(
         white_level=result.white_level,
         base=base,
         max_gain=max_gain,
+        base_iso=base_iso_of(refs),
         description=f"noise calibrated by photon transfer (EMVA 1288) at gains "
         f"{', '.join(f'{g.analogue_gain:g}' for g in result.gains)} from {result.refs_count} frames of "
         f"'{result.sensor}'" + ("" if base else "; colour not calibrated (identity matrix, unit white balance)"),
     )
-    files = {
-        "ptc_plot": out_dir / "ptc.png",
-        "gain_plot": out_dir / "noise_vs_gain.png",
-        "defects": out_dir / "defects.json",
-    }
+    files = {"ptc_plot": out_dir / "ptc.png", "defects": out_dir / "defects.json"}
     plots.plot_ptc(result.gains, files["ptc_plot"])
-    plots.plot_gain(fit, files["gain_plot"])
+    files.update(_gain_plot(fit, out_dir))
     _save_defects([g.defects for g in result.gains], files["defects"])
     files = _finish(profile, out_dir, files, maker)
     files = _write_report(files, out_dir, lambda listed: report.ptc_report(result, fit, profile, listed))
@@ -207,6 +216,7 @@ def calibrate_dark(
             black_level=results[0].black_level_dn,
             white_level=refs[0].white_level,
             base=base,
+            base_iso=base_iso_of(refs),
             description=f"{base.description} | black level, read and row noise re-measured from dark frames at "
             f"gains {', '.join(f'{d.analogue_gain:g}' for d in results)}; K from '{base.name}'",
         )
@@ -229,9 +239,11 @@ def calibrate_image(
     out_dir = Path(out_dir)
     check_consistent(refs)
     results: list[SingleImageResult] = []
+    masked: list[list[OpticalBlack]] = []
     for groups in group(refs).values():
         frames = [r.load() for g in groups for r in g.refs]
         results.append(single_image(frames))
+        masked.append([r.optical_black for g in groups for r in g.refs if r.optical_black is not None])
     points = [
         GainPoint(
             analogue_gain=r.analogue_gain,
@@ -253,12 +265,13 @@ def calibrate_image(
         white_level=first.white_level,
         base=base,
         max_gain=max_gain,
+        base_iso=base_iso_of(refs),
         description=f"noise fitted from {len(refs)} ordinary image(s) (Foi et al. 2008) at gains "
         f"{', '.join(f'{r.analogue_gain:g}' for r in results)}; black level from the files' metadata",
     )
-    files = {"level_sets_plot": out_dir / "level_sets.png", "gain_plot": out_dir / "noise_vs_gain.png"}
+    files = {"level_sets_plot": out_dir / "level_sets.png"}
     plots.plot_level_sets(results, files["level_sets_plot"])
-    plots.plot_gain(fit, files["gain_plot"])
+    files.update(_gain_plot(fit, out_dir))
     files = _finish(profile, out_dir, files, maker)
-    files = _write_report(files, out_dir, lambda listed: report.image_report(results, fit, profile, listed))
+    files = _write_report(files, out_dir, lambda listed: report.image_report(results, fit, profile, listed, masked))
     return Calibration(profile, fit, tuple(results), files)

@@ -50,18 +50,26 @@ def plot_ptc(results: Sequence[PtcGainResult], path: str | os.PathLike) -> None:
             label_done = True
             ax.scatter(s[ok & used], v[ok & used], color=colour, marker=MARKERS[c], s=18, label=label)
             ax.scatter(s[ok & ~used], v[ok & ~used], facecolors="none", edgecolors=colour, marker=MARKERS[c], s=18)
-            snr_ok = (s > 0) & (total > 0)
+            # EMVA's SNR curve stops at saturation: past it the clipped noise means nothing.
+            below = np.array([lv.all_signal_dn[c] <= fit.saturation_dn * (1 + 1e-9) for lv in res.levels])
+            snr_ok = (s > 0) & (total > 0) & below
             ax_snr.scatter(s[snr_ok], s[snr_ok] / np.sqrt(total[snr_ok]), color=colour, marker=MARKERS[c], s=12)
         top = max(c.saturation_dn for c in res.channels)
         grid = np.geomspace(max(top * 1e-3, 0.1), top, 200)
         ax.plot(grid, res.gain_dn_per_e * grid, color=colour, lw=1)
-        ax.axvline(0.7 * float(np.mean([c.saturation_dn for c in res.channels])), color=colour, ls=":", lw=1)
+        saturation = float(np.mean([c.saturation_dn for c in res.channels]))
+        ax.axvline(0.7 * saturation, color=colour, ls=":", lw=1)
+        ax.axvline(saturation, color=colour, ls="--", lw=1)
+        ax.annotate(
+            f"saturation {saturation:.0f} DN", (saturation, 1), xycoords=("data", "axes fraction"),
+            xytext=(-4, -4), textcoords="offset points", rotation=90, ha="right", va="top", fontsize=8, color=colour,
+        )  # fmt: skip
         ax_snr.plot(grid, res.snr_model(grid), color=colour, lw=1, label=f"gain {res.analogue_gain:g} model")
     ax.set(xscale="log", yscale="log", xlabel="signal above dark (DN)", ylabel="temporal variance above dark (DN²)")
-    ax.set_title("Photon transfer (filled: in the fit; dotted: 70 % of saturation)")
+    ax.set_title("Photon transfer (filled: in the fit; dotted: 70 % of saturation; dashed: saturation)")
     ax.legend(fontsize=8)
     ax_snr.set(xscale="log", yscale="log", xlabel="signal above dark (DN)", ylabel="SNR")
-    ax_snr.set_title("SNR: measured (points) and model")
+    ax_snr.set_title("SNR up to saturation: measured (points) and model")
     ax_snr.legend(fontsize=8)
     handles = [plt.Line2D([], [], color="grey", marker=m, ls="") for m in MARKERS]
     ax_snr.add_artist(ax_snr.legend(handles, PLANE_ORDER, loc="lower right", fontsize=8, title="channel"))

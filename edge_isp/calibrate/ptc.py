@@ -7,8 +7,9 @@ At each gain, for each exposure level (L >= 2 flat frames) and the dark frames:
   fixed pattern cancels), per channel, DN. The dark group at the same exposure is used
   when there is one, else the nearest exposure's.
 - saturation: the signal where the variance over all pixels (clipped ones included)
-  peaks, EMVA's ``mu_y.sat`` (after a running median of 3 levels, so one bad level cannot
-  fake it); when the sweep never turns over, the white level.
+  peaks, EMVA 1288's ``mu_y.sat`` (Release 4.0 Linear, as Release 3.1): the largest
+  variance within one level of the running median's peak, so one bad level elsewhere
+  cannot fake it; when the sweep never turns over, the white level.
 - system gain K (DN/e-): the slope of ``v`` against ``s`` through the origin, weighted
   least squares over the levels with ``0 < s <= 0.7 * saturation`` (EMVA's fit range),
   each weighted by its variance's standard error. Levels more than 5 robust standard
@@ -18,10 +19,17 @@ At each gain, for each exposure level (L >= 2 flat frames) and the dark frames:
 - read noise: from the darks (:mod:`edge_isp.calibrate.dark`), with the free-intercept
   fit's intercept reported as a cross-check.
 - linearity error (EMVA): a straight line of signal against exposure time over 5..95 %
-  of saturation, weighted for relative deviations; ``LE = (max - min) / 2`` of the
-  relative deviations, in percent.
-- SNR curve, measured (``s / sqrt(var(flat))``) and from the fitted model; dynamic range
-  ``saturation / read noise`` (in e-), as a ratio, dB and stops.
+  of saturation, weighted for relative deviations; the smallest and largest relative
+  deviation and ``LE = (max - min) / 2``, in percent.
+- SNR curve, measured (``s / sqrt(var(flat))``) and from the fitted model, up to
+  saturation; dynamic range ``saturation / read noise`` (in e-), as a ratio, dB and stops;
+  and EMVA's quantities beside it, in electrons (no quantum efficiency is measured): SNR
+  max ``sqrt(mu_e.sat)``, absolute sensitivity threshold ``1/2 + sqrt(1/4 + sigma_d^2)``,
+  dynamic range ``mu_e.sat / threshold``.
+- dark current: slopes of the dark mean and temporal variance against exposure time
+  (darks at two or more exposures).
+- a sweep at one exposure with the light varied (EMVA's other method) is grouped by
+  signal level instead of exposure.
 - PRNU (flat stack of >= 4 frames nearest half saturation) and DSNU (dark stack), EMVA's
   spatial nonuniformities with the temporal part removed and shading (a quadratic
   surface) taken out.
@@ -29,8 +37,10 @@ At each gain, for each exposure level (L >= 2 flat frames) and the dark frames:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,6 +56,8 @@ FIT_MAX_FRACTION = 0.7
 MIN_LEVELS = 5
 REJECT_SIGMA = 5.0
 MIN_STACK = 4
+# Threads measuring frame groups at once (memory: a few maps of the frame's size each).
+WORKERS = min(4, os.cpu_count() or 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +100,10 @@ class ChannelFit:
         rejected: indices rejected as outliers.
         saturation_dn: signal at saturation above dark, DN.
         saturation_reached: False when the sweep never turned over (white level used).
-        linearity_error_pct: EMVA linearity error, percent (None: not measurable).
+        linearity_error_pct: EMVA linearity error (max - min) / 2 of the relative
+            deviations, percent (None: not measurable, e.g. with the light varied).
+        linearity_min_pct, linearity_max_pct: the smallest and largest relative deviation
+            from the line, percent (EMVA 1288 Release 4.0 reports both).
     """
 
     gain_dn_per_e: float
@@ -100,6 +115,26 @@ class ChannelFit:
     saturation_dn: float
     saturation_reached: bool
     linearity_error_pct: float | None
+    linearity_min_pct: float | None = None
+    linearity_max_pct: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DarkCurrent:
+    """Dark current from the dark frames' mean and temporal variance against exposure time
+    (EMVA 1288: both grow linearly with it; the variance method is immune to an offset drift).
+
+    Attributes:
+        exposures_s: the dark groups' exposure times.
+        mean_e_per_s, mean_se: from the slope of the mean, e-/s, and its standard error.
+        variance_e_per_s, variance_se: from the slope of the variance, e-/s.
+    """
+
+    exposures_s: tuple[float, ...]
+    mean_e_per_s: float
+    mean_se: float
+    variance_e_per_s: float
+    variance_se: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +153,8 @@ class PtcGainResult:
         prnu_pct, prnu_se: PRNU per channel, percent (None without a flat stack).
         defects: dark and flat defects together.
         notes: warnings for the report.
+        dark_current: from darks at two or more exposures, else None.
+        varied: "exposure" (the usual sweep) or "light" (one exposure, the light varied).
     """
 
     analogue_gain: float
@@ -133,6 +170,38 @@ class PtcGainResult:
     prnu_se: np.ndarray | None
     defects: DefectMap
     notes: tuple[str, ...]
+    dark_current: DarkCurrent | None = None
+    varied: str = "exposure"
+
+    # EMVA 1288 (Release 4.0 Linear; the same formulas as Release 3.1). Quantum efficiency is
+    # not measured here (no calibrated light), so the quantities are in electrons, not photons;
+    # the dynamic range is the same either way.
+    @property
+    def dark_noise_e(self) -> float:
+        """Temporal dark noise sigma_y.dark / K, e- (quantization included, as EMVA uses it)."""
+        return math.sqrt(float(np.mean(self.dark.temporal_var_dn2))) / self.gain_dn_per_e
+
+    @property
+    def snr_max(self) -> float:
+        """Maximum SNR, sqrt(saturation capacity in e-)."""
+        return math.sqrt(self.saturation_e)
+
+    @property
+    def sensitivity_threshold_e(self) -> float:
+        """Absolute sensitivity threshold in e-: the signal with SNR = 1,
+        1/2 + sqrt(1/4 + sigma_d^2) (photons: divide by the quantum efficiency)."""
+        return 0.5 + math.sqrt(0.25 + self.dark_noise_e**2)
+
+    @property
+    def dynamic_range_emva(self) -> float:
+        """EMVA dynamic range: saturation capacity over the absolute sensitivity threshold."""
+        return self.saturation_e / self.sensitivity_threshold_e
+
+    def levels_below_saturation(self, c: int) -> list[Level]:
+        """The levels of channel ``c`` at or below its saturation (EMVA leaves the rest out of
+        the SNR curve)."""
+        limit = self.channels[c].saturation_dn * (1 + 1e-9)
+        return [lv for lv in self.levels if np.isfinite(lv.all_signal_dn[c]) and lv.all_signal_dn[c] <= limit]
 
     @property
     def read_noise_dn(self) -> float:
@@ -240,18 +309,31 @@ def _at_gain(gain: float, groups: list[FrameGroup], fit_max: float, min_levels: 
             f"the flat level at gain {gain:g}, exposure {singles[0].exposure_time_s * 1e3:g} ms has 1 frame; "
             "photon transfer needs a pair (2 frames) at every exposure: capture a second frame there"
         )
+    varied = "exposure"
+    if len(flats) == 1 and len(flats[0].refs) >= 2 * min_levels:
+        flats, varied = _split_by_signal(flats[0], min_levels), "light"
     reference = max((d for d in darks if len(d.refs) >= 2), key=lambda d: (len(d.refs), -d.exposure_time_s))
     dark = analyze_dark(reference.refs, progress=progress)
     cfa = reference.refs[0].cfa
     defect_mask = dark.defects.packed_mask(cfa)
     # The dark stack's own statistics (defects already excluded) serve its exposure.
     dark_stats: dict[float, GroupStats] = {reference.exposure_time_s: dark.stats}
-    levels = []
-    for flat in _progress(flats, progress, f"gain {gain:g}: flat levels"):
-        d = _dark_for(darks, flat.exposure_time_s)
-        if d.exposure_time_s not in dark_stats:
-            dark_stats[d.exposure_time_s] = measure_group(d.frames(), defects=defect_mask)
-        levels.append(_level(flat, measure_group(flat.frames(), defects=defect_mask), dark_stats[d.exposure_time_s], d))
+    # The groups are independent, and numpy releases the GIL in the heavy parts: measured on a
+    # few threads (each holds a few maps of the frame's size), in order.
+    nearest = [_dark_for(darks, flat.exposure_time_s) for flat in flats]
+    pending = {d.exposure_time_s: d for d in (*nearest, *darks) if len(d.refs) >= 2}
+    pending = {e: d for e, d in pending.items() if e not in dark_stats}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        dark_futures = {e: pool.submit(measure_group, d.frames(), defects=defect_mask) for e, d in pending.items()}
+        # A stack (PRNU's candidates) keeps its maps, so that PRNU need not read it again.
+        futures = [
+            pool.submit(measure_group, flat.frames(), defects=defect_mask, keep_maps=len(flat.refs) >= MIN_STACK)
+            for flat in flats
+        ]
+        dark_stats.update({e: f.result() for e, f in dark_futures.items()})
+        flat_stats = [f.result() for f in _progress(futures, progress, f"gain {gain:g}: flat levels")]
+    levels = [_level(flat, fs, dark_stats[d.exposure_time_s], d) for flat, fs, d in zip(flats, flat_stats, nearest,
+                                                                                           strict=True)]  # fmt: skip
     white = reference.refs[0].white_level
     channels = tuple(
         _fit_channel(levels, c, gain, white - dark.black_level_dn[c], fit_max, min_levels) for c in range(4)
@@ -268,9 +350,17 @@ def _at_gain(gain: float, groups: list[FrameGroup], fit_max: float, min_levels: 
         )
     saturation_e = float(np.mean([c.saturation_dn for c in channels])) / k
     dr = saturation_e / (dark.read_noise_dn / k) if dark.read_noise_dn > 0 else float("inf")
-    prnu, prnu_se, flat_map, note = _prnu_and_flat_defects(flats, levels, channels, dark, defect_mask, cfa)
+    prnu, prnu_se, flat_map, note = _prnu_and_flat_defects(flats, flat_stats, levels, channels, dark, defect_mask, cfa)
     if note:
         notes.append(note)
+    current = _dark_current(dark_stats, k)
+    if current is None:
+        notes.append("no dark current: it needs dark frames at two or more exposure times")
+    if varied == "light":
+        notes.append(
+            f"one exposure ({flats[0].exposure_time_s * 1e3:g} ms) with the light varied: levels grouped by "
+            "signal; linearity against exposure is not measurable this way"
+        )
     return PtcGainResult(
         analogue_gain=gain,
         levels=tuple(levels),
@@ -285,6 +375,63 @@ def _at_gain(gain: float, groups: list[FrameGroup], fit_max: float, min_levels: 
         prnu_se=prnu_se,
         defects=dark.defects.union(flat_map),
         notes=tuple(notes),
+        dark_current=current,
+        varied=varied,
+    )
+
+
+def _split_by_signal(flat: FrameGroup, min_levels: int) -> list[FrameGroup]:
+    """The flats of a fixed-exposure sweep (EMVA's other method: the light varied), grouped
+    into levels: runs of consecutive frames (in file order, i.e. capture order) whose signal
+    agrees within 0.2 % (or 0.05 % of full scale). Frames at one light level differ only by
+    noise in their median, far less than that; neighbouring levels near saturation can be
+    closer than any tolerance on the signal alone would keep apart, but not consecutive."""
+    clusters: list[list[FrameRef]] = []
+    for r in flat.refs:
+        start = clusters[-1][0].signal_fraction if clusters else None
+        if start is not None and abs(r.signal_fraction - start) <= 0.0005 + 0.002 * abs(start):
+            clusters[-1].append(r)
+        else:
+            clusters.append([r])
+    where = f"gain {flat.analogue_gain:g}, exposure {flat.exposure_time_s * 1e3:g} ms"
+    signals = sorted(r.signal_fraction for r in flat.refs)
+    if len({round(c[0].signal_fraction, 3) for c in clusters}) < min_levels:
+        raise InvalidInputError(
+            f"all {len(flat.refs)} flat frames at {where} share one exposure and the light did not vary: their "
+            f"signal spans {signals[0]:.3f} to {signals[-1]:.3f} of full scale, fewer than {min_levels} levels. "
+            f"Photon transfer needs at least {min_levels}: vary the exposure time, or at a fixed exposure vary the "
+            "light, capturing a pair at each level"
+        )
+    singles = [c for c in clusters if len(c) < 2]
+    if singles:
+        raise InvalidInputError(
+            f"at {where} (light varied) the frame {singles[0][0].name} (signal {singles[0][0].signal_fraction:.4f} "
+            "of full scale) matches neither neighbour; photon transfer needs a pair at every light level, taken one "
+            "after the other (files in capture order): capture a second frame there"
+        )
+    return [FrameGroup("flat", flat.analogue_gain, flat.exposure_time_s, tuple(c)) for c in clusters]
+
+
+def _dark_current(dark_stats: dict[float, GroupStats], k: float) -> DarkCurrent | None:
+    """Dark current from the dark groups' mean and variance against exposure (see DarkCurrent)."""
+    exposures = sorted(e for e in dark_stats if np.isfinite(e))
+    if len(exposures) < 2 or exposures[-1] <= exposures[0]:
+        return None
+    t = np.array(exposures)
+    groups = [dark_stats[e] for e in exposures]
+    mean = np.array([float(np.mean(g.mean_dn)) for g in groups])
+    mean_se = np.array([float(np.std(g.frame_means_dn.mean(axis=1), ddof=1)) / np.sqrt(g.n_frames) for g in groups])
+    var = np.array([float(np.mean(g.var_dn2)) for g in groups])
+    var_se = np.array([float(np.sqrt(np.mean(g.var_se_dn2**2) / 4)) for g in groups])
+    floor = 1e-9
+    by_mean = fit_line(t, mean, np.maximum(mean_se, floor))
+    by_var = fit_line(t, var, np.maximum(var_se, floor))
+    return DarkCurrent(
+        exposures_s=tuple(exposures),
+        mean_e_per_s=by_mean.slope / k,
+        mean_se=by_mean.slope_se / k,
+        variance_e_per_s=by_var.slope / k**2,
+        variance_se=by_var.slope_se / k**2,
     )
 
 
@@ -307,9 +454,10 @@ def _level(flat: FrameGroup, fs: GroupStats, ds: GroupStats, dark: FrameGroup) -
 def _fit_channel(
     levels: list[Level], c: int, gain: float, white_dn: float, fit_max: float, min_levels: int
 ) -> ChannelFit:
-    all_v = _running_median3(np.array([lv.all_variance_dn2[c] for lv in levels]))
+    raw_v = np.array([lv.all_variance_dn2[c] for lv in levels])
+    all_v = _running_median3(raw_v)
     all_s = np.array([lv.all_signal_dn[c] for lv in levels])
-    peak = int(np.argmax(all_v))
+    peak = _variance_peak(raw_v, all_v)
     reached = peak < len(levels) - 1 and all_v[-1] < 0.9 * all_v[peak]
     saturation = float(all_s[peak]) if reached else float(white_dn)
     s = np.array([lv.signal_dn[c] for lv in levels])
@@ -339,6 +487,7 @@ def _fit_channel(
     fit = fit_line(s[used], v[used], se[used], through_origin=True)
     free = fit_line(s[used], v[used], se[used]) if used.size >= 3 else None
     exposures = np.array([lv.exposure_time_s for lv in levels])
+    linearity = _linearity(exposures, s, saturation)
     return ChannelFit(
         gain_dn_per_e=fit.slope,
         gain_se=fit.slope_se,
@@ -348,8 +497,22 @@ def _fit_channel(
         rejected=tuple(sorted(rejected)),
         saturation_dn=saturation,
         saturation_reached=bool(reached),
-        linearity_error_pct=_linearity_error(exposures, s, saturation),
+        linearity_error_pct=linearity[0],
+        linearity_min_pct=linearity[1],
+        linearity_max_pct=linearity[2],
     )
+
+
+def _variance_peak(raw: np.ndarray, smoothed: np.ndarray) -> int:
+    """The level where the variance peaks (EMVA 1288's saturation point).
+
+    The running median finds the peak's neighbourhood, so one bad level elsewhere cannot
+    fake it; the peak itself is then the largest raw variance there. (The median alone puts
+    it a level early on every sweep: a sharp peak's median is its lower neighbour.)
+    """
+    around = int(np.argmax(smoothed))
+    lo, hi = max(around - 1, 0), min(around + 2, raw.size)
+    return lo + int(np.argmax(raw[lo:hi]))
 
 
 def _running_median3(values: np.ndarray) -> np.ndarray:
@@ -360,24 +523,30 @@ def _running_median3(values: np.ndarray) -> np.ndarray:
     return np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
 
 
-def _linearity_error(exposure: np.ndarray, signal: np.ndarray, saturation: float) -> float | None:
+def _linearity(exposure: np.ndarray, signal: np.ndarray, saturation: float) -> tuple[float | None, ...]:
+    """EMVA linearity: ``(LE, min, max)`` of the relative deviations (percent) from a line of
+    signal against exposure over 5..95 % of saturation; Nones when not measurable."""
     sel = (signal >= 0.05 * saturation) & (signal <= 0.95 * saturation) & (exposure > 0)
     if sel.sum() < 3 or np.ptp(exposure[sel]) == 0:
-        return None
+        return None, None, None
     fit = fit_line(exposure[sel], signal[sel], signal[sel])
     predicted = fit.slope * exposure[sel] + fit.intercept
     deviation = (signal[sel] - predicted) / predicted * 100.0
-    return float((deviation.max() - deviation.min()) / 2.0)
+    return float((deviation.max() - deviation.min()) / 2.0), float(deviation.min()), float(deviation.max())
 
 
-def _prnu_and_flat_defects(flats, levels, channels, dark: DarkResult, defect_mask, cfa):
+def _prnu_and_flat_defects(flats, flat_stats, levels, channels, dark: DarkResult, defect_mask, cfa):
     half = np.array([0.5 * c.saturation_dn for c in channels])
     signal = np.array([lv.signal_dn for lv in levels])
     # A level clipped in some channel has no signal there (NaN): never the pick.
     distance = np.nan_to_num(np.abs(signal / half - 1.0).mean(axis=1), nan=np.inf)
-    stacks = [i for i, lv in enumerate(levels) if lv.n_frames >= MIN_STACK]
+    # A stack clipped in some channel (a fixed-exposure sweep merges the levels past
+    # saturation into one) has no finite distance: never a PRNU stack.
+    stacks = [i for i, lv in enumerate(levels) if lv.n_frames >= MIN_STACK and np.isfinite(distance[i])]
     pick = min(stacks, key=lambda i: distance[i]) if stacks else int(np.argmin(distance))
-    stats = measure_group(flats[pick].frames(), defects=defect_mask, keep_maps=True)
+    stats = flat_stats[pick]
+    if stats.mean_map is None:
+        stats = measure_group(flats[pick].frames(), defects=defect_mask, keep_maps=True)
     response = stats.mean_map - dark.black_level_dn[:, None, None]
     # Judged only where the pixel behaved in time: a cosmic ray in one frame of the group
     # lifts its mean like an over-responsive pixel, but also its temporal variance.

@@ -13,6 +13,7 @@ from edge_isp.calibrate.ptc import PtcGainResult, PtcResult
 from edge_isp.calibrate.single_image import SingleImageResult
 from edge_isp.calibrate.tukey import GAUSSIAN_LAMBDA
 from edge_isp.sensor.cfa import PLANE_ORDER
+from edge_isp.sensor.optical_black import OpticalBlack
 from edge_isp.sensor.profile import SensorProfile
 
 UNCERTAINTY_NOTE = (
@@ -73,6 +74,17 @@ def _dark_section(d: DarkResult, k: float | None = None) -> list[str]:
     return out
 
 
+def _dark_current_line(res: PtcGainResult) -> str:
+    d = res.dark_current
+    if d is None:
+        return "- dark current: not measured (darks at one exposure only)"
+    return (
+        f"- dark current (darks at {len(d.exposures_s)} exposures, {min(d.exposures_s) * 1e3:g} to "
+        f"{max(d.exposures_s) * 1e3:g} ms): {_pm(d.mean_e_per_s, d.mean_se, '.3g')} e-/s from the mean, "
+        f"{_pm(d.variance_e_per_s, d.variance_se, '.3g')} e-/s from the variance"
+    )
+
+
 def _ptc_section(res: PtcGainResult) -> list[str]:
     out = [f"## Photon transfer at gain {res.analogue_gain:g}", ""]
     rows = []
@@ -90,13 +102,14 @@ def _ptc_section(res: PtcGainResult) -> list[str]:
                 intercept,
                 f"{f.saturation_dn:.0f}" + ("" if f.saturation_reached else " (white)"),
                 "n/a" if f.linearity_error_pct is None else f"{f.linearity_error_pct:.3f}",
+                "n/a" if f.linearity_min_pct is None else f"{f.linearity_min_pct:+.3f} / {f.linearity_max_pct:+.3f}",
                 "n/a" if res.prnu_pct is None else _pm(res.prnu_pct[c], res.prnu_se[c], ".3f"),
             ]
         )
     out += _table(
         [
             "channel", "K (DN/e-)", "χ²/dof", "R²", "levels used", "rejected", "free-fit intercept (DN²)",
-            "saturation (DN)", "linearity error (%)", "PRNU (%)",
+            "saturation (DN)", "linearity error (%)", "linearity min / max (%)", "PRNU (%)",
         ],
         rows,
     )  # fmt: skip
@@ -105,7 +118,14 @@ def _ptc_section(res: PtcGainResult) -> list[str]:
         f"({1 / res.gain_dn_per_e:.4g} e-/DN); channel agreement χ²/dof {res.channel_chi2:.2f}",
         f"- read noise: **{_pm(res.read_noise_dn, res.dark.read_noise_se)} DN** = {res.read_noise_e:.3g} e-",
         f"- saturation capacity: {res.saturation_e:.0f} e-; dynamic range {res.dynamic_range:.0f}:1 = "
-        f"{res.dynamic_range_db:.1f} dB = {res.dynamic_range_stops:.2f} stops",
+        f"{res.dynamic_range_db:.1f} dB = {res.dynamic_range_stops:.2f} stops (saturation over read noise)",
+        "- EMVA 1288 (Release 4.0 Linear; in electrons, as no quantum efficiency is measured): saturation at the "
+        f"variance peak; SNR max = sqrt({res.saturation_e:.0f} e-) = {res.snr_max:.1f} = "
+        f"{20 * math.log10(res.snr_max):.1f} dB; temporal dark noise {res.dark_noise_e:.3g} e- (quantization "
+        f"included); absolute sensitivity threshold {res.sensitivity_threshold_e:.3g} e-; dynamic range "
+        f"{res.dynamic_range_emva:.0f}:1 = {20 * math.log10(res.dynamic_range_emva):.1f} dB = "
+        f"{math.log2(res.dynamic_range_emva):.2f} stops (saturation over the threshold)",
+        _dark_current_line(res),
         "",
     ]
     out += _dark_section(res.dark, res.gain_dn_per_e)
@@ -113,12 +133,13 @@ def _ptc_section(res: PtcGainResult) -> list[str]:
     out += [f"- from the flat fields: {flat_counts}; defective pixels in all: {res.defects.count()}", ""]
     snr_rows = []
     c = 1
-    for lv in res.levels:
+    for lv in res.levels_below_saturation(c):
         s = lv.signal_dn[c]
         if s > 0 and lv.total_variance_dn2[c] > 0:
             measured = s / math.sqrt(lv.total_variance_dn2[c])
             snr_rows.append([f"{lv.exposure_time_s * 1e3:g}", f"{s:.1f}", f"{measured:.2f}", f"{res.snr_model(s):.2f}"])
-    out += ["SNR curve (channel Gr):", ""]
+    cut = len(res.levels) - len(res.levels_below_saturation(c))
+    out += [f"SNR curve (channel Gr; {cut} level(s) past saturation left out):", ""]
     out += _table(["exposure (ms)", "signal (DN)", "SNR measured", "SNR model"], snr_rows)
     out += [f"- note: {n}" for n in res.notes]
     return [*out, ""]
@@ -218,13 +239,18 @@ def dark_report(results: Sequence[DarkResult], title: str, files: dict[str, str]
 
 
 def image_report(
-    results: Sequence[SingleImageResult], fit: GainFit, profile: SensorProfile, files: dict[str, str]
+    results: Sequence[SingleImageResult],
+    fit: GainFit,
+    profile: SensorProfile,
+    files: dict[str, str],
+    masked: Sequence[Sequence[OpticalBlack]] = (),
 ) -> str:
-    """Markdown report of a single-image (Foi) calibration."""
+    """Markdown report of a single-image (Foi) calibration; ``masked`` holds, per result, the
+    files' masked optical-black areas, reported as a check on the read noise."""
     lines = ["Method: single image (Foi et al. 2008), maximum likelihood with clipping, per CFA channel."]
     out = _header(f"Noise calibration: {profile.name}", lines, files)
     out += _gain_section(fit)
-    for res in results:
+    for i, res in enumerate(results):
         out += [f"## Single image at gain {res.analogue_gain:g} ({res.n_images} image(s))", ""]
         rows = []
         for name, f in [*zip(PLANE_ORDER, res.channels, strict=True), ("joint", res.joint)]:
@@ -239,7 +265,29 @@ def image_report(
             "- read noise = sqrt(b) × range, quantization removed = "
             f"**{_pm(res.read_noise_dn, res.read_noise_se)} DN**",
             f"- smooth area used: {smooth:.0%} of the image",
-            "",
         ]
+        out += [*_masked_lines(res, masked[i] if i < len(masked) else ()), ""]
     out += _profile_section(profile)
     return "\n".join(out)
+
+
+def masked_read_noise_dn(areas: Sequence[OpticalBlack]) -> float | None:
+    """Read noise from masked optical-black areas: root of the mean variance over the files
+    and planes (DN), or None without any."""
+    if not areas:
+        return None
+    return float(np.sqrt(np.mean([a.read_noise_mean_dn**2 for a in areas])))
+
+
+def _masked_lines(res: SingleImageResult, areas: Sequence[OpticalBlack]) -> list[str]:
+    masked = masked_read_noise_dn(areas)
+    if masked is None:
+        return ["- masked optical-black area: none in these files (no check on the read noise)"]
+    levels = np.mean([a.black_level_dn for a in areas], axis=0)
+    return [
+        f"- masked optical-black area ({len(areas)} file(s), {areas[0].regions}): read noise {masked:.4g} DN "
+        f"(spatial std: read noise + DSNU); the estimate above is {res.read_noise_dn / masked:.3f} x that",
+        "- black level from the masked area: "
+        + ", ".join(f"{n} {b:.2f}" for n, b in zip(PLANE_ORDER, levels, strict=True))
+        + " DN",
+    ]

@@ -154,9 +154,13 @@ def clipped_moments(mu: np.ndarray, sigma: np.ndarray, low: float, high: float) 
 
 # -- level sets -------------------------------------------------------------------------------
 def _kernel_norm(kernel: np.ndarray) -> float:
-    from scipy.signal import convolve2d
-
-    return float(np.sqrt(np.sum(convolve2d(kernel, np.ones((3, 3)) / 9.0) ** 2)))
+    """L2 norm of ``kernel`` convolved (full) with a 3x3 box: the noise gain of both filters."""
+    kh, kw = kernel.shape
+    full = np.zeros((kh + 2, kw + 2))
+    for dy in range(3):
+        for dx in range(3):
+            full[dy : dy + kh, dx : dx + kw] += kernel / 9.0
+    return float(np.sqrt(np.sum(full**2)))
 
 
 _LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])

@@ -24,7 +24,7 @@ Frames are read one at a time; memory is a few float32 maps of the frame's size.
 from __future__ import annotations
 
 import dataclasses
-import itertools
+import functools
 from collections.abc import Iterable
 
 import numpy as np
@@ -34,6 +34,9 @@ from edge_isp.sensor.cfa import pack
 from edge_isp.sensor.frame import RawFrame
 
 OUTLIER_P = 1e-6
+# Pixels sampled per channel for robust location and scale estimates (medians): the
+# estimates' own noise then stays under 1e-4 of what they measure.
+ROBUST_SAMPLE = 25_000
 OUTLIER_FACTOR = 25.0
 CLIP_MARGIN_PX = 2
 
@@ -99,11 +102,16 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     return np.stack([cv2.dilate(m.astype(np.uint8), kernel).astype(bool) for m in mask])
 
 
-def _truncated_chi2_factor(dof: int, quantile: float) -> float:
-    """E[X | X < q] / E[X] for X ~ chi2(dof): the bias of rejecting beyond ``q``."""
+@functools.cache
+def _chi2_constants(dof: int) -> tuple[float, float, float]:
+    """For per-pixel variances with ``dof`` degrees of freedom: the outlier bound q (in units
+    of chi2), the median over the mean of chi2(dof), and E[X | X < q] / E[X] (the bias the
+    cut leaves). Computed once per dof: scipy's distributions are slow to call."""
     from scipy.stats import chi2
 
-    return float(chi2.cdf(quantile, dof + 2) / chi2.cdf(quantile, dof))
+    q = max(float(chi2.ppf(1.0 - OUTLIER_P, dof)), OUTLIER_FACTOR * dof)
+    median_ratio = float(chi2.median(dof)) / dof
+    return q, median_ratio, float(chi2.cdf(q, dof + 2) / chi2.cdf(q, dof))
 
 
 def measure_group(
@@ -180,13 +188,16 @@ def _robust_offset(diff: np.ndarray) -> np.ndarray:
     """Per-channel mean of a frame-to-frame difference ``(4, h, w)``, outliers trimmed.
 
     Estimated within 6 robust standard deviations of the median, so a cosmic ray does not
-    shift a whole frame, on at most ~100k pixels per channel: the estimate's own noise
-    then adds under 3e-5 of the variance to every pixel.
+    shift a whole frame, on at most ~ROBUST_SAMPLE pixels per channel: the estimate's own
+    noise then adds under 1e-4 of the variance to every pixel.
     """
-    step = max(1, int(np.sqrt(diff.shape[1] * diff.shape[2] / 100_000)))
+    # Every row is kept (columns are thinned): row noise moves whole rows, and a subset of
+    # rows would put its average into the offset.
+    step = max(1, diff.shape[1] * diff.shape[2] // ROBUST_SAMPLE)
+    step = min(step, diff.shape[2])
     out = np.zeros(4)
     for c in range(4):
-        d = diff[c, ::step, ::step].astype(np.float64).ravel()
+        d = diff[c, :, ::step].astype(np.float64).ravel()
         med = float(np.median(d))
         spread = 1.4826 * float(np.median(np.abs(d - med)))
         inside = d[np.abs(d - med) <= 6.0 * spread] if spread > 0 else d[d == med]
@@ -209,72 +220,95 @@ def _all_pixel_stats(
     not fake a variance peak (the saturation point), while pixels losing their noise to
     clipping are exactly what this statistic is for.
     """
-    from scipy.stats import chi2
-
-    dof = n - 1
-    median_ratio = float(chi2.median(dof)) / dof
+    _, median_ratio, _ = _chi2_constants(n - 1)
     means, variances = np.zeros(4), np.zeros(4)
     for c in range(4):
-        m, v = (mean_map[c], var_map[c]) if defects is None else (mean_map[c][~defects[c]], var_map[c][~defects[c]])
-        typical = float(np.median(v[:: max(1, v.size // 200_000)]))
+        m, v = mean_map[c], var_map[c]
+        valid = None if defects is None else ~defects[c]
+        typical = float(np.median(v.ravel()[:: max(1, v.size // ROBUST_SAMPLE)]))
         keep = v <= OUTLIER_FACTOR * typical / median_ratio
-        means[c] = float(m.mean(dtype=np.float64))
-        variances[c] = float(v[keep].mean(dtype=np.float64)) if keep.any() else 0.0
+        if valid is not None:
+            keep &= valid
+        # Reductions with where= instead of copies of the selected pixels: same sums, less memory traffic.
+        means[c] = float(m.mean(dtype=np.float64, where=True if valid is None else valid))
+        variances[c] = float(v.mean(dtype=np.float64, where=keep)) if keep.any() else 0.0
     return means, variances
 
 
-def _noise_scale(mean: np.ndarray, var: np.ndarray, median_ratio: float) -> np.ndarray:
-    """Per-pixel expected variance from pixels of similar mean (robust, binned medians).
+def _noise_scale(mean: np.ndarray, var: np.ndarray, usable: np.ndarray, median_ratio: float) -> np.ndarray:
+    """Per-pixel expected variance from pixels of similar mean (robust, binned medians), for
+    every pixel of a plane, judged from a sample of its ``usable`` pixels.
 
     A scene need not be uniform (vignetting, an unclipped bright patch, hot pixels whose
     shot noise follows their level), so a pixel is an outlier only against its peers.
     """
-    step = max(1, mean.size // 100_000)
-    ms, vs = mean[::step], var[::step]
+    step = max(1, int(usable.sum()) // ROBUST_SAMPLE)
+    sampled = usable.ravel()[::step]
+    ms, vs = mean.ravel()[::step][sampled], var.ravel()[::step][sampled]
     # Quantile bins follow where most pixels are; equal-width bins give a small bright
     # region its own bin instead of a bin shared with (and judged by) the background.
     edges = np.unique(np.concatenate([np.quantile(ms, np.linspace(0, 1, 21)), np.linspace(ms.min(), ms.max(), 21)]))
     which = np.clip(np.searchsorted(edges, ms, side="right") - 1, 0, max(edges.size - 2, 0))
-    order = np.argsort(which, kind="stable")
-    bounds = np.searchsorted(which[order], np.arange(edges.size))
-    centers, scales, counts = [], [], []
-    for lo, hi in itertools.pairwise(bounds):
-        if hi - lo >= 30:
-            centers.append(float(np.median(ms[order[lo:hi]])))
-            scales.append(float(np.median(vs[order[lo:hi]])) / median_ratio)
-            counts.append(hi - lo)
+    # Sorted by bin, then by value within it: each bin's median is its middle element. The
+    # bins are ranges of the mean, so sorting the means sorts them by bin too; the variances
+    # are sorted by value, then (stable, radix on small integers) by bin.
+    by_mean = np.sort(ms)
+    by_value = np.argsort(vs)
+    bins = which.astype(np.int16)[by_value]
+    by_var = vs[by_value][np.argsort(bins, kind="stable")]
+    bounds = np.searchsorted(np.sort(bins), np.arange(edges.size))
+    lo, hi = bounds[:-1], bounds[1:]
+    big = hi - lo >= 30
+    lo, hi = lo[big], hi[big]
+    centers = [_sorted_median(by_mean, a, b) for a, b in zip(lo, hi, strict=True)]
+    scales = [_sorted_median(by_var, a, b) / median_ratio for a, b in zip(lo, hi, strict=True)]
+    counts = list(hi - lo)
     floor = 0.5 * min(scales) if scales else 0.0
     if len(centers) < 2 or np.ptp(centers) == 0:
         return np.full(mean.shape, max(float(np.median(vs)) / median_ratio, floor))
     # Temporal variance is affine in the mean (shot noise plus read noise), so one line
     # through the bin medians covers a bright region too small to make a bin of its own.
-    slope, intercept = np.polyfit(np.array(centers), np.array(scales), 1, w=np.sqrt(np.array(counts)))
+    slope, intercept = _weighted_line(np.array(centers), np.array(scales), np.sqrt(np.array(counts, dtype=float)))
     return np.maximum(intercept + slope * mean, floor)
 
 
-def _channel_stats(mean_map: np.ndarray, var_map: np.ndarray, usable: np.ndarray, n: int) -> dict:
-    from scipy.stats import chi2
+def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """(slope, intercept) minimizing sum((w (y - slope x - intercept))^2), as np.polyfit(x, y,
+    1, w=w), in closed form (polyfit's general solver costs more than the rest of a call)."""
+    w2 = w * w
+    sw, sx, sy = w2.sum(), (w2 * x).sum(), (w2 * y).sum()
+    sxx, sxy = (w2 * x * x).sum(), (w2 * x * y).sum()
+    slope = (sw * sxy - sx * sy) / (sw * sxx - sx * sx)
+    return float(slope), float((sy - slope * sx) / sw)
 
+
+def _sorted_median(values: np.ndarray, lo: int, hi: int) -> float:
+    """Median of the sorted run ``values[lo:hi]``."""
+    mid = (lo + hi - 1) / 2.0
+    return 0.5 * (float(values[int(np.floor(mid))]) + float(values[int(np.ceil(mid))]))
+
+
+def _channel_stats(mean_map: np.ndarray, var_map: np.ndarray, usable: np.ndarray, n: int) -> dict:
     dof = n - 1
-    q = max(float(chi2.ppf(1.0 - OUTLIER_P, dof)), OUTLIER_FACTOR * dof)
-    median_ratio = float(chi2.median(dof)) / dof
-    factor = _truncated_chi2_factor(dof, q)
+    q, median_ratio, factor = _chi2_constants(dof)
     out = {k: np.zeros(4) for k in ("mean_dn", "var_dn2", "var_se_dn2", "n_kept", "outlier_fraction")}
     kept_all = np.zeros_like(usable)
     for c in range(4):
-        m, v = mean_map[c][usable[c]], var_map[c][usable[c]]
-        if v.size < 16:
+        u = usable[c]
+        n_usable = int(u.sum())
+        if n_usable < 16:
             out["mean_dn"][c] = out["var_dn2"][c] = out["var_se_dn2"][c] = np.nan
             continue
-        scale = _noise_scale(m, v, median_ratio)
-        keep = (v <= scale * (q / dof)) | (scale <= 0)
-        vk = v[keep].astype(np.float64)
-        kept_all[c][usable[c]] = keep
-        out["mean_dn"][c] = float(m[keep].mean(dtype=np.float64))
-        out["var_dn2"][c] = float(vk.mean()) / factor
-        out["var_se_dn2"][c] = float(vk.std()) / np.sqrt(vk.size) / factor
-        out["n_kept"][c] = vk.size
-        out["outlier_fraction"][c] = 1.0 - vk.size / v.size
+        m, v = mean_map[c], var_map[c]
+        scale = _noise_scale(m, v, u, median_ratio)
+        keep = u & ((v <= scale * (q / dof)) | (scale <= 0))
+        n_kept = int(keep.sum())
+        kept_all[c] = keep
+        out["mean_dn"][c] = float(m.mean(dtype=np.float64, where=keep))
+        out["var_dn2"][c] = float(v.mean(dtype=np.float64, where=keep)) / factor
+        out["var_se_dn2"][c] = float(v.std(dtype=np.float64, where=keep)) / np.sqrt(n_kept) / factor
+        out["n_kept"][c] = n_kept
+        out["outlier_fraction"][c] = 1.0 - n_kept / n_usable
     out["kept"] = kept_all
     return out
 

@@ -92,11 +92,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     dt.add_argument("--model", help="camera model, spelt as in the file (e.g. 'ONEPLUS A6003')")
     dt.add_argument("--isos", type=float, nargs="+", metavar="ISO", help="ISOs to import (default: all)")
     dt.add_argument(
+        "--darktable-method", choices=["fit", "per-iso"],
+        help="fit (default): green entries only, as darktable uses them, one physical model across ISO; "
+        "per-iso: each ISO alone, planes averaged (how oneplus6-rear was made)",
+    )  # fmt: skip
+    dt.add_argument(
         "--variance-scale",
         type=float,
         help="darktable's wavelet-band variance over raw pixel variance (default 0.25, exact for white noise; "
         "demosaicking lowers it: see edge_isp.sensor.noise_formats.to_darktable)",
     )
+    pi = p.add_argument_group("Raspberry Pi tuning file")
+    pi.add_argument(
+        "--read-noise-e", type=float, nargs="+", metavar="E",
+        help="read noise in electrons at analogue gain 1 and at the highest gain (or one value for all): the "
+        "tuning files' reference_constant is 0, so they hold none",
+    )  # fmt: skip
+    pi.add_argument("--read-noise-source", help="where --read-noise-e comes from (goes into the description)")
+    pi.add_argument(
+        "--colour-temperature", type=float, metavar="K",
+        help="illuminant of the imported colour matrix and white balance, kelvin (default 6500)",
+    )  # fmt: skip
+    pi.add_argument("--no-colour", action="store_true", help="leave colour out (identity matrix, unit white balance)")
     p.add_argument("--iso", type=float, help="ISO the DNG NoiseProfile was recorded at (required with it)")
     p.add_argument("--out", "--output", dest="out", type=Path, required=True, help="the profile JSON to write")
     p.add_argument("--name", help="profile name (default: the output file's name without .json)")
@@ -139,6 +156,7 @@ def _inputs(p: argparse.ArgumentParser, *, max_gain: bool = False) -> None:
     dump.add_argument("--gain", type=float, help="analogue gain of every frame (when the files do not say)")
     dump.add_argument("--exposure", type=float, help="exposure time of every frame, s (when the files do not say)")
     dump.add_argument("--base-iso", type=float, help="camera ISO at unity analogue gain (camera raw files)")
+    dump.add_argument("--iso", type=float, help="ISO of every frame (when the files do not say)")
     if max_gain:
         p.add_argument(
             "--max-gain", type=float, help="highest analogue gain the profile covers (default: the highest measured)"
@@ -166,6 +184,7 @@ def _discover(args: argparse.Namespace, kind: str | None):
         analogue_gain=args.gain,
         exposure_time_s=args.exposure,
         base_iso=args.base_iso,
+        iso=args.iso,
     )
     return refs
 
@@ -184,11 +203,15 @@ def _name(args: argparse.Namespace) -> str:
     return args.name or args.out.resolve().name
 
 
-def _summary(cal) -> None:
+def _summary(cal, refs) -> None:
+    from edge_isp.calibrate.frames import base_iso_of
+
+    base_iso = base_iso_of(refs)
     if cal.gain_fit is not None:
         for p in cal.gain_fit.points:
+            iso = f" (ISO {p.analogue_gain * base_iso:g})" if base_iso else ""
             print(
-                f"gain {p.analogue_gain:g}: K = {p.gain_dn_per_e:.5g} ± {p.gain_se:.2g} DN/e-, read noise = "
+                f"gain {p.analogue_gain:g}{iso}: K = {p.gain_dn_per_e:.5g} ± {p.gain_se:.2g} DN/e-, read noise = "
                 f"{p.read_noise_dn:.4g} ± {p.read_noise_se:.2g} DN ({p.read_noise_dn / p.gain_dn_per_e:.3g} e-)"
             )
     for key, path in cal.files.items():
@@ -204,7 +227,7 @@ def _ptc(args: argparse.Namespace) -> int:
         refs, args.out, name=_name(args), base=_base(args), max_gain=args.max_gain, maker=args.maker,
         progress=_progress(args),
     )  # fmt: skip
-    _summary(cal)
+    _summary(cal, refs)
     return 0
 
 
@@ -233,10 +256,17 @@ def _dark(args: argparse.Namespace) -> int:
 
 def _image(args: argparse.Namespace) -> int:
     from edge_isp.calibrate.pipeline import calibrate_image
+    from edge_isp.calibrate.report import masked_read_noise_dn
 
     refs = _discover(args, "scene")
     cal = calibrate_image(refs, args.out, name=_name(args), base=_base(args), max_gain=args.max_gain, maker=args.maker)
-    _summary(cal)
+    _summary(cal, refs)
+    masked = [r.optical_black for r in refs if r.optical_black is not None]
+    if masked:
+        print(
+            f"masked optical-black area of {len(masked)} file(s) ({masked[0].regions}): read noise "
+            f"{masked_read_noise_dn(masked):.4g} DN (spatial std: read noise + DSNU), a check on the estimate"
+        )
     return 0
 
 
@@ -274,6 +304,8 @@ def _import(args: argparse.Namespace) -> int:
     black = None if args.black is None else (args.black[0] if len(args.black) == 1 else args.black)
     if args.darktable is not None:
         extra = {} if args.variance_scale is None else {"variance_scale": args.variance_scale}
+        if args.darktable_method is not None:
+            extra["method"] = args.darktable_method
         result = importing.import_darktable(
             importing.read_json_document(args.darktable, "darktable noise profile file"),
             maker=args.maker, model=args.model, black_level=black, base_iso=args.base_iso, isos=args.isos,
@@ -285,9 +317,12 @@ def _import(args: argparse.Namespace) -> int:
             base_iso=100.0 if args.base_iso is None else args.base_iso, **common,
         )  # fmt: skip
     else:
+        colour_k = None if args.no_colour else 6500.0 if args.colour_temperature is None else args.colour_temperature
         result = importing.import_rpi_tuning(
             importing.read_json_document(args.rpi_tuning, "Raspberry Pi tuning file"), black_level=black,
-            base_iso=100.0 if args.base_iso is None else args.base_iso, source=args.rpi_tuning.name, **common,
+            base_iso=100.0 if args.base_iso is None else args.base_iso, source=args.rpi_tuning.name,
+            read_noise_e=args.read_noise_e, read_noise_source=args.read_noise_source,
+            colour_temperature_k=colour_k, **common,
         )  # fmt: skip
     profile = result.profile
     profile.save(args.out)
@@ -306,15 +341,18 @@ def _check_import_options(args: argparse.Namespace) -> None:
     """Options that belong to one source only, and the ones a source cannot do without."""
     given = {
         "--maker": args.maker, "--model": args.model, "--isos": args.isos,
-        "--variance-scale": args.variance_scale, "--iso": args.iso,
+        "--variance-scale": args.variance_scale, "--iso": args.iso, "--read-noise-e": args.read_noise_e,
+        "--read-noise-source": args.read_noise_source, "--colour-temperature": args.colour_temperature,
+        "--no-colour": args.no_colour or None, "--darktable-method": args.darktable_method,
     }  # fmt: skip
     if args.darktable is not None:
-        source, own = "--darktable", ("--maker", "--model", "--isos", "--variance-scale")
+        source, own = "--darktable", ("--maker", "--model", "--isos", "--variance-scale", "--darktable-method")
         needed = ("--maker", "--model")
     elif args.dng_noise_profile is not None:
         source, own, needed = "--dng-noise-profile", ("--iso",), ("--iso",)
     else:
-        source, own, needed = "--rpi-tuning", (), ()
+        source, needed = "--rpi-tuning", ()
+        own = ("--read-noise-e", "--read-noise-source", "--colour-temperature", "--no-colour")
     missing = [o for o in needed if given[o] is None]
     if missing:
         raise InvalidInputError(f"{source} needs {' and '.join(missing)}: expected them, got none")

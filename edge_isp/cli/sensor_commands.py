@@ -43,7 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="denoiser (default none); bm3d needs the bm3d package, free for non-commercial use only",
     )
     p.add_argument(
-        "--profile", help="sensor profile for colour and noise (default: the shipped one named by the frame)"
+        "--profile",
+        help="sensor profile for the noise level, and for colour when it holds a colour calibration "
+        "(default: the shipped one named by the frame); the file's own white balance and colour matrix "
+        "win over a profile without colour",
+    )
+    p.add_argument(
+        "--noise",
+        metavar="A,SIGMA",
+        help="noise level for --denoise without a profile: var = A x + SIGMA^2 on the normalized raw (0..1)",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     _add_raw_options(p)
@@ -64,10 +72,15 @@ def _add_raw_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cfa", help="Bayer pattern for PGM files: RGGB, BGGR, GRBG or GBRG")
     g.add_argument("--black-level", type=float, help="black level in DN")
     g.add_argument("--white-level", type=float, help="white level in DN (default: full scale)")
+    g = p.add_argument_group("exposure settings the file lacks")
+    g.add_argument("--iso", type=float, help="the frame's ISO, where the file does not state it")
+    g.add_argument("--base-iso", type=float, help="ISO at analogue gain 1: the frame's gain becomes ISO / base ISO")
+    g.add_argument("--gain", dest="analogue_gain", type=float, help="the frame's analogue gain (overrides the file)")
 
 
 def _raw_kwargs(args: argparse.Namespace) -> dict:
     names = ("width", "height", "fmt", "stride", "cfa", "black_level", "white_level")
+    names += ("iso", "base_iso", "analogue_gain")
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
 
 
@@ -157,27 +170,45 @@ def _isp(args: argparse.Namespace) -> None:
     from edge_isp.isp import IspConfig, render
     from edge_isp.sensor.rawfile import load_raw_with_color
 
+    given_noise = _noise_option(args.noise) if args.noise else None
     for spec in args.raws:
         frame, colour = load_raw_with_color(spec, **_raw_kwargs(args))
         profile = _profile_for(frame, args.profile)
-        if args.denoise != "none" and profile is None:
+        noise = given_noise
+        if noise is None and profile is not None:
+            noise = profile.normalized_noise(profile.gain_for_frame(frame))
+        if args.denoise != "none" and noise is None:
             raise InvalidInputError(
-                f"{spec}: --denoise {args.denoise} needs the sensor's noise level; pass --profile "
-                f"(no shipped profile is named {frame.sensor!r})"
+                f"{spec}: --denoise {args.denoise} needs the sensor's noise level: expected --profile or "
+                f"--noise A,SIGMA, got neither (no shipped profile is named {frame.sensor!r})"
             )
-        # The profile gives colour and noise; without one, the file's own colour (DNG tags).
+        # Colour: a profile's only when it holds a colour calibration; else the file's own (DNG
+        # tags), else grey-world white balance and no matrix.
+        colour_profile = profile if profile is not None and profile.has_colour else None
         config = IspConfig(
             demosaic=args.demosaic,
             denoise=args.denoise,
-            white_balance=None if profile else colour.get("white_balance"),
-            color_matrix=None if profile else colour.get("color_matrix"),
+            white_balance=None if colour_profile else colour.get("white_balance"),
+            color_matrix=None if colour_profile else colour.get("color_matrix"),
+            noise=noise if args.denoise != "none" else None,
         )
         out = args.out / f"{Path(spec).stem}.png"
-        write_png(out, render(frame, config, profile))
+        write_png(out, render(frame, config, colour_profile))
         print(f"{spec} -> {out}")
 
 
-def _info(args: argparse.Namespace) -> None:
-    from edge_isp.sensor.rawfile import describe, load_raw
+def _noise_option(text: str) -> tuple[float, float]:
+    try:
+        a, sigma = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InvalidInputError(f"--noise must be two numbers A,SIGMA (e.g. 0.0002,0.0005), got {text!r}") from None
+    if not (np.isfinite(a) and np.isfinite(sigma) and a >= 0 and sigma >= 0 and a + sigma > 0):
+        raise InvalidInputError(f"--noise needs A >= 0 and SIGMA >= 0, not both 0, got {text!r}")
+    return a, sigma
 
-    print(describe(load_raw(args.raw, **_raw_kwargs(args))))
+
+def _info(args: argparse.Namespace) -> None:
+    from edge_isp.sensor.rawfile import describe, load_raw_with_color
+
+    frame, colour = load_raw_with_color(args.raw, **_raw_kwargs(args))
+    print(describe(frame, colour.get("optical_black")))

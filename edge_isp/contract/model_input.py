@@ -221,7 +221,7 @@ class Preprocessor:
         if gain != 1.0:
             planes *= np.float32(gain)
         out_w, out_h = geometry.input_size[0] // 2, geometry.input_size[1] // 2
-        a, sigma = self.profile.normalized_noise(frame.analogue_gain, gain)
+        a, sigma = self.profile.normalized_noise(self.profile.gain_for_frame(frame), gain)
         if planes.shape[1:] != (out_h, out_w):
             averaged = (planes.shape[1] * planes.shape[2]) / (out_h * out_w)
             interpolation = cv2.INTER_AREA if averaged > 1 else cv2.INTER_LINEAR

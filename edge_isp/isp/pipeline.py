@@ -173,7 +173,7 @@ def render(frame: RawFrame, config: IspConfig, profile: SensorProfile | None = N
     """Render a RawFrame to display sRGB.
 
     White balance, colour matrix and noise come from ``config`` where set, else from
-    ``profile`` (its noise at the frame's analogue gain), else white balance is
+    ``profile`` (its noise at the frame's ISO or analogue gain), else white balance is
     grey-world, the colour matrix identity, and denoising refuses to guess the noise.
 
     Returns:
@@ -188,7 +188,7 @@ def render(frame: RawFrame, config: IspConfig, profile: SensorProfile | None = N
         gains = gains if gains is not None else profile.white_balance
         matrix = matrix if matrix is not None else profile.color_matrix
         if noise is None and config.denoise != "none":
-            noise = profile.normalized_noise(frame.analogue_gain)
+            noise = profile.normalized_noise(profile.gain_for_frame(frame))
     if frame.digital_gain != 1.0:
         config = dataclasses.replace(config, digital_gain=config.digital_gain * frame.digital_gain)
     return _render(frame.normalized(), frame.cfa, config, gains, matrix, noise)

@@ -37,6 +37,12 @@ class RawFrame:
         sensor: sensor or camera name, e.g. "imx219".
         digital_gain: exposure compensation to apply after normalization, decided by whatever
             produced the frame (the simulator, an auto-exposure); 1.0 for a sensor's own frame.
+        iso: the ISO the camera states (camera raw files' EXIF), None when not known. A
+            profile keyed by ISO looks the noise up at ``iso / base_iso`` (see
+            :meth:`~edge_isp.sensor.profile.SensorProfile.gain_for_frame`).
+        capture_time_unix: when the frame was taken, seconds since 1970 UTC (a camera raw
+            file's EXIF time), None when not known. Unlike ``timestamp_s``, which a replay
+            may restamp with its own clock, this stays the file's.
     """
 
     data: np.ndarray
@@ -49,6 +55,8 @@ class RawFrame:
     timestamp_s: float | None = None
     sensor: str = "unknown"
     digital_gain: float = 1.0
+    iso: float | None = None
+    capture_time_unix: float | None = None
 
     def __post_init__(self) -> None:
         data = self.data
@@ -83,6 +91,10 @@ class RawFrame:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise InvalidInputError(f"RawFrame.{name} must be a finite number >= 0, got {value}")
+        for name in ("iso", "capture_time_unix"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not math.isfinite(value) or value <= 0):
+                raise InvalidInputError(f"RawFrame.{name} must be a finite number > 0 or None, got {value!r}")
 
     @property
     def height(self) -> int:
@@ -117,6 +129,8 @@ class RawFrame:
             "timestamp_s": self.timestamp_s,
             "sensor": self.sensor,
             "digital_gain": float(self.digital_gain),
+            "iso": self.iso,
+            "capture_time_unix": self.capture_time_unix,
         }
 
     def save(self, path: str | Path) -> Path:
@@ -176,6 +190,8 @@ class RawFrame:
             timestamp_s=meta.get("timestamp_s"),
             sensor=str(meta.get("sensor", "unknown")),
             digital_gain=float(meta.get("digital_gain", 1.0)),
+            iso=meta.get("iso"),
+            capture_time_unix=meta.get("capture_time_unix"),
         )
 
 

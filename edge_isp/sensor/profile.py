@@ -100,7 +100,21 @@ class SensorProfile:
         """White level minus the mean black level: the DN span of [0, 1]."""
         return float(self.white_level - np.mean(self.black_level))
 
+    @property
+    def has_colour(self) -> bool:
+        """Whether the profile holds a colour calibration (not the identity matrix with unit
+        white balance that noise-only calibrations and imports carry)."""
+        identity = np.allclose(self.color_matrix, np.eye(3)) and np.allclose(self.white_balance, 1.0)
+        return not identity
+
     # -- noise ----------------------------------------------------------------------
+    def gain_for_frame(self, frame: Any) -> float:
+        """The analogue gain at which to look up a frame's noise: ``frame.iso / base_iso``
+        for a frame that states its ISO (camera raw files, whose analogue gain is not
+        recorded), else ``frame.analogue_gain``."""
+        iso = getattr(frame, "iso", None)
+        return float(iso) / self.base_iso if iso else float(frame.analogue_gain)
+
     def noise_at(self, analogue_gain: float) -> NoiseAtGain:
         """The noise model at any analogue gain (interpolated; see the module docstring)."""
         if not (math.isfinite(analogue_gain) and analogue_gain > 0):

@@ -12,8 +12,12 @@ The kind of file is told by its suffix (or ``kind=``):
 - ``.pgm``: binary PGM (P5), 8- or 16-bit (big-endian, as the format specifies).
 
 Metadata keywords (``cfa``, ``black_level``, ``white_level``, ``bit_depth``,
-``analogue_gain``, ``exposure_time_s``, ``timestamp_s``, ``sensor``) fill in what the file
-does not say and override what it does.
+``analogue_gain``, ``exposure_time_s``, ``timestamp_s``, ``sensor``, ``iso``) fill in what
+the file does not say and override what it does. Every reader carries the ISO, exposure and
+capture time it finds into the frame; ``base_iso`` turns an ISO into an analogue gain.
+
+A camera raw file's masked optical-black margins, where it has them, give the frame's black
+level per plane (:mod:`edge_isp.sensor.optical_black`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 from edge_isp.errors import InvalidInputError, MissingFileError, require
 from edge_isp.sensor.cfa import CFA, PLANE_ORDER
 from edge_isp.sensor.frame import RawFrame
+from edge_isp.sensor.optical_black import OpticalBlack, measure_optical_black
 from edge_isp.sensor.rawformat import RawFormat, decode, parse_format
 
 FRAME_SUFFIXES = (".npy", ".json")
@@ -74,6 +79,7 @@ def load_raw_with_color(
     exposure_time_s: float | None = None,
     timestamp_s: float | None = None,
     sensor: str | None = None,
+    iso: float | None = None,
     base_iso: float | None = None,
 ) -> tuple[RawFrame, dict[str, Any]]:
     """Read a raw frame and whatever colour information the file carries.
@@ -84,21 +90,23 @@ def load_raw_with_color(
         width, height, fmt, stride, msb_shift, allow_trailing: how to decode a bare dump
             (see :func:`~edge_isp.sensor.rawformat.decode`); refused for other kinds.
         cfa, black_level (DN, one value or four in the order R, Gr, Gb, B), white_level
-            (DN), bit_depth, analogue_gain, exposure_time_s, timestamp_s, sensor: metadata
+            (DN), bit_depth, analogue_gain, exposure_time_s, timestamp_s, sensor, iso: metadata
             that overrides the file's. A dump needs ``black_level``; a PGM needs ``cfa``
             and ``black_level``. The white level defaults to ``2**bit_depth - 1`` for a
-            dump and to the PGM's maxval.
-        base_iso: the camera's ISO at unity analogue gain. Camera raw files state an ISO but
-            not their base ISO, so the frame's analogue gain is ``ISO / base_iso`` only when
-            this is given (beyond the sensor's largest analogue gain that ratio includes
-            digital gain); otherwise it stays 1.0.
+            dump and to the PGM's maxval. ``iso`` gives the ISO of a file that lacks it.
+        base_iso: the camera's ISO at unity analogue gain. Files state an ISO but not their
+            base ISO, so the frame's analogue gain is ``ISO / base_iso`` only when this is
+            given (beyond the sensor's largest analogue gain that ratio includes digital
+            gain) and ``analogue_gain`` is not; otherwise the file's gain (1.0 for a
+            camera raw file) stays. A profile keyed by ISO uses the frame's ``iso`` anyway.
 
     Returns:
         ``(frame, color)``. ``color`` has the keys ``color_matrix`` (3x3, white-balanced
         camera RGB -> linear sRGB, rows summing to 1: the sensor profile's convention),
         ``white_balance`` (as-shot R, G, B gains, G = 1), ``daylight_white_balance``,
-        ``xyz_to_camera`` (3x3, CIE XYZ -> camera RGB) and ``iso``; each is None when the
-        file does not carry it (only camera raw files do).
+        ``xyz_to_camera`` (3x3, CIE XYZ -> camera RGB), ``iso`` and ``optical_black`` (an
+        :class:`~edge_isp.sensor.optical_black.OpticalBlack` of the masked margins); each
+        is None when the file does not carry it (only camera raw files do).
 
     Raises:
         MissingFileError: ``path`` does not exist.
@@ -121,11 +129,12 @@ def load_raw_with_color(
         )
     color: dict[str, Any] = {
         "color_matrix": None, "white_balance": None, "daylight_white_balance": None, "xyz_to_camera": None, "iso": None,
+        "optical_black": None,
     }  # fmt: skip
     if kind == "frame":
         frame = RawFrame.load(path)
     elif kind == "camera_raw":
-        frame, color = _read_camera_raw(path, base_iso)
+        frame, color = _read_camera_raw(path)
     elif kind == "dump":
         frame = _read_dump(path, width, height, fmt, stride, msb_shift, allow_trailing, black_level, white_level, cfa)
     else:
@@ -133,11 +142,23 @@ def load_raw_with_color(
     overrides = {
         "cfa": cfa, "black_level": black_level, "white_level": white_level, "bit_depth": bit_depth,
         "analogue_gain": analogue_gain, "exposure_time_s": exposure_time_s, "timestamp_s": timestamp_s,
-        "sensor": sensor,
+        "sensor": sensor, "iso": iso,
     }  # fmt: skip
     changes = {name: value for name, value in overrides.items() if value is not None}
+    stated_iso = changes.get("iso", frame.iso)
+    if base_iso is not None and analogue_gain is None:
+        if not (isinstance(base_iso, (int, float)) and base_iso > 0):
+            raise InvalidInputError(f"base_iso must be a positive number, got {base_iso!r}")
+        if stated_iso is None:
+            raise InvalidInputError(
+                f"{path.name} states no ISO, so base_iso ({base_iso:g}) cannot give its analogue gain: "
+                "give its ISO (--iso) or its analogue gain"
+            )
+        changes["analogue_gain"] = float(stated_iso) / float(base_iso)
     if changes:
         frame = dataclasses.replace(frame, **changes)
+    if color["iso"] is None and frame.iso is not None:
+        color["iso"] = frame.iso
     return frame, color
 
 
@@ -237,16 +258,16 @@ def _pgm_header(content: bytes, name: str) -> tuple[int, int, int, int]:
     return width, height, maxval, pos + 1
 
 
-def _read_camera_raw(path: Path, base_iso: float | None) -> tuple[RawFrame, dict[str, Any]]:
+def _read_camera_raw(path: Path) -> tuple[RawFrame, dict[str, Any]]:
     rawpy = require("rawpy", "raw", "reading DNG/camera raw files")
     try:
         with rawpy.imread(str(path)) as raw:
-            return _from_rawpy(raw, rawpy, path.name, base_iso)
+            return _from_rawpy(raw, rawpy, path.name)
     except rawpy.LibRawError as exc:
         raise InvalidInputError(f"{path.name}: rawpy (LibRaw) cannot read it as a camera raw file: {exc}") from None
 
 
-def _from_rawpy(raw, rawpy, name: str, base_iso: float | None) -> tuple[RawFrame, dict[str, Any]]:
+def _from_rawpy(raw, rawpy, name: str) -> tuple[RawFrame, dict[str, Any]]:
     if raw.raw_type is not rawpy.RawType.Flat:
         raise InvalidInputError(f"{name}: not a mosaic (a linear or demosaiced raw with several values per pixel)")
     try:
@@ -279,19 +300,26 @@ def _from_rawpy(raw, rawpy, name: str, base_iso: float | None) -> tuple[RawFrame
     per_index = raw.black_level_per_channel  # indexed by colour index, not by CFA position
     black = tuple(float(per_index[index[y][x]]) for y, x in cfa.plane_offsets())
     white = float(raw.white_level)
+    optical_black = measure_optical_black(
+        raw.raw_image, top=sizes.top_margin, left=sizes.left_margin, height=visible.shape[0], width=visible.shape[1],
+        cfa=cfa,
+        file_black_level=black, white_level=white,
+    )  # fmt: skip
+    if optical_black is not None and optical_black.used:
+        black = optical_black.black_level_dn
     other = raw.other
     iso = float(other.iso_speed) if other.iso_speed > 0 else None
     stamp = other.timestamp.timestamp() if other.timestamp.timestamp() > 0 else None
-    gain = iso / base_iso if iso is not None and base_iso else 1.0
     frame = RawFrame(
         data=data,
         cfa=cfa,
         bit_depth=max(8, min(16, int(white).bit_length())),
         black_level=black,
         white_level=white,
-        analogue_gain=gain,
         exposure_time_s=max(0.0, float(other.shutter_speed)),
         timestamp_s=stamp,
+        iso=iso,
+        capture_time_unix=stamp,
     )
     xyz_to_camera = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3]
     libraw_matrix = np.asarray(raw.color_matrix, dtype=np.float64)[:, :3]
@@ -307,6 +335,7 @@ def _from_rawpy(raw, rawpy, name: str, base_iso: float | None) -> tuple[RawFrame
         "daylight_white_balance": _rgb_gains(raw.daylight_whitebalance, desc),
         "xyz_to_camera": _rows(xyz_to_camera) if np.any(xyz_to_camera) else None,
         "iso": iso,
+        "optical_black": optical_black,
     }
     return frame, color
 
@@ -343,8 +372,9 @@ def _rgb_gains(values: Sequence[float], desc: str) -> tuple[float, float, float]
     return (r / g, 1.0, b / g)
 
 
-def describe(frame: RawFrame) -> str:
-    """A multi-line, human-readable summary of a frame's metadata and pixel statistics."""
+def describe(frame: RawFrame, optical_black: OpticalBlack | None = None) -> str:
+    """A multi-line, human-readable summary of a frame's metadata and pixel statistics
+    (and of the file's masked optical-black area, when given)."""
     data = frame.data
     lines = [
         f"size            {frame.width} x {frame.height} (W x H), {frame.width * frame.height / 1e6:.2f} MP",
@@ -355,8 +385,10 @@ def describe(frame: RawFrame) -> str:
         + " DN",
         f"white level     {frame.white_level:g} DN",
         f"analogue gain   {frame.analogue_gain:g}",
+        f"iso             {frame.iso:g}" if frame.iso is not None else "iso             unknown",
         f"exposure        {frame.exposure_time_s * 1e3:g} ms" if frame.exposure_time_s else "exposure        unknown",
         f"timestamp       {_timestamp(frame.timestamp_s)}",
+        f"captured        {_timestamp(frame.capture_time_unix)}",
         f"sensor          {frame.sensor}",
         f"{'plane':<8}{'min':>8}{'max':>8}{'mean':>11}{'clipped':>10}",
     ]
@@ -365,6 +397,8 @@ def describe(frame: RawFrame) -> str:
         clipped = float(np.mean(plane >= frame.white_level))
         lines.append(f"{name:<8}{int(plane.min()):>8}{int(plane.max()):>8}{plane.mean():>11.2f}{clipped:>10.3%}")
     lines.append(f"clipped pixels  {float(np.mean(data >= frame.white_level)):.3%} (at or above the white level)")
+    if optical_black is not None:
+        lines.append(optical_black.describe())
     return "\n".join(lines)
 
 

@@ -68,7 +68,7 @@ def test_camera_raw_iso_becomes_gain_relative_to_the_lowest(tmp_path, monkeypatc
     iso_of = {"a.dng": 100.0, "b.dng": 400.0}
 
     def fake_load(path, **kwargs):
-        return base, {"iso": iso_of[path.name]}
+        return dataclasses.replace(base, iso=iso_of[path.name]), {"iso": iso_of[path.name]}
 
     monkeypatch.setattr(frames_mod, "load_raw_with_color", fake_load)
     for name in iso_of:
@@ -76,6 +76,7 @@ def test_camera_raw_iso_becomes_gain_relative_to_the_lowest(tmp_path, monkeypatc
     refs = discover(tmp_path, kind="scene")
     assert {r.name: r.analogue_gain for r in refs} == {"a.dng": 1.0, "b.dng": 4.0}
     assert next(r for r in refs if r.name == "b.dng").load().analogue_gain == 4.0
+    assert frames_mod.base_iso_of(refs) == 100.0  # the ISO labels stay the files'
 
 
 def test_mistakes_are_refused_with_what_was_expected(tmp_path, clean_sensor):

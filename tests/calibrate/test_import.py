@@ -6,8 +6,10 @@ small JSON document (not the Debian files, which CI lacks), imported back and co
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -53,6 +55,11 @@ def assert_same_noise(got: SensorProfile, want: SensorProfile) -> None:
         assert g.read_noise_dn == pytest.approx(w.read_noise_dn, rel=1e-9)
 
 
+def per_iso_import(*args, **kwargs):
+    """The per-ISO conversion (each entry alone, planes averaged), which round-trips exactly."""
+    return importing.import_darktable(*args, method="per-iso", **kwargs)
+
+
 def cli(argv, capsys) -> tuple[int, str, str]:
     """Run the real `edge-isp` entry point; a user's mistake exits 1 with a message."""
     try:
@@ -67,7 +74,7 @@ def cli(argv, capsys) -> tuple[int, str, str]:
 class TestDarktable:
     def test_round_trip_restores_the_noise_table(self):
         want = known_profile()
-        result = importing.import_darktable(
+        result = per_iso_import(
             darktable_doc(want), maker="Acme", model="Cam 1", name="back", cfa="GRBG", bit_depth=10,
             black_level=64, white_level=1023, base_iso=50,
         )  # fmt: skip
@@ -80,7 +87,7 @@ class TestDarktable:
         assert all(s.relative < 1e-9 for s in result.spreads) and len(result.spreads) == 3
 
     def test_defaults_are_the_lowest_iso_and_full_scale_and_say_so(self):
-        result = importing.import_darktable(
+        result = per_iso_import(
             darktable_doc(known_profile()), maker="Acme", model="Cam 1", name="x", cfa="RGGB", bit_depth=10,
             black_level=64,
         )  # fmt: skip
@@ -92,13 +99,13 @@ class TestDarktable:
     def test_k_scales_inversely_with_variance_scale_and_normalized_noise_ignores_levels(self):
         doc = darktable_doc(known_profile())
         kwargs = {"maker": "Acme", "model": "Cam 1", "name": "x", "cfa": "RGGB", "bit_depth": 12, "base_iso": 50}
-        quarter = importing.import_darktable(doc, black_level=64, white_level=1023, **kwargs).profile
-        eighth = importing.import_darktable(doc, black_level=64, white_level=1023, variance_scale=0.125, **kwargs)
+        quarter = per_iso_import(doc, black_level=64, white_level=1023, **kwargs).profile
+        eighth = per_iso_import(doc, black_level=64, white_level=1023, variance_scale=0.125, **kwargs)
         assert eighth.profile.noise[1].gain_dn_per_e == pytest.approx(2 * quarter.noise[1].gain_dn_per_e, rel=1e-12)
         assert eighth.profile.noise[1].read_noise_e == pytest.approx(
             quarter.noise[1].read_noise_e / math.sqrt(2), rel=1e-12
         )
-        other_levels = importing.import_darktable(doc, black_level=256, white_level=4095, **kwargs).profile
+        other_levels = per_iso_import(doc, black_level=256, white_level=4095, **kwargs).profile
         assert other_levels.normalized_noise(2.0) == pytest.approx(quarter.normalized_noise(2.0), rel=1e-12)
         assert other_levels.noise[1].gain_dn_per_e == pytest.approx(quarter.noise[1].gain_dn_per_e * 3839 / 959)
 
@@ -106,7 +113,7 @@ class TestDarktable:
         doc = darktable_doc(known_profile())
         for entry in doc["noiseprofiles"][0]["models"][0]["profiles"]:
             entry["a"][0] *= 2.0  # red's slope twice green's, as darktable reports for phones
-        result = importing.import_darktable(
+        result = per_iso_import(
             doc, maker="Acme", model="Cam 1", name="x", cfa="RGGB", bit_depth=10, black_level=64, white_level=1023,
             base_iso=50,
         )  # fmt: skip
@@ -134,8 +141,8 @@ class TestDarktable:
         with pytest.raises(
             InvalidInputError, match=r"K falls from 0\.8 DN/e- at ISO 200 to 0\.4 at ISO 400.*50, 100, 200"
         ):
-            importing.import_darktable(doc, **kwargs)
-        kept = importing.import_darktable(doc, isos=[50, 100, 200], **kwargs).profile
+            per_iso_import(doc, **kwargs)
+        kept = per_iso_import(doc, isos=[50, 100, 200], **kwargs).profile
         assert [n.analogue_gain for n in kept.noise] == [1.0, 2.0, 4.0]
 
     def test_iso_selection_refuses_unknown_and_duplicated_isos(self):
@@ -144,22 +151,22 @@ class TestDarktable:
         profiles.append(dict(profiles[1]))  # a second ISO 100 entry, as darktable has for some cameras
         kwargs = {"maker": "Acme", "model": "Cam 1", "name": "x", "cfa": "RGGB", "bit_depth": 10, "black_level": 64}
         with pytest.raises(InvalidInputError, match=r"more than one entry .* ISO 100 .*e\.g\. 50, 200"):
-            importing.import_darktable(doc, **kwargs)
+            per_iso_import(doc, **kwargs)
         with pytest.raises(InvalidInputError, match=r"no entry .* ISO 800; expected ISOs among 50, 100, 200"):
-            importing.import_darktable(doc, isos=[50, 800], **kwargs)
+            per_iso_import(doc, isos=[50, 800], **kwargs)
         with pytest.raises(InvalidInputError, match=r"more than one entry .* ISO 100"):
-            importing.import_darktable(doc, isos=[50, 100], **kwargs)
-        assert len(importing.import_darktable(doc, isos=[200, 50], **kwargs).profile.noise) == 2
+            per_iso_import(doc, isos=[50, 100], **kwargs)
+        assert len(per_iso_import(doc, isos=[200, 50], **kwargs).profile.noise) == 2
 
     def test_max_gain_below_the_table_and_bad_lux_scale_are_refused(self):
         doc = darktable_doc(known_profile())
         kwargs = {"maker": "Acme", "model": "Cam 1", "name": "x", "cfa": "RGGB", "bit_depth": 10, "black_level": 64}
         with pytest.raises(InvalidInputError, match=r"expected >= 4 \(its highest gain\), got 2"):
-            importing.import_darktable(doc, max_analogue_gain=2.0, **kwargs)
+            per_iso_import(doc, max_analogue_gain=2.0, **kwargs)
         with pytest.raises(InvalidInputError, match="electrons_at_white_per_lux must be a positive number"):
-            importing.import_darktable(doc, electrons_at_white_per_lux=-1.0, **kwargs)
+            per_iso_import(doc, electrons_at_white_per_lux=-1.0, **kwargs)
         with pytest.raises(InvalidInputError, match="black_level must be one number or 4"):
-            importing.import_darktable(doc, **{**kwargs, "black_level": [64, 64]})
+            per_iso_import(doc, **{**kwargs, "black_level": [64, 64]})
 
 
 # -- DNG NoiseProfile -----------------------------------------------------------------------
@@ -224,7 +231,7 @@ class TestRpi:
 # -- the command ----------------------------------------------------------------------------
 class TestCommand:
     def test_darktable_import_writes_the_profile(self, tmp_path, capsys):
-        source = write(tmp_path, "noiseprofiles.json", darktable_doc(known_profile()))
+        source = write(tmp_path, "noiseprofiles.json", darktable_doc(known_profile(MODEL_TABLE)))
         out = tmp_path / "profiles" / "cam1.json"
         code, stdout, _ = cli(
             ["calibrate", "import", "--darktable", source, "--maker", "Acme", "--model", "Cam 1", "--cfa", "GRBG",
@@ -234,7 +241,7 @@ class TestCommand:
         )  # fmt: skip
         assert code == 0
         got = SensorProfile.load(out)
-        assert_same_noise(got, known_profile())
+        assert_same_noise(got, known_profile(MODEL_TABLE))
         assert got.name == "cam1" and got.electrons_at_white(2.0) == pytest.approx(7.0)
         assert "ISO 100 (gain 2): K = 0.4 DN/e-" in stdout and "note: white level not given" in stdout
 
@@ -319,3 +326,88 @@ def test_shipped_oneplus6_profile_simulates():
     # The simulator's normalization: a = 1 / electrons, sigma = read noise (e-) / electrons.
     assert a == pytest.approx(1 / electrons, rel=1e-5)
     assert sigma == pytest.approx(profile.noise_at(64.0).read_noise_e / electrons, rel=1e-5)
+
+
+# -- darktable, read the way darktable reads it: green only, one model across ISO ------------
+# K = 0.2 DN/e- per gain, read^2 = (K x 2 e-)^2 + (0.5 DN)^2: the fit's own model, exactly.
+MODEL_TABLE = tuple((g, 0.2 * g, math.hypot(0.2 * g * 2.0, 0.5)) for g in (1.0, 2.0, 4.0, 8.0))
+EXTRACT = Path(__file__).parent / "data" / "darktable_extract.json"
+# Cameras of the committed extract, with ISOs that are one analogue gain each (the import
+# refuses the others by name: extended, pulled or pushed ISOs) and their raw levels.
+REAL_CAMERAS = {
+    ("OnePlus", "ONEPLUS A6003"): (None, 10, 64, 1023),
+    ("Nikon", "D750"): ((100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600), 14, 600, 15520),
+    ("Panasonic", "DMC-GH4"): ((200, 400, 800, 1600, 3200, 6400, 12800), 12, 128, 4095),
+    ("Fujifilm", "X-T2"): ((200, 400, 800, 1600, 3200, 6400, 12800, 25600), 14, 1024, 16383),
+    ("Olympus", "E-M1"): ((200, 400, 800, 1600, 3200, 6400, 12800, 25600), 12, 256, 4095),
+    ("LGE", "Nexus 5X"): ((100, 200, 400, 800, 1600), 10, 64, 1023),
+}
+
+
+class TestDarktableFit:
+    def import_model(self, doc, **kwargs):
+        options = dict(maker="Acme", model="Cam 1", name="x", cfa="RGGB", bit_depth=10, black_level=64,
+                       white_level=1023, base_iso=50)  # fmt: skip
+        return importing.import_darktable(doc, **{**options, **kwargs})
+
+    def test_the_model_round_trips_exactly(self):
+        want = known_profile(MODEL_TABLE)
+        result = self.import_model(darktable_doc(want))
+        assert_same_noise(result.profile, want)
+        assert result.fit.pre_e == pytest.approx(2.0, rel=1e-9) and result.fit.post_dn == pytest.approx(0.5, rel=1e-9)
+        assert result.fit.k_per_iso * 50 == pytest.approx(0.2, rel=1e-12)
+        assert "green entries only" in result.profile.description
+
+    def test_red_and_blue_slopes_do_not_move_k(self):
+        doc = darktable_doc(known_profile(MODEL_TABLE))
+        for entry in doc["noiseprofiles"][0]["models"][0]["profiles"]:
+            entry["a"][0] *= 2.5  # darktable's white-balance-1 export inflates R and B
+            entry["a"][2] *= 2.1
+        assert_same_noise(self.import_model(doc).profile, known_profile(MODEL_TABLE))
+
+    def test_negative_b_is_fitted_through_with_a_note(self):
+        doc = darktable_doc(known_profile(MODEL_TABLE))
+        doc["noiseprofiles"][0]["models"][0]["profiles"][0]["b"][1] *= -1.0
+        result = self.import_model(doc)
+        assert any("green b is negative at ISO 50" in n for n in result.notes)
+        reads = [n.read_noise_dn for n in result.profile.noise]
+        assert reads == sorted(reads) and reads[0] > 0
+
+    def test_an_entry_without_a_usable_iso_is_refused(self):
+        doc = darktable_doc(known_profile(MODEL_TABLE))
+        doc["noiseprofiles"][0]["models"][0]["profiles"][1]["iso"] = "auto"
+        with pytest.raises(InvalidInputError, match="has no usable ISO: expected a positive number, got 'auto'"):
+            self.import_model(doc)
+
+    def test_an_iso_off_the_line_is_refused_with_the_subset_that_fits(self):
+        doc = darktable_doc(known_profile(MODEL_TABLE))
+        doc["noiseprofiles"][0]["models"][0]["profiles"][0]["a"][1] *= 2.0  # an extended "Lo" ISO
+        with pytest.raises(InvalidInputError, match=r"not proportional to ISO at ISO 50.*e\.g\. 100, 200, 400"):
+            self.import_model(doc)
+
+    def test_on_real_cameras_read_noise_rises_and_k_follows_iso(self):
+        data = json.loads(EXTRACT.read_text())
+        for (maker, model), (isos, bits, black, white) in REAL_CAMERAS.items():
+            result = importing.import_darktable(
+                data, maker=maker, model=model, name="x", cfa="RGGB", bit_depth=bits, black_level=black,
+                white_level=white, isos=isos, variance_scale=0.147,
+            )  # fmt: skip
+            fit, noise = result.fit, result.profile.noise
+            read_dn = [n.read_noise_dn for n in noise]
+            read_e = [n.read_noise_e for n in noise]
+            assert all(b > a for a, b in itertools.pairwise(read_dn)), (model, read_dn)
+            assert all(b <= a + 1e-9 for a, b in itertools.pairwise(read_e)), (model, read_e)
+            # Each entry's own K within 20 % of the line, and the line known to 5 %.
+            assert max(map(abs, fit.k_deviation)) < 0.2 and fit.k_rel_se < 0.05, (model, fit)
+            assert 0.5 < read_e[-1] < 10, (model, read_e)
+
+    def test_real_canon_with_pulled_third_stops_is_refused_by_name(self):
+        data = json.loads(EXTRACT.read_text())
+        with pytest.raises(
+            InvalidInputError,
+            match=r"not proportional to ISO at ISO 50, 100, 125, 160, 320, 640, 1250",
+        ):
+            importing.import_darktable(
+                data, maker="Canon", model="EOS 5D Mark III", name="x", cfa="RGGB", bit_depth=14, black_level=2048,
+                white_level=15000,
+            )  # fmt: skip
