@@ -8,7 +8,10 @@ must not import torch). Each decides its exposure here, so the two cannot drift 
 Gain ("auto"): the analogue gain that brings white to full scale, ``electrons_at_white
 * K(g) = white - black``, clipped to [1, ``profile.max_analogue_gain``]; the digital gain
 ``d = range_dn / (electrons_at_white * K)`` does the rest, so the scene's white lands at 1.0
-after normalization whatever the light level.
+after normalization whatever the light level. Brighter than full scale at base gain (the
+Nexus 6P's 5,341 e- at white, about 2,000 lux), an auto-exposing camera shortens its
+exposure rather than clip: white then collects the full-scale count, not more, so daylight
+is the base-gain noise level and not a clipped frame scaled down by a digital gain below 1.
 """
 
 from __future__ import annotations
@@ -57,12 +60,15 @@ class Exposure:
 
 def choose_exposure(profile: SensorProfile, electrons_at_white: float, analogue_gain: str | float = "auto") -> Exposure:
     """The analogue gain (``"auto"`` or a number in (0, max]) and the digital gain that
-    brings the scene's white to 1.0."""
+    brings the scene's white to 1.0; with ``"auto"``, light beyond full scale at base gain is
+    cut to it (a shorter exposure; see the module docstring)."""
     if not (math.isfinite(electrons_at_white) and electrons_at_white > 0):
         raise InvalidInputError(f"electrons_at_white must be a positive number, got {electrons_at_white}")
     if isinstance(analogue_gain, str):
         if analogue_gain != "auto":
             raise InvalidInputError(f"analogue_gain must be 'auto' or a number, got {analogue_gain!r}")
+        full_scale = profile.range_dn / profile.noise_at(1.0).gain_dn_per_e
+        electrons_at_white = min(float(electrons_at_white), full_scale)
         gain = auto_analogue_gain(profile, electrons_at_white)
     else:
         gain = float(analogue_gain)

@@ -286,6 +286,7 @@ def simulate(
     exposures = [choose_exposure(profile, float(e), g) for e, g in zip(electrons, asked, strict=True)]
     gains = np.array([x.analogue_gain for x in exposures])
     digital = np.array([x.digital_gain for x in exposures])
+    electrons = np.array([x.electrons_at_white for x in exposures])  # daylight: the exposure is cut
     read_scale = _per_image(read_noise_scale, batch, "read_noise_scale")
     models = []
     for g, s in zip(gains, read_scale, strict=True):

@@ -117,7 +117,7 @@ class TestPoissonGaussianStatistics:
             (NEXUS, 8.0, 0.25),
             (NEXUS, 64.0, 0.5),
             (NEXUS, 1000.0, 0.5),
-            (NEXUS, 6000.0, 0.89),  # base gain, about half the pixels clip at white
+            (NEXUS, 6000.0, 0.89),  # base gain held (see below), about half the pixels clip at white
             (SYNTHETIC_NO_ROWS, 2.0, 0.5),
             (SYNTHETIC_NO_ROWS, 8.0, 0.25),
             (SYNTHETIC_NO_ROWS, 64.0, 0.5),
@@ -126,7 +126,11 @@ class TestPoissonGaussianStatistics:
         ],
     )
     def test_flat_patch_raw_matches_the_model(self, profile, electrons, level):
-        sim = simulate(grey(level), profile, electrons, generator=seeded(1))
+        # Beyond full scale at base gain an auto-exposing camera cuts its exposure; a gain
+        # given by hand keeps the light, and the sensor clips.
+        full_scale = profile.range_dn / profile.noise_at(1.0).gain_dn_per_e
+        gain = 1.0 if electrons > full_scale else "auto"
+        sim = simulate(grey(level), profile, electrons, analogue_gain=gain, generator=seeded(1))
         model = profile.noise_at(float(sim.analogue_gain[0]))
         raw_planes = pack(sim.raw_dn, profile.cfa)
         linear_planes = pack(mosaic(sim.blurred_linear, profile.cfa), profile.cfa)
@@ -136,6 +140,17 @@ class TestPoissonGaussianStatistics:
                 electrons * x, model.gain_dn_per_e, model.read_noise_dn, profile.black_level[p], profile.white_level
             )
             assert_moments(raw_planes[:, p], *expected, what=f"{profile.name} e={electrons} plane {p}")
+
+    def test_daylight_cuts_the_exposure_to_full_scale_instead_of_clipping(self):
+        full_scale = NEXUS.range_dn / NEXUS.noise_at(1.0).gain_dn_per_e  # 5341 e-, about 2000 lux
+        day = simulate(grey(0.5), NEXUS, 10 * full_scale, noise=False)
+        at_full = simulate(grey(0.5), NEXUS, full_scale, noise=False)
+        assert float(day.electrons_at_white[0]) == pytest.approx(full_scale)
+        assert float(day.digital_gain[0]) == pytest.approx(1.0) and float(day.analogue_gain[0]) == 1.0
+        torch.testing.assert_close(day.packed, at_full.packed)  # a mid grey, not clipped white scaled down
+        torch.testing.assert_close(day.noise, at_full.noise)
+        held = simulate(grey(0.5), NEXUS, 10 * full_scale, analogue_gain=1.0, noise=False)
+        assert float(held.packed.max()) == pytest.approx(0.1, rel=1e-4)  # clipped at white, then gain 0.1
 
     def test_exact_moments_reduce_to_the_simple_model_without_clipping(self):
         mean, var, _ = exact_dn_moments(400.0, 0.9, 3.0, 64.0, 1023.0)
@@ -257,9 +272,8 @@ class TestLevelsGainsAndLight:
         assert auto_analogue_gain(NEXUS, 1e5) == 1.0  # never below base gain
         sim = simulate(torch.rand(3, 3, 4, 4), NEXUS, torch.tensor([8.0, 1000.0, 1e5]), noise=False)
         assert sim.analogue_gain.tolist() == pytest.approx([64.0, range_dn / (1000 * k1), 1.0], rel=1e-6)
-        assert sim.digital_gain.tolist() == pytest.approx(
-            [range_dn / (8 * 64 * k1), 1.0, range_dn / (1e5 * k1)], rel=1e-6
-        )
+        # 1e5 e- is beyond full scale at base gain: the exposure is cut, so no gain below 1.
+        assert sim.digital_gain.tolist() == pytest.approx([range_dn / (8 * 64 * k1), 1.0, 1.0], rel=1e-6)
         range12 = SYNTHETIC.range_dn
         for electrons in (600.0, 1000.0, 3000.0):  # targets inside both table intervals
             gain = auto_analogue_gain(SYNTHETIC, electrons)
@@ -279,7 +293,7 @@ class TestLevelsGainsAndLight:
             simulate(torch.rand(1, 3, 4, 4), SYNTHETIC, 50.0, analogue_gain="max")
 
     def test_clipping_and_quantization(self):
-        bright = simulate(torch.ones(2, 3, 16, 16), NEXUS, 1e5, generator=seeded(5))
+        bright = simulate(torch.ones(2, 3, 16, 16), NEXUS, 1e5, analogue_gain=1.0, generator=seeded(5))
         assert torch.all(bright.raw_dn == 1023.0)
         assert torch.allclose(bright.packed, bright.digital_gain.view(2, 1, 1, 1).expand_as(bright.packed))
         dark = simulate(torch.zeros(4, 3, 128, 128), NEXUS, 2.0, generator=seeded(6))  # gain 64: read 29 DN
