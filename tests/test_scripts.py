@@ -30,6 +30,9 @@ def test_passes_shellcheck(script):
         (["scripts/study.sh"], "usage: .*study.sh cls|det"),
         (["scripts/study.sh", "seg"], "usage: .*study.sh cls|det"),
         (["scripts/study.sh", "cls", "fly"], r"usage: .*\[train\|eval\|all\]"),
+        (["scripts/study.sh", "real-seg"], "usage: .*study.sh cls|det|real-cls|real-det"),
+        (["scripts/train_real.sh"], "usage: .*train_real.sh cls|det"),
+        (["scripts/train_real.sh", "seg"], "usage: .*train_real.sh cls|det"),
     ],
 )
 def test_study_refuses_bad_arguments(argv, message):

@@ -146,7 +146,7 @@ class TestMakeBackend:
         made = []
         monkeypatch.setattr(eofu, "engine_on_first_use", lambda path, say: eofu.EngineChoice(engine, "TensorRT runs"))
         monkeypatch.setattr(
-            "edge_isp.runtime.backends.tensorrt_backend.TensorRTBackend",
+            "edge_isp.runtime.backends.TensorRTBackend",
             lambda path, device: made.append((path, device)) or type("B", (), {"description": "trt"})(),
         )
         with caplog.at_level(logging.INFO, logger="edge_isp.runtime.backends"):
