@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,3 +61,16 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write bytes atomically."""
     with atomic_open(path, "wb") as handle:
         handle.write(data)
+
+
+def replace_folder(built: Path, out: Path) -> None:
+    """Put the finished folder ``built`` at ``out`` (on the same file system), replacing what was
+    there only once ``built`` is complete: the old folder is moved aside, the new one renamed
+    in, then the old one deleted, so an interruption leaves one of the two whole."""
+    if out.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        out.rename(trash / out.name)
+        built.rename(out)
+        shutil.rmtree(trash)
+    else:
+        built.rename(out)

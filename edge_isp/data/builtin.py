@@ -34,6 +34,7 @@ import numpy as np
 from edge_isp import __version__
 from edge_isp.data import compose, scenes, sources
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.fileio import replace_folder
 
 if TYPE_CHECKING:
     from edge_isp.data.folders import CocoDetectionDataset, ImageFolderDataset
@@ -251,13 +252,7 @@ def build_dataset(
                 )
         manifest = _manifest(config, photos, fashion_dir, written)
         scenes.write_plain_json(tmp / MANIFEST, manifest, indent=2)
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            out.rename(trash / out.name)
-            tmp.rename(out)
-            shutil.rmtree(trash)
-        else:
-            tmp.rename(out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -36,6 +36,7 @@ from edge_isp.data.folders import read_image
 from edge_isp.data.real_sources import SPLITS, RealPhoto
 from edge_isp.data.scenes import write_plain_json
 from edge_isp.errors import InvalidInputError, require
+from edge_isp.fileio import replace_folder
 
 CLASSIFICATION_DIR = "real-classification"
 DETECTION_DIR = "real-detection"
@@ -232,13 +233,7 @@ def build_real(
         manifests["detection"] = {"task": "detection", **common, "video": str(video) if video else None,
                                   "counts": _counts(items), "items": items}  # fmt: skip
         write_plain_json(tmp / DETECTION_DIR / MANIFEST, manifests["detection"], indent=1)
-        if out.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            out.rename(trash / out.name)
-            tmp.rename(out)
-            shutil.rmtree(trash)
-        else:
-            tmp.rename(out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

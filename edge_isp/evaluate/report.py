@@ -28,7 +28,7 @@ from edge_isp.evaluate.scoring import METRIC_TEXT
 from edge_isp.evaluate.sweep import SweepResult, out_of_range, range_means
 from edge_isp.fileio import atomic_open, write_bytes, write_json
 
-PERCENT_METRICS = ("top1", "top5", "map50", "map50_95")
+PERCENT_METRICS = ("top1", "top5", "top1_low", "top1_high", "map50", "map50_95")
 OUTSIDE_MARK = "†"
 
 

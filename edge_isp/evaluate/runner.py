@@ -150,9 +150,11 @@ def evaluate_task(
         )
     dataset = TaskDataset(base, task, size, limit)
     num_classes = max(1, len(dataset.class_names))
+    groups = getattr(base, "groups", None)
+    groups = None if groups is None or task != "classification" else [groups[i] for i in dataset.indices]
     result = run_sweep(
         made.pipelines, dataset, sweep, num_classes=num_classes, device=dev, notes=made.notes,
-        progress=progress, bar=progress is not None,
+        progress=progress, bar=progress is not None, groups=groups,
     )  # fmt: skip
     scene = scene_images(made.pipelines, dataset, sweep, level=scene_level, index=scene_index, device=dev)
     unit = "lux" if sweep.light_unit == "lux" else "e- at white"

@@ -32,6 +32,8 @@ IMAGE_METRICS = ("psnr", "ssim")
 METRIC_TEXT = {
     "top1": "top-1 accuracy",
     "top5": "top-5 accuracy",
+    "top1_low": "top-1, 95% interval low (bootstrap over photos)",
+    "top1_high": "top-1, 95% interval high (bootstrap over photos)",
     "map50": "mAP@0.5 (all-point AP)",
     "map50_95": "mAP@0.5:0.95 (all-point AP)",
     "psnr": "PSNR (dB)",
@@ -42,12 +44,28 @@ DETECTION_TOP_K = 50
 DETECTION_MIN_SCORE = 0.01
 
 
-def metric_names(task: str, top5: bool = False) -> tuple[str, ...]:
-    """The task's metrics (with ``top5``, classification's top-5 too) and the image metrics."""
+def metric_names(task: str, top5: bool = False, interval: bool = False) -> tuple[str, ...]:
+    """The task's metrics (classification: with ``top5`` the top-5 too, with ``interval`` the
+    95% bootstrap interval of top-1 over the images' groups) and the image metrics."""
     if task not in TASK_METRICS:
         raise InvalidInputError(f"task must be one of {', '.join(TASK_METRICS)}, got {task!r}")
     extra = ("top5",) if top5 and task == "classification" else ()
+    extra += ("top1_low", "top1_high") if interval and task == "classification" else ()
     return TASK_METRICS[task] + extra + IMAGE_METRICS
+
+
+def bootstrap_interval(
+    correct: np.ndarray, groups: np.ndarray, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of the mean of ``correct`` (N,) when whole groups (N,) are drawn
+    with replacement: crops of one photograph are not independent, photographs are."""
+    _, index = np.unique(np.asarray(groups), return_inverse=True)
+    hits = np.bincount(index, weights=np.asarray(correct, np.float64))
+    sizes = np.bincount(index).astype(np.float64)
+    draws = np.random.default_rng(seed).integers(0, len(sizes), (resamples, len(sizes)))
+    means = hits[draws].sum(1) / sizes[draws].sum(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def map_over_thresholds(
@@ -79,8 +97,12 @@ class Scorer:
         has_image: whether the pipeline makes an image.
     """
 
-    def __init__(self, task: str, num_classes: int = 1, has_image: bool = True, top5: bool = False) -> None:
+    def __init__(
+        self, task: str, num_classes: int = 1, has_image: bool = True, top5: bool = False, groups: Any = None
+    ) -> None:
         metric_names(task)
+        self.groups = None if groups is None or task != "classification" else np.asarray(groups)
+        self.hits: list[np.ndarray] = []
         self.task = task
         self.has_image = has_image
         self.top5 = top5 and task == "classification"
@@ -97,6 +119,7 @@ class Scorer:
         if self.task == "classification":
             logits = prediction.float().cpu().numpy()
             self.correct += metrics.top1_correct(logits, batch[1].numpy())
+            self.hits.append(logits.argmax(1) == batch[1].numpy())
             if self.top5:
                 self.correct5 += metrics.topk_correct(logits, batch[1].numpy(), 5)
             self.total += len(batch[1])
@@ -126,6 +149,11 @@ class Scorer:
             out["top1"] = self.correct / self.total if self.total else None
             if self.top5:
                 out["top5"] = self.correct5 / self.total if self.total else None
+            if self.groups is not None:
+                hits = np.concatenate(self.hits) if self.hits else np.zeros(0, bool)
+                if len(hits) != len(self.groups):
+                    raise InvalidInputError(f"{len(hits)} images scored but {len(self.groups)} groups given")
+                out["top1_low"], out["top1_high"] = bootstrap_interval(hits, self.groups)
         elif self.task == "detection":
             out["map50"] = self.detections.mean_average_precision(0.5)
             out["map50_95"] = map_over_thresholds(self.detections)

@@ -160,6 +160,7 @@ def run_sweep(
     notes: Sequence[str] = (),
     progress: Callable[[str], None] | None = None,
     bar: bool = False,
+    groups: Sequence[str] | None = None,
 ) -> SweepResult:
     """Score every pipeline at every level and seed on ``dataset``.
 
@@ -172,6 +173,8 @@ def run_sweep(
         notes: carried into the result (e.g. which pipelines were skipped).
         progress: called with a line of text after each (seed, level).
         bar: show a progress bar (tqdm, on stderr) over every batch of every (seed, level).
+        groups: per image of ``dataset`` (in its order), the photograph it was cut from: a
+            classification sweep then adds top-1's 95% bootstrap interval over photographs.
     """
     from torch.utils.data import DataLoader
 
@@ -189,13 +192,15 @@ def run_sweep(
     # The images decide the batch layout: reconstruction may run on detection scenes.
     collate = collate_detection if getattr(dataset, "task", settings.task) == "detection" else collate_classification
     loader = DataLoader(dataset, batch_size=settings.batch_size, shuffle=False, collate_fn=collate)
-    names = list(metric_names(settings.task, settings.top5))
+    if groups is not None and len(groups) != len(dataset):
+        raise InvalidInputError(f"{len(groups)} groups for {len(dataset)} images")
+    names = list(metric_names(settings.task, settings.top5, interval=groups is not None))
     values = {p.key: {m: [] for m in names} for p in pipelines}
     meter = _meter(len(settings.seeds) * len(levels) * len(loader)) if bar else None
     for seed in settings.seeds:
         per_level = {p.key: {m: [] for m in names} for p in pipelines}
         for level, e in zip(levels, electrons, strict=True):
-            scorers = {p.key: Scorer(settings.task, num_classes, p.has_image, settings.top5) for p in pipelines}
+            scorers = {p.key: Scorer(settings.task, num_classes, p.has_image, settings.top5, groups) for p in pipelines}
             if meter is not None:
                 meter.set_description(f"seed {seed}, {_level_text(level)}")
             for batch_index, batch in enumerate(loader):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -51,7 +52,10 @@ class RealSplit:
             items = data["items"]
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInputError(f"{manifest} is not a real-set manifest (needs a list 'items'): {exc}") from None
-        self.files = [self.folder / item["file"] for item in items if item.get("split") == split]
+        chosen = [item for item in items if item.get("split") == split]
+        self.files = [self.folder / item["file"] for item in chosen]
+        # The photograph (or video) each image was cut from: the unit a bootstrap resamples.
+        self.groups = [str(item.get("photo_id", item["file"])) for item in chosen]
         if not self.files:
             raise InvalidInputError(f"{manifest} lists no {split!r} images")
         self.split = split
@@ -66,6 +70,17 @@ class RealSplit:
         if bgr is None:
             raise InvalidInputError(f"cannot read image {self.files[i]} of the real set {self.folder}")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _check_pairing(split: RealSplit, answers: Any, size: tuple[int, int] | bool | None = False) -> None:
+    """A split and its cached answers must match one to one; training also needs a size."""
+    if len(answers) != len(split):
+        raise InvalidInputError(
+            f"the teacher cache holds {len(answers)} answers for the {len(split)} {split.split} images of "
+            f"{split.folder}; delete the cache to rebuild it"
+        )
+    if size is None:
+        raise InvalidInputError("training on a real set needs data.size = [width, height]")
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -86,13 +101,7 @@ class DistillClassification:
     task = "classification"
 
     def __init__(self, split: RealSplit, answers: ClassificationAnswers, size: tuple[int, int] | None) -> None:
-        if len(answers) != len(split):
-            raise InvalidInputError(
-                f"the teacher cache holds {len(answers)} answers for the {len(split)} {split.split} images of "
-                f"{split.folder}; delete the cache to rebuild it"
-            )
-        if size is None:
-            raise InvalidInputError("training on a real set needs data.size = [width, height]")
+        _check_pairing(split, answers, size)
         self.split, self.answers, self.size = split, answers, tuple(size)
         self.class_names = list(answers.class_names)
         self.labels = answers.labels
@@ -163,13 +172,7 @@ class DistillDetection:
         random_crops: bool = False,
         seed: int = 0,
     ) -> None:
-        if len(answers) != len(split):
-            raise InvalidInputError(
-                f"the teacher cache holds {len(answers)} answers for the {len(split)} {split.split} images of "
-                f"{split.folder}; delete the cache to rebuild it"
-            )
-        if size is None:
-            raise InvalidInputError("training on a real set needs data.size = [width, height]")
+        _check_pairing(split, answers, size)
         self.split, self.answers, self.size, self.threshold = split, answers, tuple(size), threshold
         self.keep, self.student_label = label_map(answers.class_names, classes, "teacher.classes")
         self.class_names = [answers.class_names[k] for k in self.keep]
@@ -241,12 +244,9 @@ class TeacherLabelled:
         classes: tuple[str, ...] = (),
         aspect: float | None = None,
     ) -> None:
-        if len(answers) != len(split):
-            raise InvalidInputError(
-                f"the teacher cache holds {len(answers)} answers for the {len(split)} {split.split} images of "
-                f"{split.folder}; delete the cache to rebuild it"
-            )
+        _check_pairing(split, answers)
         self.split, self.answers, self.aspect = split, answers, aspect
+        self.groups = split.groups
         if isinstance(answers, ClassificationAnswers):
             self.class_names, self.labels = list(answers.class_names), answers.labels
             return

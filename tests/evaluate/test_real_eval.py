@@ -33,10 +33,12 @@ def test_scores_agreement_with_the_teachers_top1_and_top5(real, tmp_path):
         "classification", root, tmp_path / "report", checkpoints=paths, settings={"levels": (3.0, 10000.0)}
     )
     result = outcome.result
-    assert result.metrics[:2] == ["top1", "top5"] and result.images == 5
+    assert result.metrics[:4] == ["top1", "top5", "top1_low", "top1_high"] and result.images == 5
     for key in ("a", "e"):
         top1, top5 = result.values[key]["top1"][0], result.values[key]["top5"][0]
         assert all(0.0 <= a <= b <= 1.0 for a, b in zip(top1, top5, strict=True))
+        low, high = result.values[key]["top1_low"][0], result.values[key]["top1_high"][0]
+        assert all(lo <= t <= hi for lo, t, hi in zip(low, top1, high, strict=True))
     assert "top-5 accuracy" in outcome.paths["markdown"].read_text()
     cache = next((root / "real-classification" / "teacher").iterdir())
     labels = load_answers(cache, "test").labels

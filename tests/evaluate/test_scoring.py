@@ -60,3 +60,15 @@ def test_metric_names_per_task():
     assert metric_names("reconstruction") == ("psnr", "ssim")
     with pytest.raises(InvalidInputError, match="segmentation"):
         metric_names("segmentation")
+
+
+def test_bootstrap_interval_resamples_whole_groups():
+    from edge_isp.evaluate.scoring import bootstrap_interval
+
+    correct = np.array([1] * 20 + [0] * 20)
+    # Two photographs, one all right and one all wrong: anything from 0 to 1 is plausible.
+    assert bootstrap_interval(correct, np.array(["a"] * 20 + ["b"] * 20)) == (0.0, 1.0)
+    # Forty independent images at 50%: about 0.5 +- 1.96 * sqrt(0.25 / 40) = [0.35, 0.65].
+    low, high = bootstrap_interval(correct, np.arange(40))
+    assert 0.31 <= low <= 0.38 and 0.62 <= high <= 0.69
+    assert bootstrap_interval(np.ones(10), np.arange(10) % 3) == (1.0, 1.0)
