@@ -37,6 +37,7 @@ from edge_isp.data.real_sources import SPLITS, RealPhoto
 from edge_isp.data.scenes import write_plain_json
 from edge_isp.errors import InvalidInputError, require
 from edge_isp.fileio import replace_folder
+from edge_isp.isp.colour import resize_image
 
 CLASSIFICATION_DIR = "real-classification"
 DETECTION_DIR = "real-detection"
@@ -101,13 +102,6 @@ def crop_boxes(width: int, height: int, count: int, config: RealBuildConfig, rng
     return boxes
 
 
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    import cv2
-
-    shrink = size[0] < image.shape[1]
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
 def _write_png(path: Path, rgb: np.ndarray) -> None:
     import cv2
 
@@ -144,7 +138,7 @@ def _build_classification(root: Path, photos: list[RealPhoto], config: RealBuild
         rng = np.random.default_rng([config.seed, index])
         for box, scale in crop_boxes(image.shape[1], image.shape[0], per_split[photo.split], config, rng):
             x0, y0, x1, y1 = box
-            crop = _resize(image[y0:y1, x0:x1], (config.crop_px, config.crop_px))
+            crop = resize_image(image[y0:y1, x0:x1], (config.crop_px, config.crop_px))
             name = f"{photo.split}/{counters[photo.split]:05d}.png"
             counters[photo.split] += 1
             _write_png(root / name, crop)
@@ -182,7 +176,7 @@ def _build_detection(root: Path, photos: list[RealPhoto], video: Path | None, co
         factor = min(1.0, config.photo_max_px / max(w, h))
         size = (max(1, round(w * factor)), max(1, round(h * factor)))
         name = f"{photo.split}/photo_{index:04d}.jpg"
-        _write_jpeg(root / name, _resize(image, size) if factor < 1.0 else image, config.jpeg_quality)
+        _write_jpeg(root / name, resize_image(image, size) if factor < 1.0 else image, config.jpeg_quality)
         items.append({"file": name, "split": photo.split, "photo_id": photo.id, "source": str(photo.path),
                       "box": [0, 0, w, h], "size": list(size)})  # fmt: skip
         if bar is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 from edge_isp.errors import InvalidInputError
@@ -127,3 +128,13 @@ def apply_tone(linear: np.ndarray, tone: str = "srgb") -> np.ndarray:
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """Display values on [0, 1] -> uint8 (clipped, rounded to the nearest level)."""
     return np.rint(np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An (H, W, C) image resized to ``size`` (width, height): area averaging when it shrinks
+    (no aliasing), bilinear when it grows; returned as is when it already has that size."""
+    h, w = image.shape[:2]
+    if (w, h) == tuple(size):
+        return image
+    shrinking = size[0] * size[1] < w * h
+    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)

@@ -18,12 +18,16 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.isp.colour import resize_image
+from edge_isp.model.heads import Classifier
+from edge_isp.model.imagenet_classes import imagenet_class_names
 from edge_isp.teacher.file_classifier import FileClassifierTeacher, open_logits_teacher
+from edge_isp.train.checkpoint import load_checkpoint, model_from_checkpoint
+from edge_isp.train.config import TrainConfig
 
 IMAGENET_TEACHER = "mobilenet_v2_imagenet"
 
@@ -36,44 +40,28 @@ class TorchClassifierTeacher:
         module: the network, in eval mode.
         class_names: one name per logit.
         input_size: (width, height) the images are resized to before the network sees them.
-        identity: what makes this teacher's answers (for the cache key).
     """
 
     module: torch.nn.Module
     class_names: tuple[str, ...]
     input_size: tuple[int, int]
-    identity: dict
 
     @torch.no_grad()
     def logits(self, images: Sequence[np.ndarray], batch: int = 32) -> np.ndarray:
         """RGB uint8 images (H, W, 3), any sizes -> logits (N, C) float32."""
         out = []
         for start in range(0, len(images), batch):
-            chunk = [_resized(im, self.input_size) for im in images[start : start + batch]]
+            chunk = [np.ascontiguousarray(resize_image(im, self.input_size)) for im in images[start : start + batch]]
             x = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).float().div_(255.0)
             out.append(self.module(x).float().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
 
 
-def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    h, w = image.shape[:2]
-    if (w, h) == tuple(size):
-        return np.ascontiguousarray(image)
-    shrinking = size[0] * size[1] < w * h
-    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-
-
 def imagenet_teacher(input_size: tuple[int, int] | None = None) -> TorchClassifierTeacher:
     """torchvision's ImageNet MobileNetV2 on clean sRGB, 224x224 unless ``input_size`` says."""
-    from edge_isp.model.heads import Classifier
-    from edge_isp.model.imagenet_classes import imagenet_class_names
-    from edge_isp.model.weights import mobilenet_v2_weights_path
-
     module = Classifier(1000, pretrained=True).eval()
     size = tuple(input_size) if input_size is not None else (224, 224)
-    weights = mobilenet_v2_weights_path()
-    identity = {"model": IMAGENET_TEACHER, "weights": weights.name, "bytes": weights.stat().st_size}
-    return TorchClassifierTeacher(module, imagenet_class_names(), size, identity)
+    return TorchClassifierTeacher(module, imagenet_class_names(), size)
 
 
 def checkpoint_teacher(path: str | Path, input_size: tuple[int, int] | None = None) -> TorchClassifierTeacher:
@@ -81,8 +69,6 @@ def checkpoint_teacher(path: str | Path, input_size: tuple[int, int] | None = No
 
     ``input_size`` defaults to the size the checkpoint was trained at (``data.size``).
     """
-    from edge_isp.train.checkpoint import load_checkpoint, model_from_checkpoint
-    from edge_isp.train.config import TrainConfig
 
     path = Path(path)
     if not path.is_file():
@@ -97,9 +83,8 @@ def checkpoint_teacher(path: str | Path, input_size: tuple[int, int] | None = No
     size = input_size or TrainConfig.from_dict(data["train_config"], str(path)).data.size
     if size is None:
         raise InvalidInputError(f"teacher checkpoint {path} was trained without data.size: set teacher.input_size")
-    identity = {"model": str(path.resolve()), "step": data.get("global_step"), "bytes": path.stat().st_size}
     names = tuple(data.get("class_names") or [str(i) for i in range(model.config.num_classes)])
-    return TorchClassifierTeacher(model.head, names, tuple(size), identity)
+    return TorchClassifierTeacher(model.head, names, tuple(size))
 
 
 def open_classifier_teacher(

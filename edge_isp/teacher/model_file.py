@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from edge_isp.errors import InvalidInputError, MissingFileError, require
+from edge_isp.isp.colour import resize_image
 
 
 class TeacherLoadError(InvalidInputError):
@@ -115,6 +116,5 @@ def mismatch(path: Path, decode: str, expected: str, outputs: list[np.ndarray]) 
 
 def nchw(image: np.ndarray, size: tuple[int, int], low: float, high: float) -> np.ndarray:
     """RGB uint8 (H, W, 3) resized to ``size`` (width, height) -> (1, 3, h, w) float32 in [low, high]."""
-    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if size[0] < image.shape[1] else cv2.INTER_LINEAR)
-    x = resized.astype(np.float32) * ((high - low) / 255.0) + low
+    x = resize_image(image, size).astype(np.float32) * ((high - low) / 255.0) + low
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from edge_isp.errors import InvalidInputError
+from edge_isp.isp.colour import resize_image
 from edge_isp.sensor.profile import SensorProfile
 from edge_isp.sensor.simulate import SimulatedRaw, electrons_from_lux, sample_light_levels, sample_log_uniform, simulate
 
@@ -31,12 +32,7 @@ def _resize(image: np.ndarray, size: tuple[int, int] | None) -> tuple[np.ndarray
     h, w = image.shape[:2]
     if size is None or (w, h) == tuple(size):
         return image, 1.0, 1.0
-    import cv2
-
-    width, height = size
-    shrinking = width * height < w * h
-    out = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    return out, width / w, height / h
+    return resize_image(image, size), size[0] / w, size[1] / h
 
 
 class TaskDataset:

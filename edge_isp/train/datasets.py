@@ -13,6 +13,8 @@ from pathlib import Path
 
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.teacher.cache import ClassificationAnswers, DetectionAnswers, cache_key, ensure_cache, load_answers
+from edge_isp.teacher.classifiers import open_classifier_teacher
+from edge_isp.teacher.detectors import TiledDetector, open_detection_teacher
 from edge_isp.train.batches import TaskDataset
 from edge_isp.train.config import DataSection, TeacherSection, TrainConfig
 from edge_isp.train.teacher_data import (
@@ -117,10 +119,7 @@ def teacher_identity(teacher: TeacherSection) -> dict:
 
 def _teacher_factory(teacher: TeacherSection, task: str):
     if task == "classification":
-        from edge_isp.teacher.classifiers import open_classifier_teacher
-
         return lambda: open_classifier_teacher(teacher.model, teacher.input_size)
-    from edge_isp.teacher.detectors import TiledDetector, open_detection_teacher
 
     def make():
         detector = open_detection_teacher(teacher.model, teacher.decode, teacher.input_size)

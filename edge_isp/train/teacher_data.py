@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.isp.colour import resize_image
 from edge_isp.teacher.cache import ClassificationAnswers, DetectionAnswers, label_map
 
 MANIFEST = "manifest.json"
@@ -83,14 +84,6 @@ def _check_pairing(split: RealSplit, answers: Any, size: tuple[int, int] | bool 
         raise InvalidInputError("training on a real set needs data.size = [width, height]")
 
 
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    h, w = image.shape[:2]
-    if (w, h) == tuple(size):
-        return image
-    shrinking = size[0] * size[1] < w * h
-    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-
-
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
 
@@ -112,7 +105,7 @@ class DistillClassification:
     def __getitem__(self, i: int):
         if not 0 <= i < len(self):
             raise IndexError(i)
-        image = _resize(self.split.image(i), self.size)
+        image = resize_image(self.split.image(i), self.size)
         return _to_tensor(image), int(self.labels[i]), torch.from_numpy(self.answers.logits[i])
 
 
@@ -202,7 +195,7 @@ class DistillDetection:
         boxes, kept = crop_boxes(boxes, crop, self.size)
         student_labels = self.student_label[labels[kept]]
         x0, y0, x1, y1 = crop
-        pixels = _resize(image[y0:y1, x0:x1], self.size)
+        pixels = resize_image(image[y0:y1, x0:x1], self.size)
         return (
             _to_tensor(pixels),
             torch.from_numpy(boxes.reshape(-1, 4)),
@@ -227,7 +220,7 @@ class RealImages:
     def __getitem__(self, i: int):
         if not 0 <= i < len(self):
             raise IndexError(i)
-        return _to_tensor(_resize(self.split.image(i), self.size)), 0
+        return _to_tensor(resize_image(self.split.image(i), self.size)), 0
 
 
 class TeacherLabelled:
