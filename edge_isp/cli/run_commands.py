@@ -83,8 +83,15 @@ def _add_common(p: argparse.ArgumentParser, http_default: str | None = None) -> 
         help="serve the dashboard, MJPEG, events and /metrics (binds 127.0.0.1 unless a host is given)"
         + (" (default %(default)s)" if http_default else ""),
     )
-    p.add_argument("--token", help="access token the HTTP server requires")
-    p.add_argument("--lux", type=_positive_float, help="light level of the simulated source, lux")
+    p.add_argument("--token", help="access token the HTTP server requires (8+ printable characters, no spaces)")
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the HTTP server answers to besides localhost when bound to loopback (repeatable)",
+    )
+    p.add_argument("--lux", type=_positive_float, help="light level of the simulated source, lux (0.01 to 200000)")
     p.add_argument("--input-size", type=_size, metavar="WxH", help="model input size, for models without a fixed one")
     p.add_argument(
         "--score-threshold", type=float, default=0.3, help="keep detections above this (default %(default)s)"
@@ -205,6 +212,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         controls=source,
         metrics=lambda: pipeline.metrics(),
         fps=float(getattr(source, "fps", None) or args.fps or 30.0),
+        allowed_hosts=tuple(getattr(args, "allow_host", ())),
     )
     pipeline = Pipeline(source, inference, preprocessor, postprocessor, outputs, profile=profile, config=config)
     size = f"{input_size[0]}x{input_size[1]}" if input_size else "each frame's own size"
@@ -213,7 +221,8 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         pipeline.start()
         for output in outputs:
             if hasattr(output, "url"):
-                print(f"dashboard: open {output.url} in a browser")
+                hint = " with ?token=<your token> after it" if args.token else ""
+                print(f"dashboard: open {output.url}{hint} in a browser")
         metrics = pipeline.run(duration_s=args.duration, report_every_s=10.0)
     except KeyboardInterrupt:
         pipeline.close()

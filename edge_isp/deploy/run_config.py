@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.runtime.outputs.http_handler import check_token
 
 try:
     import tomllib
@@ -177,9 +178,10 @@ def _token(data: dict[str, Any], base: Path, origin: str, read: bool) -> str | N
         token, key = data["token"], "token"
     else:
         return None
-    if not isinstance(token, str) or not re.fullmatch(r"[\x21-\x7e]{8,}", token):
-        _fail(origin, key, "at least 8 printable characters without spaces", "<hidden>" if token else token)
-    return token
+    try:
+        return check_token(token, f"{origin}: {key}")
+    except InvalidInputError as exc:
+        raise RunConfigError(str(exc)) from None
 
 
 def parse_run_config(

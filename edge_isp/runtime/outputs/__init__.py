@@ -63,6 +63,7 @@ def make_outputs(
     controls: Controls | None = None,
     metrics: MetricsFn | None = None,
     fps: float = 30.0,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> list[Output]:
     """The outputs the options ask for, not yet open (open them with ``with`` / ExitStack).
 
@@ -76,11 +77,15 @@ def make_outputs(
         metrics: callable returning the pipeline's metrics snapshot
             (schema: :mod:`edge_isp.runtime.outputs.prometheus`).
         fps: the source's nominal frame rate, for the RTSP caps and the MP4 timing.
+        allowed_hosts: host names the HTTP server answers to besides localhost when bound to
+            loopback (see :func:`~edge_isp.runtime.outputs.http_handler.host_allowed`).
     """
     outputs: list[Output] = []
     if http is not None:
         host, port = parse_http_address(http)
-        outputs.append(HttpOutput(host, port, token=token, controls=controls, metrics=metrics))
+        outputs.append(
+            HttpOutput(host, port, token=token, controls=controls, metrics=metrics, allowed_hosts=allowed_hosts)
+        )
     elif token is not None:
         raise InvalidInputError("an access token was given without an HTTP address to protect")
     if rtsp is not None:

@@ -30,7 +30,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import cv2
 import numpy as np
@@ -38,7 +37,7 @@ import numpy as np
 from edge_isp.errors import InvalidInputError
 from edge_isp.runtime.interfaces import FrameResult, Output
 from edge_isp.runtime.outputs import prometheus
-from edge_isp.runtime.outputs.http_handler import HttpServer, jsonable, validate_control
+from edge_isp.runtime.outputs.http_handler import HttpServer, check_token, jsonable, validate_control
 from edge_isp.runtime.outputs.slots import LatestSlot
 
 __all__ = ["Controls", "HttpOutput", "MetricsFn", "validate_control"]
@@ -77,11 +76,14 @@ class HttpOutput(Output):
     Args:
         host: address to bind; 127.0.0.1 keeps the stream on this machine.
         port: TCP port, 0 for any free one (read it back from :attr:`port`).
-        token: optional access token; compared in constant time.
+        token: optional access token (:data:`~edge_isp.runtime.outputs.http_handler.TOKEN_RULE`);
+            compared in constant time.
         controls: the live controls (``lux`` on the simulated source), or None.
         metrics: a callable returning the pipeline's metrics snapshot, or None.
         jpeg_quality: 1..100.
         stale_after_s: /healthz reports 503 when no frame arrived for this long.
+        allowed_hosts: host names a loopback-bound server answers to besides localhost
+            (the ``Host`` check against DNS rebinding; a server on another address answers all).
     """
 
     name = "http"
@@ -97,11 +99,12 @@ class HttpOutput(Output):
         jpeg_quality: int = 80,
         stale_after_s: float = 5.0,
         metrics_interval_s: float = 1.0,
+        allowed_hosts: tuple[str, ...] = (),
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise InvalidInputError(f"HTTP port must be an integer 0..65535, got {port!r}")
-        if token is not None and (not isinstance(token, str) or not token.strip() or token != token.strip()):
-            raise InvalidInputError("the access token must be a non-empty string without surrounding spaces")
+        if token is not None:
+            check_token(token)
         if not 1 <= jpeg_quality <= 100:
             raise InvalidInputError(f"jpeg_quality must be 1..100, got {jpeg_quality}")
         if not stale_after_s > 0 or not metrics_interval_s > 0:
@@ -110,6 +113,7 @@ class HttpOutput(Output):
             )
         self.host, self._port = host, port
         self.token = token
+        self.allowed_hosts = tuple(allowed_hosts)
         self.controls, self.metrics = controls, metrics
         self.jpeg_quality, self.stale_after_s, self.metrics_interval_s = jpeg_quality, stale_after_s, metrics_interval_s
         self._new_slots()
@@ -133,9 +137,10 @@ class HttpOutput(Output):
 
     @property
     def url(self) -> str:
-        """The dashboard's address, with the token in it when one is set."""
+        """The dashboard's address, without the token (add ``?token=...`` when one is set):
+        it is printed and logged, and the token must not be."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/" + (f"?token={quote(self.token, safe='')}" if self.token else "")
+        return f"http://{host}:{self.port}/"
 
     def open(self) -> HttpOutput:
         if self._server is not None:
@@ -152,7 +157,7 @@ class HttpOutput(Output):
         ]
         for thread in self._threads:
             thread.start()
-        log.info("HTTP output at %s", self.url.split("?")[0])
+        log.info("HTTP output at %s", self.url)
         return self
 
     def publish(self, result: FrameResult) -> None:

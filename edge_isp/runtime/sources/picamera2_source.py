@@ -305,7 +305,11 @@ class Picamera2Source(CameraSource):
     def set_control(self, name: str, value: Any) -> None:
         if name not in self._settings:
             super().set_control(name, value)
-        settings = {**self._settings, name: None if value is None else float(value)}
+        try:
+            number = None if value is None else float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidInputError(f"control {name!r} takes a number or null (automatic), got {value!r}") from None
+        settings = {**self._settings, name: number}
         controls = manual_controls(settings["exposure_time_s"], settings["analogue_gain"]) or {"AeEnable": True}
         if self._cam is not None:
             self._cam.set_controls(controls)

@@ -35,6 +35,11 @@ from edge_isp.sensor.profile import SensorProfile
 DEFAULT_PROFILE = "nexus6p-rear"
 DEFAULT_LUX = 30.0
 CONTROLS = ("lux", "electrons_at_white", "analogue_gain")
+# The valid range of each numeric light control, inclusive. Lux spans a moonless night to full
+# sunlight; photo-electrons at white span what those give a small to a large pixel. Outside them
+# the simulation itself breaks down (Poisson means past ~1e18, digital gains that overflow).
+# ``analogue_gain`` is ``"auto"`` or a number in (0, the profile's ``max_analogue_gain``].
+CONTROL_RANGES = {"lux": (0.01, 200_000.0), "electrons_at_white": (0.001, 1e7)}
 
 
 def load_profile(profile: SensorProfile | str | Path) -> SensorProfile:
@@ -59,7 +64,9 @@ class SimulatedSource(CameraSource):
         paced: wait for each frame's slot; False delivers frames as fast as asked.
         clock: time source (tests pass a :class:`ManualClock`).
 
-    Live controls: ``lux``, ``electrons_at_white``, ``analogue_gain`` (``"auto"`` or a number).
+    Live controls: ``lux``, ``electrons_at_white``, ``analogue_gain`` (``"auto"`` or a number);
+    their valid ranges are :data:`CONTROL_RANGES`, and a value outside is refused with an
+    :class:`~edge_isp.errors.InvalidInputError` naming the control and its range.
     """
 
     name = "sim"
@@ -98,7 +105,7 @@ class SimulatedSource(CameraSource):
         if electrons_at_white is not None:
             self._set_electrons(electrons_at_white)
         elif lux is not None or self.profile.electrons_at_white_per_lux is not None:
-            self._set_electrons(self.profile.electrons_at_white(float(DEFAULT_LUX if lux is None else lux)))
+            self._set_lux(DEFAULT_LUX if lux is None else lux)
         else:
             self._set_electrons(100.0)
         self._gain: str | float = "auto"
@@ -185,13 +192,25 @@ class SimulatedSource(CameraSource):
 
     def set_control(self, name: str, value: Any) -> None:
         if name == "lux":
-            self._set_electrons(self.profile.electrons_at_white(_number(value, "lux")))
+            self._set_lux(value)
         elif name == "electrons_at_white":
             self._set_electrons(value)
         elif name == "analogue_gain":
             self._set_gain(value)
         else:
             super().set_control(name, value)
+
+    def _set_lux(self, value: Any) -> None:
+        lux = _number(value, "lux")
+        electrons = self.profile.electrons_at_white(lux)
+        low, high = CONTROL_RANGES["electrons_at_white"]
+        if not low <= electrons <= high:
+            raise InvalidInputError(
+                f"lux {value!r} gives {electrons:.3g} photo-electrons at white through profile "
+                f"{self.profile.name!r}, outside the simulation's range {low:g} to {high:g}"
+            )
+        with self._lock:
+            self._electrons = electrons
 
     def _set_electrons(self, value: Any) -> None:
         electrons = _number(value, "electrons_at_white")
@@ -207,10 +226,13 @@ class SimulatedSource(CameraSource):
 
 
 def _number(value: Any, name: str) -> float:
+    """``value`` as a float, refused unless a finite number (inside ``name``'s range, if it has one)."""
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a positive number, got {value!r}") from None
-    if not (math.isfinite(number) and number > 0):
-        raise InvalidInputError(f"{name} must be a positive finite number, got {value!r}")
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    low, high = CONTROL_RANGES.get(name, (0.0, math.inf))
+    if isinstance(value, bool) or not (math.isfinite(number) and number > 0 and low <= number <= high):
+        valid = "a positive finite number" if name not in CONTROL_RANGES else f"a number from {low:g} to {high:g}"
+        raise InvalidInputError(f"{name} must be {valid}, got {value!r}")
     return number
