@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.fileio import read_text
 from edge_isp.runtime.outputs.http_handler import check_token
 
 try:
@@ -131,7 +132,17 @@ def _check_source(source: Any, origin: str) -> str:
     if kind in ("replay", "v4l2") and not arg:
         example = "replay:/var/lib/edge-isp/frames" if kind == "replay" else "v4l2:/dev/video0"
         _fail(origin, "source", f"'{kind}:PATH' such as '{example}'", source)
+    if (kind == "sim" and arg) or (kind == "picamera2" and arg and not arg.isdigit()):
+        _fail(origin, "source", "'sim' (no argument) or 'picamera2[:N]' (a camera index)", source)
+    if arg and not _SOURCE_PATH.fullmatch(arg):
+        # The source reaches the board's service unit and shell: a path, nothing a shell would read.
+        _fail(
+            origin, "source", "a path of letters, digits and . _ - / @ + , = only (no spaces or shell syntax)", source
+        )
     return source
+
+
+_SOURCE_PATH = re.compile(r"[\w./@+,=-]+")
 
 
 def _size(value: Any, origin: str) -> tuple[int, int]:
@@ -258,7 +269,7 @@ def load_run_config(path: str | Path, check_files: bool = True) -> RunConfig:
     if not path.is_file():
         raise MissingFileError(f"run config {path} does not exist")
     real = path.resolve()
-    config = parse_run_config_text(real.read_text(encoding="utf-8"), real.parent, origin=str(path))
+    config = parse_run_config_text(read_text(real, "run config"), real.parent, origin=str(path))
     if check_files:
         if not config.model.is_file():
             raise MissingFileError(f"{path}: key 'model': {config.model} does not exist")

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from edge_isp import __version__
 from edge_isp.errors import EdgeIspError, InvalidInputError
-from edge_isp.fileio import write_bytes, write_json
+from edge_isp.fileio import read_json, write_bytes, write_json
 
 SIDECAR_FORMAT = "edge-isp/engine"
 SIDECAR_VERSION = 1
@@ -100,17 +100,24 @@ def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
         raise InvalidInputError(
             f"engine {engine_path} has no sidecar {path.name}; rebuild it with edge-isp export engine"
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"{path}: not valid JSON: {exc}") from None
+    data = read_json(path, "engine sidecar")
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
         raise InvalidInputError(f"{path}: not an edge-isp engine sidecar (format {SIDECAR_FORMAT!r})")
     if data.get("version") != SIDECAR_VERSION:
         raise InvalidInputError(
             f"{path}: sidecar version {data.get('version')!r}; this edge-isp reads {SIDECAR_VERSION}"
         )
+    for field, kind in _SIDECAR_FIELDS.items():
+        if field in data and not isinstance(data[field], kind):
+            raise InvalidInputError(
+                f"{path}: field {field!r} must be a {kind.__name__}, got {str(data[field])[:60]!r}; "
+                "rebuild the engine with edge-isp export engine"
+            )
     return data
+
+
+# The sidecar's fields read by name, with their JSON types (dict: an object, str: a string).
+_SIDECAR_FIELDS = {"key": dict, "model": dict, "engine_sha256": str, "onnx": str}
 
 
 def compatibility_problems(

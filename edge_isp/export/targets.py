@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.fileio import read_text
 
 try:
     import tomllib
@@ -176,7 +177,7 @@ def load_target(name_or_path: str | Path) -> Target:
             f"({', '.join(shipped_targets()) or 'none'})"
         )
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_text(path, "target"))
     except tomllib.TOMLDecodeError as exc:
         raise TargetError(f"{path}: not valid TOML: {exc}") from None
     return Target.from_dict(data, origin=str(path))

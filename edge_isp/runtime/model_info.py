@@ -73,8 +73,10 @@ class ModelInfo:
         if PREFIX + "model_config" in props:
             try:
                 config = json.loads(props[PREFIX + "model_config"])
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, RecursionError) as exc:
                 raise InvalidInputError(f"{origin}: metadata 'edge_isp.model_config' is not JSON: {exc}") from None
+            if not isinstance(config, dict):
+                raise InvalidInputError(f"{origin}: metadata 'edge_isp.model_config' must be a JSON object")
         return cls(
             task=task,
             class_names=names,
@@ -101,7 +103,7 @@ def task_from_outputs(output_names: Iterable[str], origin: str = "model") -> str
 def _parse_class_names(text: str, origin: str) -> tuple[str, ...]:
     try:
         names = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise InvalidInputError(f"{origin}: metadata 'edge_isp.class_names' is not JSON: {exc}") from None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise InvalidInputError(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.fileio import atomic_open
+from edge_isp.fileio import atomic_open, read_text
 from edge_isp.tomlwrite import toml_value
 
 try:
@@ -420,7 +420,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise MissingFileError(f"config file {path} does not exist (see configs/*.toml for examples)")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(read_text(path, "config file"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 

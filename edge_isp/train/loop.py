@@ -28,7 +28,15 @@ from edge_isp.errors import EdgeIspError, InvalidInputError, MissingFileError
 from edge_isp.fileio import write_bytes, write_json
 from edge_isp.train import distributed as D
 from edge_isp.train.batches import collate_classification, collate_detection, random_hflip, to_float
-from edge_isp.train.checkpoint import load_checkpoint, load_submodule, rng_state, save_checkpoint, set_rng_state
+from edge_isp.train.checkpoint import (
+    RESUME_KEYS,
+    load_checkpoint,
+    load_submodule,
+    require_keys,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from edge_isp.train.config import TrainConfig
 from edge_isp.train.datasets import data_task, open_datasets
 from edge_isp.train.stages import Stage, StageModule, check_stage, seeded_generator
@@ -251,6 +259,7 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         data = load_checkpoint(path, map_location=self.device)
+        require_keys(data, path, RESUME_KEYS)
         if data.get("stage") != self.stage_name or data["model_config"]["name"] != self.config.model.name:
             raise InvalidInputError(
                 f"{path} is stage {data.get('stage')!r} of model {data['model_config']['name']!r}; it cannot resume "
