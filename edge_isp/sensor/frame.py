@@ -145,8 +145,10 @@ class RawFrame:
         meta = read_json(sidecar, "RawFrame sidecar")
         try:
             data = np.load(npy, allow_pickle=False)
-        except (ValueError, EOFError, OSError) as exc:  # empty, truncated or not an .npy at all
-            raise InvalidInputError(f"{npy} is not a readable .npy array: {exc or 'no data'}") from None
+        except Exception as exc:  # numpy's header parser raises ValueError, EOFError, SyntaxError...
+            raise InvalidInputError(
+                f"{npy} is not a readable .npy array ({type(exc).__name__}: {str(exc)[:200] or 'no data'})"
+            ) from None
         if not isinstance(data, np.ndarray):
             raise InvalidInputError(f"{npy} holds an archive of arrays, not one mosaic")
         return cls.from_metadata(data, meta, origin=str(sidecar))

@@ -349,6 +349,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"config key {key!r} must be a list of {len(args)} values, got {list(value)!r}")
         return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > 1e300:  # float() would overflow; no setting is that large
+            raise ConfigError(f"config key {key!r} must be a number, got an integer of {len(str(abs(value)))} digits")
         return float(value)
     if hint is bool and not isinstance(value, bool):
         raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")

@@ -146,9 +146,16 @@ class HttpServer(ThreadingHTTPServer):
         self.output = output
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        self.handler_errors = 0
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, RequestHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver's default prints the traceback to stderr; a handler's exception is our
+        # bug: log it once, count it, and keep serving the others.
+        self.handler_errors += 1
+        log.exception("HTTP request from %s failed", client_address[0] if client_address else "?")
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup of the host, which can stall.
