@@ -5,7 +5,11 @@ checkpoints). Each reader returns a valid object or raises the project's input e
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -43,17 +47,21 @@ def damage(original: bytes) -> st.SearchStrategy[bytes]:
     return st.one_of(cut, flips, over, inserted).filter(lambda d: d != original)
 
 
-@pytest.fixture(scope="module")
-def originals(tmp_path_factory):
-    root = tmp_path_factory.mktemp("originals")
+@functools.cache
+def originals() -> dict[str, bytes]:
+    """The valid files the damage starts from (made once; not a fixture, so that a failing
+    example's report shows the damage, not these megabytes)."""
+    root = Path(tempfile.mkdtemp(prefix="edge-isp-originals-"))
     npy = F.frame_pair(root / "frame", width=32, height=24)
-    return {
+    made = {
         "npy": npy.read_bytes(),
         "json": npy.with_suffix(".json").read_bytes(),
         "dng": F.dng(root / "a.dng").read_bytes(),
         "onnx": F.onnx_model(root / "m.onnx").read_bytes(),
         "checkpoint": F.checkpoint(root / "c.pt").read_bytes(),
     }
+    shutil.rmtree(root)
+    return made
 
 
 def command(argv: list[str]) -> tuple[int, str]:
@@ -67,13 +75,13 @@ def command(argv: list[str]) -> tuple[int, str]:
 
 
 @given(data=st.data())
-def test_damaged_raw_frame_pair(originals, tmp_path_factory, data):
+def test_damaged_raw_frame_pair(tmp_path_factory, data):
     folder = tmp_path_factory.mktemp("npy")
     which = data.draw(st.sampled_from(["npy", "json"]))
-    damaged = data.draw(damage(originals[which]))
+    damaged = data.draw(damage(originals()[which]))
     record(f"RawFrame .{which}", damaged)
-    (folder / "f.npy").write_bytes(damaged if which == "npy" else originals["npy"])
-    (folder / "f.json").write_bytes(damaged if which == "json" else originals["json"])
+    (folder / "f.npy").write_bytes(damaged if which == "npy" else originals()["npy"])
+    (folder / "f.json").write_bytes(damaged if which == "json" else originals()["json"])
     with contextlib.suppress(EdgeIspError):
         RawFrame.load(folder / "f.npy")
     code, err = command(["info", str(folder / "f.npy")])
@@ -81,9 +89,9 @@ def test_damaged_raw_frame_pair(originals, tmp_path_factory, data):
 
 
 @given(data=st.data())
-def test_damaged_dng(originals, tmp_path_factory, data):
+def test_damaged_dng(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("dng") / "a.dng"
-    damaged = data.draw(damage(originals["dng"]))
+    damaged = data.draw(damage(originals()["dng"]))
     record("DNG", damaged)
     path.write_bytes(damaged)
     try:
@@ -96,9 +104,9 @@ def test_damaged_dng(originals, tmp_path_factory, data):
 
 
 @given(data=st.data())
-def test_damaged_onnx(originals, tmp_path_factory, data):
+def test_damaged_onnx(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("onnx") / "m.onnx"
-    damaged = data.draw(damage(originals["onnx"]))
+    damaged = data.draw(damage(originals()["onnx"]))
     record("ONNX", damaged)
     path.write_bytes(damaged)
     try:
@@ -110,9 +118,9 @@ def test_damaged_onnx(originals, tmp_path_factory, data):
 
 
 @given(data=st.data())
-def test_damaged_checkpoint(originals, tmp_path_factory, data):
+def test_damaged_checkpoint(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("pt") / "c.pt"
-    damaged = data.draw(damage(originals["checkpoint"]))
+    damaged = data.draw(damage(originals()["checkpoint"]))
     record("checkpoint", damaged)
     path.write_bytes(damaged)
     try:
@@ -120,3 +128,13 @@ def test_damaged_checkpoint(originals, tmp_path_factory, data):
         model_from_checkpoint(path)
     except EdgeIspError:
         pass
+
+
+def test_onnx_metadata_that_is_not_utf8_is_an_input_error(tmp_path):
+    """Found by the fuzzer: ONNX Runtime loads such a model, then raises UnicodeDecodeError."""
+    good = originals()["onnx"]
+    at = good.index(b"spot_detector", good.index(b"edge_isp.model_config"))
+    path = tmp_path / "m.onnx"
+    path.write_bytes(good[:at] + b"\x80" + good[at + 1 :])
+    with pytest.raises(EdgeIspError, match="not UTF-8"):
+        make_backend(path, "onnxruntime")
