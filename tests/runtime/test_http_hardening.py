@@ -179,3 +179,19 @@ def test_binds_loopback_by_default():
         assert out.host == "127.0.0.1" and out._server.server_address[0] == "127.0.0.1"
     finally:
         out.close()
+
+
+def test_the_token_is_compared_in_constant_time(serve, monkeypatch):
+    from edge_isp.runtime.outputs import http_handler
+
+    compared = []
+
+    def spy(a, b):
+        compared.append((a, b))
+        return a == b
+
+    monkeypatch.setattr(http_handler.hmac, "compare_digest", spy)
+    out = serve(token="s3cret-token")
+    assert get(out, "/controls?token=guess-token")[0] == 401
+    assert get(out, "/controls", {"Authorization": "Bearer s3cret-token"})[0] == 200
+    assert compared == [(b"guess-token", b"s3cret-token"), (b"s3cret-token", b"s3cret-token")]

@@ -36,9 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_CONTROL_BODY_BYTES = 4096
-# Host names a loopback-bound server answers to, besides the configured ones: a page whose own
-# name resolves to 127.0.0.1 (DNS rebinding) sends its own name and is refused.
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 TOKEN_RULE = "at least 8 printable ASCII characters without spaces"
 _TOKEN = re.compile(r"[\x21-\x7e]{8,}")
 
@@ -66,9 +63,11 @@ def is_loopback(host: str) -> bool:
 def host_allowed(host_header: str | None, bound_host: str, allowed: tuple[str, ...] = ()) -> bool:
     """Whether a request's ``Host`` header may reach a server bound to ``bound_host``.
 
-    Bound to loopback, only loopback names and ``allowed`` pass (a browser always sends
-    Host, so a request without one is not a web page's); bound to any other address (a
-    board serving its LAN, opened as http://jetson:8080), every name passes.
+    Bound to loopback, only loopback names (localhost, 127.0.0.0/8, ::1) and ``allowed``
+    pass: a page whose own name an attacker made resolve to 127.0.0.1 (DNS rebinding) sends
+    its own name and is refused. A browser always sends Host, so a request without one is
+    not a web page's. Bound to any other address (a board serving its LAN, opened as
+    http://jetson:8080), every name passes.
     """
     if not is_loopback(bound_host) or host_header is None:
         return True
@@ -90,9 +89,7 @@ def validate_control(current: Mapping[str, Any], payload: Any) -> tuple[str, Any
     one outside with an :class:`InvalidInputError` naming the control.
     """
     if not isinstance(payload, Mapping) or set(payload) != {"name", "value"}:
-        shown = repr(payload)
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        raise InvalidInputError(f'the body must be a JSON object {{"name": ..., "value": ...}}, got {shown}')
+        raise InvalidInputError(f'the body must be a JSON object {{"name": ..., "value": ...}}, got {_short(payload)}')
     name, value = payload["name"], payload["value"]
     if not isinstance(name, str) or name not in current:
         raise InvalidInputError(f"no control {str(name)[:40]!r}; the controls are {sorted(current) or 'none'}")
