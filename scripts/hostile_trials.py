@@ -291,6 +291,14 @@ def inspect_run(run: Path) -> dict:
     return found
 
 
+def wait_until(condition, timeout_s: float = 600, poll_s: float = 0.005) -> float:
+    """Poll ``condition`` until it holds (or ``timeout_s``); returns the monotonic time it did."""
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    return time.monotonic()
+
+
 def best_step_of(last: dict) -> int | None:
     """The step whose weights best.pt must hold: last.pt's ``best_step``, or for a checkpoint
     without the field, the history's epoch that reached ``best_metric``."""
@@ -310,21 +318,44 @@ def trial_kills(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="edge-isp-kills-") as root:
         root = Path(root)
         data = {"train": make_classification(root / "train", 8), "val": make_classification(root / "val", 3, seed=1)}
-        start = time.monotonic()
-        code, _ = edge_isp(["train", "joint", "--config", str(train_config(root, data, root / "whole"))], root, 600)
-        whole_s = time.monotonic() - start
-        assert code == 0, "the uninterrupted run failed"
+        whole = subprocess.Popen(
+            [PYTHON, "-m", "edge_isp", "train", "joint", "--config", str(train_config(root, data, root / "whole"))],
+            cwd=root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        first = wait_until(lambda: (root / "whole" / "last.pt").exists() or whole.poll() is not None, 600)
+        assert whole.wait() == 0, "the uninterrupted run failed"
+        train_s = time.monotonic() - first  # from the first checkpoint to the end
         for i in range(args.kills):
             run = root / f"run{i}"
             config = train_config(root, data, run)
             cmd = [PYTHON, "-m", "edge_isp", "train", "joint", "--config", str(config)]
             process = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(float(rng.uniform(0.3, 1.0)) * whole_s)
+            if i % 2 == 0:  # in the middle of a checkpoint save: the k-th one's temporary file is there
+                k, delay_s = int(rng.integers(1, 17)), float(rng.uniform(0.0, 0.03))
+                seen: set[str] = set()
+
+                def kth_save_started(k=k, seen=seen, run=run, process=process) -> bool:
+                    if run.is_dir():
+                        seen.update(n for n in os.listdir(run) if n.startswith((".last.pt.", ".best.pt.")))
+                    return len(seen) >= k or process.poll() is not None
+
+                wait_until(kth_save_started, 600, poll_s=0.0005)
+                time.sleep(delay_s)
+                moment = f"save {k} + {delay_s * 1000:.0f} ms"
+            else:  # at a random moment of the training
+                wait_until(lambda run=run, process=process: (run / "last.pt").exists() or process.poll() is not None)
+                delay_s = float(rng.uniform(0.0, 1.0)) * train_s
+                time.sleep(delay_s)
+                moment = f"{delay_s:.1f} s after the first checkpoint"
+            alive = process.poll() is None
             process.send_signal(signal.SIGKILL)
             process.wait()
             killed = inspect_run(run)
             last = killed["last.pt"]
-            row = {"kill": i, "temporaries_after_kill": killed["temporaries"]}
+            row = {"kill": i, "moment": moment, "alive": alive, "temporaries_after_kill": killed["temporaries"]}
             row["corrupt"] = [n for n in ("last.pt", "best.pt") if str(killed[n]).startswith("corrupt")]
             if isinstance(last, dict):
                 row["killed_at_step"] = last["global_step"]
@@ -354,9 +385,16 @@ def trial_kills(args: argparse.Namespace) -> dict:
                 + (["temporaries"] if row["temporaries_after_resume"] else [])
             )
             rows.append(row)
-            print(f"kill {i}: step {row['killed_at_step']}, lost {row['lost'] or 'nothing'}", flush=True)
+            state = "" if alive else " (had already exited)"
+            print(
+                f"kill {i} at {moment}{state}: step {row['killed_at_step']}, "
+                f"temporaries {row['temporaries_after_kill']}, "
+                f"best.pt missing {row['best_missing_after_kill']}, after --resume lost {row['lost'] or 'nothing'}",
+                flush=True,
+            )
     counts = {
-        "kills": len(rows),
+        "kills": sum(r["alive"] for r in rows),
+        "runs that had exited before their kill": sum(not r["alive"] for r in rows),
         "corrupt artifacts": sum(bool(r["corrupt"]) for r in rows),
         "best.pt missing right after the kill": sum(r["best_missing_after_kill"] for r in rows),
         "temporaries left right after the kill": sum(r["temporaries_after_kill"] for r in rows),

@@ -195,3 +195,16 @@ def test_the_token_is_compared_in_constant_time(serve, monkeypatch):
     assert get(out, "/controls?token=guess-token")[0] == 401
     assert get(out, "/controls", {"Authorization": "Bearer s3cret-token"})[0] == 200
     assert compared == [(b"guess-token", b"s3cret-token"), (b"s3cret-token", b"s3cret-token")]
+
+
+def test_the_printed_dashboard_address_holds_no_token(tmp_path, capsys):
+    from edge_isp.cli import main
+    from tests.fuzz.files import onnx_model
+
+    model = onnx_model(tmp_path / "m.onnx")
+    argv = ["run", "--model", str(model), "--source", "sim", "--http", "127.0.0.1:0", "--token", "s3cret-token",
+            "--max-frames", "2"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert "dashboard: open http://127.0.0.1:" in out.out and "?token=<your token>" in out.out
+    assert "s3cret-token" not in out.out + out.err
