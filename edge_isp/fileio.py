@@ -3,8 +3,8 @@ of small text files (JSON, TOML) with one clear error for a file that is not wha
 
 The temporary file of an atomic write is ``.NAME.PID.XXXXXXXX.tmp`` beside its target. A
 kill between its creation and the replace leaves it behind; the next atomic write into that
-folder removes those whose writing process is gone (and, for names without a process id,
-those older than :data:`STALE_TMP_AGE_S`).
+folder by a process removes those whose writing process is gone (and, for names without a
+process id, those older than :data:`STALE_TMP_AGE_S`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +64,21 @@ def clean_stale_temporaries(folder: str | os.PathLike, older_than_s: float = STA
     return removed
 
 
+_CLEANED: set[Path] = set()
+_CLEANED_LOCK = threading.Lock()
+
+
+def _clean_once(folder: Path) -> None:
+    # Once per folder per process: a recording writes thousands of frames into one folder, and
+    # the writers whose temporaries could be stale are earlier processes.
+    key = folder.resolve()
+    with _CLEANED_LOCK:
+        if key in _CLEANED:
+            return
+        _CLEANED.add(key)
+    clean_stale_temporaries(folder)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` in one step.
@@ -71,7 +87,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(path.parent)
+    _clean_once(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     # mkstemp makes the file private (0600); give it the mode an ordinary open() would.
     os.chmod(tmp, 0o666 & ~_UMASK)

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from edge_isp import fileio
 from edge_isp.errors import InvalidInputError
 from edge_isp.fileio import atomic_open, clean_stale_temporaries, read_json, write_bytes
 
@@ -34,6 +35,11 @@ def test_the_next_write_removes_the_temporaries_of_dead_writers(tmp_path):
     left = {p.name for p in tmp_path.iterdir()}
     assert left == {"last.pt", mine.name, young_old_style.name, unrelated.name}
     assert clean_stale_temporaries(tmp_path) == []
+    # Once per folder per process: a second write does not scan the folder again.
+    later = tmp_path / f".x.{dead_pid()}.zzzzzzzz.tmp"
+    later.write_bytes(b"")
+    write_bytes(tmp_path / "best.pt", b"new")
+    assert later.exists() and tmp_path.resolve() in fileio._CLEANED
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
