@@ -306,7 +306,7 @@ def best_step_of(last: dict) -> int | None:
         return last["best_step"]
     metric, best = last.get("metric_name"), last.get("best_metric")
     steps = [e["step"] for e in last.get("history", []) if best is not None and e.get(metric) == best]
-    return steps[-1] if steps else None
+    return steps[0] if steps else None  # the first to reach it: an equal later epoch is no improvement
 
 
 def trial_kills(args: argparse.Namespace) -> dict:

@@ -465,9 +465,10 @@ class Trainer:
 
 
 def _best_step(history: list[dict[str, Any]], best: float | None, metric: str | None) -> int | None:
-    """The step of the epoch that reached ``best``, for checkpoints older than ``best_step``."""
+    """The step of the epoch that reached ``best``, for checkpoints older than ``best_step``: the
+    first that did, since a later epoch that only equals it is no improvement."""
     steps = [entry.get("step") for entry in history if best is not None and entry.get(metric) == best]
-    return steps[-1] if steps else None
+    return steps[0] if steps else None
 
 
 def train(stage: str, config: TrainConfig, resume: bool = False, force: bool = False) -> TrainResult:

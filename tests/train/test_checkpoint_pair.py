@@ -83,3 +83,5 @@ def test_best_step_of_a_checkpoint_older_than_the_field():
     history = [{"step": 4, "accuracy": 0.5}, {"step": 8, "accuracy": 0.75}, {"step": 12, "accuracy": 0.6}]
     assert loop._best_step(history, 0.75, "accuracy") == 8
     assert loop._best_step(history, None, "accuracy") is None and loop._best_step([], 0.5, "accuracy") is None
+    ties = [{"step": 4, "accuracy": 0.5}, {"step": 8, "accuracy": 0.5}]
+    assert loop._best_step(ties, 0.5, "accuracy") == 4  # only a better epoch replaces best.pt
