@@ -222,39 +222,74 @@ HOSTILE_REQUESTS = [
 ]
 
 
+class Service:
+    """`edge-isp run` on the simulated camera with an HTTP server and no token, as `demo` runs."""
+
+    def __init__(self, root: Path, model: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.argv = [
+            "-m",
+            "edge_isp",
+            "run",
+            "--model",
+            str(model),
+            "--source",
+            "sim",
+            "--http",
+            f"127.0.0.1:{self.port}",
+        ]
+        self.starts = 0
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.starts += 1
+        log = open(self.root / f"service{self.starts}.log", "w")  # noqa: SIM115 (the child holds it)
+        # cwd: the temporary folder, so that `python -m` finds edge_isp in --tree, not in the cwd.
+        self.process = subprocess.Popen(
+            [PYTHON, *self.argv], cwd=self.root, env=child_env(), stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        deadline = time.monotonic() + 120
+        while frames_served(self.port) is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    def healthy(self) -> bool:
+        before = frames_served(self.port) or 0.0
+        time.sleep(1.0)
+        after = frames_served(self.port)
+        healthz = send(self.port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")[:12]
+        return self.process.poll() is None and after is not None and after > before and b" 200" in healthz
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def tracebacks(self) -> int:
+        return sum(p.read_text(errors="replace").count("Traceback") for p in self.root.glob("service*.log"))
+
+
 def trial_http(args: argparse.Namespace) -> dict:
     rows = []
     with tempfile.TemporaryDirectory(prefix="edge-isp-http-") as root:
-        model = F.onnx_model(Path(root) / "m.onnx")
-        port = free_port()
-        env = child_env()
-        argv = ["-m", "edge_isp", "run", "--model", str(model), "--source", "sim", "--http", f"127.0.0.1:{port}"]
-        log = open(Path(root) / "service.log", "w")  # noqa: SIM115 (lives as long as the process)
-        service = subprocess.Popen([PYTHON, *argv], env=env, stdout=log, stderr=subprocess.STDOUT)
+        service = Service(Path(root), F.onnx_model(Path(root) / "m.onnx"))
+        service.start()
         try:
-            deadline = time.monotonic() + 120
-            while frames_served(port) is None and time.monotonic() < deadline:
-                time.sleep(0.5)
             for name, data in HOSTILE_REQUESTS:
-                reply = send(port, data, timeout_s=15)
-                before = frames_served(port) or 0.0
-                time.sleep(1.0)
-                after = frames_served(port)
-                healthz = send(port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")[:12]
-                alive = service.poll() is None and after is not None and after > before and b" 200" in healthz
+                reply = send(service.port, data, timeout_s=15)
+                ok = service.healthy()
                 status = reply.split(b" ", 2)[1].decode(errors="replace") if reply.startswith(b"HTTP/") else "none"
-                rows.append({"request": name, "status": status, "service_ok": alive})
-                print(f"{'ok' if alive else 'STOPPED':<8} {status:<5} {name}", flush=True)
-                if service.poll() is not None:
-                    break
+                rows.append({"request": name, "status": status, "service_ok": ok})
+                print(f"{'ok' if ok else 'STOPPED':<8} {status:<5} {name}", flush=True)
+                if not ok:  # a fresh service for the next request
+                    service.stop()
+                    service.start()
         finally:
-            service.send_signal(signal.SIGTERM)
-            try:
-                service.wait(15)
-            except subprocess.TimeoutExpired:
-                service.kill()
-            log.close()
-        tracebacks = (Path(root) / "service.log").read_text(errors="replace").count("Traceback")
+            service.stop()
+        tracebacks = service.tracebacks()
     stopped = sum(not r["service_ok"] for r in rows)
     return {
         "counts": {"requests": len(rows), "stopped the service": stopped, "tracebacks logged": tracebacks},
