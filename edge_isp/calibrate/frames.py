@@ -27,7 +27,6 @@ never sits in memory at once.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.fileio import write_json
+from edge_isp.fileio import read_json, write_json
 from edge_isp.sensor.cfa import CFA
 from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.optical_black import OpticalBlack
@@ -137,10 +136,7 @@ def _kind_from_path(relative: str) -> str | None:
 
 
 def _read_manifest(path: Path) -> dict[str, dict[str, Any]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"{path}: not valid JSON: {exc}") from None
+    data = read_json(path, "calibration manifest")
     if not isinstance(data, dict):
         raise InvalidInputError(f"{path}: a manifest must be a JSON object with 'defaults' and/or 'frames'")
     unknown = set(data) - {"defaults", "frames"}
@@ -214,6 +210,14 @@ def discover(
     entries: dict[str, dict[str, Any]] = {"*": {}}
     if manifest_path is not None and manifest_path.exists():
         entries = _read_manifest(manifest_path)
+        known = {name for path, relative in files for name in (relative, path.name)}
+        absent = sorted(name for name in entries if name != "*" and name not in known)
+        if absent:
+            shown = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+            raise MissingFileError(
+                f"{manifest_path} describes frame(s) that are not among the inputs: {shown} "
+                f"(a typo, or a file not copied?)"
+            )
     elif manifest is not None:
         raise MissingFileError(f"manifest {manifest} does not exist")
     cli_defaults = {k: v for k, v in decode.items() if v is not None}

@@ -43,6 +43,23 @@ def _fail(message: str) -> None:
     raise SystemExit(1)
 
 
+# A path the user named that is missing, of the wrong kind (a file where a folder must be, or
+# the reverse) or not theirs: their mistake, said in one line.
+USER_OS_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def _os_message(exc: OSError) -> str:
+    if exc.filename is None or exc.strerror is None:
+        return str(exc)
+    where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+    hint = {
+        FileExistsError: " (a file is in the way of a folder or an output that must be new)",
+        NotADirectoryError: " (a file is where a folder must be)",
+        IsADirectoryError: " (a folder is where a file must be)",
+    }.get(type(exc), "")
+    return f"{where}: {exc.strerror}{hint}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="edge-isp",
@@ -64,8 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return 128 + 13  # as a process killed by SIGPIPE reports itself
-    except (EdgeIspError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+    except EdgeIspError as exc:
         _fail(str(exc))
+    except USER_OS_ERRORS as exc:
+        _fail(_os_message(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -113,8 +113,15 @@ def _add_common(p: argparse.ArgumentParser, http_default: str | None = None) -> 
         help="serve the dashboard, MJPEG, events and /metrics (binds 127.0.0.1 unless a host is given)"
         + (" (default %(default)s)" if http_default else ""),
     )
-    p.add_argument("--token", help="access token the HTTP server requires")
-    p.add_argument("--lux", type=_positive_float, help="light level of the simulated source, lux")
+    p.add_argument("--token", help="access token the HTTP server requires (8+ printable characters, no spaces)")
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the HTTP server answers to besides localhost when bound to loopback (repeatable)",
+    )
+    p.add_argument("--lux", type=_positive_float, help="light level of the simulated source, lux (0.01 to 200000)")
     p.add_argument(
         "--input-size", type=size_argument, metavar="WxH", help="model input size, for models without a fixed one"
     )
@@ -254,6 +261,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         class_names=info.class_names,
         score_threshold=args.score_threshold,
         record_size=lambda: getattr(args, "size", None) or _frame_size(source),
+        allowed_hosts=tuple(getattr(args, "allow_host", ())),
     )
     pipeline = Pipeline(source, inference, preprocessor, postprocessor, outputs, profile=profile, config=config)
     size = format_size(input_size) if input_size else "each frame's own size"
@@ -262,7 +270,8 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         pipeline.start()
         for output in outputs:
             if hasattr(output, "url"):
-                print(f"dashboard: open {output.url} in a browser")
+                hint = " with ?token=<your token> after it" if args.token else ""
+                print(f"dashboard: open {output.url}{hint} in a browser")
         metrics = pipeline.run(duration_s=args.duration, report_every_s=10.0)
     except KeyboardInterrupt:
         pipeline.close()

@@ -54,6 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "isp/head runs beside it when they are there",
         )
         s.add_argument("--resume", action="store_true", help="continue from OUT/last.pt to the same state")
+        s.add_argument(
+            "--force", action="store_true", help="start again in a folder that holds a run (replaces its checkpoints)"
+        )
         s.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
         s.set_defaults(func=_train)
 
@@ -79,7 +82,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     from edge_isp.train.loop import train
 
-    result = train(args.stage, config, resume=args.resume)
+    result = train(args.stage, config, resume=args.resume, force=args.force)
     best = "n/a" if result.best_metric is None else f"{result.best_metric:.4g}"
     state = "finished" if result.finished else f"stopped at step {result.global_step} (resume with --resume)"
     print(

@@ -21,7 +21,7 @@ from typing import Any
 
 from edge_isp import __version__
 from edge_isp.errors import InvalidInputError
-from edge_isp.fileio import write_json
+from edge_isp.fileio import read_json, write_json
 
 SIDECAR_FORMAT = "edge-isp/engine"
 SIDECAR_VERSION = 1
@@ -100,10 +100,7 @@ def read_sidecar(engine_path: str | Path) -> dict[str, Any]:
         raise InvalidInputError(
             f"engine {engine_path} has no sidecar {path.name}; rebuild it with edge-isp export engine"
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"{path}: not valid JSON: {exc}") from None
+    data = read_json(path, "engine sidecar")
     if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
         raise InvalidInputError(f"{path}: not an edge-isp engine sidecar (format {SIDECAR_FORMAT!r})")
     if data.get("version") != SIDECAR_VERSION:

@@ -102,7 +102,7 @@ class NoiseRange:
         what = f"{origin}: metadata '{PREFIX}noise_range'"
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise InvalidInputError(f"{what} is not valid JSON: {exc}") from None
         if not isinstance(data, dict) or set(data) != {"a", "sigma"}:
             raise InvalidInputError(f'{what} must be {{"a": [low, high], "sigma": [low, high]}}, got {text[:80]!r}')
@@ -200,7 +200,7 @@ class ModelMetadata:
         def parse_json(key: str, kind: type) -> Any:
             try:
                 value = json.loads(values[key])
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
                 raise InvalidInputError(f"{origin}: metadata '{PREFIX}{key}' is not valid JSON: {exc}") from None
             if not isinstance(value, kind):
                 raise InvalidInputError(

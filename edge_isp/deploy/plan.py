@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import edge_isp
+from edge_isp.contract.metadata import read_onnx_props
 from edge_isp.deploy.doctor import sha256_file
 from edge_isp.deploy.run_config import TOP_KEYS, parse_run_config
 from edge_isp.deploy.ssh import check_remote_path
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.export.targets import load_target, target_path
-from edge_isp.fileio import write_json
+from edge_isp.fileio import read_text, write_json
 from edge_isp.sensor.profile import SensorProfile, profile_path
 from edge_isp.shipped import shipped_dir
 from edge_isp.tomlwrite import toml_value
@@ -146,7 +147,7 @@ def release_config(options: DeployOptions, model_name: str, profile_name: str) -
         if not options.config.is_file():
             raise MissingFileError(f"run config {options.config} does not exist")
         try:
-            data = tomllib.loads(options.config.read_text(encoding="utf-8"))
+            data = tomllib.loads(read_text(options.config, "run config"))
         except tomllib.TOMLDecodeError as exc:
             raise InvalidInputError(f"{options.config}: not valid TOML: {exc}") from None
     if options.source is not None:
@@ -221,6 +222,7 @@ def build_release(options: DeployOptions, out: Path) -> Release:
             f"--model must be an ONNX file (.onnx), got {model.name}: engines are built on the board, "
             "for its GPU and TensorRT version"
         )
+    read_onnx_props(model)  # refuses a file that is not an ONNX model before anything ships
     profile = _resolve_profile(options.profile)
     target = _resolve_target(options.target) if options.target else None
     config = release_config(options, model.name, profile.name)

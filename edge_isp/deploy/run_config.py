@@ -32,7 +32,9 @@ from typing import Any
 
 from edge_isp.contract.sizes import parse_size
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.fileio import read_text
 from edge_isp.runtime.outputs import parse_rtsp_address
+from edge_isp.runtime.outputs.http_handler import check_token
 from edge_isp.runtime.sources import parse_source_spec
 
 try:
@@ -132,9 +134,17 @@ def _check_source(source: Any, base: Path, origin: str) -> str:
         kind, arg = parse_source_spec(source)
     except InvalidInputError as exc:
         raise RunConfigError(f"{origin}: key 'source': {exc}") from None
+    if arg and not _SOURCE_PATH.fullmatch(str(arg)):
+        # The source reaches the board's service unit and shell: a path, nothing a shell would read.
+        _fail(
+            origin, "source", "a path of letters, digits and . _ - / @ + , = only (no spaces or shell syntax)", source
+        )
     if kind in ("replay", "file") and arg is not None:
         return f"{kind}:{_path(arg, 'source', base, origin)}"
     return source
+
+
+_SOURCE_PATH = re.compile(r"[\w./@+,=-]+")
 
 
 def _size(value: Any, origin: str) -> tuple[int, int]:
@@ -181,9 +191,10 @@ def _token(data: dict[str, Any], base: Path, origin: str, read: bool) -> str | N
         token, key = data["token"], "token"
     else:
         return None
-    if not isinstance(token, str) or not re.fullmatch(r"[\x21-\x7e]{8,}", token):
-        _fail(origin, key, "at least 8 printable characters without spaces", "<hidden>" if token else token)
-    return token
+    try:
+        return check_token(token, f"{origin}: {key}")
+    except InvalidInputError as exc:
+        raise RunConfigError(str(exc)) from None
 
 
 def parse_run_config(
@@ -263,7 +274,7 @@ def load_run_config(path: str | Path, check_files: bool = True) -> RunConfig:
     if not path.is_file():
         raise MissingFileError(f"run config {path} does not exist")
     real = path.resolve()
-    config = parse_run_config_text(real.read_text(encoding="utf-8"), real.parent, origin=str(path))
+    config = parse_run_config_text(read_text(real, "run config"), real.parent, origin=str(path))
     if check_files:
         if not config.model.is_file():
             raise MissingFileError(f"{path}: key 'model': {config.model} does not exist")

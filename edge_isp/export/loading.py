@@ -93,29 +93,35 @@ def _from_checkpoint(path: Path) -> LoadedModel:
     data = load_checkpoint(path)
     model = model_from_checkpoint(path)
     config = model.config
-    names = [str(n) for n in data.get("class_names") or []]
+    names = data.get("class_names") or []
+    if not isinstance(names, (list, tuple)):
+        raise InvalidInputError(f"{path}: its class_names must be a list, got {type(names).__name__}")
+    names = [str(n) for n in names]
     if config.task != "reconstruction" and len(names) != config.num_classes:
         # A model trained with extra (unused) outputs still needs a name per output.
         names = names + [f"class_{i}" for i in range(len(names), config.num_classes)]
-    train = data.get("train_config") or {}
-    sensor = train.get("sensor") or {}
-    size = (train.get("data") or {}).get("size")
-    levels = sensor.get("val_light")
-    noise_range = None
-    if data.get("stage") in ("isp", "joint") and train:
-        from edge_isp.train.batches import RawBatcher
-        from edge_isp.train.config import TrainConfig
+    try:
+        train = data.get("train_config") or {}
+        sensor = train.get("sensor") or {}
+        size = (train.get("data") or {}).get("size")
+        levels = sensor.get("val_light")
+        noise_range = None
+        if data.get("stage") in ("isp", "joint") and train:
+            from edge_isp.train.batches import RawBatcher
+            from edge_isp.train.config import TrainConfig
 
-        section = TrainConfig.from_dict(train, str(path)).sensor
-        noise_range = NoiseRange(**RawBatcher.from_config(section).noise_range())
-    return LoadedModel(
-        model=model,
-        class_names=names,
-        profile=str(sensor.get("profile") or DEFAULT_PROFILE),
-        input_size=(int(size[0]), int(size[1])) if size else None,
-        light_levels=tuple(float(v) for v in levels) if levels else None,
-        light_unit=str(sensor.get("light_unit") or "lux"),
-        source=str(path),
-        trained=True,
-        noise_range=noise_range,
-    )
+            section = TrainConfig.from_dict(train, str(path)).sensor
+            noise_range = NoiseRange(**RawBatcher.from_config(section).noise_range())
+        return LoadedModel(
+            model=model,
+            class_names=names,
+            profile=str(sensor.get("profile") or DEFAULT_PROFILE),
+            input_size=(int(size[0]), int(size[1])) if size else None,
+            light_levels=tuple(float(v) for v in levels) if levels else None,
+            light_unit=str(sensor.get("light_unit") or "lux"),
+            source=str(path),
+            trained=True,
+            noise_range=noise_range,
+        )
+    except (AttributeError, TypeError, ValueError, IndexError) as exc:  # a hand-edited or damaged train_config
+        raise InvalidInputError(f"{path}: its train_config is damaged ({type(exc).__name__}: {exc})") from None

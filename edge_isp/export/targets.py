@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.fileio import read_text
 from edge_isp.shipped import shipped_file, shipped_names
 
 try:
@@ -183,7 +184,7 @@ def load_target(name_or_path: str | Path) -> Target:
     """Load a target from a TOML path, or a shipped one by name ("orin-nano")."""
     path = target_path(name_or_path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_text(path, "target"))
     except tomllib.TOMLDecodeError as exc:
         raise TargetError(f"{path}: not valid TOML: {exc}") from None
     return Target.from_dict(data, origin=str(path))

@@ -70,7 +70,12 @@ def _quantile_key(q: float) -> str:
 
 
 class RateMeter:
-    """Events per second over the last ``window_s`` seconds (at least two events needed)."""
+    """Events per second over the last ``window_s`` seconds (at least two events needed).
+
+    The rate runs up to now, not to the last event: once the time since the last event
+    exceeds the mean interval the rate falls, and it is 0 after ``window_s`` without one
+    (a camera outage shows as 0 FPS, not as the last rate seen).
+    """
 
     def __init__(self, window_s: float = 2.0, clock=time.monotonic) -> None:
         self._window_s = window_s
@@ -90,9 +95,15 @@ class RateMeter:
     def rate(self) -> float:
         if len(self._times) < 2:
             return 0.0
-        self._trim(self._clock())
-        span = self._times[-1] - self._times[0]
-        return (len(self._times) - 1) / span if span > 0 else 0.0
+        now = self._clock()
+        self._trim(now)
+        first, last, intervals = self._times[0], self._times[-1], len(self._times) - 1
+        if now - last > self._window_s:
+            return 0.0
+        span = last - first
+        # The interval in progress counts once it is longer than the mean one.
+        span += max(0.0, (now - last) - span / intervals)
+        return intervals / span if span > 0 else 0.0
 
 
 class PipelineMetrics:

@@ -136,7 +136,8 @@ class PipelineConfig:
         conventional_isp: how that view is rendered.
         view_isp: how the learned view is rendered when the model has no ``image`` output.
         read_timeout_s: the longest a camera read blocks, so a stop is noticed.
-        source_error_pause_s: the wait after a camera error before reading again.
+        source_error_pause_s: the wait before reading again after a second camera error in a
+            row (a lone bad frame costs no pause: only a camera that keeps failing is waited for).
         join_timeout_s: the longest shutdown waits for each stage thread.
         max_frames: stop after capturing this many frames (None: no limit).
     """
@@ -234,6 +235,7 @@ class Pipeline:
         self._lock = threading.Lock()
         self._started = self._closed = False
         self._last_source_report = -float("inf")
+        self._errors_in_a_row = 0
         self._processed = 0
         self._clamped_now = self._warned_clamp = False
 
@@ -419,6 +421,7 @@ class Pipeline:
                 except SourceError as exc:
                     self._source_error(exc)
                     continue
+                self._errors_in_a_row = 0
                 now = time.perf_counter()
                 stamp = frame.timestamp_s if frame.timestamp_s is not None else time.time()
                 item = _Item(index=captured, frame=frame, captured=now, timestamp_s=stamp)
@@ -435,7 +438,9 @@ class Pipeline:
         if now - self._last_source_report > 10.0:  # one line per 10 s while a camera is down
             self._last_source_report = now
             log.warning("camera %s: %s (carrying on)", getattr(self.source, "name", "?"), exc)
-        self._stop.wait(self.config.source_error_pause_s)
+        self._errors_in_a_row += 1
+        if self._errors_in_a_row > 1:
+            self._stop.wait(self.config.source_error_pause_s)
 
     def _preprocess(self) -> None:
         try:

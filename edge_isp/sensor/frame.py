@@ -9,14 +9,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.fileio import atomic_open
+from edge_isp.errors import InvalidInputError, MissingFileError, ProfileError
+from edge_isp.fileio import atomic_open, read_json
 from edge_isp.sensor.cfa import CFA, per_channel_map
+from edge_isp.sensor.profile import check_levels
 
 SIDECAR_VERSION = 1
 
@@ -70,30 +72,26 @@ class RawFrame:
         if data.shape[0] % 2 or data.shape[1] % 2:
             raise InvalidInputError(f"RawFrame.data must have even height and width, got {data.shape}")
         object.__setattr__(self, "cfa", CFA.parse(self.cfa))
-        if isinstance(self.bit_depth, bool) or int(self.bit_depth) != self.bit_depth or not 8 <= self.bit_depth <= 16:
-            raise InvalidInputError(f"RawFrame.bit_depth must be an integer 8..16, got {self.bit_depth!r}")
-        object.__setattr__(self, "bit_depth", int(self.bit_depth))
-        black_arr = np.asarray(self.black_level, dtype=float)
-        if black_arr.shape not in ((), (4,)) or not np.all(np.isfinite(black_arr)):
-            raise InvalidInputError(
-                f"RawFrame.black_level must be one number or 4 (R, Gr, Gb, B), got {self.black_level!r}"
-            )
-        black = tuple(float(b) for b in np.broadcast_to(black_arr, (4,)))
+        try:
+            bit_depth, black, white = check_levels(self.bit_depth, self.black_level, self.white_level)
+        except ProfileError as exc:  # the profile's rule, named for a frame
+            raise InvalidInputError(f"RawFrame: {exc}") from None
+        object.__setattr__(self, "bit_depth", bit_depth)
         object.__setattr__(self, "black_level", black)
-        if not max(black) < self.white_level <= 2**16 - 1:
-            raise InvalidInputError(
-                f"RawFrame.white_level must be above every black level {black} and at most 65535, "
-                f"got {self.white_level}"
-            )
-        if not (math.isfinite(self.digital_gain) and self.digital_gain > 0):
-            raise InvalidInputError(f"RawFrame.digital_gain must be a finite number > 0, got {self.digital_gain}")
+        object.__setattr__(self, "white_level", white)
+        if not (_is_number(self.digital_gain) and self.digital_gain > 0):
+            raise InvalidInputError(f"RawFrame.digital_gain must be a finite number > 0, got {self.digital_gain!r}")
         for name in ("analogue_gain", "exposure_time_s"):
             value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise InvalidInputError(f"RawFrame.{name} must be a finite number >= 0, got {value}")
+            if not (_is_number(value) and value >= 0):
+                raise InvalidInputError(f"RawFrame.{name} must be a finite number >= 0, got {value!r}")
+        if self.timestamp_s is not None and not _is_number(self.timestamp_s):
+            raise InvalidInputError(f"RawFrame.timestamp_s must be a finite number or None, got {self.timestamp_s!r}")
+        if not isinstance(self.sensor, str):
+            raise InvalidInputError(f"RawFrame.sensor must be a string, got {self.sensor!r}")
         for name in ("iso", "capture_time_unix"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not math.isfinite(value) or value <= 0):
+            if value is not None and not (_is_number(value) and value > 0):
                 raise InvalidInputError(f"RawFrame.{name} must be a finite number > 0 or None, got {value!r}")
 
     @property
@@ -153,14 +151,15 @@ class RawFrame:
         for p in (npy, sidecar):
             if not p.exists():
                 raise MissingFileError(f"RawFrame file {p} does not exist (a frame is a .npy plus a .json sidecar)")
-        try:
-            meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{sidecar} is not valid JSON: {exc}") from None
+        meta = read_json(sidecar, "RawFrame sidecar")
         try:
             data = np.load(npy, allow_pickle=False)
-        except ValueError as exc:
-            raise InvalidInputError(f"{npy} is not a readable .npy array: {exc}") from None
+        except Exception as exc:  # numpy's header parser raises ValueError, EOFError, SyntaxError...
+            raise InvalidInputError(
+                f"{npy} is not a readable .npy array ({type(exc).__name__}: {str(exc)[:200] or 'no data'})"
+            ) from None
+        if not isinstance(data, np.ndarray):
+            raise InvalidInputError(f"{npy} holds an archive of arrays, not one mosaic")
         return cls.from_metadata(data, meta, origin=str(sidecar))
 
     @classmethod
@@ -175,24 +174,51 @@ class RawFrame:
         missing = [k for k in ("cfa", "bit_depth", "black_level", "white_level") if k not in meta]
         if missing:
             raise InvalidInputError(f"{origin}: missing field(s) {', '.join(missing)}")
-        if data.shape != (meta.get("height", data.shape[0]), meta.get("width", data.shape[1])):
+        if not isinstance(data, np.ndarray) or data.ndim != 2:
             raise InvalidInputError(
-                f"{origin}: says {meta.get('height')}x{meta.get('width')} but the array is {data.shape}"
+                f"{origin}: the mosaic must be a 2-D array, got shape {getattr(data, 'shape', None)}"
             )
-        return cls(
-            data=data,
-            cfa=CFA.parse(meta["cfa"]),
-            bit_depth=int(meta["bit_depth"]),
-            black_level=tuple(meta["black_level"]),
-            white_level=float(meta["white_level"]),
-            analogue_gain=float(meta.get("analogue_gain", 1.0)),
-            exposure_time_s=float(meta.get("exposure_time_s", 0.0)),
-            timestamp_s=meta.get("timestamp_s"),
-            sensor=str(meta.get("sensor", "unknown")),
-            digital_gain=float(meta.get("digital_gain", 1.0)),
-            iso=meta.get("iso"),
-            capture_time_unix=meta.get("capture_time_unix"),
-        )
+        size = (meta.get("height", data.shape[0]), meta.get("width", data.shape[1]))
+        if data.shape != size:
+            raise InvalidInputError(f"{origin}: says {size[0]!r}x{size[1]!r} but the array is {data.shape}")
+        fields = {key: meta[key] for key in ("bit_depth", "black_level", "white_level")}
+        for key, default in _OPTIONAL_NUMBERS.items():
+            fields[key] = meta.get(key, default)
+        for key, value in fields.items():
+            numbers = value if key == "black_level" and isinstance(value, list) else [value]
+            if not all(_is_number(v) for v in numbers) and not (key in _MAY_BE_NONE and value is None):
+                raise InvalidInputError(f"{origin}: field {key!r} must be a number, got {value!r}")
+        sensor = meta.get("sensor", "unknown")
+        if not isinstance(sensor, str):
+            raise InvalidInputError(f"{origin}: field 'sensor' must be a string, got {sensor!r}")
+        try:
+            return cls(data=data, cfa=CFA.parse(meta["cfa"]), sensor=sensor, **fields)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{origin}: {exc}") from None
+
+
+# Sidecar fields a frame may omit, with the value they then take.
+_OPTIONAL_NUMBERS = {
+    "analogue_gain": 1.0,
+    "exposure_time_s": 0.0,
+    "timestamp_s": None,
+    "digital_gain": 1.0,
+    "iso": None,
+    "capture_time_unix": None,
+}
+
+
+_MAY_BE_NONE = ("timestamp_s", "iso", "capture_time_unix")
+
+
+def _is_number(value: Any) -> bool:
+    """A finite real number (Python's or numpy's), not a bool, not a string."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _pair_paths(path: str | Path) -> tuple[Path, Path]:

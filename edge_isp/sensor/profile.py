@@ -17,8 +17,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from edge_isp.errors import InvalidInputError, MissingFileError, ProfileError
-from edge_isp.fileio import write_json
+from edge_isp.fileio import read_json, write_json
 from edge_isp.sensor.cfa import CFA
 from edge_isp.shipped import shipped_file, shipped_names
 
@@ -250,9 +250,9 @@ class SensorProfile:
         """Load a profile from a JSON path, or a shipped one by name ("nexus6p-rear")."""
         path = profile_path(name_or_path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ProfileError(f"{path}: not valid JSON: {exc}") from None
+            data = read_json(path, "sensor profile")
+        except InvalidInputError as exc:
+            raise ProfileError(str(exc)) from None
         return cls.from_dict(data, origin=str(path))
 
 
@@ -288,32 +288,64 @@ def _field(fn, field: str, origin: str):
         raise ProfileError(f"{origin}: field {field!r}: {exc}") from None
 
 
-def _numbers(value: Any, field: str, shape: tuple[int, ...]) -> np.ndarray:
-    raw = np.asarray(value, dtype=object)
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in raw.reshape(-1)):
-        raise ProfileError(f"field {field!r} must be numbers, got {value!r}")
-    arr = raw.astype(np.float64)
-    if arr.shape != shape:
+def _numbers(value: Any, field: str, shape: tuple[int, ...] | None) -> np.ndarray:
+    """``value`` as float64 numbers of ``shape`` (None: any), finite; else a ProfileError."""
+    try:
+        raw = np.asarray(value, dtype=object)
+        ok = all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in raw.reshape(-1))
+        arr = raw.astype(np.float64) if ok else None
+    except (ValueError, OverflowError):  # ragged lists; an integer too large for a float
+        arr = None
+    if arr is None:
+        raise ProfileError(f"field {field!r} must be numbers, got {_shown(value)}")
+    if shape is not None and arr.shape != shape:
         raise ProfileError(f"field {field!r} must have shape {shape}, got {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ProfileError(f"field {field!r} must be finite, got {value!r}")
+        raise ProfileError(f"field {field!r} must be finite, got {_shown(value)}")
     return arr
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def check_levels(bit_depth: Any, black_level: Any, white_level: Any) -> tuple[int, tuple[float, ...], float]:
+    """The raw levels of a sensor or a frame, checked: ``(bit_depth, black_level (4,), white_level)``.
+
+    ``bit_depth`` an integer 8..16; ``black_level`` one number or 4 (R, Gr, Gb, B), each >= 0;
+    ``white_level`` above every black level and within ``bit_depth`` bits. The one check
+    for profiles and RawFrames (their sidecars included). Raises :class:`ProfileError`
+    naming the field.
+    """
+    if isinstance(bit_depth, (bool, np.bool_)) or not isinstance(bit_depth, numbers.Integral):
+        raise ProfileError(f"field 'bit_depth' must be an integer 8..16, got {bit_depth!r}")
+    bit_depth = int(bit_depth)
+    if not 8 <= bit_depth <= 16:
+        raise ProfileError(f"field 'bit_depth' must be an integer 8..16, got {bit_depth!r}")
+    black_arr = _numbers(black_level, "black_level", None)
+    if black_arr.shape not in ((), (4,)):
+        raise ProfileError(f"field 'black_level' must be one number or 4 (R, Gr, Gb, B), got {black_level!r}")
+    black = np.broadcast_to(black_arr, (4,))
+    white = float(_numbers(white_level, "white_level", ()))
+    if black.min() < 0:
+        raise ProfileError(f"field 'black_level' must be >= 0, got {black.tolist()}")
+    if white > 2**bit_depth - 1 or white <= black.max():
+        raise ProfileError(
+            f"field 'white_level' ({white}) must exceed every black level {black.tolist()} "
+            f"and fit in {bit_depth} bits (<= {2**bit_depth - 1})"
+        )
+    return bit_depth, tuple(float(b) for b in black), white
 
 
 def _validate(p: SensorProfile) -> None:
     if not isinstance(p.name, str) or not p.name:
         raise ProfileError("field 'name' must be a non-empty string")
-    if not isinstance(p.bit_depth, int) or not 8 <= p.bit_depth <= 16:
-        raise ProfileError(f"field 'bit_depth' must be an integer 8..16, got {p.bit_depth!r}")
-    black = _numbers(p.black_level, "black_level", (4,))
-    white = float(_numbers(p.white_level, "white_level", ()))
-    if black.min() < 0:
-        raise ProfileError(f"field 'black_level' must be >= 0, got {black.tolist()}")
-    if white > 2**p.bit_depth - 1 or white <= black.max():
-        raise ProfileError(
-            f"field 'white_level' ({white}) must exceed every black level {black.tolist()} "
-            f"and fit in {p.bit_depth} bits (<= {2**p.bit_depth - 1})"
-        )
+    if not isinstance(p.description, str):
+        raise ProfileError(f"field 'description' must be a string, got {p.description!r}")
+    _numbers(p.black_level, "black_level", (4,))
+    _, black_levels, white = check_levels(p.bit_depth, p.black_level, p.white_level)
+    black = np.asarray(black_levels)
     ccm = _numbers(p.color_matrix, "color_matrix", (3, 3))
     if abs(np.linalg.det(ccm)) < 1e-6:
         raise ProfileError("field 'color_matrix' is singular")

@@ -86,6 +86,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return data
 
 
+# What a resume reads from last.pt, beyond what every checkpoint holds.
+RESUME_KEYS = (
+    "stage", "model_config", "train_config", "model", "optimizer", "scheduler", "rng", "epoch",
+    "step_in_epoch", "global_step", "best_metric", "history", "epoch_losses",
+)  # fmt: skip
+
+
+def require_keys(data: dict[str, Any], path: str | Path, keys: tuple[str, ...] = ("model_config", "model")) -> None:
+    """Refuse a checkpoint that lacks ``keys`` or whose model parts are not tables: a partial
+    file (written by hand, or cut by something other than :func:`save_checkpoint`)."""
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise InvalidInputError(f"{path}: a partial checkpoint, without {', '.join(missing)}")
+    for key in ("model_config", "model", "train_config"):
+        if key in keys and not isinstance(data[key], dict):
+            raise InvalidInputError(f"{path}: a damaged checkpoint, its {key!r} is {type(data[key]).__name__}")
+
+
 def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the :class:`~edge_isp.model.joint.JointModel` a checkpoint was trained as,
     with its weights, in eval mode. The ImageNet weights are not read (they are in the state)."""
@@ -94,9 +112,17 @@ def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "
     from edge_isp.model.joint import JointModel, ModelConfig
 
     data = load_checkpoint(path, map_location)
-    config = dataclasses.replace(ModelConfig.from_dict(data["model_config"]), pretrained_backbone=False)
-    model = JointModel(config)
-    model.load_state_dict(data["model"])
+    require_keys(data, path)
+    try:
+        config = dataclasses.replace(ModelConfig.from_dict(data["model_config"]), pretrained_backbone=False)
+        model = JointModel(config)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise InvalidInputError(f"{path}: its model_config does not describe a model ({exc})") from None
+    try:
+        model.load_state_dict(data["model"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        detail = "; ".join(line.strip() for line in str(exc).strip().splitlines()[:3])
+        raise InvalidInputError(f"{path}: its weights do not fit its model {config.name!r}: {detail}") from None
     return model.eval()
 
 

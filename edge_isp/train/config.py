@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.fileio import atomic_open
+from edge_isp.fileio import atomic_open, read_text
 from edge_isp.teacher.detectors import DETECTION_DECODINGS
 from edge_isp.tomlwrite import toml_value
 from edge_isp.train.config_paths import relative_to_file, resolve_file_paths
@@ -427,6 +427,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"config key {key!r} must be a list of {len(args)} values, got {list(value)!r}")
         return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > 1e300:  # float() would overflow; no setting is that large
+            raise ConfigError(f"config key {key!r} must be a number, got an integer of {len(str(abs(value)))} digits")
         return float(value)
     if hint is bool and not isinstance(value, bool):
         raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
@@ -498,7 +500,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise MissingFileError(f"config file {path} does not exist (see configs/*.toml for examples)")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(read_text(path, "config file"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 

@@ -25,10 +25,18 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from edge_isp.errors import EdgeIspError, InvalidInputError, MissingFileError
-from edge_isp.fileio import write_json
+from edge_isp.fileio import write_bytes, write_json
 from edge_isp.train import distributed as D
 from edge_isp.train.batches import apply_hflip, collate_classification, collate_detection, hflip_mask, to_float
-from edge_isp.train.checkpoint import load_checkpoint, load_submodule, rng_state, save_checkpoint, set_rng_state
+from edge_isp.train.checkpoint import (
+    RESUME_KEYS,
+    load_checkpoint,
+    load_submodule,
+    require_keys,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from edge_isp.train.config import TrainConfig
 from edge_isp.train.datasets import data_task, open_datasets, open_real_datasets
 from edge_isp.train.stages import Stage, StageModule, check_stage, seeded_generator
@@ -113,22 +121,35 @@ class Trainer:
     Args:
         stage: "isp", "head", "joint" or "baseline".
         config: the resolved config; ``run.out`` None writes to ``runs/STAGE-MODEL``.
-        resume: continue from ``OUT/last.pt`` (its model, optimizer, schedule, generators, step).
+        resume: continue from ``OUT/last.pt`` (its model, optimizer, schedule, generators, step);
+            a finished run is completed where a kill left it short (``best.pt``, ``history.json``).
+        force: start afresh in a folder that holds a run (its checkpoints are replaced); without
+            it (or ``resume``) such a folder is refused.
     """
 
-    def __init__(self, stage: str, config: TrainConfig, resume: bool = False) -> None:
+    def __init__(self, stage: str, config: TrainConfig, resume: bool = False, force: bool = False) -> None:
         if config.run.out is None:
             out = f"runs/{stage}-{config.model.name}"
             config = dataclasses.replace(config, run=dataclasses.replace(config.run, out=out))
         self.config = config
         self.stage_name = stage
         self.out_dir = Path(config.run.out)
+        last = self.out_dir / "last.pt"
+        if not resume and not force and last.exists():
+            raise InvalidInputError(
+                f"{self.out_dir} already holds a run ({last}): continue it with --resume, start it again "
+                f"with --force (its checkpoints are replaced), or give another folder with --out"
+            )
         self.dist = D.setup_distributed(config.run.device)
         try:
             self._setup(resume)
         except BaseException:
             D.teardown_distributed(self.dist)
             raise
+        if force and not resume and self.dist.is_main:
+            # The old pair goes only now that the new run is set up: a bad config keeps it.
+            for name in ("best.pt", "last.pt"):
+                (self.out_dir / name).unlink(missing_ok=True)
 
     # -- setup ------------------------------------------------------------------------
     def _setup(self, resume: bool) -> None:
@@ -198,6 +219,7 @@ class Trainer:
         self._make_optimizer()
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best_metric: float | None = None
+        self.best_step: int | None = None
         self.history: list[dict[str, Any]] = []
         self.epoch_losses: list[float] = []
         if resume:
@@ -250,6 +272,7 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         data = load_checkpoint(path, map_location=self.device)
+        require_keys(data, path, RESUME_KEYS)
         if data.get("stage") != self.stage_name or data["model_config"]["name"] != self.config.model.name:
             raise InvalidInputError(
                 f"{path} is stage {data.get('stage')!r} of model {data['model_config']['name']!r}; it cannot resume "
@@ -269,6 +292,31 @@ class Trainer:
         self.epoch, self.step_in_epoch = data["epoch"], data["step_in_epoch"]
         self.global_step, self.best_metric, self.history = data["global_step"], data["best_metric"], data["history"]
         self.epoch_losses = list(data["epoch_losses"])
+        self.best_step = data.get("best_step", _best_step(self.history, self.best_metric, data.get("metric_name")))
+        if self.dist.is_main:
+            self._complete(path)
+
+    def _complete(self, last: Path) -> None:
+        """Write what a kill between the files of one save left missing or stale: best.pt when
+        last.pt holds the best weights, history.json and config.toml from last.pt."""
+        best = self.out_dir / "best.pt"
+        if self.best_step is not None and self.best_step == self.global_step:
+            try:
+                have = load_checkpoint(best).get("global_step") if best.is_file() else None
+            except InvalidInputError:  # a best.pt damaged by other hands: written again
+                have = None
+            if have != self.best_step:
+                # last.pt is that very state: the same bytes make best.pt.
+                write_bytes(best, last.read_bytes())
+                print(f"resume: best.pt restored from {last} (step {self.global_step})", file=sys.stderr)
+        elif self.best_step is not None and not best.is_file():
+            print(
+                f"warning: {best} is missing and last.pt (step {self.global_step}) does not hold the best weights "
+                f"(step {self.best_step}); best.pt is written again at the next improvement",
+                file=sys.stderr,
+            )
+        self.config.save(self.out_dir / "config.toml")
+        write_json(self.out_dir / "history.json", {"stage": self.stage_name, "epochs": self.history})
 
     # -- checkpoints --------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -284,6 +332,7 @@ class Trainer:
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
             "best_metric": self.best_metric,
+            "best_step": self.best_step,
             "metric_name": self.stage.metric_name,
             "history": self.history,
             "epoch_losses": self.epoch_losses,
@@ -297,9 +346,12 @@ class Trainer:
             return
         state = {**self._state(), "rng": states}
         self.config.save(self.out_dir / "config.toml")
-        save_checkpoint(self.out_dir / "last.pt", state)
+        # best.pt before last.pt: a kill between them leaves last.pt one save behind (a resume
+        # redoes those steps and saves both again), never a last.pt that names a best.pt that
+        # was not written.
         if best:
             save_checkpoint(self.out_dir / "best.pt", state)
+        save_checkpoint(self.out_dir / "last.pt", state)
         write_json(self.out_dir / "history.json", {"stage": self.stage_name, "epochs": self.history})
 
     # -- training -----------------------------------------------------------------------
@@ -411,7 +463,7 @@ class Trainer:
         if val is not None:
             improved = self.best_metric is None or val["value"] > self.best_metric
             if improved:
-                self.best_metric = val["value"]
+                self.best_metric, self.best_step = val["value"], self.global_step
             self.history.append({
                 "epoch": epoch + 1,
                 "step": self.global_step,
@@ -441,6 +493,13 @@ class Trainer:
         )
 
 
-def train(stage: str, config: TrainConfig, resume: bool = False) -> TrainResult:
+def _best_step(history: list[dict[str, Any]], best: float | None, metric: str | None) -> int | None:
+    """The step of the epoch that reached ``best``, for checkpoints older than ``best_step``: the
+    first that did, since a later epoch that only equals it is no improvement."""
+    steps = [entry.get("step") for entry in history if best is not None and entry.get(metric) == best]
+    return steps[0] if steps else None
+
+
+def train(stage: str, config: TrainConfig, resume: bool = False, force: bool = False) -> TrainResult:
     """Run ``stage`` with ``config`` (see :class:`Trainer`)."""
-    return Trainer(stage, config, resume=resume).fit()
+    return Trainer(stage, config, resume=resume, force=force).fit()

@@ -47,5 +47,5 @@ def test_malformed_fields_are_refused_naming_the_file(tmp_path, field, value, wo
 def test_not_utf8(tmp_path):
     engine = _engine(tmp_path)
     sidecar_path(engine).write_bytes(b"\xff\xfe{")
-    with pytest.raises(InvalidInputError, match="not valid JSON"):
+    with pytest.raises(InvalidInputError, match="is not UTF-8 text"):
         read_sidecar(engine)

@@ -15,3 +15,14 @@ def edge_isp_main(monkeypatch):
         modules = (*cli_module.COMMAND_MODULES, "edge_isp.cli.deploy_commands")
         monkeypatch.setattr(cli_module, "COMMAND_MODULES", modules)
     return cli_module.main
+
+
+def onnx_model_bytes(tag: bytes = b"model") -> bytes:
+    """The bytes of a small valid ONNX model whose content carries ``tag`` (a metadata
+    value), so that two tags make two different models: deploy refuses a file that is not ONNX."""
+    from onnx import helper
+
+    model = helper.make_model(helper.make_graph([], "g", [], []))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "tag", tag.decode()
+    return model.SerializeToString()

@@ -18,6 +18,7 @@ import pytest
 
 from edge_isp.deploy import agent, plan
 from edge_isp.deploy.agent import AgentError
+from tests.deploy.conftest import onnx_model_bytes
 
 
 def make_release(prefix, name):
@@ -91,7 +92,7 @@ def test_discard_and_gc_never_touch_current_or_previous(tmp_path):
 def staged(tmp_path):
     """A real release, built by deploy's own code, copied into a staging folder."""
     model = tmp_path / "m.onnx"
-    model.write_bytes(b"model-bytes")
+    model.write_bytes(onnx_model_bytes(b"model-bytes"))
     options = plan.DeployOptions(model=model, profile="nexus6p-rear", source="sim", remote_python=sys.executable)
     release = plan.build_release(options, tmp_path / "built")
     prefix = tmp_path / "prefix"

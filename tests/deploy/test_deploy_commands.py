@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.deploy.conftest import onnx_model_bytes
+
 
 @pytest.fixture
 def model(tmp_path):
     path = tmp_path / "det.onnx"
-    path.write_bytes(b"onnx model bytes")
+    path.write_bytes(onnx_model_bytes(b"onnx model bytes"))
     return path
 
 

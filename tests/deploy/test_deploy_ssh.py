@@ -32,6 +32,7 @@ import pytest
 from edge_isp.deploy import plan
 from edge_isp.deploy.deployer import deploy
 from edge_isp.deploy.ssh import SshOptions, parse_host
+from tests.deploy.conftest import onnx_model_bytes
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.access("/usr/sbin/sshd", os.X_OK) else None)
 NEEDS = [
@@ -184,7 +185,7 @@ def board(tmp_path):
 
 def model_file(board: Board, name: str, content: bytes) -> Path:
     path = board.work / name
-    path.write_bytes(content)
+    path.write_bytes(onnx_model_bytes(content))
     return path
 
 
@@ -208,7 +209,7 @@ def test_deploy_installs_switches_and_waits_for_health_then_a_second_deploy_is_a
     assert board.current() == release.release and board.releases() == [release.release]
     assert service_answer(board.port) == (200, {"status": "ok", "release": release.release})
     installed = board.prefix / "releases" / release.release
-    assert (installed / "model/det.onnx").read_bytes() == b"model v1"
+    assert (installed / "model/det.onnx").read_bytes() == onnx_model_bytes(b"model v1")
     done = subprocess.run(
         [str(board.prefix / "current/bin/edge-isp"), "--version"], capture_output=True, text=True, timeout=60
     )

@@ -16,6 +16,7 @@ from edge_isp.deploy.deployer import describe_plan, engine_command, service_comm
 from edge_isp.deploy.run_config import load_run_config
 from edge_isp.deploy.ssh import SshOptions, parse_host, rsync_argv, scp_argv, ssh_argv
 from edge_isp.errors import InvalidInputError, MissingFileError
+from tests.deploy.conftest import onnx_model_bytes
 
 try:
     import tomllib
@@ -26,7 +27,7 @@ except ModuleNotFoundError:
 @pytest.fixture
 def model(tmp_path) -> Path:
     path = tmp_path / "det.onnx"
-    path.write_bytes(b"\x08\x09onnx bytes of a model")
+    path.write_bytes(onnx_model_bytes(b"onnx bytes of a model"))
     return path
 
 
@@ -124,7 +125,7 @@ def test_same_inputs_same_release_id_and_any_change_a_new_one(tmp_path, model):
     first = plan.build_release(options(model), tmp_path / "a")
     second = plan.build_release(options(model), tmp_path / "b")
     assert first.release == second.release
-    model.write_bytes(model.read_bytes() + b"retrained")
+    model.write_bytes(onnx_model_bytes(b"retrained"))
     assert plan.build_release(options(model), tmp_path / "c").release != first.release
     assert plan.build_release(options(model, source="sim"), tmp_path / "d").release != first.release
 

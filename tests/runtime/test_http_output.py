@@ -368,7 +368,7 @@ def test_metrics_failure_is_a_500_not_a_dead_server(serve):
 
 
 def test_healthz_waiting_ok_stale(serve):
-    out = serve(stale_after_s=0.3, token="s3cret")
+    out = serve(stale_after_s=0.3, token="s3cret-token")
     status, _, body = get(out, "/healthz")  # no token needed: a liveness probe carries no secret
     assert status == 503 and json.loads(body)["status"] == "waiting"
     out.publish(make_result(0))
@@ -385,7 +385,7 @@ def test_healthz_waiting_ok_stale(serve):
 
 
 def test_token_is_required_everywhere_but_healthz(serve, publish):
-    out = serve(token="s3cret", metrics=lambda: METRICS, controls=FakeControls())
+    out = serve(token="s3cret-token", metrics=lambda: METRICS, controls=FakeControls())
     publish(out)
     for path in ("/", "/stream.mjpg", "/events", "/metrics", "/controls", "/?token=wrong", "/?token="):
         status, headers, _ = get(out, path)
@@ -393,13 +393,13 @@ def test_token_is_required_everywhere_but_healthz(serve, publish):
         assert headers["WWW-Authenticate"].startswith("Bearer")
     assert get(out, "/metrics", {"Authorization": "Bearer wrong"})[0] == 401
     assert post(out, b'{"name": "lux", "value": 5}')[0] == 401
-    assert get(out, "/?token=s3cret")[0] == 200
-    assert get(out, "/metrics", {"Authorization": "Bearer s3cret"})[0] == 200
-    assert post(out, b'{"name": "lux", "value": 5}', headers={"Authorization": "Bearer s3cret"}) == (
+    assert get(out, "/?token=s3cret-token")[0] == 200
+    assert get(out, "/metrics", {"Authorization": "Bearer s3cret-token"})[0] == 200
+    assert post(out, b'{"name": "lux", "value": 5}', headers={"Authorization": "Bearer s3cret-token"}) == (
         200,
         {"name": "lux", "value": 5.0},
     )
-    response = open_stream(out, "/stream.mjpg?token=s3cret")
+    response = open_stream(out, "/stream.mjpg?token=s3cret-token")
     assert read_parts(response, 1)[0].shape == (H, W, 3)
     response.close()
 
@@ -499,21 +499,23 @@ def test_binds_localhost_by_default_and_parses_addresses():
     for bad in ("", "host:port", "1:2:3", "127.0.0.1:99999", "localhost:80/x"):
         with pytest.raises(InvalidInputError):
             parse_http_address(bad)
-    with pytest.raises(InvalidInputError, match="token"):
-        HttpOutput(token=" padded ")
-    assert HttpOutput(port=9000, token="a&b c").url == "http://127.0.0.1:9000/?token=a%26b%20c"
+    for bad in (" padded-token ", "a", "1234567", "has space", "tökenöööö", ""):
+        with pytest.raises(InvalidInputError, match="at least 8 printable ASCII characters without spaces"):
+            HttpOutput(token=bad)
+    # The printed address never carries the token.
+    assert HttpOutput(port=9000, token="a&b=c;d!").url == "http://127.0.0.1:9000/"
     with pytest.raises(InvalidInputError, match="port"):
         HttpOutput(port=70000)
 
 
 def test_make_outputs_builds_what_was_asked(tmp_path):
     controls = FakeControls()
-    outputs = make_outputs(http="127.0.0.1:0", record=tmp_path, token="t", controls=controls, metrics=dict)
+    outputs = make_outputs(http="127.0.0.1:0", record=tmp_path, token="t0ken-t0ken", controls=controls, metrics=dict)
     assert [o.name for o in outputs] == ["http", "record"]
-    assert outputs[0].token == "t" and outputs[0].controls is controls
+    assert outputs[0].token == "t0ken-t0ken" and outputs[0].controls is controls
     assert make_outputs() == []
     with pytest.raises(InvalidInputError, match="token"):
-        make_outputs(token="t")
+        make_outputs(token="t0ken-t0ken")
 
 
 def test_port_in_use_is_a_clear_error(serve):

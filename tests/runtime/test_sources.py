@@ -262,8 +262,17 @@ class TestSimulated:
         source = sim()
         with pytest.raises(InvalidInputError, match=r"has no control 'exposure'.*analogue_gain.*lux"):
             source.set_control("exposure", 1)
-        with pytest.raises(InvalidInputError, match="lux must be a positive"):
+        with pytest.raises(InvalidInputError, match=r"lux must be a number from 0\.01 to 200000, got -3"):
             source.set_control("lux", -3)
+        for name, value in [("lux", 1e300), ("lux", 4e18), ("lux", 1e-38), ("lux", 200_001), ("lux", True)]:
+            with pytest.raises(InvalidInputError, match=r"lux must be a number from 0\.01 to 200000"):
+                source.set_control(name, value)
+        for value in (1e19, 0.0001, 10**400, "many"):
+            with pytest.raises(InvalidInputError, match=r"electrons_at_white must be a number from 0\.001 to 1e\+07"):
+                source.set_control("electrons_at_white", value)
+        source.set_control("lux", 200_000)  # full daylight fits
+        assert source.controls()["lux"] == pytest.approx(200_000)
+        source.set_control("lux", 0.01)
         with pytest.raises(InvalidInputError, match="max_analogue_gain"):
             source.set_control("analogue_gain", 10_000)
         source.set_control("analogue_gain", 4)

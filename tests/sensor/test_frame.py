@@ -43,12 +43,17 @@ class TestValidation:
             ({"data": [[1, 2], [3, 4]]}, "2-D numpy array, got list"),
             ({"data": np.zeros((5, 4), dtype=np.uint16)}, r"even height and width, got \(5, 4\)"),
             ({"data": np.zeros((4, 3), dtype=np.uint16)}, "even height and width"),
-            ({"white_level": 64}, "white_level must be above every black level"),
-            ({"black_level": (60, 60, 1100, 60)}, "white_level must be above every black level"),
-            ({"white_level": 70000}, "at most 65535"),
+            ({"white_level": 64}, "'white_level' .* must exceed every black level"),
+            ({"black_level": (60, 60, 1100, 60)}, "'white_level' .* must exceed every black level"),
+            ({"white_level": 70000}, r"fit in 10 bits \(<= 1023\)"),
+            ({"white_level": 60000.0}, r"fit in 10 bits"),
+            ({"black_level": -5}, r"'black_level' must be >= 0"),
+            ({"bit_depth": 10.7}, "'bit_depth' must be an integer 8..16, got 10.7"),
+            ({"timestamp_s": "yesterday"}, "timestamp_s must be a finite number"),
+            ({"sensor": None}, "sensor must be a string"),
             ({"cfa": "RGBW"}, "unknown CFA pattern 'RGBW'"),
-            ({"bit_depth": 7}, "bit_depth must be an integer 8..16, got 7"),
-            ({"bit_depth": 17}, "bit_depth must be an integer 8..16"),
+            ({"bit_depth": 7}, "'bit_depth' must be an integer 8..16, got 7"),
+            ({"bit_depth": 17}, "'bit_depth' must be an integer 8..16"),
             ({"analogue_gain": -1.0}, "analogue_gain"),
             ({"exposure_time_s": float("nan")}, "exposure_time_s"),
         ],
@@ -70,19 +75,19 @@ class TestNormalized:
     def test_per_channel_black_hand_checked(self):
         # RGGB, white 1060, black R 60, Gr 160, Gb 260, B 560: ranges 1000, 900, 800, 500.
         data = np.array([[560, 610, 1060, 160], [660, 810, 260, 510]], dtype=np.uint16)
-        out = _frame(data, black_level=(60, 160, 260, 560), white_level=1060).normalized()
+        out = _frame(data, black_level=(60, 160, 260, 560), white_level=1060, bit_depth=11).normalized()
         assert out.dtype == np.float32
         np.testing.assert_allclose(out, [[0.5, 0.5, 1.0, 0.0], [0.5, 0.5, 0.0, -0.1]], atol=1e-7)
 
     def test_black_follows_the_pattern(self):
         # GBRG: (0,0) Gb, (0,1) B, (1,0) R, (1,1) Gr.
         data = np.array([[660, 810], [560, 610]], dtype=np.uint16)
-        out = _frame(data, cfa="GBRG", black_level=(60, 160, 260, 560), white_level=1060).normalized()
+        out = _frame(data, cfa="GBRG", black_level=(60, 160, 260, 560), white_level=1060, bit_depth=11).normalized()
         np.testing.assert_allclose(out, [[0.5, 0.5], [0.5, 0.5]], atol=1e-7)
 
     def test_packed_plane_order(self):
         data = np.array([[1064, 564], [314, 64]], dtype=np.uint16)  # GRBG: Gr, R / B, Gb
-        planes = pack(_frame(data, cfa="GRBG", black_level=64, white_level=1064).normalized(), CFA.GRBG)
+        planes = pack(_frame(data, cfa="GRBG", black_level=64, white_level=1064, bit_depth=11).normalized(), CFA.GRBG)
         assert planes.shape == (4, 1, 1)
         np.testing.assert_allclose(planes[:, 0, 0], [0.5, 1.0, 0.0, 0.25], atol=1e-7)
 

@@ -83,10 +83,13 @@ class OnnxRuntimeBackend(InferenceBackend):
         self._requested = choose_providers(onnxruntime().get_available_providers(), device)
         self._session = self._create()
         self.providers: list[str] = list(self._session.get_providers())
-        self._inputs = [_spec(a) for a in self._session.get_inputs()]
-        self._outputs = [_spec(a) for a in self._session.get_outputs()]
+        try:
+            self._inputs = [_spec(a) for a in self._session.get_inputs()]
+            self._outputs = [_spec(a) for a in self._session.get_outputs()]
+            self._metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        except UnicodeDecodeError as exc:  # ONNX Runtime loads a graph whose names are not UTF-8
+            raise InvalidInputError(f"{self.path}: a name or metadata entry is not UTF-8 text ({exc})") from None
         self._output_names = [s.name for s in self._outputs]
-        self._metadata = dict(self._session.get_modelmeta().custom_metadata_map)
         if _CUDA in self._requested and _CUDA not in self.providers:
             # ONNX Runtime falls back to the CPU silently when the CUDA libraries fail to load.
             log.warning("ONNX Runtime could not start its CUDA provider; running %s on the CPU", self.path)

@@ -114,6 +114,7 @@ def make_outputs(
     class_names: Sequence[str] = (),
     score_threshold: float = 0.3,
     record_size: tuple[int, int] | Callable[[], tuple[int, int] | None] | None = None,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> list[Output]:
     """The outputs the options ask for, not yet open (open them with ``with`` / ExitStack).
 
@@ -132,6 +133,8 @@ def make_outputs(
         score_threshold: the dashboard's starting score threshold (the model's own).
         record_size: (width, height) to record at, the source's resolution when known (or a
             callable giving it once the first frame is recorded, after the source opened).
+        allowed_hosts: host names the HTTP server answers to besides localhost when bound to
+            loopback (see :func:`~edge_isp.runtime.outputs.http_handler.host_allowed`).
     """
     outputs: list[Output] = []
     if http is not None:
@@ -140,7 +143,7 @@ def make_outputs(
         outputs.append(
             HttpOutput(
                 host, port, token=token, controls=controls, metrics=metrics, info=info,
-                class_names=class_names, display=display, board=BoardMonitor(),
+                class_names=class_names, display=display, board=BoardMonitor(), allowed_hosts=allowed_hosts,
             )
         )  # fmt: skip
     elif token is not None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import ipaddress
 import json
 import logging
 import math
+import re
 import socket
 import socketserver
 import threading
@@ -33,28 +35,94 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_CONTROL_BODY_BYTES = 4096
+TOKEN_RULE = "at least 8 printable ASCII characters without spaces"
+_TOKEN = re.compile(r"[\x21-\x7e]{8,}")
+
+
+def check_token(token: Any, what: str = "the access token") -> str:
+    """``token`` if it follows :data:`TOKEN_RULE` (the one rule for the command line, run
+    configs and :class:`HttpOutput`); else an :class:`InvalidInputError` that does not echo it."""
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        got = f"{len(token)} character(s)" if isinstance(token, str) else type(token).__name__
+        raise InvalidInputError(f"{what} must be {TOKEN_RULE}; got {got}")
+    return token
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address (or host name) is this machine only: localhost, 127.0.0.0/8, ::1."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_allowed(host_header: str | None, bound_host: str, allowed: tuple[str, ...] = ()) -> bool:
+    """Whether a request's ``Host`` header may reach a server bound to ``bound_host``.
+
+    Bound to loopback, only loopback names (localhost, 127.0.0.0/8, ::1) and ``allowed``
+    pass: a page whose own name an attacker made resolve to 127.0.0.1 (DNS rebinding) sends
+    its own name and is refused. A browser always sends Host, so a request without one is
+    not a web page's. Bound to any other address (a board serving its LAN, opened as
+    http://jetson:8080), every name passes.
+    """
+    if not is_loopback(bound_host) or host_header is None:
+        return True
+    try:
+        name = urlsplit("//" + host_header.strip()).hostname
+    except ValueError:
+        return False
+    if not name:
+        return False
+    return is_loopback(name) or name in {a.strip("[]").lower() for a in allowed}
 
 
 def validate_control(current: Mapping[str, Any], payload: Any) -> tuple[str, Any]:
     """Check a ``POST /control`` body against the current controls; returns ``(name, value)``.
 
     A numeric control takes a finite number (not a boolean), a boolean control a boolean;
-    other controls take the value as given, for the owner to check.
+    other controls take the value as given, for the owner to check. The owner checks the
+    value's range (the simulated source's are ``simulated.CONTROL_RANGES``) and refuses
+    one outside with an :class:`InvalidInputError` naming the control.
     """
     if not isinstance(payload, Mapping) or set(payload) != {"name", "value"}:
-        raise InvalidInputError(f'the body must be a JSON object {{"name": ..., "value": ...}}, got {payload!r}')
+        raise InvalidInputError(f'the body must be a JSON object {{"name": ..., "value": ...}}, got {_short(payload)}')
     name, value = payload["name"], payload["value"]
     if not isinstance(name, str) or name not in current:
-        raise InvalidInputError(f"no control {name!r}; the controls are {sorted(current) or 'none'}")
+        raise InvalidInputError(f"no control {str(name)[:40]!r}; the controls are {sorted(current) or 'none'}")
     now = current[name]
     if isinstance(now, bool):
         if not isinstance(value, bool):
-            raise InvalidInputError(f"control {name!r} takes true or false, got {value!r}")
-    elif isinstance(now, (int, float)) and (
-        isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-    ):
-        raise InvalidInputError(f"control {name!r} takes a finite number, got {value!r}")
+            raise InvalidInputError(f"control {name!r} takes true or false, got {_short(value)}")
+    elif isinstance(now, (int, float)) and not _finite_number(value):
+        raise InvalidInputError(f"control {name!r} takes a finite number, got {_short(value)}")
     return name, value
+
+
+def _finite_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float: 1e400 written out in digits
+        return False
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def _path_of(target: str) -> str:
+    """The path of a request target; "" for one urlsplit cannot parse."""
+    try:
+        return urlsplit(target).path
+    except ValueError:
+        return ""
 
 
 class HttpServer(ThreadingHTTPServer):
@@ -66,9 +134,16 @@ class HttpServer(ThreadingHTTPServer):
         self.output = output
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        self.handler_errors = 0
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, RequestHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver's default prints the traceback to stderr; a handler's exception is our
+        # bug: log it once, count it, and keep serving the others.
+        self.handler_errors += 1
+        log.exception("HTTP request from %s failed", client_address[0] if client_address else "?")
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup of the host, which can stall.
@@ -80,6 +155,9 @@ class RequestHandler(BaseHTTPRequestHandler):
     server: HttpServer
     timeout = 30  # seconds a read or a send may take: a stalled client cannot hold a thread
     server_version = "edge-isp"
+    # The stdlib's default, HTTP/0.9, answers a request line it cannot parse with a bare body
+    # and no status line; every client today understands an HTTP/1.0 error reply.
+    default_request_version = "HTTP/1.0"
 
     def setup(self) -> None:
         super().setup()
@@ -95,11 +173,36 @@ class RequestHandler(BaseHTTPRequestHandler):
                 self.server.connections.discard(self.connection)
 
     def log_message(self, format: str, *args: Any) -> None:
-        # The default logs the full request line to stderr, token included.
-        log.debug("%s %s", self.client_address[0], urlsplit(self.path).path)
+        # The default logs the full request line to stderr, token included. A malformed
+        # request line is answered before self.path is set.
+        log.debug("%s %s", self.client_address[0], _path_of(getattr(self, "path", "")))
+
+    def log_error(self, format: str, *args: Any) -> None:
+        # send_error's "code %d, message %s" (a malformed request: 400, 414, 501, 505) or a
+        # timeout: one line, without the request line, which may hold the token.
+        if format.startswith("code %d") and args:
+            code = int(args[0])
+            log.warning("HTTP %d to %s: %s", code, self.client_address[0], self.responses.get(code, ("?",))[0])
+        else:
+            log.warning("HTTP client %s: %s", self.client_address[0], (format % args)[:200])
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        # Every route, /healthz too, answers only the host names it serves (DNS rebinding).
+        output = self.server.output
+        host = self.headers.get("Host")
+        if host_allowed(host, output.host, getattr(output, "allowed_hosts", ())):
+            return True
+        error = (
+            f"this server is bound to {output.host} and answers to localhost names only, not {host[:100]!r}; "
+            "add the name with --allow-host NAME"
+        )
+        self._json(HTTPStatus.FORBIDDEN, {"error": error})
+        return False
 
     def do_GET(self) -> None:
-        out, path = self.server.output, urlsplit(self.path).path
+        out, path = self.server.output, _path_of(self.path)
         if path == "/healthz":
             healthy, body = out.health()
             return self._json(HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE, body)
@@ -129,7 +232,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         return self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page {path!r}"})
 
     def do_POST(self) -> None:
-        out, path = self.server.output, urlsplit(self.path).path
+        out, path = self.server.output, _path_of(self.path)
         if not self._authorized():
             return None
         if path != "/control":
@@ -152,15 +255,20 @@ class RequestHandler(BaseHTTPRequestHandler):
             payload = json.loads(self.rfile.read(length))
             name, value = validate_control(out.controls.controls(), payload)
             out.controls.set_control(name, value)
+        except RecursionError:
+            return self._json(HTTPStatus.BAD_REQUEST, {"error": "the body nests JSON too deeply"})
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError and InvalidInputError too
-            return self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)[:300]})
         return self._json(HTTPStatus.OK, {"name": name, "value": out.controls.controls().get(name)})
 
     def _authorized(self) -> bool:
         token = self.server.output.token
         if token is None:
             return True
-        given = parse_qs(urlsplit(self.path).query).get("token", [""])[0]
+        try:
+            given = parse_qs(urlsplit(self.path).query).get("token", [""])[0]
+        except ValueError:  # an unparsable target, such as "http://[x"
+            given = ""
         auth = self.headers.get("Authorization", "")
         if auth[:7].lower() == "bearer ":
             given = auth[7:].strip()

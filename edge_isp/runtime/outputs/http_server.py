@@ -33,7 +33,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import cv2
 import numpy as np
@@ -44,7 +43,7 @@ from edge_isp.runtime.boardstats import BoardMonitor
 from edge_isp.runtime.interfaces import FrameResult, Output
 from edge_isp.runtime.outputs import dashboard_routes, prometheus
 from edge_isp.runtime.outputs.dashboard_view import DisplaySettings
-from edge_isp.runtime.outputs.http_handler import HttpServer, validate_control
+from edge_isp.runtime.outputs.http_handler import HttpServer, check_token, validate_control
 from edge_isp.runtime.outputs.slots import LatestSlot
 
 __all__ = ["Controls", "HttpOutput", "MetricsFn", "validate_control"]
@@ -83,7 +82,8 @@ class HttpOutput(Output):
     Args:
         host: address to bind; 127.0.0.1 keeps the stream on this machine.
         port: TCP port, 0 for any free one (read it back from :attr:`port`).
-        token: optional access token; compared in constant time.
+        token: optional access token (:data:`~edge_isp.runtime.outputs.http_handler.TOKEN_RULE`);
+            compared in constant time.
         controls: the live controls (``lux`` on the simulated source), or None.
         metrics: a callable returning the pipeline's metrics snapshot, or None.
         jpeg_quality: 1..100.
@@ -92,6 +92,8 @@ class HttpOutput(Output):
         class_names: the model's classes, to name the ground truth's labels.
         display: the dashboard's default display settings (a viewer's query overrides them).
         board: samples the board's load and temperatures for the dashboard while open (None: off).
+        allowed_hosts: host names a loopback-bound server answers to besides localhost
+            (the ``Host`` check against DNS rebinding; a server on another address answers all).
     """
 
     name = "http"
@@ -111,11 +113,12 @@ class HttpOutput(Output):
         class_names: Sequence[str] = (),
         display: DisplaySettings | None = None,
         board: BoardMonitor | None = None,
+        allowed_hosts: tuple[str, ...] = (),
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise InvalidInputError(f"HTTP port must be an integer 0..65535, got {port!r}")
-        if token is not None and (not isinstance(token, str) or not token.strip() or token != token.strip()):
-            raise InvalidInputError("the access token must be a non-empty string without surrounding spaces")
+        if token is not None:
+            check_token(token)
         if not 1 <= jpeg_quality <= 100:
             raise InvalidInputError(f"jpeg_quality must be 1..100, got {jpeg_quality}")
         if not stale_after_s > 0 or not metrics_interval_s > 0:
@@ -124,6 +127,7 @@ class HttpOutput(Output):
             )
         self.host, self._port = host, port
         self.token = token
+        self.allowed_hosts = tuple(allowed_hosts)
         self.controls, self.metrics = controls, metrics
         self.jpeg_quality, self.stale_after_s, self.metrics_interval_s = jpeg_quality, stale_after_s, metrics_interval_s
         self._new_slots()
@@ -152,9 +156,10 @@ class HttpOutput(Output):
 
     @property
     def url(self) -> str:
-        """The dashboard's address, with the token in it when one is set."""
+        """The dashboard's address, without the token (add ``?token=...`` when one is set):
+        it is printed and logged, and the token must not be."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/" + (f"?token={quote(self.token, safe='')}" if self.token else "")
+        return f"http://{host}:{self.port}/"
 
     def open(self) -> HttpOutput:
         if self._server is not None:
@@ -173,7 +178,7 @@ class HttpOutput(Output):
             thread.start()
         if self.board is not None:
             self.board.start()
-        log.info("HTTP output at %s", self.url.split("?")[0])
+        log.info("HTTP output at %s", self.url)
         return self
 
     def publish(self, result: FrameResult) -> None:

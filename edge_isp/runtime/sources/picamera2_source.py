@@ -372,7 +372,11 @@ class Picamera2Source(CameraSource):
             raise InvalidInputError(
                 f"auto-exposure sets {name} on this camera; open it without auto_exposure to set it"
             )
-        settings = {**self._settings, name: None if value is None else float(value)}
+        try:
+            number = None if value is None else float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidInputError(f"control {name!r} takes a number or null (automatic), got {value!r}") from None
+        settings = {**self._settings, name: number}
         controls = manual_controls(settings["exposure_time_s"], settings["analogue_gain"]) or {"AeEnable": True}
         if self._cam is not None:
             self._cam.set_controls(controls)

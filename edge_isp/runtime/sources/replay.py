@@ -6,6 +6,10 @@ Frames are read from disk one at a time (a long recording never sits in memory),
 timestamps), at a given rate, or as fast as they are asked for. A ``recording.json``
 manifest written by :func:`edge_isp.runtime.record.record`, when present, supplies the
 ground truth of a recorded simulation (:attr:`ReplaySource.last_truth`).
+
+A frame that cannot be read (a 0-byte or truncated ``.npy``, a bad sidecar, a frame of
+another size than the recording's first) is a camera error (:class:`SourceError`): the
+pipeline counts it and the replay goes on with the next frame.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.runtime.interfaces import CameraSource, SourceEnded
+from edge_isp.runtime.interfaces import CameraSource, SourceEnded, SourceError
 from edge_isp.runtime.sources.clock import Clock, Pacer, SystemClock, check_fps
 from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.rawfile import CAMERA_RAW_SUFFIXES, load_raw
@@ -141,6 +145,7 @@ class ReplaySource(CameraSource):
         self.sequence = -1
         self.last_truth: dict[str, Any] | None = None
         self.class_names: list[str] | None = None
+        self.frame_size: tuple[int, int] | None = None  # (width, height) of the first good frame
         self._truth: dict[str, dict[str, Any]] = {}
         self._previous_stamp: float | None = None
 
@@ -151,6 +156,7 @@ class ReplaySource(CameraSource):
         self._truth = {str(entry["name"]): entry for entry in manifest.get("truth", []) if "name" in entry}
         self.position, self.loops, self.sequence = 0, 0, -1
         self._previous_stamp = None
+        self.frame_size = None
         self._pacer.reset()
 
     def _close(self) -> None:
@@ -165,7 +171,12 @@ class ReplaySource(CameraSource):
             self._previous_stamp = None  # the wrap-around is not a recorded interval
         path = self.files[self.position]
         is_pair = path.suffix.lower() == ".npy"
-        frame = RawFrame.load(path) if is_pair else load_raw(path)
+        try:
+            frame = RawFrame.load(path) if is_pair else load_raw(path)
+            self._check_size(frame, path)
+        except (InvalidInputError, OSError) as exc:  # the file is skipped, as a camera drops a frame
+            self.position += 1
+            raise SourceError(f"replay frame {path.name} skipped: {exc}") from exc
         # A camera raw file's time comes from EXIF, to the second: no use for pacing.
         stamp = frame.timestamp_s if is_pair else None
         if self.paced:
@@ -182,6 +193,16 @@ class ReplaySource(CameraSource):
         if self.restamp:
             frame = dataclasses.replace(frame, timestamp_s=now)
         return frame
+
+    def _check_size(self, frame: RawFrame, path: Path) -> None:
+        size = (frame.width, frame.height)
+        if self.frame_size is None:
+            self.frame_size = size
+        elif size != self.frame_size:
+            raise InvalidInputError(
+                f"{path.name} is {size[0]}x{size[1]}, but the recording's frames are "
+                f"{self.frame_size[0]}x{self.frame_size[1]}"
+            )
 
     def __len__(self) -> int:
         """Frames in one pass (0 before :meth:`open`)."""

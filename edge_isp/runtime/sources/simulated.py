@@ -51,6 +51,11 @@ CONTROLS = ("lux", "electrons_at_white", "analogue_gain", "exposure_time_s")
 REFERENCE_EXPOSURE_S = 1 / 30
 # The simulated sensor's exposure range, seconds.
 SENSOR_EXPOSURE_RANGE_S = (1e-5, 1.0)
+# The valid range of each numeric light control, inclusive. Lux spans a moonless night to full
+# sunlight; photo-electrons at white span what those give a small to a large pixel. Outside them
+# the simulation itself breaks down (Poisson means past ~1e18, digital gains that overflow).
+# ``analogue_gain`` is ``"auto"`` or a number in (0, the profile's ``max_analogue_gain``].
+CONTROL_RANGES = {"lux": (0.01, 200_000.0), "electrons_at_white": (0.001, 1e7)}
 
 
 def load_profile(profile: SensorProfile | str | Path) -> SensorProfile:
@@ -81,7 +86,9 @@ class SimulatedSource(CameraSource):
         control_delay_frames: as a sensor, frames until a written setting shows (>= 1).
 
     Live controls: ``lux``, ``electrons_at_white``, ``analogue_gain`` (``"auto"`` or a number;
-    a number as a sensor), and as a sensor ``exposure_time_s``.
+    a number as a sensor), and as a sensor ``exposure_time_s``; the valid ranges of the light
+    controls are :data:`CONTROL_RANGES`, and a value outside is refused with an
+    :class:`~edge_isp.errors.InvalidInputError` naming the control and its range.
     """
 
     name = "sim"
@@ -123,7 +130,7 @@ class SimulatedSource(CameraSource):
         if electrons_at_white is not None:
             self._set_electrons(electrons_at_white)
         elif lux is not None or self.profile.electrons_at_white_per_lux is not None:
-            self._set_electrons(self.profile.electrons_at_white(float(DEFAULT_LUX if lux is None else lux)))
+            self._set_lux(DEFAULT_LUX if lux is None else lux)
         else:
             self._set_electrons(100.0)
         self._gain: str | float = "auto"
@@ -256,7 +263,7 @@ class SimulatedSource(CameraSource):
                 f"auto-exposure sets {name} on this simulated sensor; make it without auto_exposure"
             )
         if name == "lux":
-            self._set_electrons(self.profile.electrons_at_white(_number(value, "lux")))
+            self._set_lux(value)
         elif name == "electrons_at_white":
             self._set_electrons(value)
         elif name == "analogue_gain" and self._sensor is not None:
@@ -269,6 +276,18 @@ class SimulatedSource(CameraSource):
             self._write_sensor(ExposureSetting(_exposure(value), latest.analogue_gain))
         else:
             super().set_control(name, value)
+
+    def _set_lux(self, value: Any) -> None:
+        lux = _number(value, "lux")
+        electrons = self.profile.electrons_at_white(lux)
+        low, high = CONTROL_RANGES["electrons_at_white"]
+        if not low <= electrons <= high:
+            raise InvalidInputError(
+                f"lux {value!r} gives {electrons:.3g} photo-electrons at white through profile "
+                f"{self.profile.name!r}, outside the simulation's range {low:g} to {high:g}"
+            )
+        with self._lock:
+            self._electrons = electrons
 
     def _set_electrons(self, value: Any) -> None:
         electrons = _number(value, "electrons_at_white")
@@ -292,10 +311,13 @@ def _exposure(value: Any) -> float:
 
 
 def _number(value: Any, name: str) -> float:
+    """``value`` as a float, refused unless a finite number (inside ``name``'s range, if it has one)."""
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a positive number, got {value!r}") from None
-    if not (math.isfinite(number) and number > 0):
-        raise InvalidInputError(f"{name} must be a positive finite number, got {value!r}")
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    low, high = CONTROL_RANGES.get(name, (0.0, math.inf))
+    if isinstance(value, bool) or not (math.isfinite(number) and number > 0 and low <= number <= high):
+        valid = "a positive finite number" if name not in CONTROL_RANGES else f"a number from {low:g} to {high:g}"
+        raise InvalidInputError(f"{name} must be {valid}, got {value!r}")
     return number
