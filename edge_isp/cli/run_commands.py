@@ -117,7 +117,6 @@ def _add_common(p: argparse.ArgumentParser, http_default: str | None = None) -> 
     p.add_argument(
         "--allow-host",
         action="append",
-        default=[],
         metavar="NAME",
         help="a host name the HTTP server answers to besides localhost when bound to loopback (repeatable)",
     )
@@ -261,7 +260,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         class_names=info.class_names,
         score_threshold=args.score_threshold,
         record_size=lambda: getattr(args, "size", None) or _frame_size(source),
-        allowed_hosts=tuple(getattr(args, "allow_host", ())),
+        allowed_hosts=tuple(getattr(args, "allow_host", None) or ()),
     )
     pipeline = Pipeline(source, inference, preprocessor, postprocessor, outputs, profile=profile, config=config)
     size = format_size(input_size) if input_size else "each frame's own size"

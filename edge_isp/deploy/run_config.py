@@ -15,6 +15,7 @@ things; an option given on the command line wins over the file::
     http = "0.0.0.0:8080"           # HOST:PORT of the dashboard, streams, /metrics and /healthz
     rtsp = "8554/edge-isp"          # optional [HOST:]PORT[/PATH] or rtsp://@:8554/edge-isp
     record = "/var/lib/edge-isp/recordings"  # optional folder, or a file such as out.mp4
+    allow_hosts = ["jetson.local"]  # optional: names a loopback-bound HTTP server answers to too
 
 Relative paths are resolved against the folder of the file's real path (symlinks
 followed), so ``/etc/edge-isp/config.toml`` linked to a release's ``config.toml`` finds the
@@ -44,7 +45,7 @@ except ModuleNotFoundError:  # Python 3.10 (JetPack 6's Ubuntu 22.04)
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 TOP_KEYS = ("source", "size", "fps", "model", "profile", "backend", "token", "token_file", "outputs")
-OUTPUT_KEYS = ("http", "rtsp", "record")
+OUTPUT_KEYS = ("http", "rtsp", "record", "allow_hosts")
 # The `edge-isp run` option destinations each config field fills.
 RUN_ARG_FIELDS = ("source", "size", "fps", "model", "profile", "backend", "http", "rtsp", "record", "token")
 DEFAULT_HTTP_PORT = 8080
@@ -69,6 +70,8 @@ class RunConfig:
         rtsp: ``[HOST:]PORT[/PATH]`` of the RTSP stream, or None.
         record: a folder for recordings, or None.
         token: the HTTP access token, or None for an open server.
+        allow_hosts: host names a loopback-bound HTTP server answers to besides localhost
+            (`edge-isp run --allow-host`).
         origin: the file this came from (for messages).
     """
 
@@ -82,6 +85,7 @@ class RunConfig:
     rtsp: str | None = None
     record: Path | None = None
     token: str | None = None
+    allow_hosts: tuple[str, ...] = ()
     origin: str = "config"
 
     def run_args(self) -> dict[str, Any]:
@@ -90,6 +94,7 @@ class RunConfig:
         ``record`` a Path."""
         values = {name: getattr(self, name) for name in RUN_ARG_FIELDS}
         values["model"] = str(self.model)
+        values["allow_host"] = list(self.allow_hosts) or None
         return values
 
     def health_url(self) -> str | None:
@@ -145,6 +150,7 @@ def _check_source(source: Any, base: Path, origin: str) -> str:
 
 
 _SOURCE_PATH = re.compile(r"[\w./@+,=-]+")
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?|\[[0-9A-Fa-f:]+\]")
 
 
 def _size(value: Any, origin: str) -> tuple[int, int]:
@@ -241,6 +247,9 @@ def parse_run_config(
         except InvalidInputError as exc:
             raise RunConfigError(f"{origin}: key 'outputs.rtsp': {exc}") from None
     record = outputs.get("record")
+    allow_hosts = outputs.get("allow_hosts", [])
+    if not isinstance(allow_hosts, list) or not all(isinstance(h, str) and _HOST.fullmatch(h) for h in allow_hosts):
+        _fail(origin, "outputs.allow_hosts", "a list of host names such as ['jetson.local']", allow_hosts)
     return RunConfig(
         source=_check_source(data["source"], base, origin),
         size=_size(data["size"], origin) if "size" in data else None,
@@ -252,6 +261,7 @@ def parse_run_config(
         rtsp=rtsp,
         record=_path(record, "outputs.record", base, origin) if record is not None else None,
         token=_token(data, base, origin, read_token),
+        allow_hosts=tuple(allow_hosts),
         origin=origin,
     )
 

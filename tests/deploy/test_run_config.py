@@ -156,3 +156,15 @@ def test_apply_fills_only_what_the_command_line_left_unset(tmp_path):
     assert args.profile == "imx219" and args.backend == "onnxruntime" and args.http == "0.0.0.0:8080"
     assert args.record == tmp_path / "rec" and args.rtsp is None
     assert args.token == "abcdefgh12"
+
+
+def test_allowed_host_names_come_from_the_file_unless_given_on_the_command_line(tmp_path):
+    data = {"source": "sim", "model": "m.onnx", "outputs": {"http": "127.0.0.1:8080", "allow_hosts": ["cam.local"]}}
+    config = parse_run_config(data, tmp_path)
+    assert config.allow_hosts == ("cam.local",)
+    args = apply_run_config(argparse.Namespace(allow_host=None), config)
+    assert args.allow_host == ["cam.local"]
+    assert apply_run_config(argparse.Namespace(allow_host=["other"]), config).allow_host == ["other"]
+    for bad in ("cam.local", ["a b"], [7], ["x;rm"]):
+        with pytest.raises(RunConfigError, match=r"outputs\.allow_hosts"):
+            parse_run_config({**data, "outputs": {"allow_hosts": bad}}, tmp_path)
