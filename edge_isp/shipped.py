@@ -17,6 +17,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from edge_isp.errors import MissingFileError
+
 KINDS = {
     "profiles": "calibration/profiles",
     "targets": "export/targets",
@@ -44,6 +46,19 @@ def shipped_file(kind: str, relative: str) -> Path | None:
     """The shipped file ``relative`` (e.g. ``"nexus6p-rear.json"``) of ``kind``, or None."""
     path = shipped_dir(kind) / relative
     return path if path.is_file() else None
+
+
+def file_or_shipped(name_or_path: str | Path, kind: str, suffix: str, what: str) -> Path:
+    """A file the user names (that exists), else the shipped ``kind`` of that bare name;
+    anything else is a :class:`MissingFileError` naming ``what`` and the shipped names."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_file(kind, f"{path}{suffix}") if path.suffix == "" and path.name == str(path) else None
+    if shipped is None:
+        names = ", ".join(shipped_names(kind, suffix)) or "none"
+        raise MissingFileError(f"{what} {str(name_or_path)!r} not found: not a file, nor a shipped {what} ({names})")
+    return shipped
 
 
 def default_model(task: str = "det") -> Path:

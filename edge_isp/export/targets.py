@@ -28,9 +28,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.errors import InvalidInputError
 from edge_isp.fileio import read_text
-from edge_isp.shipped import shipped_file, shipped_names
+from edge_isp.shipped import file_or_shipped, shipped_names
 
 try:
     import tomllib
@@ -168,16 +168,7 @@ def shipped_targets() -> list[str]:
 
 def target_path(name_or_path: str | Path) -> Path:
     """The TOML file of a target: a file that exists, else a shipped target's name."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    shipped = shipped_file("targets", f"{path}.toml") if path.suffix == "" and path.name == str(path) else None
-    if shipped is None:
-        raise MissingFileError(
-            f"target {str(name_or_path)!r} not found: not a file, nor a shipped target "
-            f"({', '.join(shipped_targets()) or 'none'})"
-        )
-    return shipped
+    return file_or_shipped(name_or_path, "targets", ".toml", "target")
 
 
 def load_target(name_or_path: str | Path) -> Target:

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_isp.errors import InvalidInputError, MissingFileError, ProfileError
+from edge_isp.errors import InvalidInputError, ProfileError
 from edge_isp.fileio import read_json, write_json
 from edge_isp.sensor.cfa import CFA
-from edge_isp.shipped import shipped_file, shipped_names
+from edge_isp.shipped import file_or_shipped, shipped_names
 
 SCHEMA = "edge-isp/sensor-profile"
 SCHEMA_VERSION = 1
@@ -263,16 +263,7 @@ def shipped_profiles() -> list[str]:
 
 def profile_path(name_or_path: str | Path) -> Path:
     """The JSON file of a profile: a path that exists, else a shipped profile's name."""
-    path = Path(name_or_path)
-    if path.exists():
-        return path
-    shipped = shipped_file("profiles", f"{path}.json") if path.suffix == "" and path.name == str(path) else None
-    if shipped is None:
-        names = ", ".join(shipped_profiles()) or "none"
-        raise MissingFileError(
-            f"sensor profile {str(name_or_path)!r} not found: not a file, nor a shipped profile ({names})"
-        )
-    return shipped
+    return file_or_shipped(name_or_path, "profiles", ".json", "sensor profile")
 
 
 def _as_list(value: Any, field: str, origin: str) -> list:
