@@ -8,7 +8,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from edge_isp.export.targets import shipped_targets
+from edge_isp.contract.targets import shipped_targets
 from edge_isp.sensor.profile import shipped_profiles
 
 

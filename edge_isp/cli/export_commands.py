@@ -14,8 +14,8 @@ import argparse
 from pathlib import Path
 
 from edge_isp.contract.sizes import size_argument
+from edge_isp.contract.targets import load_target
 from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.export.targets import load_target
 from edge_isp.shipped import shipped_dir
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
@@ -297,7 +297,7 @@ def _engine(args: argparse.Namespace) -> int:
 
 
 def _targets(args: argparse.Namespace) -> int:
-    from edge_isp.export.targets import shipped_targets
+    from edge_isp.contract.targets import shipped_targets
 
     names = shipped_targets()
     if not names:

@@ -1,6 +1,6 @@
 """Build (or find in the cache) the TensorRT engine of an exported model for a target.
 
-Ties the pure parts together: the target (:mod:`edge_isp.export.targets`), the build plan
+Ties the pure parts together: the target (:mod:`edge_isp.contract.targets`), the build plan
 for the installed TensorRT (:mod:`edge_isp.export.build_plan`), the cache key and sidecar
 (:mod:`edge_isp.export.engine_cache`). TensorRT itself is reached through a *backend*
 object with ``version()``, ``build(onnx, plan, timing_cache, progress)`` and ``load(plan)``;
@@ -17,11 +17,11 @@ from typing import Any
 
 from edge_isp.contract.gpu import GpuInfo, detect_gpu
 from edge_isp.contract.metadata import read_metadata
+from edge_isp.contract.targets import Target
 from edge_isp.errors import InvalidInputError, require
 from edge_isp.export.build_plan import BuildPlan, plan_build
 from edge_isp.export.engine_cache import CachedEngine, EngineCache, EngineKey, file_sha256
 from edge_isp.export.progress import BuildProgress
-from edge_isp.export.targets import Target
 from edge_isp.export.tensorrt_build import build_serialized, deserialize, import_tensorrt
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge_isp.contract.targets import Target
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.accuracy import accuracy_report
 from edge_isp.export.calibration import frames_feed, recorded_frames, simulated_feed
@@ -33,7 +34,6 @@ from edge_isp.export.onnx_export import export_onnx
 from edge_isp.export.precision import convert_fp16, precision_suffix, quantize_int8
 from edge_isp.export.precision_search import FrameSet, Ranking, reduce_precision
 from edge_isp.export.progress import BuildProgress
-from edge_isp.export.targets import Target
 from edge_isp.export.tensorrt_build import installed_version
 from edge_isp.export.trtexec import format_command, trtexec_args
 from edge_isp.fileio import write_json

@@ -204,7 +204,7 @@ def test_out_and_its_alias_output(run, checkpoint, tmp_path, capsys):
 
 
 def test_targets_says_when_the_install_ships_none(run, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr("edge_isp.export.targets.shipped_names", lambda kind, suffix: [])
+    monkeypatch.setattr("edge_isp.contract.targets.shipped_names", lambda kind, suffix: [])
     with pytest.raises(SystemExit) as refused:
         run(["export", "targets"])
     assert refused.value.code == 1 and "ships no build targets" in capsys.readouterr().err

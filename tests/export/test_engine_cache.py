@@ -209,8 +209,8 @@ class TestBuildEngine:
         return path
 
     def test_build_then_cache_then_new_version(self, tmp_path, int8_model):
+        from edge_isp.contract.targets import Target
         from edge_isp.export.engine import build_engine
-        from edge_isp.export.targets import Target
 
         target = Target(name="t", precision="int8", input_size=(64, 64), memory_pool_mb=16, dla_core=0)
         gpu = GpuInfo("Orin", (8, 7))
@@ -228,8 +228,8 @@ class TestBuildEngine:
         assert third.built and third.entry.engine_path != first.entry.engine_path
 
     def test_precision_and_size_must_match_the_target(self, tmp_path, int8_model):
+        from edge_isp.contract.targets import Target
         from edge_isp.export.engine import build_engine
-        from edge_isp.export.targets import Target
 
         gpu = GpuInfo("Orin", (8, 7))
         fp16 = Target(name="t", precision="fp16", input_size=(64, 64), memory_pool_mb=16)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 MODULES = [
-    "edge_isp.export.targets",
+    "edge_isp.contract.targets",
     "edge_isp.export.build_plan",
     "edge_isp.export.engine_cache",
     "edge_isp.export.trtexec",

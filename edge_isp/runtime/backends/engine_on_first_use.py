@@ -64,9 +64,9 @@ def engine_on_first_use(
     :class:`~edge_isp.export.progress.BuildCancelled`."""
     from edge_isp.contract.gpu import detect_gpu
     from edge_isp.contract.metadata import read_metadata
+    from edge_isp.contract.targets import Target
     from edge_isp.export.engine import TensorRTBackend, build_engine
     from edge_isp.export.progress import BuildCancelled, BuildProgress
-    from edge_isp.export.targets import Target
 
     onnx_path = Path(onnx_path)
     builder = builder or TensorRTBackend(say)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from edge_isp.contract.targets import Target, TargetError, load_target, shipped_targets
 from edge_isp.errors import MissingFileError
-from edge_isp.export.targets import Target, TargetError, load_target, shipped_targets
 
 BASE = {"name": "t", "precision": "int8", "input_size": [640, 480], "memory_pool_mb": 1024}
 
