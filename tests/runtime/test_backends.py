@@ -395,3 +395,21 @@ except Exception as exc:
         pytest.skip("GStreamer's Python bindings are not installed")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "InvalidInputError"
+
+
+def test_torch_backend_leaves_a_profile_path_out_of_its_metadata(tmp_path):
+    """Model metadata names a profile, never a path: a checkpoint trained with a profile's
+    path runs under the torch backend as a model without a profile (``--profile`` then says)."""
+    torch = pytest.importorskip("torch")
+    from edge_isp.model.registry import create_model
+    from edge_isp.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("dp_s_cls", num_classes=2, pretrained_backbone=False).eval()
+    checkpoint = tmp_path / "best.pt"
+    save_checkpoint(checkpoint, {
+        "stage": "joint", "model_config": model.config.to_dict(), "model": model.state_dict(),
+        "class_names": ["a", "b"], "train_config": {"sensor": {"profile": "calibration/profiles/nexus6p-rear.json"}},
+    })  # fmt: skip
+    info = metadata_of_backend(make_backend(checkpoint, device="cpu"))
+    assert info.profile is None and info.task == "classification" and info.class_names == ("a", "b")
