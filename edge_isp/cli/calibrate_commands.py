@@ -8,8 +8,15 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from edge_isp.calibrate.capture import CapturePlan, ControlledSource, run_capture
+from edge_isp.calibrate.frames import assign_dark_flat, base_iso_of, discover
+from edge_isp.calibrate.pipeline import calibrate_dark, calibrate_image, calibrate_ptc
+from edge_isp.calibrate.report import masked_read_noise_dn
+from edge_isp.calibrate.simulated_capture import DEFAULT_SIZE, SimulatedBench
 from edge_isp.contract.sizes import size_argument
 from edge_isp.errors import InvalidInputError, require
+from edge_isp.runtime.sources import open_source
+from edge_isp.sensor.profile import SensorProfile
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -166,7 +173,6 @@ def _inputs(p: argparse.ArgumentParser, *, max_gain: bool = False) -> None:
 def _discover(args: argparse.Namespace, kind: str | None):
     # The methods' statistics use scipy; say how to get it rather than fail midway.
     require("scipy", "calibrate", "noise calibration")
-    from edge_isp.calibrate.frames import discover
 
     refs = discover(
         args.inputs,
@@ -190,8 +196,6 @@ def _discover(args: argparse.Namespace, kind: str | None):
 
 
 def _base(args: argparse.Namespace):
-    from edge_isp.sensor.profile import SensorProfile
-
     return SensorProfile.load(args.base_profile) if args.base_profile else None
 
 
@@ -204,8 +208,6 @@ def _name(args: argparse.Namespace) -> str:
 
 
 def _summary(cal, refs) -> None:
-    from edge_isp.calibrate.frames import base_iso_of
-
     base_iso = base_iso_of(refs)
     if cal.gain_fit is not None:
         for p in cal.gain_fit.points:
@@ -219,9 +221,6 @@ def _summary(cal, refs) -> None:
 
 
 def _ptc(args: argparse.Namespace) -> int:
-    from edge_isp.calibrate.frames import assign_dark_flat
-    from edge_isp.calibrate.pipeline import calibrate_ptc
-
     refs = assign_dark_flat(_discover(args, None))
     cal = calibrate_ptc(
         refs, args.out, name=_name(args), base=_base(args), max_gain=args.max_gain, maker=args.maker,
@@ -232,8 +231,6 @@ def _ptc(args: argparse.Namespace) -> int:
 
 
 def _dark(args: argparse.Namespace) -> int:
-    from edge_isp.calibrate.pipeline import calibrate_dark
-
     refs = _discover(args, None)
     flats = [r for r in refs if r.kind == "flat"]
     # Frames named or listed as flats are not darks, whatever folder they came in.
@@ -255,9 +252,6 @@ def _dark(args: argparse.Namespace) -> int:
 
 
 def _image(args: argparse.Namespace) -> int:
-    from edge_isp.calibrate.pipeline import calibrate_image
-    from edge_isp.calibrate.report import masked_read_noise_dn
-
     refs = _discover(args, "scene")
     cal = calibrate_image(refs, args.out, name=_name(args), base=_base(args), max_gain=args.max_gain, maker=args.maker)
     _summary(cal, refs)
@@ -271,11 +265,6 @@ def _image(args: argparse.Namespace) -> int:
 
 
 def _capture(args: argparse.Namespace) -> int:
-    from edge_isp.calibrate.capture import CapturePlan, ControlledSource, run_capture
-    from edge_isp.calibrate.simulated_capture import DEFAULT_SIZE, SimulatedBench
-    from edge_isp.runtime.sources import open_source
-    from edge_isp.sensor.profile import SensorProfile
-
     plan = CapturePlan(gains=tuple(args.gains), levels=args.levels)
     if args.source.strip().lower() == "sim":
         bench = SimulatedBench(SensorProfile.load(args.profile), args.size or DEFAULT_SIZE, seed=args.seed)
@@ -289,6 +278,7 @@ def _capture(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    # scipy (the `calibrate` extra) comes with it: imported here so the other commands run without it.
     from edge_isp.calibrate import importing
 
     _check_import_options(args)

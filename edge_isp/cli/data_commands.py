@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from edge_isp.contract.sizes import size_argument
+from edge_isp.data import real_build, real_sources
+from edge_isp.data.builtin import DEFAULT_COUNTS, DEFAULT_SIZE, TASKS, BuildConfig, TaskConfig, build_dataset
 
 DEFAULT_OUT = Path("data/demo")
 DEFAULT_REAL_OUT = Path("data/real")
@@ -65,8 +67,6 @@ def _three_ints(text: str) -> tuple[int, int, int]:
 
 
 def _build_real(args: argparse.Namespace) -> int:
-    from edge_isp.data import real_build, real_sources
-
     skipped: list[tuple[str, str]] = []
     if args.images is not None or args.video is not None:
         photos = real_sources.folder_photos(args.images, args.seed) if args.images is not None else []
@@ -100,7 +100,6 @@ def _build_real(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     if args.real or args.images is not None or args.video is not None:
         return _build_real(args)
-    from edge_isp.data.builtin import DEFAULT_COUNTS, DEFAULT_SIZE, TASKS, BuildConfig, TaskConfig, build_dataset
 
     tasks = TASKS if args.task == "both" else (args.task,)
     configs = {}

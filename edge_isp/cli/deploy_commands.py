@@ -9,6 +9,12 @@ import tempfile
 from pathlib import Path
 
 from edge_isp.contract.targets import shipped_targets
+from edge_isp.deploy.deployer import deploy, describe_plan
+from edge_isp.deploy.doctor import FAIL, DoctorOptions, format_report, run_doctor
+from edge_isp.deploy.plan import DeployOptions, build_release
+from edge_isp.deploy.ssh import SshOptions, parse_host
+from edge_isp.deploy.system import LocalSystem
+from edge_isp.errors import MissingFileError
 from edge_isp.sensor.profile import shipped_profiles
 
 
@@ -70,9 +76,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from edge_isp.deploy.doctor import FAIL, DoctorOptions, format_report, run_doctor
-    from edge_isp.deploy.system import LocalSystem
-
     machine, checks = run_doctor(
         LocalSystem(), DoctorOptions(config=args.config, model=args.model, engine=args.engine, prefix=args.prefix)
     )
@@ -85,11 +88,6 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _deploy(args: argparse.Namespace) -> int:
-    from edge_isp.deploy.deployer import deploy, describe_plan
-    from edge_isp.deploy.plan import DeployOptions, build_release
-    from edge_isp.deploy.ssh import SshOptions, parse_host
-    from edge_isp.errors import MissingFileError
-
     hosts = [parse_host(h) for h in args.hosts]
     if args.ssh_config is not None and not args.ssh_config.is_file():
         raise MissingFileError(f"--ssh-config {args.ssh_config} does not exist")

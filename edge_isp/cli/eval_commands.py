@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 
 from edge_isp.contract.sizes import size_argument
+from edge_isp.errors import InvalidInputError
+from edge_isp.fileio import write_bytes
 
 ROLE_HELP = (
     "a checkpoint for a role: ROLE=PATH or ROLE:LABEL=PATH (a labelled variant, e.g. joint:dark=...), "
@@ -125,8 +127,6 @@ def _numbers(text: str) -> tuple[float, ...]:
 
 
 def _settings(args: argparse.Namespace) -> dict:
-    from edge_isp.errors import InvalidInputError
-
     if args.seeds < 1:
         raise InvalidInputError(f"--seeds must be >= 1, got {args.seeds}")
     if args.limit is not None and args.limit < 1:
@@ -150,8 +150,6 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def _required(args: argparse.Namespace, *names: str, checkpoints: bool = True) -> None:
-    from edge_isp.errors import InvalidInputError
-
     missing = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n) is None]
     if missing:
         raise InvalidInputError(f"edge-isp eval needs {', '.join(missing)}")
@@ -164,6 +162,7 @@ def _progress(args: argparse.Namespace):
 
 
 def _eval(args: argparse.Namespace) -> int:
+    # torch comes with it: imported here so the runtime's commands (run, record, deploy) never load it.
     from edge_isp.evaluate.pipelines import parse_checkpoint_args
     from edge_isp.evaluate.runner import evaluate_task
 
@@ -179,6 +178,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _recon(args: argparse.Namespace) -> int:
+    # torch comes with it: imported here so the runtime's commands (run, record, deploy) never load it.
     from edge_isp.evaluate.pipelines import parse_checkpoint_args
     from edge_isp.evaluate.runner import evaluate_recon
 
@@ -196,10 +196,9 @@ def _recon(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from edge_isp.errors import InvalidInputError
+    # torch comes with it: imported here so the runtime's commands (run, record, deploy) never load it.
     from edge_isp.evaluate.merge import load_sweep, merge_results, sweep_file
     from edge_isp.evaluate.report import markdown, write_report
-    from edge_isp.fileio import write_bytes
 
     results = [load_sweep(path) for path in args.sweeps]
     merged = merge_results(results, [str(path) for path in args.sweeps], common=args.common)
@@ -222,6 +221,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _print(outcome) -> None:
+    # torch comes with it: imported here so the runtime's commands (run, record, deploy) never load it.
     from edge_isp.evaluate.report import markdown
 
     print(markdown(outcome.result))

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from edge_isp.contract.sizes import size_argument
+from edge_isp.runtime.record import record
+from edge_isp.runtime.sources import RetryingSource, open_source
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,9 +63,6 @@ def _positive_float(text: str) -> float:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from edge_isp.runtime.record import record
-    from edge_isp.runtime.sources import RetryingSource, open_source
-
     opts: dict = {}
     for key in ("profile", "size", "fps", "lux"):
         if getattr(args, key) is not None:

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_isp.data.sources import skimage_photo
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.fileio import write_bytes
+from edge_isp.isp import IspConfig, render
+from edge_isp.sensor.profile import SensorProfile, shipped_profiles
+from edge_isp.sensor.rawfile import describe, load_raw_with_color
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -87,8 +92,6 @@ def _raw_kwargs(args: argparse.Namespace) -> dict:
 def read_rgb(spec: str) -> tuple[str, np.ndarray]:
     """Read an image file or ``skimage:NAME`` as (name, (H, W, 3) uint8 RGB)."""
     if spec.startswith("skimage:"):
-        from edge_isp.data.sources import skimage_photo
-
         name = spec.split(":", 1)[1]
         return name, skimage_photo(name)
     import cv2
@@ -106,8 +109,6 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
     """Write an (H, W, 3) RGB image (uint8, or float on [0, 1]) as PNG, atomically."""
     import cv2
 
-    from edge_isp.fileio import write_bytes
-
     if rgb.dtype != np.uint8:
         rgb = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
@@ -119,9 +120,8 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
 def _simulate(args: argparse.Namespace) -> None:
     import torch
 
-    from edge_isp.isp import IspConfig, render
+    # torch comes with it: imported here so the runtime's commands (run, record, deploy) never load it.
     from edge_isp.sensor.optics import parse_blur
-    from edge_isp.sensor.profile import SensorProfile
     from edge_isp.sensor.simulate import simulate
 
     profile = SensorProfile.load(args.profile)
@@ -157,8 +157,6 @@ def _positive_float(text: str, option: str) -> float:
 
 
 def _profile_for(frame, name: str | None):
-    from edge_isp.sensor.profile import SensorProfile, shipped_profiles
-
     if name:
         return SensorProfile.load(name)
     if frame.sensor in shipped_profiles():
@@ -167,9 +165,6 @@ def _profile_for(frame, name: str | None):
 
 
 def _isp(args: argparse.Namespace) -> None:
-    from edge_isp.isp import IspConfig, render
-    from edge_isp.sensor.rawfile import load_raw_with_color
-
     given_noise = _noise_option(args.noise) if args.noise else None
     for spec in args.raws:
         frame, colour = load_raw_with_color(spec, **_raw_kwargs(args))
@@ -208,7 +203,5 @@ def _noise_option(text: str) -> tuple[float, float]:
 
 
 def _info(args: argparse.Namespace) -> None:
-    from edge_isp.sensor.rawfile import describe, load_raw_with_color
-
     frame, colour = load_raw_with_color(args.raw, **_raw_kwargs(args))
     print(describe(frame, colour.get("optical_black")))

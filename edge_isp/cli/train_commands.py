@@ -62,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    # torch comes with it: imported here so the runtime's commands (run, record, deploy) never load it.
     from edge_isp.train.config import load_config
     from edge_isp.train.config_paths import STAGE_RUNS, runs_beside
 
@@ -80,6 +81,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config.to_toml(), end="")
         return 0
+    # torch comes with it: imported here so the runtime's commands (run, record, deploy) never load it.
     from edge_isp.train.loop import train
 
     result = train(args.stage, config, resume=args.resume, force=args.force)
