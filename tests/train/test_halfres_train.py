@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from edge_isp.errors import InvalidInputError
+from edge_isp.model.heads import CenterNetDetector
 from edge_isp.teacher.cache import load_answers
 from edge_isp.teacher.classifiers import imagenet_teacher
 from edge_isp.train.batches import TaskDataset, apply_hflip, area_downsample, to_float
 from edge_isp.train.checkpoint import load_checkpoint
 from edge_isp.train.loop import Trainer, train
+from edge_isp.train.losses import detection_targets
 from edge_isp.train.stages import STAGE_SPECS, Stage, seeded_generator
 from tests.tiny_data import make_real_set
 from tests.train.test_distill import real_config
@@ -135,3 +137,23 @@ def test_the_teacher_cache_records_the_step_through_twice_the_size(cls_real, tmp
     infos = [json.loads((p / "teacher.json").read_text()) for p in folders]
     assert any(info["teacher"].get("via_size") == [64, 64] for info in infos)
     assert all(load_answers(p, "val").logits.shape[0] == 4 for p in folders)
+
+
+def test_stride_2_targets_decode_back_to_their_boxes():
+    """A detector that predicted its stride-2 targets exactly decodes the boxes it was given
+    (in the picture's pixels): the loss's targets and the decoding agree on the stride."""
+    boxes = torch.tensor([[[10.0, 6.0, 30.0, 20.0], [40.0, 33.0, 57.0, 61.0]]])
+    labels = torch.tensor([[0, 1]])
+    targets = detection_targets(boxes, labels, 2, (32, 32), stride=2)
+    size = torch.zeros(1, 2, 32 * 32)
+    offset = torch.zeros(1, 2, 32 * 32)
+    size[0, :, targets.index[0]] = targets.size[0].T
+    offset[0, :, targets.index[0]] = targets.offset[0].T
+    maps = {
+        "heatmap": torch.where(targets.heatmap == 1, 10.0, -10.0),
+        "size": size.view(1, 2, 32, 32),
+        "offset": offset.view(1, 2, 32, 32),
+    }
+    decoded = CenterNetDetector.decode(maps, top_k=2, stride=2)
+    order = decoded["labels"][0].argsort()
+    assert torch.allclose(decoded["boxes"][0][order], boxes[0], atol=1e-4)
