@@ -50,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     real.add_argument("--images", type=Path, metavar="DIR", help="build the real sets from your own photographs")
     real.add_argument("--video", type=Path, metavar="FILE", help="build the real detection set from your own video")
     real.add_argument("--crop-size", type=int, default=160, metavar="PX", help="crop side (default %(default)s)")
+    real.add_argument("--store-size", type=int, metavar="PX",
+                      help="store the crops at this side instead (the same crop windows as --crop-size gives, more "
+                      "pixels: 256 for configs/real-cls-half.toml)")  # fmt: skip
     real.add_argument("--crops-per-photo", type=_three_ints, default=(100, 50, 50), metavar="TRAIN,VAL,TEST",
                       help="crops from each photograph of each split (default 100,50,50)")  # fmt: skip
     real.add_argument("--frame-stride", type=int, default=3, metavar="N", help="keep every Nth video frame (default 3)")
@@ -77,7 +80,11 @@ def _build_real(args: argparse.Namespace) -> int:
         photos, skipped = real_sources.builtin_photos()
         video = real_sources.VTEST_VIDEO
     config = real_build.RealBuildConfig(
-        seed=args.seed, crop_px=args.crop_size, crops_per_photo=args.crops_per_photo, frame_stride=args.frame_stride
+        seed=args.seed,
+        crop_px=args.crop_size,
+        crops_per_photo=args.crops_per_photo,
+        frame_stride=args.frame_stride,
+        store_px=args.store_size,
     )
     out = args.out or DEFAULT_REAL_OUT
     manifests = real_build.build_real(

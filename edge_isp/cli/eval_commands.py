@@ -100,6 +100,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=1, help="noise seeds 0..N-1: mean and spread (default 1)")
     p.add_argument("--limit", type=int, help="evaluate N test images, spread over the split")
     p.add_argument("--size", type=size_argument, metavar="WxH", help="resize images (default: the checkpoints' size)")
+    p.add_argument("--raw-scale", type=int, choices=[1, 2],
+                   help="simulate the raw at 1 or 2 times the picture's sides, for every pipeline; full-resolution "
+                   "pipelines area-average their image of a 2x raw to the picture (default: 2 when a "
+                   "half-resolution checkpoint is among them, else 1)")  # fmt: skip
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split (default test)")
     p.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
     p.add_argument("--isp-demosaic", help="conventional ISP's demosaicking (default: the baseline's, or malvar)")
@@ -171,7 +175,7 @@ def _eval(args: argparse.Namespace) -> int:
         args.task, args.data, args.out,
         runs=args.runs, checkpoints=parse_checkpoint_args(args.checkpoint), settings=_settings(args),
         limit=args.limit, size=args.size, split=args.split, device=args.device,
-        scene_level=args.scene_lux, scene_index=args.scene_index, progress=_progress(args),
+        scene_level=args.scene_lux, scene_index=args.scene_index, progress=_progress(args), raw_scale=args.raw_scale,
     )  # fmt: skip
     _print(outcome)
     return 0
@@ -189,7 +193,7 @@ def _recon(args: argparse.Namespace) -> int:
         images=args.images, runs=args.runs, checkpoints=parse_checkpoint_args(args.checkpoint),
         settings=_settings(args), denoisers=denoisers, demosaicnet=not args.no_demosaicnet,
         limit=args.limit, size=args.size, split=args.split, device=args.device,
-        scene_level=args.scene_lux, scene_index=args.scene_index, progress=_progress(args),
+        scene_level=args.scene_lux, scene_index=args.scene_index, progress=_progress(args), raw_scale=args.raw_scale,
     )  # fmt: skip
     _print(outcome)
     return 0

@@ -83,7 +83,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", "--output", dest="out", type=Path, required=True, help="the .onnx file to write")
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--target", help="take the input size and batch from this target")
-    size.add_argument("--input-size", type=size_argument, metavar="WxH", help="full-resolution frame size")
+    size.add_argument("--input-size", type=size_argument, metavar="WxH",
+                      help="full-resolution frame (raw) size; a half-resolution (dpnh_*) model's picture is half "
+                      "its sides")  # fmt: skip
     p.add_argument("--batch", type=int, default=1, help="batch of the graph (default %(default)s)")
     p.add_argument("--profile", help="sensor profile the model was trained for (default: the checkpoint's)")
     _add_graph_options(p)

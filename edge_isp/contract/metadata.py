@@ -7,9 +7,10 @@ frame), ``edge_isp.profile`` (the NAME of the sensor profile the model was train
 path). Added by the export side, optional for a reader: ``edge_isp.precision``
 (fp32/fp16/int8), ``edge_isp.exporter`` (the torch, onnx and opset versions that wrote the
 graph), ``edge_isp.top_k`` (detections per image), ``edge_isp.higher_precision`` (JSON list of
-the layer groups kept in higher precision) and ``edge_isp.noise_range`` (the noise levels the
+the layer groups kept in higher precision), ``edge_isp.noise_range`` (the noise levels the
 model was trained on: JSON ``{"a": [lo, hi], "sigma": [lo, hi]}`` on the scale of the
-``noise`` input).
+``noise`` input) and ``edge_isp.raw_scale`` (``2`` for a half-resolution ISP: its ``image``
+output is ``input_size`` / 2; written when not 1, and read from ``model_config`` when absent).
 
 One reader, :meth:`ModelMetadata.from_props`, two modes: ``strict`` (the export side: every
 required key must be there) and lenient (the runtime: any ONNX file that follows the I/O
@@ -133,6 +134,9 @@ class ModelMetadata:
         top_k: detections per image (detection only), else None.
         higher_precision: layer groups the FP16/INT8 conversion kept in higher precision.
         noise_range: the noise levels the model was trained on, or None.
+        raw_scale: the ``raw`` input's sides over the ``image`` output's: 1, or 2 for a
+            half-resolution ISP (``ModelConfig.raw_scale``). Detection boxes are in
+            ``input_size`` pixels either way.
     """
 
     task: str
@@ -146,10 +150,20 @@ class ModelMetadata:
     top_k: int | None = None
     higher_precision: tuple[str, ...] = ()
     noise_range: NoiseRange | None = None
+    raw_scale: int = 1
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise InvalidInputError(f"model task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.raw_scale not in (1, 2):
+            raise InvalidInputError(f"model raw_scale must be 1 or 2, got {self.raw_scale!r}")
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """``(width, height)`` of the ``image`` output (the picture the head sees), or None."""
+        if self.input_size is None:
+            return None
+        return self.input_size[0] // self.raw_scale, self.input_size[1] // self.raw_scale
         if self.profile is not None:
             check_profile_name(self.profile)
 
@@ -176,6 +190,7 @@ class ModelMetadata:
             "higher_precision": json.dumps(list(self.higher_precision)),
             "top_k": None if self.top_k is None else str(self.top_k),
             "noise_range": None if self.noise_range is None else self.noise_range.to_json(),
+            "raw_scale": None if self.raw_scale == 1 else str(self.raw_scale),
         }
         return {PREFIX + k: v for k, v in props.items() if v is not None}
 
@@ -222,19 +237,36 @@ class ModelMetadata:
         if task not in TASKS:
             raise InvalidInputError(f"{origin}: model task must be one of {', '.join(TASKS)}, got {task!r}")
         size = values.get("input_size")
+        model_config = parse_json("model_config", dict) if "model_config" in values else None
+        raw_scale = config_raw_scale(model_config)
+        if "raw_scale" in values:
+            text = values["raw_scale"].strip()
+            if text not in ("1", "2") or int(text) != raw_scale:
+                raise InvalidInputError(
+                    f"{origin}: metadata '{PREFIX}raw_scale' must be 1 or 2 and agree with its model_config "
+                    f"({raw_scale}), got {values['raw_scale']!r}"
+                )
         return cls(
             task=task,
             class_names=string_list("class_names"),
             input_size=parse_size(size, f"{origin}: metadata '{PREFIX}input_size'") if size else None,
             profile=None if profile is None else check_profile_name(profile, origin),
             version=values.get("version") or None,
-            model_config=parse_json("model_config", dict) if "model_config" in values else None,
+            model_config=model_config,
             precision=values.get("precision") or "fp32",
             exporter=values.get("exporter", ""),
             top_k=None if top_k is None else int(top_k),
             higher_precision=string_list("higher_precision"),
             noise_range=NoiseRange.from_json(values["noise_range"], origin) if "noise_range" in values else None,
+            raw_scale=raw_scale,
         )
+
+
+def config_raw_scale(model_config: Mapping[str, Any] | None) -> int:
+    """``ModelConfig.raw_scale`` from its JSON form, without torch: 2 when its ISP runs at half
+    resolution, else 1 (also for configs written before the field existed, or none)."""
+    isp = (model_config or {}).get("isp")
+    return 2 if isinstance(isp, Mapping) and isp.get("resolution") == "half" else 1
 
 
 def task_from_outputs(output_names: Iterable[str], origin: str = "model") -> str:

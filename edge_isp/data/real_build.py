@@ -2,8 +2,8 @@
 
 No labels: a teacher labels them later. Layout under ``OUT``:
 
-- ``real-classification/{train,val,test}/NNNNN.png``: square crops (``crop_px`` a side) at
-  several scales, ``crops_per_photo[split]`` from each photograph of that split;
+- ``real-classification/{train,val,test}/NNNNN.png``: square crops (``store_px``, by default
+  ``crop_px``, a side) at several scales, ``crops_per_photo[split]`` from each photograph of that split;
 - ``real-detection/{train,val,test}/NAME.jpg``: the video's kept frames (time blocks, see
   :func:`edge_isp.data.real_sources.video_splits`) and each photograph whole (its long side
   brought down to ``photo_max_px``);
@@ -50,7 +50,11 @@ class RealBuildConfig:
 
     Attributes:
         seed: crops draw from the stream of (seed, photo index).
-        crop_px: side of a stored classification crop.
+        crop_px: side of a stored classification crop, and the smallest crop window.
+        store_px: side of a stored classification crop when it differs from ``crop_px``: the
+            same windows (they depend on ``crop_px``, the scales and the seed only) with more
+            pixels, e.g. ``crop_px`` 160 and ``store_px`` 256 for a half-resolution model whose
+            128 px picture comes from a 256 px raw (``configs/real-cls-half.toml``). None: ``crop_px``.
         crops_per_photo: crops from each photograph of (train, val, test).
         scales: crop window side as fractions of the photo's short side; the window is
             at least ``crop_px`` (at most the short side) so small photos are not blown up.
@@ -68,10 +72,18 @@ class RealBuildConfig:
     gap_frames: int = 10
     frame_stride: int = 3
     jpeg_quality: int = 95
+    store_px: int | None = None
 
     def __post_init__(self) -> None:
         if not 16 <= self.crop_px <= 1024:
             raise InvalidInputError(f"crop size must be 16..1024 pixels, got {self.crop_px}")
+        if self.store_px is not None and not 16 <= self.store_px <= 1024:
+            raise InvalidInputError(f"stored crop size must be 16..1024 pixels, got {self.store_px}")
+
+    @property
+    def stored_px(self) -> int:
+        """Side of a stored classification crop."""
+        return self.crop_px if self.store_px is None else self.store_px
         if len(self.crops_per_photo) != 3 or any(n < 0 for n in self.crops_per_photo):
             raise InvalidInputError(f"crops per photo (train, val, test) must be >= 0, got {self.crops_per_photo}")
         if not self.scales or any(not 0.0 < s <= 1.0 for s in self.scales):
@@ -86,6 +98,8 @@ class RealBuildConfig:
         out = dataclasses.asdict(self)
         out["crops_per_photo"] = dict(zip(SPLITS, self.crops_per_photo, strict=True))
         out["scales"] = list(self.scales)
+        if self.store_px is None:  # manifests of builds without it stay as they were
+            del out["store_px"]
         return out
 
 
@@ -138,7 +152,7 @@ def _build_classification(root: Path, photos: list[RealPhoto], config: RealBuild
         rng = np.random.default_rng([config.seed, index])
         for box, scale in crop_boxes(image.shape[1], image.shape[0], per_split[photo.split], config, rng):
             x0, y0, x1, y1 = box
-            crop = resize_image(image[y0:y1, x0:x1], (config.crop_px, config.crop_px))
+            crop = resize_image(image[y0:y1, x0:x1], (config.stored_px, config.stored_px))
             name = f"{photo.split}/{counters[photo.split]:05d}.png"
             counters[photo.split] += 1
             _write_png(root / name, crop)

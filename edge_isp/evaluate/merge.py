@@ -58,6 +58,8 @@ def _signature(result: SweepResult, with_pipelines: bool = True) -> dict[str, An
     s = result.settings
     signature = {
         **{key: s.get(key) for key in SAME_SETTINGS},
+        # Sweeps written before raw_scale existed simulated the raw at the picture's size.
+        "raw_scale": int(s.get("raw_scale", 1)),
         "metrics": list(result.metrics),
         "images": result.images,
     }

@@ -16,6 +16,13 @@ In brackets the checkpoint role each needs. A role's checkpoint comes from a run
 ``ROLE=PATH``; ``ROLE:LABEL=PATH`` adds a labelled variant (e.g. two joint models trained on
 different light ranges: ``joint:dark=...``, ``joint:bright=...``). A pipeline whose
 checkpoints are missing is skipped with a note, never stood in for.
+
+Raw larger than the picture (``EvalBatch.raw_scale`` 2: a half-resolution model's, issue 17):
+every pipeline gets the same raw, simulated at twice the picture's sides, and is scored on the
+picture at the evaluation size. A half-resolution ISP gives that picture itself; a
+full-resolution learned ISP, the raw stem and the conventional ISP render the whole raw and
+their image is area-averaged by 2 (:func:`to_picture`) before the head sees it: the same
+sensor pixels for everyone.
 """
 
 from __future__ import annotations
@@ -29,9 +36,10 @@ import torch
 from torch import Tensor, nn
 
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.model.heads import DETECTOR_STRIDE
 from edge_isp.sensor.profile import SensorProfile
 from edge_isp.sensor.simulate import SimulatedRaw
-from edge_isp.train.batches import conventional_isp_batch
+from edge_isp.train.batches import area_downsample, conventional_isp_batch
 from edge_isp.train.checkpoint import load_checkpoint, model_from_checkpoint
 
 ROLES = ("head", "baseline", "isp", "raw", "joint", "noansc")
@@ -57,18 +65,30 @@ PIPELINE_TEXT = {
 @dataclasses.dataclass(frozen=True)
 class PipelineOutput:
     """``prediction``: logits (B, C), the detector's maps (dict), or None (reconstruction
-    pipelines); ``image``: the sRGB (B, 3, H, W) about [0, 1] it made, or None (pipeline d)."""
+    pipelines); ``image``: the sRGB (B, 3, H, W) about [0, 1] it made, or None (pipeline d);
+    ``det_stride``: the detector maps' stride in picture pixels (``CenterNetDetector.stride``)."""
 
     prediction: Any
     image: Tensor | None
+    det_stride: int = DETECTOR_STRIDE
 
 
 class EvalBatch:
     """One simulated raw batch fed to every pipeline, with the conventional ISP's rendering
-    made once, on first use, and shared (pipelines a and b see the very same image)."""
+    made once, on first use, and shared (pipelines a and b see the very same image).
+    ``raw_scale``: how many times the scored picture's sides the raw has (module docstring)."""
 
-    def __init__(self, sim: SimulatedRaw, profile: SensorProfile, demosaic: str, denoise: str, workers: int = 1):
+    def __init__(
+        self,
+        sim: SimulatedRaw,
+        profile: SensorProfile,
+        demosaic: str,
+        denoise: str,
+        workers: int = 1,
+        raw_scale: int = 1,
+    ):
         self.sim = sim
+        self.raw_scale = int(raw_scale)
         self.profile = profile
         self.demosaic = demosaic
         self.denoise = denoise
@@ -77,12 +97,25 @@ class EvalBatch:
 
     @property
     def conventional(self) -> Tensor:
-        """The conventional ISP's sRGB (B, 3, H, W) on [0, 1], on the raw's device."""
+        """The conventional ISP's sRGB on [0, 1], on the raw's device, at the picture's size
+        (rendered from the whole raw, area-averaged by ``raw_scale``)."""
         if self._conventional is None:
-            self._conventional = conventional_isp_batch(
-                self.sim, self.profile, self.demosaic, self.denoise, self.workers
-            ).contiguous()
+            rgb = conventional_isp_batch(self.sim, self.profile, self.demosaic, self.denoise, self.workers)
+            self._conventional = area_downsample(rgb, self.raw_scale).contiguous()
         return self._conventional
+
+
+def to_picture(image: Tensor, isp: nn.Module, batch: EvalBatch) -> Tensor:
+    """An ISP's image brought to the batch's picture size: a full-resolution ISP's (or the raw
+    stem's) image of a raw at ``raw_scale`` 2 is area-averaged by 2; a half-resolution ISP's
+    already is the picture. An ISP whose raw must be larger than the batch's is refused."""
+    own = int(getattr(isp, "raw_scale", 1))
+    if own > batch.raw_scale:
+        raise InvalidInputError(
+            f"a half-resolution ISP needs its raw at {own}x the picture, but the evaluation simulated it at "
+            f"{batch.raw_scale}x: evaluate with raw_scale {own} (edge-isp eval --raw-scale {own})"
+        )
+    return area_downsample(image, batch.raw_scale // own)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +194,8 @@ class PipelineSet:
     without a baseline), so that pipelines a and b use it; the (width, height) the
     checkpoints were trained at (None if they did not resize); the class names they were
     trained on, in order (None if none records them); the ``[teacher]`` they learnt from
-    (None for labelled data)."""
+    (None for labelled data); the largest ``raw_scale`` among their models (the raw an
+    evaluation of them all must simulate)."""
 
     pipelines: list[Pipeline]
     notes: list[str]
@@ -169,6 +203,7 @@ class PipelineSet:
     image_size: tuple[int, int] | None
     class_names: list[str] | None
     teacher: dict[str, Any] | None = None
+    raw_scale: int = 1
 
 
 def parse_checkpoint_args(items: list[str]) -> dict[str, Path]:
@@ -255,25 +290,30 @@ def _check_task(loaded: LoadedCheckpoint, role: str, task: str, class_names: lis
         check_class_names(loaded.class_names, class_names, f"checkpoint {loaded.path}")
 
 
+def _stride(head: nn.Module | None) -> int:
+    return int(getattr(head, "stride", DETECTOR_STRIDE))
+
+
 def _conventional(head: nn.Module) -> Callable[[EvalBatch], PipelineOutput]:
     def run(batch: EvalBatch) -> PipelineOutput:
         image = batch.conventional
-        return PipelineOutput(head(image), image)
+        return PipelineOutput(head(image), image, _stride(head))
 
     return run
 
 
 def _isp_then_head(isp: nn.Module, head: nn.Module | None) -> Callable[[EvalBatch], PipelineOutput]:
     def run(batch: EvalBatch) -> PipelineOutput:
-        image = isp(batch.sim.packed, batch.sim.noise)
-        return PipelineOutput(head(image) if head is not None else None, image)
+        image = to_picture(isp(batch.sim.packed, batch.sim.noise), isp, batch)
+        return PipelineOutput(head(image) if head is not None else None, image, _stride(head))
 
     return run
 
 
 def _raw(model: nn.Module) -> Callable[[EvalBatch], PipelineOutput]:
     def run(batch: EvalBatch) -> PipelineOutput:
-        return PipelineOutput(model(batch.sim.packed, batch.sim.noise), None)
+        image = to_picture(model.isp(batch.sim.packed, batch.sim.noise), model.isp, batch)
+        return PipelineOutput(model.head(image), None, _stride(model.head))
 
     return run
 
@@ -335,4 +375,5 @@ def build_pipelines(
     baseline = next((c.baseline_isp for n, c in loaded.items() if n.partition(":")[0] == "baseline"), None)
     size = next((c.image_size for c in loaded.values() if c.image_size is not None), None)
     teacher = next((c.teacher for c in loaded.values() if c.teacher is not None), None)
-    return PipelineSet(pipelines, notes, baseline, size, class_names, teacher)
+    raw_scale = max((c.model.config.raw_scale for c in loaded.values()), default=1)
+    return PipelineSet(pipelines, notes, baseline, size, class_names, teacher, raw_scale)

@@ -75,6 +75,12 @@ def markdown(result: SweepResult, title: str | None = None, paired: Sequence[str
         "(compared in photo-electrons at white).",
         "",
     ]
+    scale = int(s.get("raw_scale", 1))
+    if scale > 1:
+        lines[-1:-1] = [
+            f"Raw at {scale}x the picture's sides for every pipeline; each is scored on the picture at the "
+            f"evaluation size (full-resolution pipelines area-average their image by {scale}).",
+        ]
     headers = [level_header(row) for row in result.levels]
     for metric in result.metrics:
         lines += [f"## {metric_title(metric)}", "", "| pipeline | " + " | ".join(headers) + " |"]

@@ -23,7 +23,7 @@ from edge_isp.evaluate.pipelines import build_pipelines, check_class_names, disc
 from edge_isp.evaluate.recon import DENOISERS, build_recon_pipelines
 from edge_isp.evaluate.report import write_report
 from edge_isp.evaluate.sweep import SweepResult, SweepSettings, run_sweep, scene_images
-from edge_isp.train.batches import TaskDataset
+from edge_isp.train.batches import TaskDataset, scaled_size
 from edge_isp.train.teacher_data import RealSplit, TeacherLabelled, real_set_dir
 
 
@@ -68,10 +68,16 @@ def open_eval_data(data: str | Path, task: str, split: str = "test", class_names
 
 
 def open_real_eval_data(
-    data: str | Path, task: str, split: str, teacher: dict[str, Any] | None, size: tuple[int, int] | None
+    data: str | Path,
+    task: str,
+    split: str,
+    teacher: dict[str, Any] | None,
+    size: tuple[int, int] | None,
+    raw_scale: int = 1,
 ) -> TeacherLabelled:
     """Split ``split`` of the real set under ``data``, labelled by the teacher the checkpoints
-    learnt from (its answers cached like training's), so a score is agreement with the teacher."""
+    learnt from (its answers cached like training's), so a score is agreement with the teacher;
+    with ``raw_scale`` 2 on the picture made as training makes it (through twice ``size``)."""
     from edge_isp.train.config import TrainConfig
     from edge_isp.train.datasets import teacher_answers
 
@@ -81,9 +87,23 @@ def open_real_eval_data(
         )
     section = TrainConfig.from_dict({"teacher": teacher}, "the checkpoints' [teacher]").teacher
     folder = real_set_dir(data, task)
-    answers = teacher_answers(folder, section, task, {split: RealSplit(folder, split)})[split]
+    via = None if raw_scale == 1 or size is None else scaled_size(size, raw_scale)
+    answers = teacher_answers(folder, section, task, {split: RealSplit(folder, split)}, via_size=via)[split]
     aspect = size[0] / size[1] if size else None
     return TeacherLabelled(RealSplit(folder, split), answers, section.score_threshold, section.classes, aspect)
+
+
+def _raw_scale(asked: int | None, needed: int) -> int:
+    """The sweep's raw_scale: ``asked``, or what the checkpoints need; less than that is refused."""
+    if asked is None:
+        return needed
+    if asked not in (1, 2):
+        raise InvalidInputError(f"raw_scale must be 1 or 2, got {asked!r}")
+    if asked < needed:
+        raise InvalidInputError(
+            f"raw_scale {asked} is too small: a half-resolution checkpoint needs its raw at {needed}x the picture"
+        )
+    return asked
 
 
 def _checkpoints(runs: str | Path | None, named: Mapping[str, Path], task: str) -> dict[str, Path]:
@@ -107,6 +127,7 @@ def evaluate_task(
     scene_level: float = 3.0,
     scene_index: int = 0,
     progress: Callable[[str], None] | None = None,
+    raw_scale: int | None = None,
 ) -> EvalOutcome:
     """The light sweep of the six pipelines, written to ``out``.
 
@@ -123,17 +144,25 @@ def evaluate_task(
         scene_level: light level of the picture grid (in the settings' unit).
         progress: called with a line after each (seed, level); when given, a bar over the
             batches is shown on stderr too.
+        raw_scale: simulate the raw at that many times the picture's sides (1 or 2) for every
+            pipeline; default the largest the checkpoints need (2 with a half-resolution model).
+            A full-resolution pipeline's image of a 2x raw is area-averaged to the picture.
     """
     SweepSettings(task=task, **(settings or {}))  # bad settings fail before any model loads
     chosen = _checkpoints(runs, checkpoints or {}, task)
     dev = resolve_device(device)
     made = build_pipelines(task, chosen, dev)
+    raw_scale = _raw_scale(raw_scale, made.raw_scale)
     # A user's image folder takes the checkpoints' class order; a built set or COCO file
     # brings its own, which must match.
-    options = dict(settings or {})
+    options = dict(settings or {}, raw_scale=raw_scale)
     size = size or made.image_size
+    if raw_scale > 1 and size is None:
+        raise InvalidInputError(
+            f"a raw at {raw_scale}x the picture needs the picture's size: give --size WxH (the checkpoints record none)"
+        )
     if real_set_dir(data, task) is not None:
-        base = open_real_eval_data(data, task, split, made.teacher, size)
+        base = open_real_eval_data(data, task, split, made.teacher, size, raw_scale)
         if task == "classification":
             options.setdefault("top5", True)
     else:
@@ -148,7 +177,7 @@ def evaluate_task(
             f"the baseline head (b) was fine-tuned on the conventional ISP {' + '.join(made.baseline_isp)}, "
             f"but is evaluated on {sweep.demosaic} + {sweep.denoise}"
         )
-    dataset = TaskDataset(base, task, size, limit)
+    dataset = TaskDataset(base, task, size, limit, raw_scale)
     num_classes = max(1, len(dataset.class_names))
     groups = getattr(base, "groups", None)
     groups = None if groups is None or task != "classification" else [groups[i] for i in dataset.indices]
@@ -179,23 +208,29 @@ def evaluate_recon(
     scene_level: float = 3.0,
     scene_index: int = 0,
     progress: Callable[[str], None] | None = None,
+    raw_scale: int | None = None,
 ) -> EvalOutcome:
     """The reconstruction comparison (:mod:`edge_isp.evaluate.recon`) on the ``images``
     ("classification" or "detection") of ``data``, written to ``out`` as ``recon.*``; the
     other arguments are :func:`evaluate_task`'s."""
     if images not in ("classification", "detection"):
         raise InvalidInputError(f"images must be classification or detection, got {images!r}")
-    sweep = SweepSettings(task="reconstruction", **(settings or {}))
+    SweepSettings(task="reconstruction", **(settings or {}))
     chosen = _checkpoints(runs, checkpoints or {}, images)
     chosen = {k: v for k, v in chosen.items() if k.partition(":")[0] == "isp" or k in (checkpoints or {})}
     dev = resolve_device(device)
+    loaded = [load_for_eval(path) for name, path in chosen.items() if name.partition(":")[0] == "isp"]
+    raw_scale = _raw_scale(raw_scale, max((c.model.config.raw_scale for c in loaded), default=1))
+    sweep = SweepSettings(task="reconstruction", **dict(settings or {}, raw_scale=raw_scale))
     pipelines, notes = build_recon_pipelines(
         chosen, denoisers=denoisers, demosaic=sweep.demosaic, demosaicnet=demosaicnet, device=dev, workers=sweep.workers
     )
     base = open_eval_data(data, images, split)
     if size is None and "isp" in chosen:
         size = load_for_eval(chosen["isp"]).image_size
-    dataset = TaskDataset(base, images, size, limit)
+    if raw_scale > 1 and size is None:
+        raise InvalidInputError(f"a raw at {raw_scale}x the picture needs the picture's size: give --size WxH")
+    dataset = TaskDataset(base, images, size, limit, raw_scale)
     result = run_sweep(pipelines, dataset, sweep, device=dev, notes=notes, progress=progress, bar=progress is not None)
     scene = scene_images(pipelines, dataset, sweep, level=scene_level, index=scene_index, device=dev)
     unit = "lux" if sweep.light_unit == "lux" else "e- at white"

@@ -23,7 +23,7 @@ import numpy as np
 from torch import Tensor
 
 from edge_isp.errors import InvalidInputError
-from edge_isp.model.heads import CenterNetDetector
+from edge_isp.model.heads import DETECTOR_STRIDE, CenterNetDetector
 from edge_isp.train import metrics
 from edge_isp.train.losses import ssim
 
@@ -113,9 +113,12 @@ class Scorer:
         self.ssim: list[float] = []
         self.detections = metrics.DetectionAccumulator(num_classes) if task == "detection" else None
 
-    def add(self, prediction: Any, image: Tensor | None, batch: tuple, target: Tensor) -> None:
+    def add(
+        self, prediction: Any, image: Tensor | None, batch: tuple, target: Tensor, stride: int = DETECTOR_STRIDE
+    ) -> None:
         """One batch: the pipeline's prediction and image, the loader's ``batch`` (labels /
-        boxes on the CPU) and the clean sRGB ``target`` (B, 3, H, W)."""
+        boxes on the CPU) and the clean sRGB ``target`` (B, 3, H, W); ``stride``: the
+        detector maps' stride in the picture's pixels."""
         if self.task == "classification":
             logits = prediction.float().cpu().numpy()
             self.correct += metrics.top1_correct(logits, batch[1].numpy())
@@ -124,7 +127,7 @@ class Scorer:
                 self.correct5 += metrics.topk_correct(logits, batch[1].numpy(), 5)
             self.total += len(batch[1])
         elif self.task == "detection":
-            decoded = CenterNetDetector.decode(prediction, top_k=DETECTION_TOP_K)
+            decoded = CenterNetDetector.decode(prediction, top_k=DETECTION_TOP_K, stride=stride)
             for i in range(target.shape[0]):
                 keep = decoded["scores"][i] >= DETECTION_MIN_SCORE
                 real = batch[2][i] >= 0

@@ -9,6 +9,13 @@ standard deviation) is what the report shows as the error band.
 
 Light levels are in lux (converted through the profile, whose ``electrons_at_white_per_lux``
 must be set) or directly in photo-electrons at white.
+
+``raw_scale`` 2 (a half-resolution model among the checkpoints, or asked for): the images are
+loaded at twice the evaluation size, the raw is simulated from them, and everything is scored
+on the picture at the evaluation size, their 2x2 area average (uint8 levels, as the teacher
+saw it). Each pipeline gets the whole raw and brings its image to the picture's size
+(:func:`edge_isp.evaluate.pipelines.to_picture`; a reconstruction pipeline's larger image is
+area-averaged here, :func:`fit_picture`), so all of them see the same sensor pixels.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from torch import Tensor
 
 from edge_isp.errors import InvalidInputError
 from edge_isp.evaluate.pipelines import EvalBatch, Pipeline
@@ -29,7 +37,14 @@ from edge_isp.model.heads import CenterNetDetector
 from edge_isp.sensor.colour_torch import linear_to_srgb
 from edge_isp.sensor.optics import parse_blur
 from edge_isp.sensor.profile import SensorProfile
-from edge_isp.train.batches import RawBatcher, collate_classification, collate_detection, light_to_electrons, to_float
+from edge_isp.train.batches import (
+    RawBatcher,
+    area_downsample,
+    collate_classification,
+    collate_detection,
+    light_to_electrons,
+    to_float,
+)
 from edge_isp.train.stages import seeded_generator
 
 DEFAULT_LUX = (1.5, 3.0, 6.0, 12.0, 24.0, 48.0, 96.0)
@@ -53,6 +68,8 @@ class SweepSettings:
         workers: threads rendering the conventional ISP.
         unprocess: "fixed" camera colour from the profile (as the configs train).
         top5: also score classification's top-5 accuracy (real sets: ImageNet's classes).
+        raw_scale: the raw's sides over the scored picture's, 1 or 2 (module docstring); the
+            data set must give images at that many times the picture's size.
     """
 
     task: str
@@ -67,9 +84,12 @@ class SweepSettings:
     workers: int = 1
     unprocess: str = "fixed"
     top5: bool = False
+    raw_scale: int = 1
 
     def __post_init__(self) -> None:
         metric_names(self.task)
+        if self.raw_scale not in (1, 2):
+            raise InvalidInputError(f"raw_scale must be 1 or 2, got {self.raw_scale!r}")
         if not self.levels or not all(math.isfinite(v) and v > 0 for v in self.levels):
             raise InvalidInputError(f"light levels must be positive numbers, got {list(self.levels)}")
         if self.light_unit not in ("lux", "electrons"):
@@ -144,6 +164,15 @@ def make_batcher(settings: SweepSettings, profile: SensorProfile, electrons: Seq
     return RawBatcher(profile, (min(electrons), max(electrons)), blur=blur, unprocess=settings.unprocess)
 
 
+def fit_picture(image: Tensor, target: Tensor) -> Tensor:
+    """``image`` area-averaged to ``target``'s size when it is a whole multiple of it (an image
+    rendered from the whole raw of a ``raw_scale`` 2 sweep); otherwise unchanged."""
+    factor = image.shape[-1] // target.shape[-1]
+    if factor > 1 and tuple(image.shape[-2:]) == (target.shape[-2] * factor, target.shape[-1] * factor):
+        return area_downsample(image, factor)
+    return image
+
+
 def noise_generator(device: torch.device | str, seed: int, electrons: float, batch_index: int) -> torch.Generator:
     """The generator of one simulated batch. Keyed on the level's value (in milli-electrons),
     not its position, so adding a level to the list leaves the others' draws unchanged."""
@@ -207,10 +236,14 @@ def run_sweep(
                 clean = to_float(batch[0], device)
                 level_e = torch.full((clean.shape[0],), e, device=clean.device)
                 sim = batcher(clean, noise_generator(clean.device, seed, e, batch_index), level_e)
-                shared = EvalBatch(sim, profile, settings.demosaic, settings.denoise, settings.workers)
+                target = area_downsample(clean, settings.raw_scale, to_uint8_levels=True)
+                shared = EvalBatch(
+                    sim, profile, settings.demosaic, settings.denoise, settings.workers, settings.raw_scale
+                )
                 for p in pipelines:
                     out = p(shared)
-                    scorers[p.key].add(out.prediction, out.image, batch, sim.target_srgb)
+                    image = None if out.image is None else fit_picture(out.image, target)
+                    scorers[p.key].add(out.prediction, image, batch, target, out.det_stride)
                 if meter is not None:
                     meter.update(1)
             for p in pipelines:
@@ -325,19 +358,25 @@ def scene_images(
     e = torch.full((1,), row["electrons"], device=clean.device)
     generator = seeded_generator(clean.device, seed, 0x5CE7E, round(row["electrons"] * 1000), index)
     sim = batcher(clean, generator, e)
-    shared = EvalBatch(sim, profile, settings.demosaic, settings.denoise, settings.workers)
+    scale = settings.raw_scale
+    shared = EvalBatch(sim, profile, settings.demosaic, settings.denoise, settings.workers, scale)
+    picture = area_downsample(clean, scale, to_uint8_levels=True)
     detection = settings.task == "detection"
     reference = np.asarray(dataset[index][1], np.float32).reshape(-1, 4) if detection else None
+    preview = raw_preview(sim)[0]
+    if scale > 1:  # shown at the picture's size, beside the others
+        preview = cv2.resize(preview, picture.shape[-1:-3:-1], interpolation=cv2.INTER_AREA)
     images: dict[str, np.ndarray | None] = {
-        "clean": draw_boxes(clean[0].permute(1, 2, 0).cpu().numpy(), reference, REFERENCE_COLOUR),
-        "noisy raw": raw_preview(sim)[0],
+        "clean": draw_boxes(picture[0].permute(1, 2, 0).cpu().numpy(), reference, REFERENCE_COLOUR),
+        "noisy raw": preview,
     }
     for p in pipelines:
         out = p(shared)
-        image = None if out.image is None else out.image[0].detach().float().clamp(0, 1).permute(1, 2, 0)
+        image = None if out.image is None else fit_picture(out.image, picture)
+        image = None if image is None else image[0].detach().float().clamp(0, 1).permute(1, 2, 0)
         image = None if image is None else image.cpu().numpy()
         if detection and image is not None:
-            decoded = CenterNetDetector.decode(out.prediction, top_k=50)
+            decoded = CenterNetDetector.decode(out.prediction, top_k=50, stride=out.det_stride)
             keep = decoded["scores"][0] >= SCENE_MIN_SCORE
             image = draw_boxes(image, decoded["boxes"][0][keep].cpu().numpy(), DETECTION_COLOUR)
         images[p.label] = image

@@ -31,7 +31,8 @@ class LoadedModel:
         model: the ``JointModel`` in eval mode.
         class_names: one name per class (generic ``class_N`` for an untrained model).
         profile: the sensor profile name or path it was trained for.
-        input_size: (width, height) it was trained at, or None if unknown.
+        input_size: (width, height) of the raw frame it was trained at (``data.size`` times its
+            ``raw_scale``), or None if unknown.
         light_levels: the validation light levels of its training, or None.
         light_unit: "lux" or "electrons" (the unit of ``light_levels``).
         source: the checkpoint path or "untrained NAME".
@@ -116,7 +117,7 @@ def _from_checkpoint(path: Path) -> LoadedModel:
             model=model,
             class_names=names,
             profile=str(sensor.get("profile") or DEFAULT_PROFILE),
-            input_size=(int(size[0]), int(size[1])) if size else None,
+            input_size=(int(size[0]) * config.raw_scale, int(size[1]) * config.raw_scale) if size else None,
             light_levels=tuple(float(v) for v in levels) if levels else None,
             light_unit=str(sensor.get("light_unit") or "lux"),
             source=str(path),

@@ -38,7 +38,7 @@ from edge_isp.contract.metadata import (
 from edge_isp.contract.onnx_session import cpu_session
 from edge_isp.errors import InvalidInputError, require
 from edge_isp.fileio import write_bytes
-from edge_isp.model.heads import CenterNetDetector
+from edge_isp.model.heads import DETECTOR_STRIDE, CenterNetDetector
 from edge_isp.sensor.simulate import simulate
 
 OPSET = 17
@@ -48,11 +48,16 @@ DETECTION_MULTIPLE = 32
 DENSE_DETECTION_OUTPUTS = ("heatmap", "size", "offset")
 
 
-def decode_detections(maps: dict[str, torch.Tensor], top_k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CenterNet maps -> (boxes (B, K, 4) xyxy input pixels, scores (B, K), labels (B, K) int32),
-    ``K = min(top_k, C * H/4 * W/4)``."""
-    out = CenterNetDetector.decode(maps, top_k)
-    return out["boxes"], out["scores"], out["labels"].to(torch.int32)
+def decode_detections(
+    maps: dict[str, torch.Tensor], top_k: int, stride: int = DETECTOR_STRIDE, raw_scale: int = 1
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CenterNet maps -> (boxes (B, K, 4) xyxy in the full-resolution input's pixels, scores
+    (B, K), labels (B, K) int32), ``K = min(top_k, C * cells)``. ``stride``: the maps' stride in
+    the picture's pixels; ``raw_scale``: the input's sides over the picture's (boxes are scaled
+    by it, so a half-resolution model's boxes are in the raw frame's pixels like any other's)."""
+    out = CenterNetDetector.decode(maps, top_k, stride)
+    boxes = out["boxes"] * raw_scale if raw_scale != 1 else out["boxes"]
+    return boxes, out["scores"], out["labels"].to(torch.int32)
 
 
 class ExportModule(nn.Module):
@@ -69,6 +74,8 @@ class ExportModule(nn.Module):
         self.isp = model.isp
         self.head = model.head
         self.task = model.config.task
+        self.raw_scale = model.config.raw_scale
+        self.stride = int(getattr(model.head, "stride", DETECTOR_STRIDE))
         self.top_k = top_k
         self.with_image = with_image
         self.dense = dense and self.task == "detection"
@@ -81,7 +88,8 @@ class ExportModule(nn.Module):
         out = self.head(rgb)
         if self.dense:
             return tuple(out[name] for name in DENSE_DETECTION_OUTPUTS)
-        result = decode_detections(out, self.top_k) if self.task == "detection" else (out,)
+        detection = self.task == "detection"
+        result = decode_detections(out, self.top_k, self.stride, self.raw_scale) if detection else (out,)
         return (*result, rgb) if self.with_image else tuple(result)
 
 
@@ -113,10 +121,11 @@ class ExportResult:
     seconds: float
 
 
-def check_input_size(task: str, input_size: tuple[int, int]) -> tuple[int, int]:
-    """Validate (width, height) for ``task``: even (Bayer tiles), multiples of 32 for detection."""
+def check_input_size(task: str, input_size: tuple[int, int], raw_scale: int = 1) -> tuple[int, int]:
+    """Validate (width, height) for ``task``: even (Bayer tiles), multiples of 32 for detection,
+    both times ``raw_scale`` (the picture, input / raw_scale, must meet them)."""
     w, h = (int(v) for v in input_size)
-    multiple = DETECTION_MULTIPLE if task == "detection" else 2
+    multiple = (DETECTION_MULTIPLE if task == "detection" else 2) * raw_scale
     if w < multiple or h < multiple or w % multiple or h % multiple:
         raise InvalidInputError(
             f"input size for a {task} model must be positive multiples of {multiple} (width x height), got {w}x{h}"
@@ -199,7 +208,8 @@ def export_onnx(
     Args:
         model: the network; exported in eval mode (its mode is restored afterwards).
         path: the ``.onnx`` file to write (atomically).
-        input_size: (width, height) of the full-resolution frame.
+        input_size: (width, height) of the full-resolution frame (the raw: twice the picture's
+            sides for a half-resolution model).
         class_names: one per class; saved in the metadata.
         profile: the ``SensorProfile`` the model was trained for: its name goes in the
             metadata and the parity input is simulated through it.
@@ -215,7 +225,7 @@ def export_onnx(
     onnx = require("onnx", "export", "exporting to ONNX")
 
     config = model.config
-    input_size = check_input_size(config.task, input_size)
+    input_size = check_input_size(config.task, input_size, config.raw_scale)
     if config.task != "reconstruction" and len(class_names) != config.num_classes:
         raise InvalidInputError(
             f"the model has {config.num_classes} classes but {len(class_names)} class names were given"
@@ -260,6 +270,7 @@ def export_onnx(
         exporter=exporter_string(),
         top_k=int(expected[0].shape[1]) if config.task == "detection" and not dense else None,
         noise_range=noise_range,
+        raw_scale=config.raw_scale,
     )
     set_metadata(graph, metadata)
     onnx.checker.check_model(graph, full_check=True)

@@ -40,12 +40,21 @@ class Classifier(nn.Module):
     """MobileNetV2 classifier: sRGB (B, 3, H, W) -> logits (B, num_classes)."""
 
     def __init__(
-        self, num_classes: int, pretrained: bool = True, width_mult: float = 1.0, dropout: float = 0.2
+        self,
+        num_classes: int,
+        pretrained: bool = True,
+        width_mult: float = 1.0,
+        dropout: float = 0.2,
+        stem_stride: int = 2,
     ) -> None:
         super().__init__()
         self.normalize = ImageNetNormalize()
         self.backbone = mobilenet_v2(
-            pretrained=pretrained, num_classes=num_classes, width_mult=width_mult, dropout=dropout
+            pretrained=pretrained,
+            num_classes=num_classes,
+            width_mult=width_mult,
+            dropout=dropout,
+            stem_stride=stem_stride,
         )
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
@@ -53,13 +62,15 @@ class Classifier(nn.Module):
 
 
 class CenterNetDetector(nn.Module):
-    """Anchor-free detector: sRGB (B, 3, H, W) -> maps at stride 4.
+    """Anchor-free detector: sRGB (B, 3, H, W) -> maps at stride 4 (:attr:`stride`).
 
     ``forward`` returns a dict of ``heatmap`` logits (B, C, H/4, W/4), ``size`` (B, 2, H/4, W/4)
     box width and height in input pixels, and ``offset`` (B, 2, H/4, W/4) the centre's sub-cell
     position in cells. :meth:`decode` turns them into boxes. H and W must be multiples of 32.
     ``size_activation`` keeps ``size`` positive: "softplus" (default) or "relu" (older models;
-    see :class:`~edge_isp.model.joint.ModelConfig`).
+    see :class:`~edge_isp.model.joint.ModelConfig`). With ``stem_stride`` 1 (a half-resolution
+    ISP's image) the maps are at stride 2 of the input, the same maps the stride-2 network gives
+    for the full-resolution raw; pass :attr:`stride` to :meth:`decode`.
     """
 
     def __init__(
@@ -69,12 +80,15 @@ class CenterNetDetector(nn.Module):
         width_mult: float = 1.0,
         neck: int = 64,
         size_activation: str = "softplus",
+        stem_stride: int = 2,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.size_activation = SIZE_ACTIVATIONS[size_activation]
         self.normalize = ImageNetNormalize()
-        self.backbone = mobilenet_v2(pretrained=pretrained, width_mult=width_mult)
+        self.backbone = mobilenet_v2(pretrained=pretrained, width_mult=width_mult, stem_stride=stem_stride)
+        # The maps' stride in input pixels: 4, or 2 behind a stride-1 stem.
+        self.stride = int(DETECTOR_STRIDE * self.backbone.stride_scale)
         self.lateral = nn.ModuleList(nn.Conv2d(self.backbone.stride_channels[s], neck, 1) for s in _DETECTOR_STRIDES)
         self.smooth = nn.Sequential(nn.Conv2d(neck, neck, 3, padding=1), nn.BatchNorm2d(neck), nn.ReLU(inplace=True))
         self.heatmap = _head(neck, num_classes)
@@ -91,14 +105,17 @@ class CenterNetDetector(nn.Module):
         merged = self.smooth(merged)
         return {
             "heatmap": self.heatmap(merged),
-            "size": self.size_activation(self.size(merged)) * DETECTOR_STRIDE,
+            "size": self.size_activation(self.size(merged)) * self.stride,
             "offset": torch.sigmoid(self.offset(merged)),
         }
 
     @staticmethod
-    def decode(maps: dict[str, torch.Tensor], top_k: int = 50) -> dict[str, torch.Tensor]:
+    def decode(
+        maps: dict[str, torch.Tensor], top_k: int = 50, stride: int = DETECTOR_STRIDE
+    ) -> dict[str, torch.Tensor]:
         """Peaks of the heatmap -> ``boxes`` (B, K, 4) xyxy in input pixels, ``scores`` (B, K),
-        ``labels`` (B, K) int64. Low scores are kept: the caller thresholds."""
+        ``labels`` (B, K) int64. Low scores are kept: the caller thresholds. ``stride``: the
+        maps' stride in input pixels, the detector's :attr:`stride`."""
         heat = torch.sigmoid(maps["heatmap"])
         b, c, h, w = heat.shape
         peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat).to(heat.dtype)
@@ -112,8 +129,8 @@ class CenterNetDetector(nn.Module):
         cx = cell - cy * w
         size = torch.gather(maps["size"].reshape(b, 2, h * w), 2, cell.unsqueeze(1).expand(b, 2, k))
         offset = torch.gather(maps["offset"].reshape(b, 2, h * w), 2, cell.unsqueeze(1).expand(b, 2, k))
-        x = (cx.to(heat.dtype) + offset[:, 0]) * DETECTOR_STRIDE
-        y = (cy.to(heat.dtype) + offset[:, 1]) * DETECTOR_STRIDE
+        x = (cx.to(heat.dtype) + offset[:, 0]) * stride
+        y = (cy.to(heat.dtype) + offset[:, 1]) * stride
         half_w, half_h = size[:, 0] / 2, size[:, 1] / 2
         boxes = torch.stack([x - half_w, y - half_h, x + half_w, y + half_h], dim=-1)
         return {"boxes": boxes, "scores": scores, "labels": labels}

@@ -1,4 +1,4 @@
-"""The Dirty Pixels ISP: packed raw + noise level -> full-resolution sRGB, differentiable.
+"""The Dirty Pixels ISP: packed raw + noise level -> sRGB, differentiable.
 
 After Diamond et al. (TOG 2021): a generalized Anscombe transform stabilizes the
 Poisson-Gaussian noise; an unrolled half-quadratic-splitting (HQS) loop alternates a U-Net
@@ -16,6 +16,21 @@ prior; with beta_k -> 0 the measured pixels are kept exactly.
 
 Input: ``packed`` (B, 4, H/2, W/2) normalized raw in the plane order R, Gr, Gb, B, and
 ``noise`` (B, 2) = (a, sigma) on the same scale. Output: (B, 3, H, W) sRGB, about [0, 1].
+
+Half resolution (``IspNetConfig.resolution = "half"``, issue 17's fast variant): the whole ISP
+runs on the packed planes, h x w = H/2 x W/2, and gives (B, 3, h, w). Every half-resolution
+pixel (one 2x2 Bayer tile) has one measured R, two measured G and one measured B, so nothing
+is missing: the measurement is ``y = (R, (Gr + Gb) / 2, B)`` with the mask 1 everywhere, and
+the data step weighs each channel by the inverse of its noise variance relative to a single
+plane, ``W = (1, 2, 1)`` (the mean of two greens has half the variance):
+
+    x = (lambda_k * W * y + beta_k * (x - z)) / (lambda_k * W + beta_k)
+
+which keeps ``y`` exactly as beta_k -> 0. The U-Net starts from ``y`` (no bilinear fill) and
+sees the per-plane noise std ``a / 2``. The four planes sit a quarter of a half-resolution pixel
+from the tile's centre (R up-left, B down-right, the greens on the other diagonal); ``y`` treats
+them as co-sited and leaves that shift to the prior. A camera whose sensor has more pixels than
+the network input gets its detail this way: the raw is 2H x 2W for an H x W picture.
 """
 
 from __future__ import annotations
@@ -31,6 +46,11 @@ from edge_isp.model.anscombe import Anscombe, InverseAnscombe, anscombe_span, no
 
 # Which packed plane (R, Gr, Gb, B) belongs to which colour channel.
 _PLANE_COLOUR = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
+# Where the ISP runs: "full" demosaicks to H x W (the paper's); "half" stays on the packed planes.
+RESOLUTIONS = ("full", "half")
+# The half-resolution data step's weight per colour channel (R, G, B): the inverse of each
+# measurement's noise variance relative to one plane; G is the mean of Gr and Gb.
+HALF_DATA_WEIGHT = (1.0, 2.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +67,9 @@ class IspNetConfig:
             step, and back before the inverse: the network then sees one signal range from
             starlight to daylight instead of one shrinking as the square root of ``a``
             (docs/STUDY.md, "Real images": the ISP's picture collapses in daylight without it).
+        resolution: "full" (the paper's: demosaic to the raw's H x W) or "half" (the whole ISP on
+            the packed H/2 x W/2 planes, output H/2 x W/2; see the module docstring). Checkpoints
+            and ONNX files written before this field existed are full-resolution models.
     """
 
     widths: tuple[int, int, int] = (8, 16, 32)
@@ -54,8 +77,16 @@ class IspNetConfig:
     anscombe: bool = True
     unbiased_inverse: bool = True
     unit_range: bool = False
+    resolution: str = "full"
+
+    @property
+    def raw_scale(self) -> int:
+        """How many times larger (per side) the raw is than the ISP's image: 1 or 2."""
+        return 2 if self.resolution == "half" else 1
 
     def __post_init__(self) -> None:
+        if self.resolution not in RESOLUTIONS:
+            raise InvalidInputError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {self.resolution!r}")
         if len(self.widths) != 3 or min(self.widths) < 1:
             raise InvalidInputError(f"widths must be 3 positive channel counts, got {self.widths}")
         if self.iterations < 1:
@@ -77,6 +108,15 @@ def packed_to_colour_planes(packed: torch.Tensor) -> tuple[torch.Tensor, torch.T
     masked = F.pixel_shuffle(tiled, 2)
     mask = F.pixel_shuffle(torch.ones_like(tiled) * weights, 2)
     return masked, mask
+
+
+def packed_to_half_planes(packed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packed planes (B, 4, h, w) -> the half-resolution measurement y (B, 3, h, w) = (R,
+    (Gr + Gb) / 2, B) and its data-step weight (1, 3, 1, 1) (:data:`HALF_DATA_WEIGHT`)."""
+    if packed.ndim != 4 or packed.shape[1] != 4:
+        raise InvalidInputError(f"packed raw must have shape (B, 4, h, w), got {tuple(packed.shape)}")
+    y = torch.cat([packed[:, 0:1], 0.5 * (packed[:, 1:2] + packed[:, 2:3]), packed[:, 3:4]], dim=1)
+    return y, packed.new_tensor(HALF_DATA_WEIGHT).view(1, 3, 1, 1)
 
 
 def bilinear_fill(masked: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -164,19 +204,31 @@ class DirtyPixelsISP(nn.Module):
         lam, beta = self.log_lambda[k].exp(), self.log_beta[k].exp()
         return (lam * mask * y + beta * (x - z)) / (lam * mask + beta)
 
+    @property
+    def raw_scale(self) -> int:
+        """How many times larger (per side) the raw is than this ISP's image: 1 or 2."""
+        return self.config.raw_scale
+
     def reconstruct_linear(self, packed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Packed raw -> denoised, demosaicked linear RGB (B, 3, H, W), before colour/tone."""
+        """Packed raw -> denoised, demosaicked linear RGB (B, 3, H, W), before colour/tone
+        ((B, 3, H/2, W/2) at half resolution)."""
         h, w = packed.shape[-2:]
-        # The U-Net needs full-resolution sides that are multiples of 4: pad the packed planes.
-        ph, pw = (-h) % 2, (-w) % 2
+        half = self.config.resolution == "half"
+        # The U-Net needs sides that are multiples of 4 where it runs: pad the packed planes.
+        multiple = 4 if half else 2
+        ph, pw = (-h) % multiple, (-w) % multiple
         if ph or pw:
             packed = F.pad(packed, (0, pw, 0, ph), mode="replicate")
         stabilized = self.anscombe(packed, noise)
         if self.config.unit_range:
             low, span = anscombe_span(noise, stabilized)
             stabilized = (stabilized - low) / span
-        y, mask = packed_to_colour_planes(stabilized)
-        x = bilinear_fill(y, mask)
+        if half:
+            y, mask = packed_to_half_planes(stabilized)
+            x = y
+        else:
+            y, mask = packed_to_colour_planes(stabilized)
+            x = bilinear_fill(y, mask)
         sigma_map = noise_std_map(noise, x) if self.config.anscombe else noise[:, 1:2, None, None].expand_as(x[:, :1])
         if self.config.unit_range:
             sigma_map = sigma_map / span
@@ -186,7 +238,7 @@ class DirtyPixelsISP(nn.Module):
         if self.config.unit_range:
             x = x * span + low
         linear = self.inverse(x, noise)
-        return linear[..., : 2 * h, : 2 * w]
+        return linear[..., :h, :w] if half else linear[..., : 2 * h, : 2 * w]
 
     def forward(self, packed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return self.tone(self.reconstruct_linear(packed, noise))

@@ -3,6 +3,9 @@
 Every model here has the same interface, ``forward(packed, noise)`` with ``packed``
 (B, 4, H/2, W/2) normalized raw (planes R, Gr, Gb, B) and ``noise`` (B, 2) = (a, sigma),
 and nothing torch-specific beyond tensors, so it exports to ONNX with exactly those inputs.
+The image the ISP gives, and the perception head sees, is H x W, or H/2 x W/2 for a
+half-resolution ISP (:attr:`ModelConfig.raw_scale` 2): then the raw has twice the picture's
+sides, as a camera whose sensor has more pixels than the network's input.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ class ModelConfig:
             distilled from a teacher with its own weights trains best without it: with
             dropout the copy disagrees with its teacher on every step, and that noise alone
             moves it away from the answers it started with.
+        stem_stride: MobileNetV2's first stride, 2 (torchvision's) or 1. A half-resolution
+            detector (``dpnh_*_det``) takes 1, so its feature maps have the full-resolution
+            detector's sizes for the same raw; the classifiers keep 2 (the teacher's weights at
+            the teacher's scale). Checkpoints and ONNX files without the field have 2.
     """
 
     name: str
@@ -50,6 +57,13 @@ class ModelConfig:
     width_mult: float = 1.0
     size_activation: str = "softplus"
     dropout: float = 0.2
+    stem_stride: int = 2
+
+    @property
+    def raw_scale(self) -> int:
+        """How many times larger (per side) the raw input is than the image the ISP gives the
+        head: 2 for a half-resolution ISP, else 1."""
+        return 1 if self.isp is None else self.isp.raw_scale
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -62,6 +76,8 @@ class ModelConfig:
             raise InvalidInputError(
                 f"size_activation must be one of {', '.join(SIZE_ACTIVATIONS)}, got {self.size_activation!r}"
             )
+        if self.stem_stride not in (1, 2):
+            raise InvalidInputError(f"stem_stride must be 1 or 2, got {self.stem_stride!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -99,7 +115,7 @@ class JointModel(nn.Module):
         self.isp: nn.Module = DirtyPixelsISP(config.isp) if config.isp is not None else RawStem()
         if config.task == "classification":
             self.head: nn.Module | None = Classifier(
-                config.num_classes, config.pretrained_backbone, config.width_mult, config.dropout
+                config.num_classes, config.pretrained_backbone, config.width_mult, config.dropout, config.stem_stride
             )
         elif config.task == "detection":
             self.head = CenterNetDetector(
@@ -107,16 +123,23 @@ class JointModel(nn.Module):
                 config.pretrained_backbone,
                 config.width_mult,
                 size_activation=config.size_activation,
+                stem_stride=config.stem_stride,
             )
         else:
             self.head = None
 
+    @property
+    def raw_scale(self) -> int:
+        """How many times larger (per side) the raw is than the image the ISP gives: 1 or 2."""
+        return self.config.raw_scale
+
     def image(self, packed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """The image the perception head sees: (B, 3, H, W)."""
+        """The image the perception head sees: (B, 3, H, W), or (B, 3, H/2, W/2) at half
+        resolution."""
         return self.isp(packed, noise)
 
     def forward(self, packed: torch.Tensor, noise: torch.Tensor):
         """Logits (B, C) for classification, the detector's maps for detection, the sRGB
-        image (B, 3, H, W) for reconstruction."""
+        image (B, 3, H / raw_scale, W / raw_scale) for reconstruction."""
         rgb = self.image(packed, noise)
         return rgb if self.head is None else self.head(rgb)

@@ -131,24 +131,41 @@ class MobileNetV2(nn.Module):
             multipliers below 1, as in the paper.
         dropout: dropout probability before the final linear layer, in [0, 1).
         in_channels: channels of the input image (3 for RGB).
+        stem_stride: the first convolution's stride: 2 (the paper's) or 1 (for an input that is
+            already at half resolution, issue 17's fast detector: the feature maps then have
+            the sizes the stride-2 network gives an image twice as large). The weights are the
+            same either way; the strides in :data:`FEATURE_TAPS` name the taps of the stride-2
+            network and are halved with stem stride 1 (:attr:`stride_scale`).
 
     Input: ``(B, in_channels, H, W)`` float, for pretrained weights RGB in [0, 1] normalized
     with :data:`IMAGENET_MEAN` / :data:`IMAGENET_STD`. Output of ``forward``: logits
     ``(B, num_classes)``. Any H, W >= 1 works; the stride-32 map is ``ceil(H/32)`` high.
     """
 
-    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2, in_channels: int = 3):
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        width_mult: float = 1.0,
+        dropout: float = 0.2,
+        in_channels: int = 3,
+        stem_stride: int = 2,
+    ):
         super().__init__()
         _check_positive_int("num_classes", num_classes)
+        if stem_stride not in (1, 2):
+            raise InvalidInputError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
         _check_positive_int("in_channels", in_channels)
         if not (isinstance(width_mult, (int, float)) and width_mult > 0):
             raise InvalidInputError(f"width_mult must be a number > 0, got {width_mult!r}")
         _check_dropout(dropout)
         self.in_channels = in_channels
         self.width_mult = float(width_mult)
+        self.stem_stride = stem_stride
+        # A tap named stride s (FEATURE_TAPS) lies at s * stride_scale of the input.
+        self.stride_scale = stem_stride / 2
 
         channels = make_divisible(STEM_CHANNELS * width_mult)
-        layers: list[nn.Module] = [ConvBNReLU6(in_channels, channels, kernel_size=3, stride=2)]
+        layers: list[nn.Module] = [ConvBNReLU6(in_channels, channels, kernel_size=3, stride=stem_stride)]
         for expansion, stage_channels, repeats, first_stride in BOTTLENECK_STAGES:
             out_channels = make_divisible(stage_channels * width_mult)
             for i in range(repeats):
@@ -242,6 +259,7 @@ def mobilenet_v2(
     width_mult: float = 1.0,
     dropout: float = 0.2,
     in_channels: int = 3,
+    stem_stride: int = 2,
     weights_path: str | os.PathLike | None = None,
 ) -> MobileNetV2:
     """Build a MobileNetV2, optionally with torchvision's ImageNet weights.
@@ -259,7 +277,7 @@ def mobilenet_v2(
     for inference.
     """
     if not pretrained:
-        return MobileNetV2(num_classes, width_mult, dropout, in_channels)
+        return MobileNetV2(num_classes, width_mult, dropout, in_channels, stem_stride)
     if width_mult != 1.0 or in_channels != 3:
         raise InvalidInputError(
             "ImageNet weights exist only for width_mult=1.0 and in_channels=3, "
@@ -267,7 +285,7 @@ def mobilenet_v2(
         )
 
     state = load_mobilenet_v2_state_dict(weights_path)
-    model = MobileNetV2(1000, width_mult, dropout, in_channels)
+    model = MobileNetV2(1000, width_mult, dropout, in_channels, stem_stride)
     load_state_dict_exact(model, state)
     if num_classes != 1000:
         model.reset_classifier(num_classes)

@@ -3,9 +3,14 @@
 Names: ``{isp}_{task}`` where the ISP part is ``dp_s``/``dp_m``/``dp_l`` (Dirty Pixels ISP with
 U-Net widths 8/16/32, 16/32/64, 32/64/128), ``dpn_s``/``dpn_m`` (the same with the stabilized
 signal rescaled to [0, 1] at every light level, ``IspNetConfig.unit_range``: for models that
-see starlight to daylight), ``dp_s_noansc`` (the ablation without the Anscombe layers) or
-``raw`` (perception straight on the packed raw), and the task part ``cls``, ``det`` or ``rec``
-(the ISP alone, for reconstruction pretraining).
+see starlight to daylight), ``dpnh_s``/``dpnh_m`` (issue 17's fast variant: ``dpn_s``/``dpn_m``
+with the whole ISP on the packed half-resolution planes, ``IspNetConfig.resolution = "half"``;
+its raw is twice the picture's sides, ``ModelConfig.raw_scale`` 2; ``dpnh_*_det`` gives
+MobileNetV2 a stride-1 stem so its feature maps match the full-resolution detector's for the
+same raw, ``dpnh_*_cls`` keeps the stride-2 stem, the teacher's network at the teacher's scale),
+``dp_s_noansc`` (the ablation without the Anscombe layers) or ``raw`` (perception straight on
+the packed raw), and the task part ``cls``, ``det`` or ``rec`` (the ISP alone, for
+reconstruction pretraining).
 
 Example:
     >>> model = create_model("dp_s_cls", num_classes=10, pretrained_backbone=False)
@@ -26,6 +31,8 @@ _ISPS: dict[str, IspNetConfig | None] = {
     "dp_s_noansc": IspNetConfig(widths=(8, 16, 32), anscombe=False),
     "dpn_s": IspNetConfig(widths=(8, 16, 32), unit_range=True),
     "dpn_m": IspNetConfig(widths=(16, 32, 64), unit_range=True),
+    "dpnh_s": IspNetConfig(widths=(8, 16, 32), unit_range=True, resolution="half"),
+    "dpnh_m": IspNetConfig(widths=(16, 32, 64), unit_range=True, resolution="half"),
     "raw": None,
 }
 _TASKS = {"cls": "classification", "det": "detection", "rec": "reconstruction"}
@@ -38,7 +45,9 @@ def _build_registry() -> dict[str, ModelConfig]:
             if isp is None and task == "reconstruction":
                 continue
             name = f"{isp_name}_{task_name}"
-            registry[name] = ModelConfig(name=name, task=task, isp=isp)
+            # A half-resolution detector's stem keeps the resolution (module docstring).
+            stem = 1 if isp is not None and isp.resolution == "half" and task == "detection" else 2
+            registry[name] = ModelConfig(name=name, task=task, isp=isp, stem_stride=stem)
     return registry
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_isp.contract.model_input import ModelInput, Preprocessor
+from edge_isp.contract.model_input import Geometry, ModelInput, Preprocessor
 from edge_isp.errors import InvalidInputError
 from edge_isp.isp.pipeline import IspConfig, render, to_uint8
 from edge_isp.runtime.annotate import ViewMap, annotate, to_bgr8
@@ -494,7 +494,8 @@ class Pipeline:
         cropped = crop_frame(item.frame, geometry.crop, item.model_input.digital_gain)
         conventional = None
         if self._has_image:
-            view, view_map = to_bgr8(item.outputs["image"]), ViewMap(geometry.crop[:2], geometry.scale)
+            view = to_bgr8(item.outputs["image"])
+            view_map = ViewMap(geometry.crop[:2], image_scale(geometry, view.shape[1], view.shape[0]))
         else:
             view, view_map = self._render(cropped, self.config.view_isp), ViewMap(geometry.crop[:2])
         lat["render"] = (time.perf_counter() - lap) * 1000
@@ -550,3 +551,11 @@ class Pipeline:
         if self._clamped_now:
             parts.append("noise outside the trained range: clamped")
         return ", ".join(parts) or None
+
+
+def image_scale(geometry: Geometry, width: int, height: int) -> tuple[float, float]:
+    """Frame pixels per pixel of a model's ``image`` output of ``width`` x ``height``: the input's
+    scale times how much smaller than the input the image is (2 for a half-resolution ISP,
+    whose picture is half its raw input's sides; its boxes are in input pixels as any model's)."""
+    sx, sy = geometry.scale
+    return sx * geometry.input_size[0] / width, sy * geometry.input_size[1] / height

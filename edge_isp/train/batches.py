@@ -9,6 +9,13 @@ conventional ISP (numpy, per image), as a camera without the learned ISP would.
 Batches: classification ``(images (B, 3, H, W) uint8, labels (B,) int64)``; detection
 ``(images, boxes (B, N, 4) float32 xyxy pixels, labels (B, N) int64)`` padded to the most
 boxes in the batch with label -1.
+
+A model whose raw is larger than its picture (``raw_scale`` 2: a half-resolution ISP) gets its
+images at ``raw_scale`` times ``data.size``: the raw is simulated from them (so the mosaic has
+the detail a sensor with more pixels than the network's input sees), and the picture it is
+scored against (and the clean image the ``head`` stage trains on) is that image area-averaged
+by ``raw_scale`` (:func:`area_downsample`), at ``data.size``. Boxes are always in the
+picture's pixels, at ``data.size``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,28 @@ from edge_isp.errors import InvalidInputError
 from edge_isp.isp.colour import resize_image
 from edge_isp.sensor.profile import SensorProfile
 from edge_isp.sensor.simulate import SimulatedRaw, electrons_from_lux, sample_light_levels, sample_log_uniform, simulate
+
+
+def scaled_size(size: tuple[int, int] | None, raw_scale: int) -> tuple[int, int] | None:
+    """(width, height) ``size`` times ``raw_scale``: where the raw is simulated."""
+    return None if size is None else (int(size[0]) * raw_scale, int(size[1]) * raw_scale)
+
+
+def area_downsample(images: Tensor, factor: int, *, to_uint8_levels: bool = False) -> Tensor:
+    """(B, C, H, W) float images averaged over ``factor`` x ``factor`` blocks (H and W must be
+    multiples of ``factor``). ``to_uint8_levels``: images on [0, 1] holding uint8 levels come
+    back rounded to uint8 levels (half up), which is exactly ``cv2.resize(..., INTER_AREA)`` of
+    the uint8 image by an integer factor (tested): the picture the teacher's cache answered on
+    (:func:`edge_isp.train.datasets.teacher_answers`)."""
+    if factor == 1:
+        return images
+    h, w = images.shape[-2:]
+    if h % factor or w % factor:
+        raise InvalidInputError(f"cannot area-downsample {w}x{h} images by {factor}: sides must be multiples")
+    if not to_uint8_levels:
+        return torch.nn.functional.avg_pool2d(images, factor)
+    levels = torch.round(images * 255.0)
+    return torch.floor(torch.nn.functional.avg_pool2d(levels, factor) + 0.5) / 255.0
 
 
 def _resize(image: np.ndarray, size: tuple[int, int] | None) -> tuple[np.ndarray, float, float]:
@@ -45,17 +74,28 @@ class TaskDataset:
         size: (width, height) to resize to (boxes are scaled alike); None keeps the size.
         limit: use only ``limit`` items, spread evenly over the data set (which loaders
             order by class, so the first items would all be of one class).
+        raw_scale: images come at ``raw_scale`` times ``size`` (the raw's size), boxes stay in
+            ``size`` pixels (the picture's; module docstring). Without ``size``, images keep
+            theirs and boxes are divided by ``raw_scale``.
 
     Items: ``(image (3, H, W) uint8, label int)`` or ``(image, boxes (N, 4) float32,
     labels (N,) int64)``.
     """
 
-    def __init__(self, base: Any, task: str, size: tuple[int, int] | None = None, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        base: Any,
+        task: str,
+        size: tuple[int, int] | None = None,
+        limit: int | None = None,
+        raw_scale: int = 1,
+    ) -> None:
         if task not in ("classification", "detection"):
             raise InvalidInputError(f"task must be classification or detection, got {task!r}")
         self.base = base
         self.task = task
         self.size = tuple(size) if size is not None else None
+        self.raw_scale = int(raw_scale)
         n = len(base)
         self.indices = np.arange(n) if limit is None or limit >= n else np.linspace(0, n - 1, limit).round().astype(int)
         self.class_names = list(getattr(base, "class_names", []))
@@ -67,7 +107,8 @@ class TaskDataset:
         if not 0 <= i < len(self.indices):
             raise IndexError(i)
         item = self.base[int(self.indices[i])]
-        image, sx, sy = _resize(item[0], self.size)
+        image, sx, sy = _resize(item[0], scaled_size(self.size, self.raw_scale))
+        sx, sy = sx / self.raw_scale, sy / self.raw_scale  # boxes in the picture's pixels
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
         if self.task == "classification":
             return tensor, int(item[1])
@@ -118,16 +159,17 @@ def hflip_mask(batch: int, generator: torch.Generator) -> Tensor:
 
 
 def apply_hflip(
-    images: Tensor, flip: Tensor, boxes: Tensor | None = None, labels: Tensor | None = None
+    images: Tensor, flip: Tensor, boxes: Tensor | None = None, labels: Tensor | None = None, raw_scale: int = 1
 ) -> tuple[Tensor, Tensor | None]:
     """Mirror the images (and their boxes) where ``flip`` (B,) is true. A Bayer raw
-    simulated afterwards keeps its own CFA phase."""
+    simulated afterwards keeps its own CFA phase. Boxes are in pixels of the images divided
+    by ``raw_scale`` (module docstring)."""
     if not bool(flip.any()):
         return images, boxes
     flip_d = flip.to(images.device)
     images = torch.where(flip_d.view(-1, 1, 1, 1), images.flip(-1), images)
     if boxes is not None:
-        width = images.shape[-1]
+        width = images.shape[-1] // raw_scale
         mirrored = torch.stack([width - boxes[..., 2], boxes[..., 1], width - boxes[..., 0], boxes[..., 3]], dim=-1)
         real = flip.to(boxes.device).view(-1, 1, 1)
         if labels is not None:

@@ -145,6 +145,18 @@ def load_submodule(model: nn.Module, path: str | Path, name: str) -> None:
             f"{path} (model {source!r}, stage {data.get('stage')!r}) holds no {name!r} weights; "
             f"init.{name} needs a checkpoint whose model has a {name}"
         )
+    if name == "isp" and model.config.isp is not None:
+        from edge_isp.model.joint import ModelConfig
+
+        theirs_isp = ModelConfig.from_dict(data["model_config"]).isp
+        theirs_res = theirs_isp.resolution if theirs_isp is not None else "none"
+        if theirs_res != model.config.isp.resolution:
+            # The same weights' shapes fit either: only the config tells them apart.
+            raise InvalidInputError(
+                f"the ISP in {path} (model {source!r}) runs at {theirs_res} resolution, model "
+                f"{model.config.name!r} at {model.config.isp.resolution}: train its isp stage with a "
+                f"{model.config.isp.resolution}-resolution *_rec model"
+            )
     if name == "head" and model.config.task == "detection":
         from edge_isp.model.joint import ModelConfig
 

@@ -12,10 +12,11 @@ import hashlib
 from pathlib import Path
 
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.isp.colour import resize_image
 from edge_isp.teacher.cache import ClassificationAnswers, DetectionAnswers, cache_key, ensure_cache, load_answers
 from edge_isp.teacher.classifiers import open_classifier_teacher
 from edge_isp.teacher.detectors import TiledDetector, open_detection_teacher
-from edge_isp.train.batches import TaskDataset
+from edge_isp.train.batches import TaskDataset, scaled_size
 from edge_isp.train.config import DataSection, TeacherSection, TrainConfig
 from edge_isp.train.teacher_data import (
     MANIFEST,
@@ -81,8 +82,9 @@ def _open_path(path: str, images: str | None, task: str, key: str, class_names: 
     return dataset
 
 
-def open_datasets(data: DataSection, task: str) -> tuple[TaskDataset, TaskDataset, list[str]]:
-    """(train, val, class names) for ``task`` ("classification" or "detection" images)."""
+def open_datasets(data: DataSection, task: str, raw_scale: int = 1) -> tuple[TaskDataset, TaskDataset, list[str]]:
+    """(train, val, class names) for ``task`` ("classification" or "detection" images), at
+    ``raw_scale`` times ``data.size`` (:class:`~edge_isp.train.batches.TaskDataset`)."""
     if data.root is not None and (data.train is not None or data.val is not None):
         raise InvalidInputError("set either data.root (a built data set) or data.train and data.val, not both")
     if data.root is not None:
@@ -100,8 +102,8 @@ def open_datasets(data: DataSection, task: str) -> tuple[TaskDataset, TaskDatase
         empty = "training" if len(train) == 0 else "validation"
         raise InvalidInputError(f"the {empty} data holds no images: {BUILD_HINT}")
     return (
-        TaskDataset(train, task, data.size, data.train_limit),
-        TaskDataset(val, task, data.size, data.val_limit),
+        TaskDataset(train, task, data.size, data.train_limit, raw_scale),
+        TaskDataset(val, task, data.size, data.val_limit, raw_scale),
         class_names,
     )
 
@@ -129,23 +131,45 @@ def _teacher_factory(teacher: TeacherSection, task: str):
 
 
 def teacher_answers(
-    folder: Path, teacher: TeacherSection, task: str, splits: dict[str, RealSplit], *, show: bool = True
+    folder: Path,
+    teacher: TeacherSection,
+    task: str,
+    splits: dict[str, RealSplit],
+    *,
+    show: bool = True,
+    via_size: tuple[int, int] | None = None,
 ) -> dict[str, ClassificationAnswers | DetectionAnswers]:
     """The ``[teacher]``'s answers on each of ``splits`` of the real set ``folder``, computed
-    into its cache where missing (``teacher.cache``, default ``FOLDER/teacher``)."""
+    into its cache where missing (``teacher.cache``, default ``FOLDER/teacher``).
+
+    ``via_size`` (classification): the teacher sees each image first resized to that (width,
+    height), then to its own ``teacher.input_size``, as a half-resolution student's picture is
+    made (the image at twice ``data.size``, from which its raw is simulated, area-averaged by 2:
+    for an input size of ``data.size`` the very same uint8 picture). It is part of the cache key.
+    """
     cache_dir = Path(teacher.cache) if teacher.cache else folder / "teacher"
     identity = teacher_identity(teacher)
+    if via_size is not None and task == "classification":
+        identity["via_size"] = [int(v) for v in via_size]
+
+        def reader(split: RealSplit):
+            return lambda i: resize_image(split.image(i), tuple(via_size))
+
+        readers = {name: (reader(split), len(split)) for name, split in splits.items()}
+    else:
+        readers = {name: (split.image, len(split)) for name, split in splits.items()}
     key = cache_key(identity, folder / MANIFEST)
-    readers = {name: (split.image, len(split)) for name, split in splits.items()}
     describe = {"teacher": identity, "set": str(folder)}
     cached = ensure_cache(cache_dir, key, task, _teacher_factory(teacher, task), readers, describe, show=show)
     return {name: load_answers(cached, name) for name in splits}
 
 
-def open_real_datasets(config: TrainConfig, task: str, image_task: str, *, show: bool = True):
+def open_real_datasets(config: TrainConfig, task: str, image_task: str, *, show: bool = True, raw_scale: int = 1):
     """(train, val, class names) of the real ``image_task`` set under ``data.root``, labelled
     by ``[teacher]`` (answers cached on first use); ``task`` "reconstruction" reads the
-    images alone."""
+    images alone. Images come at ``raw_scale`` times ``data.size`` (a half-resolution
+    model's raw; boxes stay in ``data.size`` pixels), and a classification teacher answers on
+    the picture made from them (:func:`teacher_answers`, ``via_size``)."""
     data, teacher = config.data, config.teacher
     if data.train_limit is not None or data.val_limit is not None:
         raise InvalidInputError("data.train_limit and data.val_limit apply to built garment sets, not to real sets")
@@ -157,17 +181,27 @@ def open_real_datasets(config: TrainConfig, task: str, image_task: str, *, show:
         )
     splits = {name: RealSplit(folder, name) for name in ("train", "val")}
     if task == "reconstruction":
-        return RealImages(splits["train"], data.size), RealImages(splits["val"], data.size), ["image"]
+        return (
+            RealImages(splits["train"], data.size, raw_scale),
+            RealImages(splits["val"], data.size, raw_scale),
+            ["image"],
+        )
     if not teacher.enabled:
         raise InvalidInputError(
             f"{folder} has no labels: training a {task} model on it needs a [teacher] section (teacher.model)"
         )
-    answers = teacher_answers(folder, teacher, task, splits, show=show)
+    via = scaled_size(data.size, raw_scale) if raw_scale > 1 else None
+    answers = teacher_answers(folder, teacher, task, splits, show=show, via_size=via)
     if task == "classification":
-        train = DistillClassification(splits["train"], answers["train"], data.size)
-        val = DistillClassification(splits["val"], answers["val"], data.size)
+        train = DistillClassification(splits["train"], answers["train"], data.size, raw_scale)
+        val = DistillClassification(splits["val"], answers["val"], data.size, raw_scale)
     else:
-        common = {"size": data.size, "threshold": teacher.score_threshold, "classes": teacher.classes}
+        common = {
+            "size": data.size,
+            "threshold": teacher.score_threshold,
+            "classes": teacher.classes,
+            "raw_scale": raw_scale,
+        }
         train = DistillDetection(splits["train"], answers["train"], random_crops=True, seed=config.run.seed, **common)
         val = DistillDetection(splits["val"], answers["val"], **common)
     return train, val, list(train.class_names)

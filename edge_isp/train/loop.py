@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from edge_isp.errors import EdgeIspError, InvalidInputError, MissingFileError
 from edge_isp.fileio import write_bytes, write_json
+from edge_isp.model.heads import DETECTOR_STRIDE
 from edge_isp.train import distributed as D
 from edge_isp.train.batches import apply_hflip, collate_classification, collate_detection, hflip_mask, to_float
 from edge_isp.train.checkpoint import (
@@ -104,13 +105,15 @@ def _flat(config_dict: dict) -> dict[str, Any]:
     return {f"{s}.{k}": v for s, values in config_dict.items() for k, v in values.items()}
 
 
-def _check_image_size(hw: tuple[int, int], task: str) -> None:
-    """The raw needs whole Bayer tiles; the detector's feature pyramid needs multiples of 32."""
+def _check_image_size(hw: tuple[int, int], task: str, raw_scale: int = 1) -> None:
+    """The raw needs whole Bayer tiles; the detector's feature pyramid needs multiples of 32
+    (of the picture, the raw divided by ``raw_scale``)."""
     h, w = (int(v) for v in hw)
-    multiple = 32 if task == "detection" else 2
+    multiple = (32 if task == "detection" else 2) * raw_scale
     if h % multiple or w % multiple:
+        picture = f" (the raw of a {raw_scale}x model: data.size times {raw_scale})" if raw_scale > 1 else ""
         raise InvalidInputError(
-            f"{task} training needs image sides that are multiples of {multiple} pixels, got {w}x{h}; "
+            f"{task} training needs image sides that are multiples of {multiple} pixels{picture}, got {w}x{h}; "
             f"set data.size = [width, height] to resize them"
         )
 
@@ -161,19 +164,22 @@ class Trainer:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
         D.seed_everything(cfg.run.seed + self.dist.rank)
-        model_task = get_config(cfg.model.name).task
+        model_config = get_config(cfg.model.name)
+        model_task, self.raw_scale = model_config.task, model_config.raw_scale
         self.spec = check_stage(self.stage_name, cfg.model.name, model_task)
         image_task = data_task(cfg.data, model_task)
         if cfg.data.root is not None and real_set_dir(cfg.data.root, image_task) is not None:
             real_task = "reconstruction" if model_task == "reconstruction" else model_task
             show = cfg.run.progress and self.dist.is_main
-            train_ds, val_ds, class_names = open_real_datasets(cfg, real_task, image_task, show=show)
+            train_ds, val_ds, class_names = open_real_datasets(
+                cfg, real_task, image_task, show=show, raw_scale=self.raw_scale
+            )
         else:
             if cfg.teacher.enabled:
                 raise InvalidInputError(
                     "a [teacher] labels a real image set: data.root must hold one (edge-isp data build --real)"
                 )
-            train_ds, val_ds, class_names = open_datasets(cfg.data, image_task)
+            train_ds, val_ds, class_names = open_datasets(cfg.data, image_task, raw_scale=self.raw_scale)
         self.train_ds = train_ds
         num_classes = cfg.model.num_classes or max(1, len(class_names))
         if model_task != "reconstruction" and num_classes < len(class_names):
@@ -181,7 +187,7 @@ class Trainer:
                 f"config key 'model.num_classes' is {num_classes}, but the data has {len(class_names)} classes"
             )
         self.class_names = class_names
-        _check_image_size(train_ds[0][0].shape[-2:], model_task)
+        _check_image_size(train_ds[0][0].shape[-2:], model_task, self.raw_scale)
         self.model = create_model(
             cfg.model.name,
             num_classes=num_classes,
@@ -207,7 +213,10 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         if self.spec.head_only:
             self.model.isp.requires_grad_(False)
-        self.stage = Stage(self.spec, cfg, model_task, num_classes, self.device)
+        det_stride = getattr(self.model.head, "stride", DETECTOR_STRIDE)  # the classifier has none
+        self.stage = Stage(
+            self.spec, cfg, model_task, num_classes, self.device, raw_scale=self.raw_scale, det_stride=det_stride
+        )
         self.module = StageModule(self.model, self.spec)
         self.train_module: torch.nn.Module = self.module
         if self.dist.enabled:
@@ -361,7 +370,7 @@ class Trainer:
         if self.config.data.hflip:
             flip = hflip_mask(images.shape[0], seeded_generator("cpu", seed, rank, self.global_step, 1))
             if self.stage.task == "detection":
-                images, boxes = apply_hflip(images, flip, batch[1], batch[2])
+                images, boxes = apply_hflip(images, flip, batch[1], batch[2], raw_scale=self.raw_scale)
                 batch = (images, boxes, batch[2])
             else:
                 images, _ = apply_hflip(images, flip)

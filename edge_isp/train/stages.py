@@ -10,6 +10,11 @@
 Classification scores top-1 accuracy, detection mAP at IoU 0.5. Stages on raw validate at
 each of ``sensor.val_light`` with fixed noise seeds (the same images, levels and noise
 every epoch) and report the mean.
+
+A model with ``raw_scale`` 2 (a half-resolution ISP) gets its clean batches at twice
+``data.size``: its raw is simulated from them, and the picture it is judged against (the
+reconstruction target, the head stage's input, the conventional ISP's rendering for the
+baseline stage) is brought to ``data.size`` by area averaging (``batches.area_downsample``).
 """
 
 from __future__ import annotations
@@ -23,8 +28,15 @@ import torch
 from torch import Tensor, nn
 
 from edge_isp.errors import InvalidInputError
+from edge_isp.model.heads import DETECTOR_STRIDE
 from edge_isp.train import losses, metrics
-from edge_isp.train.batches import RawBatcher, conventional_isp_batch, light_to_electrons, to_float
+from edge_isp.train.batches import (
+    RawBatcher,
+    area_downsample,
+    conventional_isp_batch,
+    light_to_electrons,
+    to_float,
+)
 from edge_isp.train.config import TrainConfig
 
 METRIC_OF_TASK = {"classification": "top1", "detection": "map50", "reconstruction": "psnr"}
@@ -91,10 +103,26 @@ def seeded_generator(device: torch.device | str, *entropy: int) -> torch.Generat
 
 
 class Stage:
-    """Batches in, loss and metrics out, for one stage of one config."""
+    """Batches in, loss and metrics out, for one stage of one config.
 
-    def __init__(self, spec: StageSpec, config: TrainConfig, task: str, num_classes: int, device: torch.device):
+    ``raw_scale``: the model's (clean batches come at that many times the picture's size);
+    ``det_stride``: the detector's map stride in picture pixels (``CenterNetDetector.stride``).
+    """
+
+    def __init__(
+        self,
+        spec: StageSpec,
+        config: TrainConfig,
+        task: str,
+        num_classes: int,
+        device: torch.device,
+        *,
+        raw_scale: int = 1,
+        det_stride: int = DETECTOR_STRIDE,
+    ):
         self.spec = spec
+        self.raw_scale = int(raw_scale)
+        self.det_stride = int(det_stride)
         self.config = config
         self.task = task
         self.num_classes = num_classes
@@ -112,16 +140,19 @@ class Stage:
             check_conventional_isp(config.baseline.demosaic, config.baseline.denoise)
 
     def inputs(self, clean: Tensor, generator: torch.Generator | None, electrons: float | None = None):
-        """(network inputs, reconstruction target) for a clean sRGB batch on the device."""
+        """(network inputs, reconstruction target) for a clean sRGB batch on the device (at
+        ``raw_scale`` times the picture's size; the target is at the picture's)."""
+        # The picture: what the teacher answered on (uint8 levels, as its cache saw it).
+        target = area_downsample(clean, self.raw_scale, to_uint8_levels=True)
         if self.raw is None:
-            return (clean,), clean
+            return (target,), target
         level = None if electrons is None else torch.full((clean.shape[0],), electrons, device=clean.device)
         sim = self.raw(clean, generator, level)
         if self.spec.name == "baseline":
             b = self.config.baseline
             rgb = conventional_isp_batch(sim, self.raw.profile, b.demosaic, b.denoise, self.config.data.num_workers)
-            return (rgb,), sim.target_srgb
-        return (sim.packed, sim.noise), sim.target_srgb
+            return (area_downsample(rgb, self.raw_scale),), target
+        return (sim.packed, sim.noise), target
 
     def loss(self, prediction: Any, image: Tensor | None, target: Tensor, batch: tuple) -> tuple[Tensor, dict]:
         """Total loss and detached parts (for display) of one batch."""
@@ -145,7 +176,8 @@ class Stage:
         else:
             hw = tuple(prediction["heatmap"].shape[-2:])
             # Built from the loader's CPU boxes, then moved: scalar work per box.
-            targets = losses.detection_targets(batch[1], batch[2], self.num_classes, hw).to(self.device)
+            targets = losses.detection_targets(batch[1], batch[2], self.num_classes, hw, self.det_stride)
+            targets = targets.to(self.device)
             total, parts = losses.centernet_loss(prediction, targets, cfg.det_heatmap, cfg.det_size, cfg.det_offset)
         if self.spec.name == "joint" and cfg.joint_rec > 0 and image is not None:
             rec, _ = losses.reconstruction_loss(image, target, cfg.rec_l1, cfg.rec_ssim)
@@ -177,7 +209,7 @@ class Stage:
                 correct += metrics.top1_correct(prediction.float().cpu().numpy(), batch[1].numpy())
                 total += len(batch[1])
             else:
-                decoded = module.model.head.decode(prediction, top_k=50)
+                decoded = module.model.head.decode(prediction, top_k=50, stride=self.det_stride)
                 for i in range(clean.shape[0]):
                     keep = decoded["scores"][i] >= 0.01
                     real = batch[2][i] >= 0

@@ -12,6 +12,10 @@ with the teacher's cached answers (:mod:`edge_isp.teacher.cache`):
   that order). Training images are random crops (scale and position) of the stored frame,
   a new one each epoch, with the cached boxes cropped alike; validation and test see the
   largest centred crop of the training aspect ratio.
+
+With ``raw_scale`` 2 (a half-resolution model) the images come at twice ``size`` (the raw is
+simulated from them; the picture is their 2x2 area average, see ``edge_isp.train.batches``)
+and boxes stay in ``size`` pixels.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.isp.colour import resize_image
 from edge_isp.teacher.cache import ClassificationAnswers, DetectionAnswers, label_map
+from edge_isp.train.batches import scaled_size
 
 MANIFEST = "manifest.json"
 # A cropped box is kept when at least this share of its area stays inside the crop.
@@ -93,9 +98,12 @@ class DistillClassification:
 
     task = "classification"
 
-    def __init__(self, split: RealSplit, answers: ClassificationAnswers, size: tuple[int, int] | None) -> None:
+    def __init__(
+        self, split: RealSplit, answers: ClassificationAnswers, size: tuple[int, int] | None, raw_scale: int = 1
+    ) -> None:
         _check_pairing(split, answers, size)
         self.split, self.answers, self.size = split, answers, tuple(size)
+        self.pixels = scaled_size(self.size, raw_scale)
         self.class_names = list(answers.class_names)
         self.labels = answers.labels
 
@@ -105,7 +113,7 @@ class DistillClassification:
     def __getitem__(self, i: int):
         if not 0 <= i < len(self):
             raise IndexError(i)
-        image = resize_image(self.split.image(i), self.size)
+        image = resize_image(self.split.image(i), self.pixels)
         return _to_tensor(image), int(self.labels[i]), torch.from_numpy(self.answers.logits[i])
 
 
@@ -151,6 +159,7 @@ class DistillDetection:
         random_crops: draw a crop per item and epoch (training); else the centred crop.
         seed: with the epoch and the index, fixes each random crop (so a resumed run sees
             the same ones).
+        raw_scale: images at that many times ``size``, boxes in ``size`` pixels.
     """
 
     task = "detection"
@@ -164,9 +173,11 @@ class DistillDetection:
         classes: tuple[str, ...] = (),
         random_crops: bool = False,
         seed: int = 0,
+        raw_scale: int = 1,
     ) -> None:
         _check_pairing(split, answers, size)
         self.split, self.answers, self.size, self.threshold = split, answers, tuple(size), threshold
+        self.pixels = scaled_size(self.size, raw_scale)
         self.keep, self.student_label = label_map(answers.class_names, classes, "teacher.classes")
         self.class_names = [answers.class_names[k] for k in self.keep]
         self.random_crops, self.seed, self.epoch = random_crops, seed, 0
@@ -195,7 +206,7 @@ class DistillDetection:
         boxes, kept = crop_boxes(boxes, crop, self.size)
         student_labels = self.student_label[labels[kept]]
         x0, y0, x1, y1 = crop
-        pixels = resize_image(image[y0:y1, x0:x1], self.size)
+        pixels = resize_image(image[y0:y1, x0:x1], self.pixels)
         return (
             _to_tensor(pixels),
             torch.from_numpy(boxes.reshape(-1, 4)),
@@ -209,10 +220,11 @@ class RealImages:
 
     task = "classification"
 
-    def __init__(self, split: RealSplit, size: tuple[int, int] | None) -> None:
+    def __init__(self, split: RealSplit, size: tuple[int, int] | None, raw_scale: int = 1) -> None:
         if size is None:
             raise InvalidInputError("training on a real set needs data.size = [width, height]")
         self.split, self.size, self.class_names = split, tuple(size), ["image"]
+        self.pixels = scaled_size(self.size, raw_scale)
 
     def __len__(self) -> int:
         return len(self.split)
@@ -220,7 +232,7 @@ class RealImages:
     def __getitem__(self, i: int):
         if not 0 <= i < len(self):
             raise IndexError(i)
-        return _to_tensor(resize_image(self.split.image(i), self.size)), 0
+        return _to_tensor(resize_image(self.split.image(i), self.pixels)), 0
 
 
 class TeacherLabelled:

@@ -210,3 +210,17 @@ def test_folder_needs_three_photographs(tmp_path):
         real_sources.folder_photos(tmp_path)
     with pytest.raises(MissingFileError):
         real_sources.video_frame_count(tmp_path / "none.avi")
+
+
+def test_store_size_keeps_the_crop_windows_and_stores_more_pixels(inputs, tmp_path):
+    photos = real_sources.folder_photos(inputs[0], seed=1)
+    a = build_real(tmp_path / "a", photos, None, TINY)["classification"]
+    b = build_real(tmp_path / "b", photos, None, RealBuildConfig(**{**TINY.__dict__, "store_px": 48}))["classification"]
+    assert [i["box"] for i in a["items"]] == [i["box"] for i in b["items"]]
+    assert "store_px" not in a["config"] and b["config"]["store_px"] == 48
+    item = b["items"][3]
+    x0, y0, x1, y1 = item["box"]
+    stored = cv2.imread(str(tmp_path / "b" / real_build.CLASSIFICATION_DIR / item["file"]))
+    source = cv2.imread(item["source"])[y0:y1, x0:x1]
+    expected = cv2.resize(source, (48, 48), interpolation=cv2.INTER_AREA if x1 - x0 > 48 else cv2.INTER_LINEAR)
+    assert stored.shape == (48, 48, 3) and np.array_equal(stored, expected)

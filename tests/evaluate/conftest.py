@@ -31,11 +31,13 @@ def make_checkpoint(
     seed: int = 0,
     class_names: list[str] | None = None,
     overrides: tuple[str, ...] = (),
+    isp: str | None = None,
 ) -> Path:
     """A checkpoint as the training stage of ``role`` writes it, of an untrained narrow model
-    (``overrides``: more ``--set`` strings for its training config)."""
+    (``overrides``: more ``--set`` strings for its training config; ``isp``: the registry's ISP
+    part of the model's name instead of the role's, e.g. ``dpnh_s``)."""
     suffix = {"classification": "cls", "detection": "det"}[task]
-    name = f"{MODEL_OF_ROLE[role]}_{'rec' if role == 'isp' else suffix}"
+    name = f"{isp or MODEL_OF_ROLE[role]}_{'rec' if role == 'isp' else suffix}"
     class_names = class_names or CLASS_NAMES
     torch.manual_seed(seed)
     model = create_model(name, num_classes=len(class_names), pretrained_backbone=False, width_mult=0.35)

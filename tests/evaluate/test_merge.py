@@ -82,12 +82,20 @@ def test_one_run_has_no_paired_table():
         (lambda r: dataclasses.replace(r, settings={**r.settings, "profile": "other"}), "profile"),
         (lambda r: dataclasses.replace(r, settings={**r.settings, "blur": "gaussian:1.5"}), "blur"),
         (lambda r: dataclasses.replace(r, pipelines=r.pipelines[:1]), "pipelines"),
+        (lambda r: dataclasses.replace(r, settings={**r.settings, "raw_scale": 2}), "raw_scale"),
     ],
 )
 def test_sweeps_of_different_evaluations_are_refused(change, named):
     runs = _three_runs()
     with pytest.raises(InvalidInputError, match=f"s1 did not measure what s0 did .*{named}"):
         merge_results([runs[0], change(runs[1])], ["s0", "s1"])
+
+
+def test_a_sweep_written_before_raw_scale_merges_with_a_raw_scale_1_sweep():
+    runs = _three_runs()
+    old = dataclasses.replace(runs[1], settings={k: v for k, v in runs[1].settings.items() if k != "raw_scale"})
+    assert "raw_scale" in runs[0].settings and "raw_scale" not in old.settings
+    assert merge_results([runs[0], old], ["s0", "s1"]).images == 10
 
 
 def test_one_sweep_is_not_a_merge():

@@ -81,6 +81,7 @@ class TorchBackend(InferenceBackend):
             profile=profile if is_profile_name(profile) else None,
             version=__version__,
             model_config=json.loads(json.dumps(config.to_dict())),
+            raw_scale=config.raw_scale,
         ).to_props()
 
     @property
