@@ -3,15 +3,18 @@ the picture's sides, and everything is scored on the picture at the evaluation s
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from edge_isp.errors import InvalidInputError
 from edge_isp.evaluate.pipelines import EvalBatch, build_pipelines
-from edge_isp.evaluate.runner import evaluate_recon, evaluate_task
+from edge_isp.evaluate.runner import evaluate_recon, evaluate_task, open_real_eval_data
 from edge_isp.sensor.profile import SensorProfile
 from edge_isp.sensor.simulate import simulate
 from edge_isp.train.stages import seeded_generator
+from tests.tiny_data import make_real_set
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +104,6 @@ def test_recon_of_a_half_resolution_isp_against_the_conventional_isp_on_the_same
 
 
 def test_real_set_labels_come_from_the_teachers_answers_on_the_half_resolution_picture(tmp_path):
-    import json
-
-    from edge_isp.evaluate.runner import open_real_eval_data
-    from tests.tiny_data import make_real_set
-
     root = make_real_set(tmp_path, "classification", {"test": 3})
     teacher = {"model": "mobilenet_v2_imagenet", "input_size": [32, 32]}
     data = open_real_eval_data(root, "classification", "test", teacher, (32, 32), raw_scale=2)

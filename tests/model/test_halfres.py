@@ -3,6 +3,7 @@ the stride-1 detector stem, and loading an ISP of the other resolution."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +14,7 @@ from edge_isp.model.isp import DirtyPixelsISP, IspNetConfig, packed_to_half_plan
 from edge_isp.model.joint import ModelConfig
 from edge_isp.model.registry import REGISTRY, create_model, get_config
 from edge_isp.sensor.cfa import pack
+from edge_isp.train.checkpoint import load_submodule, save_checkpoint
 
 NOISE = torch.tensor([[2e-3, 1e-3], [5e-2, 2e-2]])
 
@@ -91,8 +93,6 @@ def test_untrained_half_isp_renders_a_noise_free_flat_field():
 
 def test_half_planes_of_a_real_mosaic_follow_the_cfa_packing():
     """y from the project's own packing (edge_isp.sensor.cfa.pack) of an RGGB mosaic."""
-    import numpy as np
-
     rng = np.random.default_rng(0)
     mosaic = rng.random((8, 12)).astype(np.float32)
     packed = torch.from_numpy(pack(mosaic, "RGGB"))[None]
@@ -152,8 +152,6 @@ def test_stride_1_detector_decodes_a_planted_peak_at_stride_2():
 
 
 def test_an_isp_of_the_other_resolution_is_refused(tmp_path):
-    from edge_isp.train.checkpoint import load_submodule, save_checkpoint
-
     full = create_model("dpn_s_rec")
     path = tmp_path / "full.pt"
     save_checkpoint(path, {"model": full.state_dict(), "model_config": full.config.to_dict(), "stage": "isp"})
