@@ -7,16 +7,20 @@ saturation, a 16-frame flat stack at half saturation, 16 darks plus a dark pair 
 exposure: 130 RawFrame files. Each checkout runs the command in its own process
 (``python -m edge_isp calibrate ptc SWEEP --out DIR``, its own code on ``PYTHONPATH``),
 alternating, ``--repeats`` times; the table gives the median wall time and the CPU time
-(user + system) of each, and their ratios. On a shared machine the CPU time is the steadier
-of the two.
+(user + system) of each with their range over the runs, and the ratios of the medians. On a
+shared machine the CPU time is the steadier of the two.
 
 Then the results are compared: K, read noise, row noise and black level (profile.json),
 the defect count, and the saturation capacity (report.md), with K's and the read noise's
 differences in units of their standard errors. The saturation moves on purpose (issue #18:
 this tree puts it at the variance peak, the other a level early).
 
-The other checkout is any tree of the code, e.g. the commit this branch started from:
-``git archive 04ddc58 | tar -x -C /tmp/base``, then ``--other /tmp/base``.
+The other checkout is any tree of the code, e.g. the code before the speed work of issue #18:
+``git archive 04ddc58 | tar -x -C /tmp/base``, then ``--other /tmp/base``. The two report the
+same K, read noise, row noise, black level and defects (K and the read noise a fraction of a
+standard error apart: the variance-peak saturation moved on purpose, and with it the K fit's
+upper end); tests/calibrate/test_stats_reference.py holds this tree's fast group statistics
+equal, bit for bit, to their plain computation.
 
 Run: .venv/bin/python bench/ptc_speed.py --other /tmp/base [--frames DIR] [--repeats 3]
 (JSON: bench/results/ptc_speed.json)
@@ -130,6 +134,8 @@ def main() -> int:
         "repeats": args.repeats,
         "wall_s": {k: v[0] for k, v in median.items()},
         "cpu_s": {k: v[1] for k, v in median.items()},
+        "wall_range_s": {k: [min(w for w, _ in t), max(w for w, _ in t)] for k, t in times.items()},
+        "cpu_range_s": {k: [min(c for _, c in t), max(c for _, c in t)] for k, t in times.items()},
         "wall_ratio": median["other"][0] / median["this"][0],
         "cpu_ratio": median["other"][1] / median["this"][1],
         "all_runs": times,
@@ -138,10 +144,14 @@ def main() -> int:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load": os.getloadavg()},
     }
     write_json(RESULTS, record)
-    print(f"{'checkout':<10}{'wall (s)':>10}{'CPU (s)':>10}")
+    print(f"{'checkout':<10}{'wall (s)':>10}{'range':>14}{'CPU (s)':>10}{'range':>14}   (median of {args.repeats})")
     for who in ("other", "this"):
-        print(f"{who:<10}{median[who][0]:>10.2f}{median[who][1]:>10.2f}")
-    print(f"ratio     {record['wall_ratio']:>10.2f}{record['cpu_ratio']:>10.2f}   (other / this)")
+        wall, cpu = record["wall_range_s"][who], record["cpu_range_s"][who]
+        print(
+            f"{who:<10}{median[who][0]:>10.2f}{f'{wall[0]:.2f}-{wall[1]:.2f}':>14}"
+            f"{median[who][1]:>10.2f}{f'{cpu[0]:.2f}-{cpu[1]:.2f}':>14}"
+        )
+    print(f"ratio     {record['wall_ratio']:>10.2f}{'':>14}{record['cpu_ratio']:>10.2f}   (other / this)")
     print(
         f"K {b['gain_dn_per_e']:.6g} vs {a['gain_dn_per_e']:.6g} ({comparison['k_in_se']:+.2f} se); read noise "
         f"{b['read_noise_dn']:.5g} vs {a['read_noise_dn']:.5g} ({comparison['read_noise_in_se']:+.2f} se); row noise "

@@ -3,6 +3,10 @@ the simulated camera) and photographs the page in a headless Chromium at two win
 
     python scripts/dashboard_screenshots.py [--out docs] [--lux 30] [--settle-s 8]
 
+With ``--model``, ``--conventional-model`` and ``--source`` it runs ``edge-isp run`` on them
+instead (e.g. a fused model and a baseline's detector on footage) and names the pictures
+``dashboard-NAME-WxH.png`` (``--name``, default "conventional"), at the first size only.
+
 Needs Debian's ``chromium`` (``scripts/bootstrap.sh test`` installs it).
 """
 
@@ -52,12 +56,23 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     parser.add_argument("--lux", type=float, default=30.0)
     parser.add_argument("--settle-s", type=float, default=8.0, help="seconds to let the pipeline warm up")
+    parser.add_argument("--model", type=Path, help="run this fused model with `edge-isp run` instead of the demo")
+    parser.add_argument("--conventional-model", type=Path, help="with --model: the conventional pipeline's model")
+    parser.add_argument("--source", help="with --model: the source (default sim)", default="sim")
+    parser.add_argument("--name", default="conventional", help="with --model: the pictures' name")
     args = parser.parse_args()
     port = free_port()
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "edge_isp", "demo", "--http", f"127.0.0.1:{port}", "--lux", str(args.lux)],
-        cwd=ROOT,
-    )
+    command = [sys.executable, "-m", "edge_isp", "demo", "--http", f"127.0.0.1:{port}", "--lux", str(args.lux)]
+    sizes, prefix = SIZES, "dashboard"
+    if args.model is not None:
+        command = [sys.executable, "-m", "edge_isp", "run", "--source", args.source, "--model", str(args.model),
+                   "--http", f"127.0.0.1:{port}", "--lux", str(args.lux), "--conventional-every", "1"]  # fmt: skip
+        if args.source != "sim":
+            command.append("--loop")  # footage: round again while the pictures are taken
+        if args.conventional_model is not None:
+            command += ["--conventional-model", str(args.conventional_model)]
+        sizes, prefix = SIZES[:1], f"dashboard-{args.name}"
+    demo = subprocess.Popen(command, cwd=ROOT)
     try:
         base = f"http://127.0.0.1:{port}/"
 
@@ -70,12 +85,12 @@ def main() -> int:
 
         wait_for(healthy, "the demo to serve frames", timeout_s=120)
         time.sleep(args.settle_s)
-        for width, height in SIZES:
+        for width, height in sizes:
             with chromium_page(base, (width, height)) as page:
                 wait_for(lambda p=page: p.evaluate("document.getElementById('learned').naturalWidth"), "the video")
                 wait_for(lambda p=page: p.evaluate("document.getElementById('conventional').naturalWidth"), "2nd view")
                 time.sleep(3)  # FPS, latency and board figures fill in
-                path = args.out / f"dashboard-{width}x{height}.png"
+                path = args.out / f"{prefix}-{width}x{height}.png"
                 save_png(page.screenshot(), path)
                 print(f"wrote {path}")
     finally:

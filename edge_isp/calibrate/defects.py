@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_isp.calibrate.distributions import chi2_median, chi2_ppf, norm_cdf
 from edge_isp.fileio import write_json
 from edge_isp.sensor.cfa import CFA, PLANE_ORDER
 
@@ -117,8 +118,6 @@ def dark_defects(mean_map: np.ndarray, var_map: np.ndarray, n_frames: int, cfa: 
     Hot and cold are candidates until :func:`confirm_persistent` has seen them in most
     frames: a cosmic ray in one frame lifts a pixel's mean as much as a hot pixel does.
     """
-    from scipy.stats import chi2
-
     hot = np.zeros(mean_map.shape, dtype=bool)
     cold = np.zeros_like(hot)
     stuck = np.zeros_like(hot)
@@ -134,12 +133,12 @@ def dark_defects(mean_map: np.ndarray, var_map: np.ndarray, n_frames: int, cfa: 
         cold[c] = mean_map[c] < med - limits[c]
         if n_frames >= MIN_FRAMES_FOR_STUCK:
             dof = n_frames - 1
-            scale = float(np.median(var_map[c])) / (float(chi2.median(dof)) / dof)
+            scale = float(np.median(var_map[c])) / (chi2_median(dof) / dof)
             # Integer samples repeat: a healthy pixel reads one value in every frame with
             # probability p_same, which chi-square (a continuous law) knows nothing of. Only
             # when that is rarer than STUCK_P does a pixel that never moves mean anything.
             if identical_probability(scale, n_frames) <= STUCK_P:
-                stuck[c] = var_map[c] < scale * float(chi2.ppf(STUCK_P, dof)) / dof
+                stuck[c] = var_map[c] < scale * float(chi2_ppf(STUCK_P, dof)) / dof
             else:
                 untestable.append(PLANE_ORDER[c])
     note = None
@@ -157,12 +156,10 @@ def identical_probability(variance_dn2: float, n_frames: int) -> float:
     """Probability that a pixel with Gaussian temporal noise of ``variance_dn2`` (quantization
     included) reads the same integer in all ``n_frames`` frames, averaged over where its
     mean falls between two integers."""
-    from scipy.stats import norm
-
     sigma = math.sqrt(max(variance_dn2 - 1.0 / 12.0, 1e-12))  # the quantization is what rounding adds
     offsets = (np.arange(16) + 0.5) / 16
     values = np.arange(-np.ceil(8 * sigma) - 1, np.ceil(8 * sigma) + 2)
-    p = norm.cdf((values[None, :] + 0.5 - offsets[:, None]) / sigma) - norm.cdf(
+    p = norm_cdf((values[None, :] + 0.5 - offsets[:, None]) / sigma) - norm_cdf(
         (values[None, :] - 0.5 - offsets[:, None]) / sigma
     )
     return float(np.mean(np.sum(p**n_frames, axis=1)))

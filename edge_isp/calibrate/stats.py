@@ -29,8 +29,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from edge_isp.calibrate.distributions import chi2_cdf, chi2_median, chi2_ppf
 from edge_isp.errors import InvalidInputError
-from edge_isp.sensor.cfa import pack
 from edge_isp.sensor.frame import RawFrame
 
 OUTLIER_P = 1e-6
@@ -106,12 +106,10 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 def _chi2_constants(dof: int) -> tuple[float, float, float]:
     """For per-pixel variances with ``dof`` degrees of freedom: the outlier bound q (in units
     of chi2), the median over the mean of chi2(dof), and E[X | X < q] / E[X] (the bias the
-    cut leaves). Computed once per dof: scipy's distributions are slow to call."""
-    from scipy.stats import chi2
-
-    q = max(float(chi2.ppf(1.0 - OUTLIER_P, dof)), OUTLIER_FACTOR * dof)
-    median_ratio = float(chi2.median(dof)) / dof
-    return q, median_ratio, float(chi2.cdf(q, dof + 2) / chi2.cdf(q, dof))
+    cut leaves). Computed once per dof."""
+    q = max(float(chi2_ppf(1.0 - OUTLIER_P, dof)), OUTLIER_FACTOR * dof)
+    median_ratio = chi2_median(dof) / dof
+    return q, median_ratio, float(chi2_cdf(q, dof + 2) / chi2_cdf(q, dof))
 
 
 def measure_group(
@@ -133,35 +131,53 @@ def measure_group(
     frame_means = []
     max_dn = 0.0
     for frame in frames:
-        planes = pack(frame.data, frame.cfa)
         if first is None:
-            first, cfa, white = planes.astype(np.float32), frame.cfa, frame.white_level
+            cfa, white = frame.cfa, frame.white_level
+            shape = (4, frame.height // 2, frame.width // 2)
+            first = np.empty(shape, dtype=np.float32)
             s1 = np.zeros_like(first)
             s2 = np.zeros_like(first)
-            clipped = np.zeros(first.shape, dtype=bool)
+            clipped = np.zeros(shape, dtype=bool)
+            # Work buffers reused frame after frame: a fresh map per frame costs page faults.
+            d, square, hit = np.empty_like(first), np.empty_like(first), np.empty(shape, dtype=bool)
+            planes = first
         elif frame.data.shape != (2 * first.shape[1], 2 * first.shape[2]) or frame.cfa != cfa:
             raise InvalidInputError(
                 f"frames of one group must share size and CFA: expected {2 * first.shape[1]}x{2 * first.shape[2]} "
                 f"{cfa.value}, got {frame.height}x{frame.width} {frame.cfa.value}"
             )
-        clipped |= (planes == 0) | (planes >= white)
-        max_dn = max(max_dn, float(planes.max()))
+        else:
+            planes = d
+        # The planes (packed order) straight into float32, exact for 16-bit values.
+        for c, (y, x) in enumerate(cfa.plane_offsets()):
+            np.copyto(planes[c], frame.data[y::2, x::2])
+        top = float(planes.max())
+        max_dn = max(max_dn, top)
+        if top >= white or float(planes.min()) <= 0:  # most frames clip nowhere: two passes, not four
+            clipped |= np.equal(planes, 0, out=hit)
+            clipped |= np.greater_equal(planes, white, out=hit)
         if not frame_means:
             frame_means.append(_frame_means(planes, defects))
             continue
-        d = planes.astype(np.float32)
         d -= first
         offset = _robust_offset(d)
         frame_means.append(frame_means[0] + offset)
         d -= offset.astype(np.float32)[:, None, None]
         s1 += d
-        s2 += d * d
+        s2 += np.multiply(d, d, out=square)
     n = len(frame_means)
     if n < 2:
         raise InvalidInputError(f"a group needs at least 2 frames to measure temporal noise, got {n}")
-    mean_map = first + s1 / n
-    var_map = (s2 - s1 * s1 / n) / (n - 1)
-    del s1, s2
+    # first + s1 / n and (s2 - s1 * s1 / n) / (n - 1), the same float32 operations done in
+    # place (the maps are the size of a frame: each temporary costs a pass over memory).
+    mean_map = s1 / n
+    mean_map += first
+    s1 *= s1
+    s1 /= n
+    var_map = s2
+    var_map -= s1
+    var_map /= n - 1
+    del s1, s2, first, d, square, hit
     all_mean, all_var = _all_pixel_stats(mean_map, var_map, defects, n)
     excluded = _dilate(clipped, CLIP_MARGIN_PX)
     clip_mask = excluded.copy() if keep_maps else None
@@ -247,21 +263,27 @@ def _noise_scale(mean: np.ndarray, var: np.ndarray, usable: np.ndarray, median_r
     ms, vs = mean.ravel()[::step][sampled], var.ravel()[::step][sampled]
     # Quantile bins follow where most pixels are; equal-width bins give a small bright
     # region its own bin instead of a bin shared with (and judged by) the background.
-    edges = np.unique(np.concatenate([np.quantile(ms, np.linspace(0, 1, 21)), np.linspace(ms.min(), ms.max(), 21)]))
-    which = np.clip(np.searchsorted(edges, ms, side="right") - 1, 0, max(edges.size - 2, 0))
-    # Sorted by bin, then by value within it: each bin's median is its middle element. The
-    # bins are ranges of the mean, so sorting the means sorts them by bin too; the variances
-    # are sorted by value, then (stable, radix on small integers) by bin.
-    by_mean = np.sort(ms)
-    by_value = np.argsort(vs)
-    bins = which.astype(np.int16)[by_value]
-    by_var = vs[by_value][np.argsort(bins, kind="stable")]
-    bounds = np.searchsorted(np.sort(bins), np.arange(edges.size))
-    lo, hi = bounds[:-1], bounds[1:]
-    big = hi - lo >= 30
-    lo, hi = lo[big], hi[big]
-    centers = [_sorted_median(by_mean, a, b) for a, b in zip(lo, hi, strict=True)]
-    scales = [_sorted_median(by_var, a, b) / median_ratio for a, b in zip(lo, hi, strict=True)]
+    # Sorted by mean, each bin (a range of the mean) is one run, whose bounds follow from the
+    # bins' counts; a bin's median variance is the middle of its run's variances, found by
+    # partitioning that run alone.
+    order = np.argsort(ms)
+    by_mean = ms[order]
+    edges = np.unique(
+        np.concatenate([np.quantile(by_mean, np.linspace(0, 1, 21)), np.linspace(by_mean[0], by_mean[-1], 21)])
+    )
+    centers: list[float] = []
+    scales: list[float] = []
+    lo = hi = np.zeros(0, dtype=np.int64)
+    if edges.size >= 2:
+        which = np.clip(np.searchsorted(edges, by_mean, side="right") - 1, 0, edges.size - 2)
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(which, minlength=edges.size - 1))])
+        lo, hi = bounds[:-1], bounds[1:]
+        big = hi - lo >= 30
+        lo, hi = lo[big], hi[big]
+        var_by_mean = vs[order]
+        for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
+            centers.append(_sorted_median(by_mean, a, b))
+            scales.append(_middle(var_by_mean[a:b]) / median_ratio)
     counts = list(hi - lo)
     floor = 0.5 * min(scales) if scales else 0.0
     if len(centers) < 2 or np.ptp(centers) == 0:
@@ -280,6 +302,15 @@ def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, 
     sxx, sxy = (w2 * x * x).sum(), (w2 * x * y).sum()
     slope = (sw * sxy - sx * sy) / (sw * sxx - sx * sx)
     return float(slope), float((sy - slope * sx) / sw)
+
+
+def _middle(values: np.ndarray) -> float:
+    """Median of ``values``: the two middle order statistics averaged in float64 (for a float32
+    array not quite ``np.median``, which averages in float32), found by a partition."""
+    n = values.size
+    i, j = (n - 1) // 2, n // 2
+    part = np.partition(values, (i, j) if i != j else i)
+    return 0.5 * (float(part[i]) + float(part[j]))
 
 
 def _sorted_median(values: np.ndarray, lo: int, hi: int) -> float:
@@ -398,12 +429,21 @@ def detrend_quadratic(plane: np.ndarray, mask: np.ndarray) -> np.ndarray:
     which should measure pixel-to-pixel differences, not the optics.
     """
     h, w = plane.shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    y = (yy / max(h - 1, 1) - 0.5).ravel()
-    x = (xx / max(w - 1, 1) - 0.5).ravel()
-    basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    basis = _quadratic_basis(h, w)
     m = mask.ravel()
     step = max(1, int(m.sum() // 200_000))
     rows = np.flatnonzero(m)[::step]
     coef, *_ = np.linalg.lstsq(basis[rows], plane.ravel()[rows].astype(np.float64), rcond=None)
     return plane - (basis @ coef).reshape(h, w)
+
+
+@functools.lru_cache(maxsize=1)
+def _quadratic_basis(h: int, w: int) -> np.ndarray:
+    """``(h * w, 6)`` read-only: 1, x, y, x², xy, y² on [-0.5, 0.5], the same for every plane of a
+    sensor (made once, not per plane and per stack)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    y = (yy / max(h - 1, 1) - 0.5).ravel()
+    x = (xx / max(w - 1, 1) - 0.5).ravel()
+    basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
+    basis.flags.writeable = False
+    return basis

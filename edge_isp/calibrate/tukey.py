@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 
+from edge_isp.calibrate.distributions import norm_ppf
 from edge_isp.errors import InvalidInputError
 
 # The shape whose PPCC against a Gaussian sample is highest: Tukey-lambda's best
@@ -118,8 +119,6 @@ def fit_shape(values: np.ndarray, *, n_boot: int = 20, seed: int = 0) -> ShapeFi
         n_boot: bootstrap resamples for the standard error of the shape.
         seed: seed of the bootstrap's random generator, so the result is reproducible.
     """
-    from scipy.stats import norm
-
     x = np.sort(np.asarray(values, dtype=np.float64).ravel())
     if x.size < 500:
         raise InvalidInputError(f"a Tukey-lambda shape fit needs at least 500 noise values, got {x.size}")
@@ -127,7 +126,7 @@ def fit_shape(values: np.ndarray, *, n_boot: int = 20, seed: int = 0) -> ShapeFi
         raise InvalidInputError("a Tukey-lambda shape fit needs finite values that are not all equal")
     positions = _plotting_positions(x.size)
     lam, r = _best_lambda(x, positions)
-    r_gauss = float(np.corrcoef(x, norm.ppf(positions))[0, 1])
+    r_gauss = float(np.corrcoef(x, norm_ppf(positions))[0, 1])
     rng = np.random.default_rng(seed)
     boots = [_best_lambda(np.sort(rng.choice(x, x.size)), positions)[0] for _ in range(n_boot)]
     lam_se = float(np.std(boots, ddof=1)) if n_boot > 1 else float("nan")

@@ -2,6 +2,7 @@
 
 edge-isp export all runs/joint/best.pt --target orin-nx --data data/demo --out export/out
 edge-isp export onnx runs/joint/best.pt --target orin-nx -o model.fp32.onnx
+edge-isp export onnx runs/baseline/best.pt --input-size 256x192 -o conventional.onnx   (rgb input)
 edge-isp export precision model.fp32.onnx --precision int8 --data data/demo --light 3,30
 edge-isp export report model.fp32.onnx model.fp16.onnx model.int8.onnx --data data/demo --light 3,30
 edge-isp export engine model.int8.onnx --target orin-nx [--print-trtexec]
@@ -88,6 +89,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "its sides")  # fmt: skip
     p.add_argument("--batch", type=int, default=1, help="batch of the graph (default %(default)s)")
     p.add_argument("--profile", help="sensor profile the model was trained for (default: the checkpoint's)")
+    p.add_argument(
+        "--input",
+        choices=["auto", "raw", "rgb"],
+        default="auto",
+        help="what the exported model takes: raw (the fused learned ISP + perception: inputs raw, noise) or rgb "
+        "(the perception network alone on a conventional ISP's sRGB picture: input rgb (B, 3, H, W) on [0, 1], "
+        "for `edge-isp run --conventional-model`); auto (default): rgb for a head or baseline checkpoint (trained "
+        "on sRGB; a baseline's conventional ISP goes in the metadata), raw otherwise",
+    )
     _add_graph_options(p)
     p.set_defaults(func=_onnx)
 
@@ -163,11 +173,12 @@ def _all(args: argparse.Namespace) -> int:
 
 
 def _onnx(args: argparse.Namespace) -> int:
-    from edge_isp.export.loading import load_model
+    from edge_isp.export.loading import default_input_kind, load_model
     from edge_isp.export.onnx_export import export_onnx
     from edge_isp.sensor.profile import SensorProfile
 
     loaded = load_model(args.source)
+    kind = default_input_kind(loaded, args.input)
     if not loaded.trained:
         print(f"warning: {loaded.source} has fresh weights: its answers mean nothing")
     batch = args.batch
@@ -180,9 +191,16 @@ def _onnx(args: argparse.Namespace) -> int:
     result = export_onnx(
         loaded.model, args.out, input_size=size, class_names=loaded.class_names, profile=profile, batch=batch,
         dynamic_batch=args.dynamic_batch, with_image=args.with_image, top_k=args.top_k,
-        noise_range=loaded.noise_range,
+        noise_range=loaded.noise_range, input_kind=kind, conventional_isp=loaded.conventional_isp,
     )  # fmt: skip
-    print(f"{result.path}: {loaded.config.name} at {size[0]}x{size[1]}, {result.seconds:.1f} s")
+    behind = result.metadata.conventional_isp
+    takes = (
+        "raw input"
+        if kind == "raw"
+        else "rgb input"
+        + (f" (trained behind the conventional ISP {behind['demosaic']} + {behind['denoise']})" if behind else "")
+    )
+    print(f"{result.path}: {loaded.config.name} at {size[0]}x{size[1]}, {takes}, {result.seconds:.1f} s")
     print("ONNX Runtime vs torch, largest difference per output:")
     for name, stats in result.parity.items():
         extra = f", {stats.unmatched} unmatched detections" if stats.unmatched else ""
@@ -208,6 +226,7 @@ def _light_and_data(args: argparse.Namespace, metadata, split: str | None = None
 
 def _precision(args: argparse.Namespace) -> int:
     from edge_isp.contract.metadata import read_metadata
+    from edge_isp.export.accuracy import require_raw_input
     from edge_isp.export.precision import convert_fp16, precision_suffix
 
     metadata = read_metadata(args.model)
@@ -216,6 +235,7 @@ def _precision(args: argparse.Namespace) -> int:
         convert_fp16(args.model, output)
         print(f"{output}: every layer in fp16 (not measured; run `edge-isp export report` to measure it)")
         return 0
+    require_raw_input(metadata, args.model)
     from edge_isp.export.calibration import frames_feed, recorded_frames, simulated_feed
     from edge_isp.export.evalset import load_images
     from edge_isp.export.precision import quantize_int8

@@ -9,6 +9,7 @@ until the source ends, Ctrl-C/SIGTERM, ``--duration`` or ``--max-frames``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -137,6 +138,14 @@ def _add_common(p: argparse.ArgumentParser, http_default: str | None = None) -> 
     p.add_argument(
         "--conventional-every", type=int, metavar="N", help="render the conventional ISP view every Nth frame"
     )
+    p.add_argument(
+        "--conventional-model",
+        metavar="FILE",
+        help="a perception network that runs on the conventional ISP's picture (an rgb-input model: `edge-isp "
+        "export onnx BASELINE.pt --input rgb`), run on the same frames as the conventional view (every frame "
+        "unless --conventional-every says otherwise); its answers go in the results under 'conventional' and "
+        "its boxes on the conventional view",
+    )
     p.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: one per core)")
     p.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after capturing N frames")
@@ -214,8 +223,18 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     raw_spec = next((s for s in inference.input_specs() if s.name == "raw"), None)
     if raw_spec is None:
         names = [s.name for s in inference.input_specs()]
-        raise InvalidInputError(f"the model {model} has no 'raw' input (it has {names}); see docs/ARCHITECTURE.md")
+        hint = (
+            " (an rgb-input model runs as --conventional-model, beside a fused one)" if info.input_kind == "rgb" else ""
+        )
+        raise InvalidInputError(
+            f"the model {model} has no 'raw' input (it has {names}){hint}; see docs/ARCHITECTURE.md"
+        )
     input_size = model_input_size(raw_spec.shape, info.input_size, args.input_size)
+    conventional = None
+    if getattr(args, "conventional_model", None):
+        conventional = _conventional_model(args, info, input_size, profile, device)
+        if input_size is None:  # the learned model runs at any size: at the conventional one's
+            input_size = model_input_size(raw_spec.shape, info.input_size, conventional.size)
 
     if kind == "sim" and getattr(args, "size", None) is None and input_size is not None:
         # Simulate at the model's own size (a bigger frame is only resized down again), or for
@@ -242,6 +261,8 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         nms_across_classes=args.nms_across_classes,
     )  # fmt: skip
     every = args.conventional_every if args.conventional_every is not None else (3 if args.http else 0)
+    if conventional is not None and every < 1:
+        every = 1 if args.conventional_every is None else every
     config = PipelineConfig(
         conventional_every=every,
         when_full="block" if args.process_all or kind in _FINITE else "drop_oldest",
@@ -262,9 +283,19 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         record_size=lambda: getattr(args, "size", None) or _frame_size(source),
         allowed_hosts=tuple(getattr(args, "allow_host", None) or ()),
     )
-    pipeline = Pipeline(source, inference, preprocessor, postprocessor, outputs, profile=profile, config=config)
+    pipeline = Pipeline(
+        source, inference, preprocessor, postprocessor, outputs, profile=profile, config=config,
+        conventional=None if conventional is None else conventional.model,
+    )  # fmt: skip
     size = format_size(input_size) if input_size else "each frame's own size"
     print(f"model {model}: {info.task}, input {size}, profile {profile.name}, on {inference.description}")
+    if conventional is not None:
+        isp = conventional.model.isp
+        print(
+            f"conventional model {args.conventional_model}: {conventional.info.task} behind the conventional ISP "
+            f"({isp.demosaic}, denoise {isp.denoise}), every {every} frame(s), on "
+            f"{conventional.model.backend.description}"
+        )
     try:
         pipeline.start()
         for output in outputs:
@@ -287,9 +318,7 @@ def _dashboard_info(
     device = described.split(" on ", 1)[1] if " on " in described else described.partition("(")[2].rstrip(")")
     size = getattr(args, "size", None)
     return {
-        "model": Path(model).name
-        if Path(model).parent.name in ("", ".")
-        else f"{Path(model).parent.name}/{Path(model).name}",
+        "model": _short(model),
         "task": info.task,
         "backend": inference.name,
         "device": device or described,
@@ -297,7 +326,48 @@ def _dashboard_info(
         "input_size": None if input_size is None else f"{input_size[0]}x{input_size[1]}",
         "source": source_spec,
         "frame_size": None if size is None else f"{size[0]}x{size[1]}",
+        "conventional_model": _short(args.conventional_model) if getattr(args, "conventional_model", None) else None,
     }
+
+
+def _short(model: str | Path) -> str:
+    """A model file's name, with its folder's when it has one (``default-det/model.onnx``)."""
+    path = Path(model)
+    return path.name if path.parent.name in ("", ".") else f"{path.parent.name}/{path.name}"
+
+
+@dataclasses.dataclass
+class _Conventional:
+    model: Any  # ConventionalModel
+    info: Any  # its ModelMetadata
+    size: tuple[int, int] | None
+
+
+def _conventional_model(args: argparse.Namespace, learned: Any, learned_size: Any, profile: Any, device: str):
+    """The --conventional-model: its backend, checked against the learned model."""
+    from edge_isp.contract.metadata import metadata_of_backend
+    from edge_isp.runtime.backends import make_backend
+    from edge_isp.runtime.conventional import (
+        ConventionalModel,
+        check_conventional_model,
+        conventional_isp_of,
+        rgb_input_size,
+    )
+    from edge_isp.runtime.postprocess import Postprocessor
+
+    path = args.conventional_model
+    backend = make_backend(path, "auto", device=device, threads=args.threads, engine_on_first_use=True)
+    info = metadata_of_backend(backend)
+    origin = f"the conventional model {path}"
+    check_conventional_model(info, None, learned, learned_size, origin)  # kind and task first
+    size = rgb_input_size(backend, info)
+    check_conventional_model(info, size, learned, learned_size, origin)
+    postprocessor = Postprocessor(
+        info, score_threshold=args.score_threshold, top_k=args.top_k, nms_iou=args.nms,
+        nms_across_classes=args.nms_across_classes,
+    )  # fmt: skip
+    model = ConventionalModel(backend, postprocessor, profile, conventional_isp_of(info))
+    return _Conventional(model, info, size)
 
 
 def _frame_size(source: Any) -> tuple[int, int] | None:

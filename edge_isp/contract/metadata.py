@@ -7,10 +7,14 @@ frame), ``edge_isp.profile`` (the NAME of the sensor profile the model was train
 path). Added by the export side, optional for a reader: ``edge_isp.precision``
 (fp32/fp16/int8), ``edge_isp.exporter`` (the torch, onnx and opset versions that wrote the
 graph), ``edge_isp.top_k`` (detections per image), ``edge_isp.higher_precision`` (JSON list of
-the layer groups kept in higher precision), ``edge_isp.noise_range`` (the noise levels the
+the layer groups kept in higher precision) and ``edge_isp.noise_range`` (the noise levels the
 model was trained on: JSON ``{"a": [lo, hi], "sigma": [lo, hi]}`` on the scale of the
-``noise`` input) and ``edge_isp.raw_scale`` (``2`` for a half-resolution ISP: its ``image``
-output is ``input_size`` / 2; written when not 1, and read from ``model_config`` when absent).
+``noise`` input), ``edge_isp.raw_scale`` (``2`` for a half-resolution ISP: its ``image``
+output is ``input_size`` / 2; written when not 1, and read from ``model_config`` when absent),
+``edge_isp.input_kind`` (what the model takes, :data:`INPUT_KINDS`: ``raw``, the
+fused learned-ISP model, or ``rgb``, a perception network alone that runs behind a conventional
+ISP; absent means ``raw``) and, for an ``rgb`` model, ``edge_isp.conventional_isp`` (the
+conventional ISP it was trained behind: JSON ``{"demosaic": ..., "denoise": ...}``).
 
 One reader, :meth:`ModelMetadata.from_props`, two modes: ``strict`` (the export side: every
 required key must be there) and lenient (the runtime: any ONNX file that follows the I/O
@@ -35,7 +39,12 @@ from edge_isp.contract.sizes import format_size, parse_size
 from edge_isp.errors import InvalidInputError, MissingDependencyError, MissingFileError
 
 PREFIX = "edge_isp."
-INPUT_NAMES = ("raw", "noise")
+# The graph's inputs by input kind: the packed raw and its noise level (the fused model), or an
+# sRGB picture (B, 3, H, W) on [0, 1] from a conventional ISP (a perception network alone).
+INPUT_KINDS = {"raw": ("raw", "noise"), "rgb": ("rgb",)}
+INPUT_NAMES = INPUT_KINDS["raw"]
+# The conventional ISP an rgb model was trained behind: these keys of an IspConfig.
+CONVENTIONAL_ISP_KEYS = ("demosaic", "denoise")
 # Each task's outputs, in graph order; the first one identifies the task.
 TASK_OUTPUTS = {
     "classification": ("logits",),
@@ -137,6 +146,10 @@ class ModelMetadata:
         raw_scale: the ``raw`` input's sides over the ``image`` output's: 1, or 2 for a
             half-resolution ISP (``ModelConfig.raw_scale``). Detection boxes are in
             ``input_size`` pixels either way.
+        input_kind: "raw" (inputs ``raw`` and ``noise``) or "rgb" (input ``rgb``), see
+            :data:`INPUT_KINDS`.
+        conventional_isp: for an rgb model, the conventional ISP it was trained behind
+            (``{"demosaic": ..., "denoise": ...}``), or None when it does not say.
     """
 
     task: str
@@ -151,12 +164,21 @@ class ModelMetadata:
     higher_precision: tuple[str, ...] = ()
     noise_range: NoiseRange | None = None
     raw_scale: int = 1
+    input_kind: str = "raw"
+    conventional_isp: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise InvalidInputError(f"model task must be one of {', '.join(TASKS)}, got {self.task!r}")
         if self.raw_scale not in (1, 2):
             raise InvalidInputError(f"model raw_scale must be 1 or 2, got {self.raw_scale!r}")
+        if self.profile is not None:
+            check_profile_name(self.profile)
+        check_input_kind(self.input_kind)
+        if self.conventional_isp is not None:
+            object.__setattr__(self, "conventional_isp", check_conventional_isp(self.conventional_isp))
+            if self.input_kind != "rgb":
+                raise InvalidInputError("only an rgb-input model runs behind a conventional ISP (conventional_isp)")
 
     @property
     def image_size(self) -> tuple[int, int] | None:
@@ -164,8 +186,11 @@ class ModelMetadata:
         if self.input_size is None:
             return None
         return self.input_size[0] // self.raw_scale, self.input_size[1] // self.raw_scale
-        if self.profile is not None:
-            check_profile_name(self.profile)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The graph's input names for its :attr:`input_kind`."""
+        return INPUT_KINDS[self.input_kind]
 
     def class_name(self, index: int) -> str:
         """The name of class ``index``; ``"class N"`` when the model names none (or too few)."""
@@ -191,18 +216,27 @@ class ModelMetadata:
             "top_k": None if self.top_k is None else str(self.top_k),
             "noise_range": None if self.noise_range is None else self.noise_range.to_json(),
             "raw_scale": None if self.raw_scale == 1 else str(self.raw_scale),
+            "input_kind": self.input_kind,
+            "conventional_isp": None if self.conventional_isp is None else json.dumps(self.conventional_isp),
         }
         return {PREFIX + k: v for k, v in props.items() if v is not None}
 
     @classmethod
     def from_props(
-        cls, props: Mapping[str, str], *, strict: bool = True, output_names: Iterable[str] = (), origin: str = "model"
+        cls,
+        props: Mapping[str, str],
+        *,
+        strict: bool = True,
+        output_names: Iterable[str] = (),
+        origin: str = "model",
+        input_names: Iterable[str] = (),
     ) -> ModelMetadata:
         """Parse ``metadata_props`` (string to string).
 
         ``strict``: every key of :data:`REQUIRED_KEYS` must be there (an edge-isp export).
-        Lenient: any may be missing; ``output_names`` then decide the task. Either way a
-        malformed value raises :class:`InvalidInputError` naming the key and ``origin``.
+        Lenient: any may be missing; ``output_names`` then decide the task, and
+        ``input_names`` the input kind (an ``rgb`` input without a ``raw`` one: rgb). Either
+        way a malformed value raises :class:`InvalidInputError` naming the key and ``origin``.
         """
         values = {k[len(PREFIX) :]: v for k, v in props.items() if k.startswith(PREFIX)}
         missing = [PREFIX + k for k in REQUIRED_KEYS if k not in values]
@@ -237,8 +271,21 @@ class ModelMetadata:
         if task not in TASKS:
             raise InvalidInputError(f"{origin}: model task must be one of {', '.join(TASKS)}, got {task!r}")
         size = values.get("input_size")
+        inputs = set(input_names)
+        kind = values.get("input_kind") or ("rgb" if "rgb" in inputs and "raw" not in inputs else "raw")
+        if kind not in INPUT_KINDS:
+            raise InvalidInputError(
+                f"{origin}: metadata '{PREFIX}input_kind' must be one of {', '.join(INPUT_KINDS)}, got {kind!r}"
+            )
+        conventional = parse_json("conventional_isp", dict) if "conventional_isp" in values else None
+        if conventional is not None:
+            try:
+                conventional = check_conventional_isp(conventional)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{origin}: metadata '{PREFIX}conventional_isp': {exc}") from None
         model_config = parse_json("model_config", dict) if "model_config" in values else None
-        raw_scale = config_raw_scale(model_config)
+        # An rgb model's input is the picture itself, whatever ISP its checkpoint had.
+        raw_scale = config_raw_scale(model_config) if kind == "raw" else 1
         if "raw_scale" in values:
             text = values["raw_scale"].strip()
             if text not in ("1", "2") or int(text) != raw_scale:
@@ -259,6 +306,8 @@ class ModelMetadata:
             higher_precision=string_list("higher_precision"),
             noise_range=NoiseRange.from_json(values["noise_range"], origin) if "noise_range" in values else None,
             raw_scale=raw_scale,
+            input_kind=kind,
+            conventional_isp=conventional,
         )
 
 
@@ -267,6 +316,23 @@ def config_raw_scale(model_config: Mapping[str, Any] | None) -> int:
     resolution, else 1 (also for configs written before the field existed, or none)."""
     isp = (model_config or {}).get("isp")
     return 2 if isinstance(isp, Mapping) and isp.get("resolution") == "half" else 1
+
+
+def check_input_kind(kind: str) -> str:
+    """``kind`` if it is one of :data:`INPUT_KINDS`, else an :class:`InvalidInputError`."""
+    if kind not in INPUT_KINDS:
+        raise InvalidInputError(f"input kind must be one of {', '.join(INPUT_KINDS)}, got {kind!r}")
+    return kind
+
+
+def check_conventional_isp(value: Mapping[str, Any]) -> dict[str, str]:
+    """``{"demosaic": str, "denoise": str}``: exactly the keys of :data:`CONVENTIONAL_ISP_KEYS`,
+    string values (the names are checked where the ISP is made, which knows the methods)."""
+    if not isinstance(value, Mapping) or set(value) != set(CONVENTIONAL_ISP_KEYS):
+        raise InvalidInputError(f"a conventional ISP is {{'demosaic': NAME, 'denoise': NAME}}, got {value!r}")
+    if not all(isinstance(value[k], str) for k in CONVENTIONAL_ISP_KEYS):
+        raise InvalidInputError(f"a conventional ISP's demosaic and denoise are names (strings), got {dict(value)!r}")
+    return {k: value[k] for k in CONVENTIONAL_ISP_KEYS}
 
 
 def task_from_outputs(output_names: Iterable[str], origin: str = "model") -> str:
@@ -333,7 +399,8 @@ def read_metadata(model_or_path: Any, *, strict: bool = True) -> ModelMetadata:
         return ModelMetadata.from_props(read_onnx_props(model_or_path), strict=strict, origin=str(model_or_path))
     props = {p.key: p.value for p in model_or_path.metadata_props}
     outputs = [o.name for o in model_or_path.graph.output]
-    return ModelMetadata.from_props(props, strict=strict, output_names=outputs, origin="model")
+    inputs = [i.name for i in model_or_path.graph.input]
+    return ModelMetadata.from_props(props, strict=strict, output_names=outputs, origin="model", input_names=inputs)
 
 
 def metadata_of_backend(backend: Any) -> ModelMetadata:
@@ -341,6 +408,7 @@ def metadata_of_backend(backend: Any) -> ModelMetadata:
     ``metadata()`` (the runtime's backends have one; any other counts as having no metadata)
     and its output names."""
     names = [spec.name for spec in backend.output_specs()]
+    inputs = [spec.name for spec in backend.input_specs()]
     metadata = backend.metadata() if hasattr(backend, "metadata") else {}
     origin = str(getattr(backend, "path", backend.name))
-    return ModelMetadata.from_props(metadata, strict=False, output_names=names, origin=origin)
+    return ModelMetadata.from_props(metadata, strict=False, output_names=names, origin=origin, input_names=inputs)

@@ -29,6 +29,16 @@ DEFAULT_TOLERANCE = 1.0
 CHUNK = 16
 
 
+def require_raw_input(metadata: ModelMetadata, path: str | Path) -> None:
+    """Refuse a model that does not take raw input, for the steps that feed it simulated raw."""
+    if metadata.input_kind != "raw":
+        raise InvalidInputError(
+            f"{path} takes an {metadata.input_kind} picture, not raw: the accuracy report, the precision search "
+            "and INT8 calibration simulate raw frames for the fused model; an rgb model converts to fp16 with "
+            "`edge-isp export precision MODEL --precision fp16 --no-search` and runs as it is"
+        )
+
+
 class OnnxModel:
     """An ONNX Runtime CPU session with the model's metadata; :meth:`run` takes any number of
     frames and splits them into the batches a fixed-batch graph accepts."""
@@ -36,6 +46,7 @@ class OnnxModel:
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         self.path = Path(path)
         self.metadata: ModelMetadata = read_metadata(self.path)
+        require_raw_input(self.metadata, self.path)
         self.session = cpu_session(self.path, threads)
         first = self.session.get_inputs()[0].shape[0]
         self.batch: int | None = first if isinstance(first, int) else None

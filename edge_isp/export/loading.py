@@ -5,6 +5,12 @@ resolved ``ModelConfig``, the class names and the training config, from which th
 takes its defaults: the sensor profile (``sensor.profile``), the light levels validation ran
 at (``sensor.val_light`` in ``sensor.light_unit``) and the image size (``data.size``).
 
+The checkpoint's stage also decides what the export takes by default
+(:func:`default_input_kind`): the ``head`` and ``baseline`` stages trained the perception network
+alone on sRGB pictures (clean ones, or the conventional ISP's rendering of simulated raw), so it
+exports with an ``rgb`` input, recording the conventional ISP a baseline was trained behind; the
+raw stages export the fused model with the ``raw`` and ``noise`` inputs.
+
 A registry name ("dp_s_det") builds that model untrained: for latency benchmarks and for
 trying the export pipeline, never for deployment (its answers mean nothing).
 """
@@ -15,12 +21,15 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from edge_isp.contract.metadata import NoiseRange
+from edge_isp.contract.metadata import INPUT_KINDS, NoiseRange
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.model.registry import REGISTRY, create_model
 from edge_isp.train.checkpoint import load_checkpoint, model_from_checkpoint
+from edge_isp.train.config import BaselineSection
 
 DEFAULT_PROFILE = "nexus6p-rear"
+# Stages that train the perception network alone on sRGB pictures (edge_isp.train.stages).
+RGB_STAGES = ("head", "baseline")
 
 
 @dataclasses.dataclass
@@ -39,6 +48,10 @@ class LoadedModel:
         trained: False for a registry model with fresh weights.
         noise_range: the noise levels ``(a, sigma)`` its raw training drew from (None for a
             model not trained on raw); the exported metadata records it for the runtime.
+        stage: the training stage that wrote the checkpoint ("isp", "head", "joint",
+            "baseline"), or None (a registry model, or a checkpoint that does not say).
+        conventional_isp: for a baseline checkpoint, the conventional ISP its head was trained
+            behind (``{"demosaic", "denoise"}``), else None.
     """
 
     model: Any
@@ -50,10 +63,22 @@ class LoadedModel:
     source: str
     trained: bool
     noise_range: NoiseRange | None = None
+    stage: str | None = None
+    conventional_isp: dict[str, str] | None = None
 
     @property
     def config(self):
         return self.model.config
+
+
+def default_input_kind(loaded: LoadedModel, asked: str = "auto") -> str:
+    """The input kind to export ``loaded`` with: ``asked`` ("raw" or "rgb"), or for "auto"
+    "rgb" for a checkpoint of a stage in :data:`RGB_STAGES`, else "raw"."""
+    if asked == "auto":
+        return "rgb" if loaded.stage in RGB_STAGES else "raw"
+    if asked not in INPUT_KINDS:
+        raise InvalidInputError(f"input kind must be auto, {' or '.join(INPUT_KINDS)}, got {asked!r}")
+    return asked
 
 
 def load_model(source: str | Path, **overrides: Any) -> LoadedModel:
@@ -106,6 +131,11 @@ def _from_checkpoint(path: Path) -> LoadedModel:
         sensor = train.get("sensor") or {}
         size = (train.get("data") or {}).get("size")
         levels = sensor.get("val_light")
+        stage = data.get("stage")
+        conventional = None
+        if stage == "baseline":
+            baseline = {**dataclasses.asdict(BaselineSection()), **(train.get("baseline") or {})}
+            conventional = {"demosaic": str(baseline["demosaic"]), "denoise": str(baseline["denoise"])}
         noise_range = None
         if data.get("stage") in ("isp", "joint") and train:
             from edge_isp.train.batches import RawBatcher
@@ -123,6 +153,8 @@ def _from_checkpoint(path: Path) -> LoadedModel:
             source=str(path),
             trained=True,
             noise_range=noise_range,
+            stage=str(stage) if stage else None,
+            conventional_isp=conventional,
         )
     except (AttributeError, TypeError, ValueError, IndexError) as exc:  # a hand-edited or damaged train_config
         raise InvalidInputError(f"{path}: its train_config is damaged ({type(exc).__name__}: {exc})") from None

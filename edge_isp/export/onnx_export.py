@@ -1,7 +1,9 @@
 """Export a joint network to ONNX with the contract of docs/ARCHITECTURE.md, checked and
 compared with torch through ONNX Runtime.
 
-Graph: inputs ``raw`` (B, 4, H/2, W/2) and ``noise`` (B, 2), float32; outputs ``logits``
+Graph: inputs ``raw`` (B, 4, H/2, W/2) and ``noise`` (B, 2), float32 (input kind ``raw``: the
+fused model), or ``rgb`` (B, 3, H, W) sRGB on [0, 1] (input kind ``rgb``: the perception network
+alone, run behind a conventional ISP); outputs ``logits``
 (classification), ``boxes``/``scores``/``labels`` (detection: the K highest heatmap peaks,
 boxes xyxy in full-resolution pixels, labels int32) or ``image`` (reconstruction), plus
 optionally ``image`` (B, 3, H, W), the learned ISP's sRGB. Written with the TorchScript
@@ -28,9 +30,11 @@ from torch import nn
 
 from edge_isp import __version__
 from edge_isp.contract.metadata import (
-    INPUT_NAMES,
+    INPUT_KINDS,
     ModelMetadata,
     NoiseRange,
+    check_conventional_isp,
+    check_input_kind,
     is_profile_name,
     output_names,
     set_metadata,
@@ -62,14 +66,27 @@ def decode_detections(
 
 class ExportModule(nn.Module):
     """A ``JointModel`` with the exported outputs: ``forward(raw, noise)`` returns the tuple
-    named by :func:`edge_isp.contract.metadata.output_names` for its task."""
+    named by :func:`edge_isp.contract.metadata.output_names` for its task. With
+    ``input_kind="rgb"``, ``forward(rgb)`` runs the perception head alone on an sRGB batch."""
 
     def __init__(
-        self, model: nn.Module, top_k: int = DEFAULT_TOP_K, with_image: bool = False, dense: bool = False
+        self,
+        model: nn.Module,
+        top_k: int = DEFAULT_TOP_K,
+        with_image: bool = False,
+        dense: bool = False,
+        input_kind: str = "raw",
     ) -> None:
         super().__init__()
         if top_k < 1:
             raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
+        self.input_kind = check_input_kind(input_kind)
+        if input_kind == "rgb" and (model.config.task == "reconstruction" or model.head is None):
+            raise InvalidInputError(
+                "an rgb-input export is the perception network alone; this model has none (a reconstruction model)"
+            )
+        if input_kind == "rgb" and with_image:
+            raise InvalidInputError("an rgb-input model has no learned ISP, so no 'image' output (drop --with-image)")
         # Attribute names match JointModel's so the ONNX node names read /isp/..., /head/...
         self.isp = model.isp
         self.head = model.head
@@ -81,8 +98,8 @@ class ExportModule(nn.Module):
         self.dense = dense and self.task == "detection"
         self.names = list(DENSE_DETECTION_OUTPUTS) if self.dense else output_names(self.task, with_image)
 
-    def forward(self, raw: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        rgb = self.isp(raw, noise)
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        rgb = inputs[0] if self.input_kind == "rgb" else self.isp(*inputs)
         if self.task == "reconstruction":
             return (rgb,)
         out = self.head(rgb)
@@ -146,6 +163,15 @@ def parity_inputs(
     return {"raw": sim.packed.float().numpy(), "noise": sim.noise.float().numpy()}
 
 
+def parity_rgb(input_size: tuple[int, int], batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """An rgb model's input: a smooth random sRGB scene (B, 3, H, W) on [0, 1], float32."""
+    w, h = input_size
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(batch, 3, max(2, h // 16), max(2, w // 16), generator=generator)
+    scene = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
+    return {"rgb": scene.float().numpy()}
+
+
 def compare_outputs(names: list[str], got: list[np.ndarray], expected: list[np.ndarray]) -> dict[str, ParityStats]:
     """Per-output :class:`ParityStats` of ``got`` (ONNX Runtime) against ``expected`` (torch)."""
     stats = {}
@@ -202,6 +228,8 @@ def export_onnx(
     top_k: int = DEFAULT_TOP_K,
     dense: bool = False,
     noise_range: NoiseRange | None = None,
+    input_kind: str = "raw",
+    conventional_isp: dict[str, str] | None = None,
 ) -> ExportResult:
     """Export ``model`` (a ``JointModel``) to ``path`` and compare it with torch.
 
@@ -220,7 +248,11 @@ def export_onnx(
         dense: a detector's heatmap/size/offset maps instead of decoded boxes: not the
             deployment contract, the graph a sensitivity ranking measures.
         noise_range: the noise levels the model was trained on, for the metadata
-            (:attr:`~edge_isp.export.loading.LoadedModel.noise_range`).
+            (:attr:`~edge_isp.export.loading.LoadedModel.noise_range`); raw models only.
+        input_kind: "raw" (the fused model: inputs ``raw``, ``noise``) or "rgb" (the
+            perception head alone: input ``rgb`` (B, 3, H, W), sRGB on [0, 1]).
+        conventional_isp: for an rgb model, the conventional ISP it was trained behind
+            (``{"demosaic", "denoise"}``, a baseline checkpoint's), for the metadata.
     """
     onnx = require("onnx", "export", "exporting to ONNX")
 
@@ -237,20 +269,23 @@ def export_onnx(
             f"the sensor profile's name {profile.name!r} cannot go in the model's metadata, which names a "
             "profile with letters, digits, '.', '_' and '-' only (never a path); rename it (its field 'name')"
         )
+    input_names = INPUT_KINDS[check_input_kind(input_kind)]
+    if conventional_isp is not None:
+        conventional_isp = check_conventional_isp(conventional_isp)
     start = time.perf_counter()
     was_training = model.training
-    wrapper = ExportModule(model, top_k, with_image, dense).eval()
+    wrapper = ExportModule(model, top_k, with_image, dense, input_kind).eval()
     names = wrapper.names
-    inputs = parity_inputs(profile, input_size, batch)
-    args = (torch.from_numpy(inputs["raw"]), torch.from_numpy(inputs["noise"]))
-    dynamic = {n: {0: "batch"} for n in (*INPUT_NAMES, *names)} if dynamic_batch else None
+    inputs = parity_rgb(input_size, batch) if input_kind == "rgb" else parity_inputs(profile, input_size, batch)
+    args = tuple(torch.from_numpy(inputs[name]) for name in input_names)
+    dynamic = {n: {0: "batch"} for n in (*input_names, *names)} if dynamic_batch else None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.export.tmp")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-            torch.onnx.export(wrapper, args, str(tmp), opset_version=OPSET, dynamo=False, input_names=list(INPUT_NAMES),
+            torch.onnx.export(wrapper, args, str(tmp), opset_version=OPSET, dynamo=False, input_names=list(input_names),
                               output_names=names, dynamic_axes=dynamic, do_constant_folding=True)  # fmt: skip
         graph = onnx.load(str(tmp))
     finally:
@@ -269,8 +304,10 @@ def export_onnx(
         precision="fp32",
         exporter=exporter_string(),
         top_k=int(expected[0].shape[1]) if config.task == "detection" and not dense else None,
-        noise_range=noise_range,
-        raw_scale=config.raw_scale,
+        noise_range=noise_range if input_kind == "raw" else None,
+        raw_scale=config.raw_scale if input_kind == "raw" else 1,
+        input_kind=input_kind,
+        conventional_isp=conventional_isp if input_kind == "rgb" else None,
     )
     set_metadata(graph, metadata)
     onnx.checker.check_model(graph, full_check=True)

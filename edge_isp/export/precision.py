@@ -154,6 +154,11 @@ def quantize_int8(
         raise InvalidInputError(f"percentile must be in (0, 100], got {percentile}")
     model = _load(src)
     metadata = read_metadata(model)
+    if metadata.input_kind != "raw":
+        raise InvalidInputError(
+            "INT8 calibration feeds simulated raw frames to the fused model; this model takes an "
+            f"{metadata.input_kind} picture (convert it to fp16 with --no-search instead)"
+        )
     _check_names(model, keep, "keep")
     if feed is None and (cache_path is None or not Path(cache_path).is_file()):
         raise InvalidInputError("INT8 quantization needs calibration data (a feed) or a calibration cache file")

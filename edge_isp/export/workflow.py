@@ -29,7 +29,7 @@ from edge_isp.export.calibration import frames_feed, recorded_frames, simulated_
 from edge_isp.export.engine import build_engine, plan_for
 from edge_isp.export.evalset import check_class_names, light_levels, load_images, open_dataset
 from edge_isp.export.graph_stats import graph_stats
-from edge_isp.export.loading import load_model
+from edge_isp.export.loading import default_input_kind, load_model
 from edge_isp.export.onnx_export import export_onnx
 from edge_isp.export.precision import convert_fp16, precision_suffix, quantize_int8
 from edge_isp.export.precision_search import FrameSet, Ranking, reduce_precision
@@ -147,6 +147,12 @@ def export_all(source: str | Path, options: ExportOptions, say: Callable[[str], 
     """Run the whole export (see the module docstring); returns what ``export.json`` holds."""
     out = Path(options.out_dir)
     loaded = load_model(source)
+    if default_input_kind(loaded) != "raw":
+        raise InvalidInputError(
+            f"{loaded.source} is a {loaded.stage}-stage checkpoint: its perception network was trained alone on sRGB "
+            "pictures, and export all makes and measures fused raw-input models; export it with `edge-isp export "
+            "onnx CHECKPOINT -o FILE.onnx --input-size WxH` (an rgb-input model, for `run --conventional-model`)"
+        )
     if not loaded.trained:
         say(f"warning: {loaded.source} has fresh weights: its answers mean nothing; use a trained checkpoint")
     target, size = resolve_size(options, loaded.input_size, say)

@@ -9,7 +9,10 @@ instead, so every frame is processed.
 
 The learned view is the model's ``image`` output when it has one, else the conventional
 ISP's rendering of the region the model saw; the conventional view for the dashboard can be
-rendered every Nth frame. Metrics (per-stage latency, end-to-end p50/p99, FPS, drops) are
+rendered every Nth frame. Given a conventional model (:class:`~edge_isp.runtime.conventional.
+ConventionalModel`: a conventional ISP and a network trained on its pictures), a fifth stage runs
+it on those same frames, between the inference and the outputs, and its results go under
+``results["conventional"]``. Metrics (per-stage latency, end-to-end p50/p99, FPS, drops) are
 live through :meth:`Pipeline.metrics`.
 
 Shutdown (Ctrl-C, SIGTERM, :meth:`Pipeline.stop`, or a finite source running out): the
@@ -37,6 +40,7 @@ from edge_isp.contract.model_input import Geometry, ModelInput, Preprocessor
 from edge_isp.errors import InvalidInputError
 from edge_isp.isp.pipeline import IspConfig, render, to_uint8
 from edge_isp.runtime.annotate import ViewMap, annotate, to_bgr8
+from edge_isp.runtime.conventional import ConventionalModel
 from edge_isp.runtime.interfaces import (
     CameraSource,
     FrameResult,
@@ -52,8 +56,11 @@ from edge_isp.sensor.profile import SensorProfile
 
 log = logging.getLogger(__name__)
 
-STAGES = ("preprocess", "inference", "postprocess", "render", "annotate", "conventional", "output")
-COUNTERS = ("frames_captured", "source_errors", "output_errors", "noise_clamped")
+STAGES = (
+    "preprocess", "inference", "postprocess", "render", "annotate", "conventional", "conventional_isp",
+    "conventional_inference", "output",
+)  # fmt: skip
+COUNTERS = ("frames_captured", "source_errors", "output_errors", "noise_clamped", "conventional_frames")
 WHEN_FULL = ("drop_oldest", "block")
 
 
@@ -174,6 +181,8 @@ class _Item:
     model_input: ModelInput | None = None
     outputs: dict[str, np.ndarray] | None = None
     truth: dict[str, Any] | None = None  # the simulator's, read with the frame
+    with_conventional: bool | None = None  # decided by the conventional model's stage, when there is one
+    conventional_results: dict[str, Any] | None = None
 
 
 def crop_frame(frame: RawFrame, crop: tuple[int, int, int, int], digital_gain: float) -> RawFrame:
@@ -205,6 +214,9 @@ class Pipeline:
         outputs: where each :class:`FrameResult` goes.
         profile: colours for the conventional ISP views (None: grey-world, no colour matrix).
         config: see :class:`PipelineConfig`.
+        conventional: a conventional ISP + rgb model run on the frames whose conventional view
+            is rendered (needs ``config.conventional_every`` >= 1); its backend is opened and
+            closed with the rest.
     """
 
     def __init__(
@@ -217,17 +229,26 @@ class Pipeline:
         *,
         profile: SensorProfile | None = None,
         config: PipelineConfig | None = None,
+        conventional: ConventionalModel | None = None,
     ) -> None:
         self.source, self.backend = source, backend
         self.preprocessor, self.postprocessor = preprocessor, postprocessor
         self.outputs = list(outputs)
         self.profile = profile
         self.config = config = config or PipelineConfig()
+        if conventional is not None and config.conventional_every < 1:
+            raise InvalidInputError(
+                "a conventional model runs on the frames whose conventional view is rendered: set "
+                f"conventional_every >= 1 (got {config.conventional_every})"
+            )
+        self.conventional = conventional
+        self._conventional_seen = 0
         self._dtypes = {spec.name: spec.dtype for spec in backend.input_specs()}
         self._has_image = any(spec.name == "image" for spec in backend.output_specs())
         self._metrics = PipelineMetrics(STAGES, COUNTERS)
         size, mode = config.queue_size, config.when_full
-        self._queues = {name: FrameQueue(size, mode) for name in ("preprocess", "inference", "finish")}
+        queues = ("preprocess", "inference", *(("conventional",) if conventional else ()), "finish")
+        self._queues = {name: FrameQueue(size, mode) for name in queues}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._opened: list[Any] = []
@@ -247,7 +268,8 @@ class Pipeline:
         self._started = True
         try:
             # The camera opens last, so it is not held while a large model loads.
-            for part in (self.backend, *self.outputs, self.source):
+            backends = (self.backend,) if self.conventional is None else (self.backend, self.conventional.backend)
+            for part in (*backends, *self.outputs, self.source):
                 part.open()
                 self._opened.append(part)
         except BaseException:
@@ -257,6 +279,7 @@ class Pipeline:
             ("capture", self._capture),
             ("preprocess", self._preprocess),
             ("inference", self._inference),
+            *((("conventional", self._conventional),) if self.conventional else ()),
             ("finish", self._finish),
         ]
         self._metrics.start_clock()
@@ -460,6 +483,7 @@ class Pipeline:
             self._queues["inference"].close()
 
     def _inference(self) -> None:
+        after = "conventional" if self.conventional else "finish"
         try:
             while True:
                 item = self._take("inference")
@@ -467,6 +491,22 @@ class Pipeline:
                 start = time.perf_counter()
                 item.outputs = self.backend.infer(feed)
                 item.latency["inference"] = (time.perf_counter() - start) * 1000
+                self._put(after, item)
+        except QueueClosed:
+            pass
+        finally:
+            self._queues[after].close()
+
+    def _conventional(self) -> None:
+        try:
+            while True:
+                item = self._take("conventional")
+                item.with_conventional = self._conventional_seen % self.config.conventional_every == 0
+                self._conventional_seen += 1
+                if item.with_conventional:
+                    item.conventional_results, latency = self.conventional(item.model_input)
+                    item.latency.update(latency)
+                    self._metrics.count("conventional_frames")
                 self._put("finish", item)
         except QueueClosed:
             pass
@@ -489,6 +529,8 @@ class Pipeline:
         start = time.perf_counter()
         results = {"frame": item.index, "timestamp_s": item.timestamp_s}
         results.update(self.postprocessor(item.outputs, geometry))
+        if item.conventional_results is not None:
+            results["conventional"] = item.conventional_results
         lap = time.perf_counter()
         lat["postprocess"] = (lap - start) * 1000
         cropped = crop_frame(item.frame, geometry.crop, item.model_input.digital_gain)
@@ -501,7 +543,8 @@ class Pipeline:
         lat["render"] = (time.perf_counter() - lap) * 1000
         lap = time.perf_counter()
         every = self.config.conventional_every
-        if every and self._processed % every == 0:
+        wanted = item.with_conventional if item.with_conventional is not None else self._processed % max(every, 1) == 0
+        if every and wanted:
             same = not self._has_image and self.config.conventional_isp == self.config.view_isp
             conventional = view.copy() if same else self._render(cropped, self.config.conventional_isp)
         lat["conventional"] = (time.perf_counter() - lap) * 1000

@@ -176,6 +176,10 @@ class TestProfileName:
             with pytest.raises(InvalidInputError, match=r"evil\.onnx: metadata 'edge_isp\.profile' must be a sensor"):
                 ModelMetadata.from_props(props, strict=strict, origin="evil.onnx")
 
+    def test_a_path_is_refused_when_the_metadata_is_made_in_code(self):
+        with pytest.raises(InvalidInputError, match="sensor profile"):
+            META.replace(profile="../../../etc/passwd")
+
     def test_names_pass(self):
         for name in ("nexus6p-rear", "imx219_v2", "ar0234.cs"):
             assert ModelMetadata.from_props({**META.to_props(), "edge_isp.profile": name}).profile == name
@@ -190,3 +194,43 @@ class TestProfileName:
         onnx.save(model, str(path))
         with pytest.raises(InvalidInputError, match=r"evil\.onnx: metadata 'edge_isp\.profile'"):
             read_metadata(path, strict=False)
+
+
+class TestInputKind:
+    RGB = META.replace(input_kind="rgb", noise_range=None, conventional_isp={"demosaic": "malvar", "denoise": "nlm"})
+
+    def test_round_trips_and_names_the_inputs(self):
+        props = self.RGB.to_props()
+        assert props["edge_isp.input_kind"] == "rgb"
+        assert json.loads(props["edge_isp.conventional_isp"]) == {"demosaic": "malvar", "denoise": "nlm"}
+        assert ModelMetadata.from_props(props) == self.RGB and self.RGB.input_names == ("rgb",)
+        assert META.input_kind == "raw" and META.input_names == ("raw", "noise")
+
+    def test_absent_is_raw_unless_the_graph_has_only_an_rgb_input(self):
+        props = {k: v for k, v in META.to_props().items() if k != "edge_isp.input_kind"}
+        assert ModelMetadata.from_props(props).input_kind == "raw"
+        lenient = ModelMetadata.from_props({}, strict=False, output_names=["boxes"], input_names=["rgb"])
+        assert lenient.input_kind == "rgb"
+        assert (
+            ModelMetadata.from_props({}, strict=False, output_names=["boxes"], input_names=["raw", "noise"]).input_kind
+            == "raw"
+        )
+
+    @pytest.mark.parametrize(
+        "key, value, words",
+        [
+            ("input_kind", "yuv", "'edge_isp.input_kind' must be one of raw, rgb, got 'yuv'"),
+            ("conventional_isp", "[1]", "'edge_isp.conventional_isp' must be a JSON dict"),
+            ("conventional_isp", '{"demosaic": "malvar"}', "'edge_isp.conventional_isp': a conventional ISP is"),
+            ("conventional_isp", '{"demosaic": "malvar", "denoise": 3}', "demosaic and denoise are names"),
+        ],
+    )
+    def test_malformed_values_are_refused_naming_the_key(self, key, value, words):
+        props = {**self.RGB.to_props(), f"edge_isp.{key}": value}
+        with pytest.raises(InvalidInputError) as info:
+            ModelMetadata.from_props(props, origin="conv.onnx")
+        assert words in str(info.value) and "conv.onnx" in str(info.value)
+
+    def test_only_an_rgb_model_names_a_conventional_isp(self):
+        with pytest.raises(InvalidInputError, match="only an rgb-input model runs behind a conventional ISP"):
+            META.replace(conventional_isp={"demosaic": "malvar", "denoise": "none"})

@@ -208,3 +208,48 @@ def test_targets_says_when_the_install_ships_none(run, monkeypatch, tmp_path, ca
     with pytest.raises(SystemExit) as refused:
         run(["export", "targets"])
     assert refused.value.code == 1 and "ships no build targets" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def baseline_checkpoint(tmp_path_factory):
+    """A tiny detector saved as the baseline stage saves it: its head trained on the conventional ISP."""
+    from edge_isp.model.registry import create_model
+    from edge_isp.train.checkpoint import save_checkpoint
+
+    model = create_model("dp_s_det", num_classes=2, pretrained_backbone=False, width_mult=0.35)
+    path = tmp_path_factory.mktemp("baseline") / "best.pt"
+    save_checkpoint(path, {
+        "stage": "baseline", "model_config": model.config.to_dict(), "model": model.state_dict(),
+        "class_names": ["person", "car"],
+        "train_config": {"sensor": {"profile": "nexus6p-rear", "val_light": [3.0], "light_unit": "lux"},
+                         "data": {"size": [64, 32]}, "baseline": {"demosaic": "malvar", "denoise": "nlm"}},
+    })  # fmt: skip
+    return path
+
+
+def test_a_baseline_checkpoint_exports_rgb_input_unless_told(run, baseline_checkpoint, checkpoint, tmp_path, capsys):
+    from edge_isp.contract.metadata import read_metadata
+    from edge_isp.export.loading import default_input_kind
+
+    loaded = load_model(baseline_checkpoint)
+    assert loaded.stage == "baseline" and loaded.conventional_isp == {"demosaic": "malvar", "denoise": "nlm"}
+    assert default_input_kind(loaded) == "rgb" and default_input_kind(load_model(checkpoint[0])) == "raw"
+    assert default_input_kind(loaded, "raw") == "raw"
+    out = tmp_path / "conventional.onnx"
+    assert run(["export", "onnx", str(baseline_checkpoint), "-o", str(out), "--input-size", "64x32"]) == 0
+    assert "rgb input (trained behind the conventional ISP malvar + nlm)" in capsys.readouterr().out
+    meta = read_metadata(out)
+    assert meta.input_kind == "rgb" and meta.conventional_isp == {"demosaic": "malvar", "denoise": "nlm"}
+    raw = tmp_path / "raw.onnx"
+    assert (
+        run(["export", "onnx", str(baseline_checkpoint), "-o", str(raw), "--input-size", "64x32", "--input", "raw"])
+        == 0
+    )
+    assert read_metadata(raw).input_kind == "raw" and read_metadata(raw).conventional_isp is None
+    # The raw-feeding steps refuse the rgb model by name rather than fail inside ONNX Runtime.
+    with pytest.raises(SystemExit):
+        run(["export", "precision", str(out), "--precision", "int8", "--data", "x"])
+    assert "takes an rgb picture, not raw" in " ".join(capsys.readouterr().err.split())
+    with pytest.raises(SystemExit):
+        run(["export", "all", str(baseline_checkpoint), "--no-engine", "--out", str(tmp_path / "all")])
+    assert "baseline-stage checkpoint" in " ".join(capsys.readouterr().err.split())

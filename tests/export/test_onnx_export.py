@@ -134,3 +134,42 @@ def test_detection_parity_pairs_swapped_detections():
     moved[0, 0] += 5.0
     stats = compare_outputs(["boxes", "scores", "labels"], [moved, scores, labels], [boxes, scores, labels])
     assert stats["boxes"].unmatched == 1
+
+
+def test_rgb_input_export_is_the_head_alone(tmp_path, profile):
+    """`input_kind="rgb"`: one input 'rgb' (B, 3, H, W), the head's own decoded answers on it, the
+    conventional ISP it was trained behind in the metadata."""
+    loaded = load_model("dp_s_det", num_classes=2, width_mult=0.35)
+    behind = {"demosaic": "malvar", "denoise": "nlm"}
+    result = export_onnx(loaded.model, tmp_path / "rgb.onnx", input_size=(64, 32), class_names=["a", "b"],
+                         profile=profile, top_k=10, input_kind="rgb", conventional_isp=behind)  # fmt: skip
+    graph = onnx.load(str(result.path))
+    (rgb,) = graph.graph.input
+    assert rgb.name == "rgb" and [d.dim_value for d in rgb.type.tensor_type.shape.dim] == [1, 3, 32, 64]
+    assert [o.name for o in graph.graph.output] == ["boxes", "scores", "labels"]
+    meta = read_metadata(result.path)
+    assert meta == result.metadata and meta.input_kind == "rgb" and meta.conventional_isp == behind
+    assert meta.noise_range is None and meta.input_names == ("rgb",)
+    assert all(stats.ok() for stats in result.parity.values())
+    picture = np.random.default_rng(1).random((1, 3, 32, 64), dtype=np.float32)
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    boxes, scores, labels = session.run(None, {"rgb": picture})
+    with torch.no_grad():
+        expected = CenterNetDetector.decode(loaded.model.head(torch.from_numpy(picture)), top_k=10)
+    np.testing.assert_allclose(scores, expected["scores"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(boxes, expected["boxes"].numpy(), atol=1e-3)
+    np.testing.assert_array_equal(labels, expected["labels"].numpy())
+
+
+def test_rgb_input_export_refuses_what_it_cannot_be(tmp_path, profile):
+    detector = load_model("dp_s_det", num_classes=2, width_mult=0.35).model
+    with pytest.raises(InvalidInputError, match="no learned ISP, so no 'image' output"):
+        export_onnx(detector, tmp_path / "m.onnx", input_size=SIZE, class_names=["a", "b"], profile=profile,
+                    input_kind="rgb", with_image=True)  # fmt: skip
+    isp_only = load_model("dp_s_rec", width_mult=0.35).model
+    with pytest.raises(InvalidInputError, match="perception network alone; this model has none"):
+        export_onnx(isp_only, tmp_path / "m.onnx", input_size=SIZE, class_names=[], profile=profile, input_kind="rgb")
+    with pytest.raises(InvalidInputError, match="input kind must be one of raw, rgb"):
+        export_onnx(detector, tmp_path / "m.onnx", input_size=SIZE, class_names=["a", "b"], profile=profile,
+                    input_kind="yuv")  # fmt: skip
+    assert not (tmp_path / "m.onnx").exists()

@@ -6,10 +6,12 @@ Built with ``onnx.helper`` (no torch), so the no-torch test can use them too:
   ``2 * radius`` px centred on the brightest tile (mean over the 4 planes) with score = that
   mean and label 1, plus a fixed box at (0, 0, 10, 10) with score 0.01 and label 0; ``image``
   (optional): the planes as RGB (R, mean of the greens, B) at full resolution, nearest.
+- :func:`rgb_spot_detector`: the same idea on an sRGB picture (input ``rgb``), the conventional
+  pipeline's model.
 - :func:`brightness_classifier`: ``logits`` (1, 2) = ``gain * (t - m, m - t)`` with ``m``
   the mean of ``raw``: "dark" below ``t``, "bright" above. Dynamic spatial axes.
 
-Both read ``noise`` (adding 0 times its sum) so it stays a used input.
+The raw-input ones read ``noise`` (adding 0 times its sum) so it stays a used input.
 """
 
 from __future__ import annotations
@@ -165,3 +167,75 @@ def brightness_classifier(path: Path, threshold: float = 0.2, gain: float = 50.0
             "edge_isp.profile": "nexus6p-rear",
         }
     return _save(graph, path, props)
+
+
+def rgb_spot_detector(
+    path: Path,
+    width: int,
+    height: int,
+    radius: float = 8.0,
+    class_names=("thing", "spot"),
+    conventional_isp: dict | None = None,
+    task: str = "detection",
+) -> Path:
+    """An rgb-input model (input ``rgb`` (1, 3, H, W)): ``boxes`` (1, 1, 4), a box of ``2 * radius``
+    px centred on the brightest pixel (mean over R, G, B), score = that mean, label 1. With
+    ``task="classification"``: ``logits`` (1, 2) = (1 - peak, peak) instead."""
+    nodes = [
+        helper.make_node("ReduceMean", ["rgb"], ["grey"], axes=[1], keepdims=1),
+        _const("flat_shape", np.array([1, -1], np.int64)),
+        helper.make_node("Reshape", ["grey", "flat_shape"], ["flat"]),
+        helper.make_node("ArgMax", ["flat"], ["idx"], axis=1, keepdims=1),
+        helper.make_node("ReduceMax", ["flat"], ["scores"], axes=[1], keepdims=1),
+    ]
+    if task == "classification":
+        nodes += [
+            _const("one", np.float32(1)),
+            helper.make_node("Sub", ["one", "scores"], ["dark"]),
+            helper.make_node("Concat", ["dark", "scores"], ["logits"], axis=1),
+        ]
+        outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])]
+    else:
+        nodes += [
+            _const("w_i", np.array(width, np.int64)),
+            helper.make_node("Div", ["idx", "w_i"], ["row"]),
+            helper.make_node("Mul", ["row", "w_i"], ["row_w"]),
+            helper.make_node("Sub", ["idx", "row_w"], ["col"]),
+            helper.make_node("Cast", ["row"], ["row_f"], to=TensorProto.FLOAT),
+            helper.make_node("Cast", ["col"], ["col_f"], to=TensorProto.FLOAT),
+            _const("half", np.float32(0.5)),
+            _const("r", np.float32(radius)),
+            helper.make_node("Add", ["col_f", "half"], ["cx"]),
+            helper.make_node("Add", ["row_f", "half"], ["cy"]),
+            helper.make_node("Sub", ["cx", "r"], ["x0"]),
+            helper.make_node("Sub", ["cy", "r"], ["y0"]),
+            helper.make_node("Add", ["cx", "r"], ["x1"]),
+            helper.make_node("Add", ["cy", "r"], ["y1"]),
+            helper.make_node("Concat", ["x0", "y0", "x1", "y1"], ["box"], axis=1),
+            _const("box_shape", np.array([1, 1, 4], np.int64)),
+            helper.make_node("Reshape", ["box", "box_shape"], ["boxes"]),
+            _const("labels", np.array([[1]], np.int32)),
+        ]
+        outputs = [
+            helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 1, 4]),
+            helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 1]),
+            helper.make_tensor_value_info("labels", TensorProto.INT32, [1, 1]),
+        ]
+    graph = helper.make_graph(
+        nodes,
+        "rgb_spot_detector",
+        [helper.make_tensor_value_info("rgb", TensorProto.FLOAT, [1, 3, height, width])],
+        outputs,
+    )
+    metadata = {
+        "edge_isp.version": "test",
+        "edge_isp.task": task,
+        "edge_isp.class_names": json.dumps(list(class_names) if task == "detection" else ["dark", "bright"]),
+        "edge_isp.input_size": f"{width}x{height}",
+        "edge_isp.profile": "nexus6p-rear",
+        "edge_isp.model_config": json.dumps({"name": "rgb_spot_detector"}),
+        "edge_isp.input_kind": "rgb",
+    }
+    if conventional_isp is not None:
+        metadata["edge_isp.conventional_isp"] = json.dumps(conventional_isp)
+    return _save(graph, path, metadata)

@@ -9,7 +9,9 @@ also shows that the page passes the token on. Checks, at two window sizes: the p
 width, the learned view is shown at least at its own size and drawn sharp at the conventional
 view's width, the conventional view at the camera's resolution; one box per object; the score
 threshold hides the weak box; ground truth is drawn; one FPS figure and the header's model
-information; the light slider reaches the control; the snapshot is a loadable raw frame.
+information; the light slider reaches the control; the snapshot is a loadable raw frame. A
+conventional model answers on the frames of the conventional view: its boxes are on that view only
+and its answers are listed in their own panel.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ SCALE = 4  # camera pixels per model pixel
 INFO = {
     "model": "default-det/model.onnx", "task": "detection", "backend": "onnxruntime", "device": "CPU",
     "profile": "nexus6p-rear", "input_size": f"{W}x{H}", "source": "sim", "frame_size": f"{SCALE * W}x{SCALE * H}",
+    "conventional_model": "baseline/conventional.onnx",
 }  # fmt: skip
 CLASSES = ("shirt", "trouser", "pullover")
 
@@ -69,8 +72,13 @@ def frame_result(i: int, lux: float) -> FrameResult:
     ]
     truth = {"boxes": np.array([[b - 12 for b in box]], np.float32), "labels": np.array([0])}  # a little off
     raw = RawFrame(np.full((H * SCALE, W * SCALE), 64 + i, np.uint16), "RGGB", 10, 64, 1023, analogue_gain=2.0)
+    results = {"detections": detections}
+    # The conventional model, on every frame of the conventional view: one box, a little lower, its own class.
+    if conventional is not None:
+        results["conventional"] = {"detections": [{"box": [b + 20 for b in box], "label": "car", "class_id": 3,
+                                                   "score": 0.77}]}  # fmt: skip
     return FrameResult(
-        i, time.time(), view.copy(), conventional, {"detections": detections}, {"end_to_end": 12.0},
+        i, time.time(), view.copy(), conventional, results, {"end_to_end": 12.0},
         view=view, view_map=ViewMap(scale=(SCALE, SCALE)), conventional_map=ViewMap(), raw=raw, truth=truth,
     )  # fmt: skip
 
@@ -191,3 +199,21 @@ def test_light_slider_reaches_the_control_and_snapshot_holds_the_raw_frame(live,
     archive.extractall(tmp_path)
     frame = RawFrame.load(tmp_path / npy)
     assert frame.data.shape == (H * SCALE, W * SCALE) and frame.analogue_gain == 2.0
+
+
+def test_the_conventional_models_answers_are_on_its_view_and_in_its_panel(live):
+    out, _ = live
+    with chromium_page(page_url(out), (1400, 900)) as page:
+        wait_for(lambda: page.evaluate("document.getElementById('conventional').naturalWidth") == W * SCALE, "2nd view")
+        panel = lambda: page.evaluate("document.getElementById('conventional-section').innerText")  # noqa: E731
+        wait_for(lambda: "car" in panel() and "0.77" in panel(), "the conventional model's detections")
+        assert "conventional ISP + detector" in page.evaluate(
+            "document.getElementById('conventional-title').textContent"
+        )
+        assert "baseline/conventional.onnx" in page.evaluate("document.querySelector('header').textContent")
+        assert "car" not in page.evaluate("document.getElementById('results').innerText")
+        time.sleep(0.3)
+        shot = page.screenshot()
+        car = class_colour(3)
+        assert colour_pixels(page.crop(shot, "conventional"), car) > 200
+        assert colour_pixels(page.crop(shot, "learned"), car) < 20

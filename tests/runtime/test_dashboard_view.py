@@ -103,6 +103,30 @@ def test_snapshot_zip_holds_a_loadable_raw_frame(tmp_path):
     assert png.shape == (H * SCALE, W * SCALE, 3)
 
 
+def test_the_conventional_models_boxes_are_drawn_on_the_conventional_view():
+    plain = result()
+    assert dashboard_view.conventional_view(plain, DisplaySettings(0.3, True, False)) is plain.conventional
+    strong = {"box": [60.0, 20.0, 140.0, 90.0], "label": "car", "class_id": 1, "score": 0.8}
+    weak = {"box": [0.0, 60.0, 30.0, 120.0], "label": "car", "class_id": 1, "score": 0.35}
+    answers = {"detections": [strong, weak]}
+    both = FrameResult(**{**vars(plain), "results": {**plain.results, "conventional": answers}})
+    car = class_colour(1)
+    drawn = dashboard_view.conventional_view(both, DisplaySettings(0.3, True, False))
+    assert drawn is not both.conventional and both.conventional.max() == 90  # drawn on a copy
+    assert np.all(drawn[18:92, 58:62] == car, axis=2).sum() > 40  # the strong box's left edge
+    assert np.all(drawn[58:122, :3] == car, axis=2).sum() > 30  # the weak one
+    # The viewer's threshold applies to the conventional model's boxes too.
+    strict = dashboard_view.conventional_view(both, DisplaySettings(0.5, True, False))
+    assert np.all(strict[58:122, :3] == car, axis=2).sum() == 0 and np.all(strict == car, axis=2).sum() > 200
+    # The learned view keeps the learned model's boxes only.
+    learned = dashboard_view.learned_view(both, DisplaySettings(0.3, True, False))
+    assert np.all(learned == car, axis=2).sum() == 0
+    shown = json.loads(zipfile.ZipFile(io.BytesIO(dashboard_view.snapshot_zip(both, DisplaySettings(0.5))))
+                       .read("results.json"))  # fmt: skip
+    assert [d["score"] for d in shown["conventional_detections_shown"]] == [0.8]
+    assert shown["conventional"] == answers
+
+
 class FakeBoard:
     def latest(self):
         return BoardStats(cpu_load=0.25, temperatures_c={"cpu": 51.0})

@@ -13,7 +13,8 @@ What it shows, filling the window (and full screen on request):
   conventional view's width) and the conventional ISP's view at the camera's resolution
   (``/conventional-view.mjpg``, once an event says there is one), both drawn by the server for
   this viewer's settings: a score threshold, one box per object (class-agnostic suppression),
-  the simulator's ground truth;
+  the simulator's ground truth; with a conventional model (``run --conventional-model``), its
+  boxes on the conventional view and its detections listed beside the learned model's;
 - a light-level slider when the pipeline has a ``lux`` control (the simulated source), POSTed
   to ``/control``; the detections of the latest frame; per-stage latency; snapshot buttons
   (``/snapshot.png``, and ``/snapshot.zip`` with the raw frame).
@@ -111,7 +112,7 @@ DASHBOARD_HTML = """<!doctype html>
   </figure>
   <figure id="conventional-fig" class="hidden">
     <img id="conventional" alt="conventional ISP view">
-    <figcaption><b>conventional ISP</b> <span id="conventional-size"></span></figcaption>
+    <figcaption><b id="conventional-title">conventional ISP</b> <span id="conventional-size"></span></figcaption>
   </figure>
 </div>
 <div id="panels">
@@ -127,9 +128,14 @@ DASHBOARD_HTML = """<!doctype html>
     </div>
   </section>
   <section>
-    <h2>detections <span id="frame"></span></h2>
+    <h2><span id="detections-title">detections</span> <span id="frame"></span></h2>
     <table id="results"><tbody></tbody></table>
     <div id="detections-empty">none above the threshold</div>
+  </section>
+  <section id="conventional-section" class="hidden">
+    <h2>conventional ISP + detector <span id="conventional-frame"></span></h2>
+    <table id="conventional-results"><tbody></tbody></table>
+    <div id="conventional-empty">none above the threshold</div>
   </section>
   <section>
     <h2>latency (ms)</h2>
@@ -187,7 +193,7 @@ async function loadInfo() {
   const info = await response.json();
   const chips = [["model", info.model], ["task", info.task], ["backend", info.backend], ["device", info.device],
                  ["profile", info.profile], ["input", info.input_size], ["source", info.source],
-                 ["frame", info.frame_size]];
+                 ["frame", info.frame_size], ["conventional", info.conventional_model]];
   $("info").replaceChildren(...chips.filter(([, v]) => v).map(([k, v]) => chip(k, v)));
   if (info.input_size) {
     modelWidth = Number(String(info.input_size).split("x")[0]);
@@ -205,6 +211,11 @@ async function loadInfo() {
   $("one").checked = display.one;
   $("truth").checked = display.truth;
   if (String(info.source || "").startsWith("sim")) $("truth-label").classList.remove("hidden");
+  if (info.conventional_model) {
+    $("conventional-title").textContent = "conventional ISP + detector";
+    $("detections-title").textContent = "learned ISP + detector";
+    $("conventional-section").classList.remove("hidden");
+  }
   setStreams();
 }
 
@@ -285,12 +296,9 @@ function showExposure(e) {
   $("exposure").title = "the frame's exposure time, analogue gain and digital gain";
 }
 
-function showResult(event) {
-  lastEvent = event;
-  showExposure(event.exposure);
-  $("frame").textContent = "\\u00b7 frame " + event.frame;
-  const items = event.results.detections ? shown(event.results.detections) : (event.results.labels || []);
-  const rows = items.map((item) => {
+function resultRows(results) {
+  const items = results.detections ? shown(results.detections) : (results.labels || []);
+  return items.map((item) => {
     const row = document.createElement("tr");
     const name = document.createElement("td");
     const swatch = document.createElement("span");
@@ -304,8 +312,24 @@ function showResult(event) {
     row.append(name, score, box);
     return row;
   });
+}
+
+let lastConventional = null;
+function showResult(event) {
+  lastEvent = event;
+  showExposure(event.exposure);
+  $("frame").textContent = "\\u00b7 frame " + event.frame;
+  const rows = resultRows(event.results);
   $("results").tBodies[0].replaceChildren(...rows);
   $("detections-empty").classList.toggle("hidden", rows.length > 0);
+  // The conventional model runs on every Nth frame only: its latest answers stay listed.
+  if (event.results.conventional) lastConventional = {frame: event.frame, results: event.results.conventional};
+  if (lastConventional) {
+    $("conventional-frame").textContent = "\\u00b7 frame " + lastConventional.frame;
+    const conventionalRows = resultRows(lastConventional.results);
+    $("conventional-results").tBodies[0].replaceChildren(...conventionalRows);
+    $("conventional-empty").classList.toggle("hidden", conventionalRows.length > 0);
+  }
   if (event.conventional && !hasConventional) {
     hasConventional = true;
     $("conventional-fig").classList.remove("hidden");

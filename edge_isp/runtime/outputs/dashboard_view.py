@@ -5,7 +5,8 @@ suppression), the simulator's ground truth. Also the snapshot (PNG and the raw f
 The learned view (the model's ``image``, at the model's input size) is resized up to at least
 :data:`MIN_DISPLAY_WIDTH` or the conventional view's width before drawing, so boxes and labels
 are drawn sharp at the size they are seen; the conventional view is the camera's pixels (the
-region the model saw) at the camera's resolution.
+region the model saw) at the camera's resolution, with the conventional model's answers
+(``results["conventional"]``) when the pipeline runs one.
 """
 
 from __future__ import annotations
@@ -78,9 +79,14 @@ def display_scale(view_size: tuple[int, int], other_width: int | None = None) ->
     return float(max(1, math.ceil(wanted / width))) if width < wanted else 1.0
 
 
-def shown_detections(result: FrameResult, settings: DisplaySettings) -> list[Mapping[str, Any]]:
+def shown_detections(
+    result: FrameResult, settings: DisplaySettings, conventional: bool = False
+) -> list[Mapping[str, Any]]:
+    """The detections drawn for this viewer: the learned model's, or with ``conventional`` the
+    conventional model's (none when the frame has no conventional results)."""
     iou = ONE_PER_OBJECT_IOU if settings.one_box_per_object else None
-    return display_detections(result.results.get("detections", ()), settings.score_threshold, iou)
+    results = (result.results.get("conventional") or {}) if conventional else result.results
+    return display_detections(results.get("detections", ()), settings.score_threshold, iou)
 
 
 def learned_view(result: FrameResult, settings: DisplaySettings, class_names: Sequence[str] = ()) -> np.ndarray:
@@ -107,13 +113,20 @@ def learned_view(result: FrameResult, settings: DisplaySettings, class_names: Se
 def conventional_view(
     result: FrameResult, settings: DisplaySettings, class_names: Sequence[str] = ()
 ) -> np.ndarray | None:
-    """The conventional ISP's view with the ground truth drawn when asked; None without one."""
+    """The conventional ISP's view with the ground truth drawn when asked and the conventional
+    model's detections (or top labels) when it ran on this frame; None without a view."""
     if result.conventional is None:
         return None
     image = result.conventional
-    if settings.ground_truth and result.truth is not None and result.conventional_map is not None:
-        image = image.copy()
+    answers = result.results.get("conventional")
+    if result.conventional_map is None or not (answers or (settings.ground_truth and result.truth is not None)):
+        return image
+    image = image.copy()
+    if settings.ground_truth and result.truth is not None:
         draw_truth(image, result.truth, result.conventional_map, class_names)
+    if answers:
+        draw_detections(image, shown_detections(result, settings, conventional=True), result.conventional_map)
+        annotate(image, {"labels": answers.get("labels", ())})
     return image
 
 
@@ -137,6 +150,11 @@ def snapshot_zip(result: FrameResult, settings: DisplaySettings, class_names: Se
         shown = {
             **result.results,
             "detections_shown": shown_detections(result, settings),
+            **(
+                {"conventional_detections_shown": shown_detections(result, settings, conventional=True)}
+                if "conventional" in result.results
+                else {}
+            ),
             "display": dataclasses.asdict(settings),
         }
         archive.writestr("results.json", json.dumps(shown, indent=2, default=jsonable))
