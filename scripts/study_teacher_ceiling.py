@@ -64,9 +64,7 @@ def _blur(images: Images, sigma_px: float) -> Images:
     return [cv2.GaussianBlur(image, (0, 0), sigma_px) for image in images]
 
 
-def _through_sensor(
-    images: Images, profile: SensorProfile, lux: float | None, side: int, seed: int
-) -> Images:
+def _through_sensor(images: Images, profile: SensorProfile, lux: float | None, side: int, seed: int) -> Images:
     """The raw a sensor records of ``images`` (noise-free when ``lux`` is None), rendered by the
     conventional ISP (Malvar, plus NLM with noise) and area-resized to ``side``."""
     srgb = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
@@ -117,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"mosaic at {side} px, {lux:g} lux, Malvar + NLM"] = lambda lux=lux: _through_sensor(
             clean, profile, lux, side, args.seed
         )
-        rows[f"mosaic at {2 * side} px, {lux:g} lux, Malvar + NLM, area to {side}"] = lambda lux=lux: (
-            _through_sensor(_resized(crops, 2 * side), profile, lux, side, args.seed)
+        rows[f"mosaic at {2 * side} px, {lux:g} lux, Malvar + NLM, area to {side}"] = lambda lux=lux: _through_sensor(
+            _resized(crops, 2 * side), profile, lux, side, args.seed
         )
 
     results = []
