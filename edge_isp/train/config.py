@@ -199,12 +199,15 @@ class OptimSection:
 
 @dataclasses.dataclass(frozen=True)
 class LossSection:
-    """Loss weights. Reconstruction: ``rec_l1`` * L1 + ``rec_ssim`` * (1 - SSIM); the joint
+    """Loss weights. Reconstruction: ``rec_l1`` * L1 + ``rec_ssim`` * (1 - SSIM) + ``rec_log_mse``
+    * the batch's mean log-MSE (minus its mean PSNR: each light level weighs the same,
+    :func:`edge_isp.train.losses.reconstruction_loss`); the joint
     stage adds ``joint_rec`` times that to the task loss. Detection: CenterNet's focal
     heatmap loss and L1 size/offset losses with these weights."""
 
     rec_l1: float = 1.0
     rec_ssim: float = 0.0
+    rec_log_mse: float = 0.0
     joint_rec: float = 0.0
     det_heatmap: float = 1.0
     det_size: float = 0.1
@@ -215,7 +218,8 @@ class LossSection:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             _check(value >= 0 and math.isfinite(value), f"loss.{field.name}", ">= 0", value)
-        _check(self.rec_l1 + self.rec_ssim > 0, "loss.rec_l1", "rec_l1 + rec_ssim > 0", self.rec_l1)
+        rec = self.rec_l1 + self.rec_ssim + self.rec_log_mse
+        _check(rec > 0, "loss.rec_l1", "rec_l1 + rec_ssim + rec_log_mse > 0", self.rec_l1)
         _check(self.label_smoothing < 1, "loss.label_smoothing", "< 1", self.label_smoothing)
 
 

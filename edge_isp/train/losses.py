@@ -26,6 +26,9 @@ from torch import Tensor
 from edge_isp.errors import InvalidInputError
 from edge_isp.model.heads import DETECTOR_STRIDE
 
+# reconstruction_loss's log-MSE floor: an image counts at most as one at 50 dB.
+LOG_MSE_EPS = 1e-5
+
 
 def gaussian_radius(width: float, height: float, min_overlap: float = 0.7) -> float:
     """Largest corner displacement r (same units as the box) keeping IoU >= ``min_overlap``.
@@ -203,9 +206,22 @@ def ssim(x: Tensor, y: Tensor, data_range: float = 1.0, window_size: int = 11, s
 
 
 def reconstruction_loss(
-    prediction: Tensor, target: Tensor, l1_weight: float = 1.0, ssim_weight: float = 0.0
+    prediction: Tensor,
+    target: Tensor,
+    l1_weight: float = 1.0,
+    ssim_weight: float = 0.0,
+    log_mse_weight: float = 0.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """``l1_weight * L1 + ssim_weight * (1 - SSIM)`` of (B, 3, H, W) sRGB images, and parts."""
+    """``l1_weight * L1 + ssim_weight * (1 - SSIM) + log_mse_weight * mean_i ln(MSE_i + eps)``
+    of (B, 3, H, W) sRGB images, and the parts.
+
+    The last term is minus the batch's mean PSNR (up to the factor 10 / ln 10): each image's
+    error counts relative to its own size, so a daylight image that goes from 37 to 24 dB costs
+    as much as a starlight image gains going from 11 to 24 dB. An L1 or SSIM mean over a batch
+    that spans 0.5 lux to daylight is ruled by the dark images' large errors instead, and the
+    ISP trained on it gave up daylight for them (docs/STUDY.md, "Real images"). ``eps`` = 1e-5
+    caps the weight of an image at 50 dB.
+    """
     if prediction.shape != target.shape:
         raise InvalidInputError(
             f"reconstruction needs equal shapes, got prediction {tuple(prediction.shape)}, target {tuple(target.shape)}"
@@ -217,6 +233,11 @@ def reconstruction_loss(
         dissimilarity = 1 - ssim(prediction, target).mean()
         parts["ssim"] = 1 - dissimilarity.detach()
         total = total + ssim_weight * dissimilarity
+    if log_mse_weight > 0:
+        mse = (prediction - target).pow(2).flatten(1).mean(1)
+        log_mse = torch.log(mse + LOG_MSE_EPS).mean()
+        parts["psnr"] = (-10.0 / math.log(10.0)) * log_mse.detach()
+        total = total + log_mse_weight * log_mse
     return total, parts
 
 

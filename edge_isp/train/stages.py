@@ -158,7 +158,7 @@ class Stage:
         """Total loss and detached parts (for display) of one batch."""
         cfg = self.config.loss
         if self.task == "reconstruction":
-            return losses.reconstruction_loss(prediction, target, cfg.rec_l1, cfg.rec_ssim)
+            return losses.reconstruction_loss(prediction, target, cfg.rec_l1, cfg.rec_ssim, cfg.rec_log_mse)
         if self.task == "classification" and len(batch) == 3:
             # A teacher's answers: distil them, plus cross-entropy on the labels if asked.
             teacher = self.config.teacher
@@ -180,7 +180,7 @@ class Stage:
             targets = targets.to(self.device)
             total, parts = losses.centernet_loss(prediction, targets, cfg.det_heatmap, cfg.det_size, cfg.det_offset)
         if self.spec.name == "joint" and cfg.joint_rec > 0 and image is not None:
-            rec, _ = losses.reconstruction_loss(image, target, cfg.rec_l1, cfg.rec_ssim)
+            rec, _ = losses.reconstruction_loss(image, target, cfg.rec_l1, cfg.rec_ssim, cfg.rec_log_mse)
             total = total + cfg.joint_rec * rec
             parts["rec"] = rec.detach()
         return total, parts

@@ -137,3 +137,19 @@ class TestSsim:
         assert total.item() == pytest.approx(0.5 + 0.5 * (1 - parts["ssim"].item()))
         with pytest.raises(InvalidInputError, match="equal shapes"):
             losses.reconstruction_loss(x, y[:, :, :8], 1.0, 0.0)
+
+    def test_log_mse_is_minus_the_mean_psnr_and_weighs_each_image_by_its_own_error(self):
+        target = torch.full((2, 3, 8, 8), 0.5)
+        # Image 0 off by 0.1 everywhere (20 dB), image 1 off by 0.01 (40 dB).
+        prediction = target + torch.tensor([0.1, 0.01]).view(2, 1, 1, 1)
+        total, parts = losses.reconstruction_loss(prediction, target, 0.0, 0.0, 1.0)
+        eps = losses.LOG_MSE_EPS
+        assert total.item() == pytest.approx((math.log(0.01 + eps) + math.log(1e-4 + eps)) / 2, rel=1e-5)
+        assert parts["psnr"].item() == pytest.approx(-10 * math.log10(math.exp(total.item())), rel=1e-5)
+        # Doubling either image's error costs the same, ln 4 / 2 (before the floor), while
+        # L1 charges the large error ten times more.
+        for i in (0, 1):
+            worse = prediction.clone()
+            worse[i] = target[i] + 2 * (prediction[i] - target[i])
+            step = losses.reconstruction_loss(worse, target, 0.0, 0.0, 1.0)[0] - total
+            assert step.item() == pytest.approx(math.log(4) / 2, rel=0.1)
