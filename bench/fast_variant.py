@@ -279,7 +279,7 @@ def gpu_section(profile, folder: Path) -> dict | str:
 
 def git_commit() -> str | None:
     try:
-        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+        result = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
                                 capture_output=True, text=True, check=True)  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -336,7 +336,7 @@ def main() -> None:
         parser.error(f"--sizes: every side must be at least {DETECTION_MULTIPLE}")
     torch.set_num_threads(1)
     profile = SensorProfile.load(PROFILE)
-    load_before = os.getloadavg()
+    load_before, commit = os.getloadavg(), git_commit()  # the code measured, before anything changes
     with tempfile.TemporaryDirectory() as tmp:
         entries = [measure_size(size, profile, args.rounds, args.warmup, Path(tmp)) for size in sizes]
         gpu = gpu_section(profile, Path(tmp))
@@ -353,7 +353,7 @@ def main() -> None:
         "sizes": entries,
         "pytorch_gpu_fp16": gpu,
         "edge_isp": __version__,
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "onnxruntime": onnxruntime().__version__,
         "torch": torch.__version__,
         "opencv": cv2.__version__,
