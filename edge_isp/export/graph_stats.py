@@ -3,8 +3,9 @@ running it layer by layer. Pure bookkeeping on the graph; used to say what keepi
 FP32 costs and how close a measured speed is to the hardware's limits (bench/).
 
 Shapes come from ONNX Runtime's symbolic shape inference. MACs count Conv (``out elements *
-C_in/groups * kh * kw``), Gemm and MatMul (``M * N * K``); everything else (element-wise,
-pooling, resize) counts as memory traffic only. Traffic is the bytes each node reads (inputs
+C_in/groups * kh * kw``), ConvTranspose (``in elements * C_out/groups * kh * kw``: every input
+element is spread over a kernel), Gemm and MatMul (``M * N * K``); everything else
+(element-wise, pooling, resize) counts as memory traffic only. Traffic is the bytes each node reads (inputs
 and weights) and writes (outputs) at the given element size: what an unfused, layer-by-layer
 execution moves through DRAM, an upper bound for an engine that fuses layers, and the honest
 one for ONNX Runtime on a CPU.
@@ -13,6 +14,7 @@ one for ONNX Runtime on a CPU.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,11 +30,14 @@ class GraphStats:
         macs: ``{node name: MACs}`` of the Conv/Gemm/MatMul nodes (for the graph's batch).
         activation_elements: elements read plus written by all nodes, weights excluded.
         weight_elements: elements of the float weights (initializers) the nodes read.
+        output_elements: ``{node name: elements it writes}`` for every node: each intermediate
+            tensor once, what a part of the graph holds in activations per frame.
     """
 
     macs: dict[str, int]
     activation_elements: int
     weight_elements: int
+    output_elements: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def total_macs(self) -> int:
@@ -46,6 +51,17 @@ class GraphStats:
         """The share of the graph's MACs done by ``nodes`` (0 when the graph has none)."""
         total = self.total_macs
         return float(sum(self.macs.get(n, 0) for n in nodes) / total) if total else 0.0
+
+    def by_part(self, part_of: Callable[[str], str]) -> dict[str, dict[str, int]]:
+        """``{part: {"macs", "output_elements", "nodes"}}`` summed over the nodes that
+        ``part_of(node name)`` puts in each part, in the order parts first appear."""
+        parts: dict[str, dict[str, int]] = {}
+        for name, written in self.output_elements.items():
+            part = parts.setdefault(part_of(name), {"macs": 0, "output_elements": 0, "nodes": 0})
+            part["macs"] += self.macs.get(name, 0)
+            part["output_elements"] += written
+            part["nodes"] += 1
+        return parts
 
 
 def _dims(value_info: Any) -> list[int] | None:
@@ -76,6 +92,7 @@ def graph_stats(model_or_path: Any, batch: int = 1) -> GraphStats:
     for name, dims in weights.items():
         shapes[name] = dims
     macs: dict[str, int] = {}
+    written: dict[str, int] = {}
     activations = 0
     weight_elements = 0
     for node in inferred.graph.node:
@@ -88,12 +105,12 @@ def graph_stats(model_or_path: Any, batch: int = 1) -> GraphStats:
                 weight_elements += size
             else:
                 activations += size
-        for name in node.output:
-            dims = shapes.get(name)
-            activations += int(np.prod(dims)) if dims is not None else 0
-        if node.op_type in ("Conv", "Gemm", "MatMul"):
+        out = sum(int(np.prod(dims)) for dims in (shapes.get(n) for n in node.output if n) if dims is not None)
+        activations += out
+        written[node.name] = out
+        if node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             macs[node.name] = _node_macs(node, shapes)
-    return GraphStats(macs, activations, weight_elements)
+    return GraphStats(macs, activations, weight_elements, written)
 
 
 def _infer_shapes(onnx: Any, model: Any) -> Any:
@@ -117,6 +134,12 @@ def _node_macs(node: Any, shapes: dict[str, list[int] | None]) -> int:
         # weight (C_out, C_in / groups, kh, kw): every output element takes C_in/groups*kh*kw MACs.
         return int(np.prod(out)) * int(np.prod(weight[1:]))
     a = shapes.get(node.input[0])
+    if node.op_type == "ConvTranspose":
+        weight = shapes.get(node.input[1])
+        if weight is None or a is None:
+            raise InvalidInputError(f"the input or weight shape of node {node.name!r} is unknown")
+        # weight (C_in, C_out / groups, kh, kw): every input element feeds C_out/groups*kh*kw outputs.
+        return int(np.prod(a)) * int(np.prod(weight[1:]))
     if a is None:
         raise InvalidInputError(f"the input shape of node {node.name!r} is unknown")
     transpose_a = any(att.name == "transA" and att.i for att in node.attribute)

@@ -138,11 +138,15 @@ class ExportResult:
     seconds: float
 
 
-def check_input_size(task: str, input_size: tuple[int, int], raw_scale: int = 1) -> tuple[int, int]:
+def check_input_size(
+    task: str, input_size: tuple[int, int], raw_scale: int = 1, stem_stride: int = 2
+) -> tuple[int, int]:
     """Validate (width, height) for ``task``: even (Bayer tiles), multiples of 32 for detection,
-    both times ``raw_scale`` (the picture, input / raw_scale, must meet them)."""
+    both times ``raw_scale`` (the picture, input / raw_scale, must meet them); a detector with a
+    stride-1 stem (``stem_stride``) halves the picture's 32 (its deepest map is at 16 pixels), so
+    a half-resolution detector takes the same raw sizes as a full-resolution one."""
     w, h = (int(v) for v in input_size)
-    multiple = (DETECTION_MULTIPLE if task == "detection" else 2) * raw_scale
+    multiple = (DETECTION_MULTIPLE * stem_stride // 2 if task == "detection" else 2) * raw_scale
     if w < multiple or h < multiple or w % multiple or h % multiple:
         raise InvalidInputError(
             f"input size for a {task} model must be positive multiples of {multiple} (width x height), got {w}x{h}"
@@ -257,7 +261,7 @@ def export_onnx(
     onnx = require("onnx", "export", "exporting to ONNX")
 
     config = model.config
-    input_size = check_input_size(config.task, input_size, config.raw_scale)
+    input_size = check_input_size(config.task, input_size, config.raw_scale, config.stem_stride)
     if config.task != "reconstruction" and len(class_names) != config.num_classes:
         raise InvalidInputError(
             f"the model has {config.num_classes} classes but {len(class_names)} class names were given"

@@ -23,7 +23,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 RAW = (128, 96)  # a classifier's frame: its picture is 64x48
-DET_RAW = (128, 128)  # a detector's picture needs multiples of 32: the raw, of 64
+DET_RAW = (128, 128)  # the picture 64x64
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +114,16 @@ def test_live_pipeline_shows_the_half_resolution_picture_with_boxes_in_frame_pix
         assert r.annotated.shape == (64, 64, 3)
         for det in r.results["detections"]:
             assert all(0 <= v <= 128 for v in det["box"])
+
+
+def test_a_stride_1_detector_takes_the_raw_sizes_of_a_full_resolution_one(tmp_path, profile):
+    """Its deepest map is at 16 picture pixels: a 96x64 raw (picture 48x32) exports and matches
+    torch; the raw still needs multiples of 32, like a full-resolution detector's."""
+    loaded = load_model("dpnh_s_det", num_classes=2, width_mult=0.35)
+    result = export_onnx(loaded.model, tmp_path / "d.onnx", input_size=(96, 64), class_names=["a", "b"],
+                         profile=profile, top_k=5)  # fmt: skip
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == [1, 4, 32, 48]
+    assert all(stats.ok() for stats in result.parity.values())
+    with pytest.raises(InvalidInputError, match=r"multiples of 32.*80x64"):
+        export_onnx(loaded.model, tmp_path / "e.onnx", input_size=(80, 64), class_names=["a", "b"], profile=profile)
