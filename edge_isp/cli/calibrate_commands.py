@@ -1,5 +1,10 @@
 """`edge-isp calibrate ptc|dark|image|capture|import`: measure a sensor's noise (or import a
-published measurement), write its profile."""
+published measurement), write its profile.
+
+The calibration modules (``edge_isp.calibrate``) import scipy, which comes with the
+``calibrate`` extra: each command imports them when it runs, so that every other command, and
+this one's ``--help``, works without it.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,6 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from edge_isp.calibrate.capture import CapturePlan, ControlledSource, run_capture
-from edge_isp.calibrate.frames import assign_dark_flat, base_iso_of, discover
-from edge_isp.calibrate.pipeline import calibrate_dark, calibrate_image, calibrate_ptc
-from edge_isp.calibrate.report import masked_read_noise_dn
-from edge_isp.calibrate.simulated_capture import DEFAULT_SIZE, SimulatedBench
 from edge_isp.contract.sizes import size_argument
 from edge_isp.errors import InvalidInputError, require
 from edge_isp.runtime.sources import open_source
@@ -173,6 +173,7 @@ def _inputs(p: argparse.ArgumentParser, *, max_gain: bool = False) -> None:
 def _discover(args: argparse.Namespace, kind: str | None):
     # The methods' statistics use scipy; say how to get it rather than fail midway.
     require("scipy", "calibrate", "noise calibration")
+    from edge_isp.calibrate.frames import discover
 
     refs = discover(
         args.inputs,
@@ -208,6 +209,8 @@ def _name(args: argparse.Namespace) -> str:
 
 
 def _summary(cal, refs) -> None:
+    from edge_isp.calibrate.frames import base_iso_of
+
     base_iso = base_iso_of(refs)
     if cal.gain_fit is not None:
         for p in cal.gain_fit.points:
@@ -221,6 +224,9 @@ def _summary(cal, refs) -> None:
 
 
 def _ptc(args: argparse.Namespace) -> int:
+    from edge_isp.calibrate.frames import assign_dark_flat
+    from edge_isp.calibrate.pipeline import calibrate_ptc
+
     refs = assign_dark_flat(_discover(args, None))
     cal = calibrate_ptc(
         refs, args.out, name=_name(args), base=_base(args), max_gain=args.max_gain, maker=args.maker,
@@ -231,6 +237,8 @@ def _ptc(args: argparse.Namespace) -> int:
 
 
 def _dark(args: argparse.Namespace) -> int:
+    from edge_isp.calibrate.pipeline import calibrate_dark
+
     refs = _discover(args, None)
     flats = [r for r in refs if r.kind == "flat"]
     # Frames named or listed as flats are not darks, whatever folder they came in.
@@ -252,6 +260,9 @@ def _dark(args: argparse.Namespace) -> int:
 
 
 def _image(args: argparse.Namespace) -> int:
+    from edge_isp.calibrate.pipeline import calibrate_image
+    from edge_isp.calibrate.report import masked_read_noise_dn
+
     refs = _discover(args, "scene")
     cal = calibrate_image(refs, args.out, name=_name(args), base=_base(args), max_gain=args.max_gain, maker=args.maker)
     _summary(cal, refs)
@@ -265,6 +276,9 @@ def _image(args: argparse.Namespace) -> int:
 
 
 def _capture(args: argparse.Namespace) -> int:
+    from edge_isp.calibrate.capture import CapturePlan, ControlledSource, run_capture
+    from edge_isp.calibrate.simulated_capture import DEFAULT_SIZE, SimulatedBench
+
     plan = CapturePlan(gains=tuple(args.gains), levels=args.levels)
     if args.source.strip().lower() == "sim":
         bench = SimulatedBench(SensorProfile.load(args.profile), args.size or DEFAULT_SIZE, seed=args.seed)
@@ -278,7 +292,6 @@ def _capture(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    # scipy (the `calibrate` extra) comes with it: imported here so the other commands run without it.
     from edge_isp.calibrate import importing
 
     _check_import_options(args)

@@ -139,11 +139,11 @@ class TestCommands:
             assert np.ptp(mean) < 0.04 * mean.mean(), mean
 
     def test_isp_denoises_at_the_noise_of_the_files_iso(self, tmp_path, monkeypatch):
-        import edge_isp.isp as isp
+        import edge_isp.cli.sensor_commands as commands
 
         seen = []
-        real_render = isp.render
-        monkeypatch.setattr(isp, "render", lambda frame, config, profile=None: seen.append(config.noise) or
+        real_render = commands.render
+        monkeypatch.setattr(commands, "render", lambda frame, config, profile=None: seen.append(config.noise) or
                             real_render(frame, dataclasses.replace(config, denoise="none"), profile))  # fmt: skip
         path = masked_dng(tmp_path / "a.dng", height=64, width=64)  # ISO 640
         assert main(["isp", str(path), "--denoise", "nlm", "--profile", "nexus6p-rear", "--out", str(tmp_path)]) == 0
