@@ -211,7 +211,8 @@ def quantized_nodes(model_or_path: Any, op_types: Sequence[str] = INT8_OP_TYPES)
 
 
 def precision_suffix(path: str | Path, precision: str) -> Path:
-    """``model.onnx`` -> ``model.fp16.onnx`` (an existing precision suffix is replaced)."""
+    """``model.onnx`` -> ``model.fp16.onnx`` (an existing precision suffix is replaced; the CPU
+    INT8 model is ``model.int8-cpu.onnx``)."""
     path = Path(path)
-    stem = re.sub(r"\.(fp32|fp16|int8)$", "", path.stem)
+    stem = re.sub(r"\.(fp32|fp16|int8|int8-cpu)$", "", path.stem)
     return path.with_name(f"{stem}.{precision}{path.suffix or '.onnx'}")

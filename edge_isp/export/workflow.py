@@ -10,7 +10,9 @@
    not installed (or with ``--no-engine``), what to run on the board (and the equivalent
    trtexec command) instead. Without a target (``--no-engine`` only) there is no engine step.
 
-Everything lands in ``OUT``: ``NAME.fp32.onnx``, ``NAME.fp16.onnx``, ``NAME.int8.onnx``,
+Everything lands in ``OUT``: ``NAME.fp32.onnx``, ``NAME.fp16.onnx``, ``NAME.int8.onnx``, with
+``--precisions ...,int8-cpu`` ``NAME.int8-cpu.onnx`` (INT8 for ONNX Runtime's CPU, boards without
+TensorRT: :mod:`edge_isp.export.cpu_int8`, the ISP placed by its measured rule, no search),
 ``accuracy.json``, ``export.json`` (all of it), ``engines/``.
 """
 
@@ -26,6 +28,7 @@ from edge_isp.contract.targets import Target
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.accuracy import accuracy_report
 from edge_isp.export.calibration import frames_feed, recorded_frames, simulated_feed
+from edge_isp.export.cpu_int8 import CPU_INT8_PRECISION, integer_nodes, quantize_int8_cpu
 from edge_isp.export.engine import build_engine, plan_for
 from edge_isp.export.evalset import check_class_names, light_levels, load_images, open_dataset
 from edge_isp.export.graph_stats import graph_stats
@@ -200,7 +203,7 @@ def _reduced_precisions(
     search_images = load_images(calib_set, task, size, options.search_images)
     frames = FrameSet.simulate(search_images.images, profile, levels, options.seed)
     feed = None
-    if "int8" in options.precisions:
+    if "int8" in options.precisions or CPU_INT8_PRECISION in options.precisions:
         if options.calib_frames is not None:
             feed = frames_feed(recorded_frames(options.calib_frames), profile, size, batch=batch or 1,
                                noise_range=loaded.noise_range)  # fmt: skip
@@ -232,6 +235,12 @@ def _reduced_precisions(
     try:
         for precision in options.precisions:
             out_path = precision_suffix(fp32_path, precision)
+            if precision == CPU_INT8_PRECISION:
+                say(f"{precision}: ONNX Runtime's CPU INT8 (u8 activations, s8 per-channel weights)")
+                paths[precision] = quantize_int8_cpu(fp32_path, out_path, feed, method=options.calibration)
+                int8 = [n.removesuffix("_quant") for n in integer_nodes(out_path)]
+                notes[precision] = f"{stats.mac_fraction(int8):.1%} of the multiply-accumulates in int8"
+                continue
             say(f"{precision}: {'searching for layers to keep in fp32' if options.search else 'reducing every layer'}")
             if options.search:
                 found = reduce_precision(

@@ -1,0 +1,180 @@
+"""INT8 for boards without TensorRT: ONNX Runtime's own integer format, for its CPU kernels.
+
+A Raspberry Pi (or any board without TensorRT) runs the model with ONNX Runtime on its CPU.
+The TensorRT-style Q/DQ graph (:func:`edge_isp.export.precision.quantize_int8`: signed
+symmetric activations, Q/DQ on Conv inputs only) runs *slower* than FP32 there: every Conv is
+wrapped in float conversions and ONNX Runtime's x86/Arm integer kernels want unsigned
+activations. :func:`quantize_int8_cpu` writes the model ONNX Runtime's CPU runs fast:
+
+- ``QOperator`` format (QLinearConv, QLinearAdd, QLinearConcat...; ``QDQ`` on request, which
+  ONNX Runtime fuses to the same kernels), unsigned 8-bit activations with a zero point,
+  signed 8-bit weights with one symmetric scale per output channel ("u8s8", the combination
+  ONNX Runtime's CPU integer GEMMs take on x86 with VNNI and on Arm with dot products);
+- the operators between the convolutions quantized too (:data:`CPU_INT8_OP_TYPES`), so the
+  integer path is not broken by a float conversion at every activation or residual add;
+- ranges calibrated on the feed :mod:`edge_isp.export.calibration` builds: frames at the
+  deployment light levels through the live preprocessing;
+- the ISP's parts placed by :data:`ISP_PLACEMENTS` (measured in ``bench/cpu_int8.py``): its
+  full-resolution tensors are thin (3 to 8 channels) and there INT8 costs more in conversions
+  and poorly filled integer kernels than it saves, while the U-Net's lower levels (16 and 32
+  channels) gain like the head does. The element-wise ISP (Anscombe square root, the HQS data
+  step's division, the inverse Anscombe, the tone curve) stays float under every placement.
+
+The file sits beside the model as ``NAME.int8-cpu.onnx`` (:func:`edge_isp.export.precision.
+precision_suffix`), its metadata's precision ``int8-cpu``; ``edge-isp run`` picks it for ONNX
+Runtime on a CPU (:mod:`edge_isp.contract.model_files`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edge_isp.contract.metadata import read_metadata, set_metadata
+from edge_isp.errors import InvalidInputError, require
+from edge_isp.export.precision import (
+    CALIBRATION_METHODS,
+    DEFAULT_PERCENTILE,
+    _load,
+    _quiet_root_logger,
+    _save,
+    layer_name,
+)
+
+CPU_INT8_PRECISION = "int8-cpu"
+CPU_INT8_OP_TYPES = (
+    "Conv", "Gemm", "MatMul", "Add", "Concat", "Clip", "Relu", "LeakyRelu", "Resize", "MaxPool", "AveragePool",
+    "GlobalAveragePool", "Sigmoid",
+)  # fmt: skip
+FORMATS = ("qoperator", "qdq")
+DEFAULT_FORMAT = "qoperator"
+ISP_SCOPE = "/isp/"
+# Where the ISP's nodes run: "fp32" every ISP node kept float; "wide" the ISP convolutions with
+# at least WIDE_CHANNELS input (per group) and output channels in INT8, the rest float; "int8"
+# the ISP quantized like the head. bench/cpu_int8.py measures the three.
+ISP_PLACEMENTS = ("fp32", "wide", "int8")
+DEFAULT_ISP_PLACEMENT = "wide"
+WIDE_CHANNELS = 16
+
+
+def _weight_shapes(model: Any) -> dict[str, list[int]]:
+    return {t.name: list(t.dims) for t in model.graph.initializer}
+
+
+def is_wide_conv(node: Any, weight_shapes: dict[str, list[int]], min_channels: int = WIDE_CHANNELS) -> bool:
+    """A Conv whose weight is a stored (C_out, C_in/groups, kh, kw) tensor with at least
+    ``min_channels`` output channels and ``min_channels`` input channels per group."""
+    if node.op_type != "Conv" or len(node.input) < 2:
+        return False
+    shape = weight_shapes.get(node.input[1])
+    if shape is None or len(shape) < 2:
+        return False  # a weight computed in the graph (the ISP's fixed kernels) is not a layer
+    return shape[0] >= min_channels and shape[1] >= min_channels
+
+
+def isp_nodes_kept(model_or_path: Any, placement: str = DEFAULT_ISP_PLACEMENT) -> list[str]:
+    """The ISP's nodes to keep in float under ``placement`` (see :data:`ISP_PLACEMENTS`), in
+    graph order. The ISP is the nodes under the ``/isp/`` scope of the exported graph."""
+    if placement not in ISP_PLACEMENTS:
+        raise InvalidInputError(f"ISP placement must be one of {', '.join(ISP_PLACEMENTS)}, got {placement!r}")
+    model = _load(model_or_path)
+    if placement == "int8":
+        return []
+    shapes = _weight_shapes(model)
+    kept = []
+    for node in model.graph.node:
+        if not node.name.startswith(ISP_SCOPE):
+            continue
+        if placement == "wide" and is_wide_conv(node, shapes):
+            continue
+        kept.append(node.name)
+    return kept
+
+
+def quantize_int8_cpu(
+    src: str | Path,
+    dst: str | Path,
+    feed: Any,
+    *,
+    isp: str = DEFAULT_ISP_PLACEMENT,
+    keep: Sequence[str] = (),
+    quant_format: str = DEFAULT_FORMAT,
+    method: str = "minmax",
+    percentile: float = DEFAULT_PERCENTILE,
+    op_types: Sequence[str] = CPU_INT8_OP_TYPES,
+) -> Path:
+    """Write the CPU INT8 version of the FP32 model ``src`` to ``dst`` (module docstring).
+
+    Args:
+        feed: the calibration data (``get_next()``/``rewind()``,
+            :class:`edge_isp.export.calibration.CalibrationFeed`).
+        isp: where the ISP runs, one of :data:`ISP_PLACEMENTS`.
+        keep: further node names to leave in float.
+        quant_format: "qoperator" or "qdq".
+        method: "minmax", "percentile" or "entropy" (activation ranges).
+        op_types: the operator types quantized.
+    """
+    ort_quant = require("onnxruntime.quantization", "export", "INT8 quantization")
+    if quant_format not in FORMATS:
+        raise InvalidInputError(f"CPU INT8 format must be one of {', '.join(FORMATS)}, got {quant_format!r}")
+    if method not in CALIBRATION_METHODS:
+        raise InvalidInputError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, got {method!r}")
+    if feed is None:
+        raise InvalidInputError("CPU INT8 quantization needs calibration data (a feed of model inputs)")
+    model = _load(src)
+    metadata = read_metadata(model)
+    known = {n.name for n in model.graph.node}
+    unknown = [n for n in keep if n not in known]
+    if unknown:
+        raise InvalidInputError(f"keep: node(s) {unknown[:5]} are not in the model (it has {len(known)} nodes)")
+    kept = list(dict.fromkeys([*isp_nodes_kept(model, isp), *keep]))
+    feed.rewind()
+    methods = {
+        "minmax": ort_quant.CalibrationMethod.MinMax,
+        "percentile": ort_quant.CalibrationMethod.Percentile,
+        "entropy": ort_quant.CalibrationMethod.Entropy,
+    }
+    extra: dict[str, Any] = {"WeightSymmetric": True, "ActivationSymmetric": False}
+    if method == "percentile":
+        extra["CalibPercentile"] = float(percentile)
+    formats = {"qoperator": ort_quant.QuantFormat.QOperator, "qdq": ort_quant.QuantFormat.QDQ}
+    dst = Path(dst)
+    tmp = dst.with_name(f".{dst.name}.quant.tmp")
+    try:
+        with _quiet_root_logger():
+            ort_quant.quantize_static(
+                str(src) if isinstance(src, (str, Path)) else model,
+                str(tmp),
+                feed,
+                quant_format=formats[quant_format],
+                op_types_to_quantize=list(op_types),
+                per_channel=True,
+                activation_type=ort_quant.QuantType.QUInt8,
+                weight_type=ort_quant.QuantType.QInt8,
+                nodes_to_exclude=kept,
+                calibrate_method=methods[method],
+                extra_options=extra,
+            )
+        quantized = _load(tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
+    # Module scopes two levels deep (isp/priors.0, isp/tone...): kept in float in whole or in part.
+    groups = sorted({"/".join(layer_name(n).split("/")[:2]) for n in kept if n.count("/") > 1})
+    set_metadata(quantized, metadata.replace(precision=CPU_INT8_PRECISION, higher_precision=tuple(groups)))
+    return _save(quantized, dst)
+
+
+def integer_nodes(model_or_path: Any) -> list[str]:
+    """Names of the nodes that compute in integers: QOperator kernels (``QLinear*``,
+    ``ConvInteger``, ``MatMulInteger``...) and, in a Q/DQ graph, the Conv/Gemm/MatMul nodes
+    whose data and weight both come through DequantizeLinear."""
+    model = _load(model_or_path)
+    dq_outputs = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+
+    def integer(n: Any) -> bool:
+        if n.op_type.startswith("QLinear") or n.op_type.endswith("Integer"):
+            return True
+        return n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1 and {*n.input[:2]} <= dq_outputs
+
+    return [n.name for n in model.graph.node if integer(n)]
