@@ -10,7 +10,13 @@
   Q/DQ on the inputs of Conv/Gemm/MatMul, the layers TensorRT runs in INT8. Ranges come
   from a calibration feed (:mod:`edge_isp.export.calibration`) and are cached in a JSON
   file, so the many variants of a sensitivity search calibrate once. Nodes named in
-  ``keep`` are left unquantized (float32).
+  ``keep`` are left unquantized (float32), and so are the ISP's numerically delicate parts
+  (:func:`isp_float_islands`): only Conv/Gemm/MatMul get Q/DQ, so the element-wise ISP (the
+  Anscombe square root, the HQS data step's division, the inverse Anscombe, the tone curve)
+  stays float as it is, and the few convolutions inside those parts (the bilinear fill's
+  normalized convolution, whose output is divided by its mask's; the tone curve's colour
+  matrix and residual) are kept out of INT8 with them: float islands, where TensorRT runs
+  them in FP32 (or FP16 where the builder allows it).
 
 Which nodes to keep is measured, not guessed: see :mod:`edge_isp.export.sensitivity`.
 """
@@ -29,6 +35,10 @@ from edge_isp.errors import InvalidInputError, MissingDependencyError, MissingFi
 from edge_isp.fileio import write_bytes
 
 INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
+ISP_SCOPE = "/isp/"
+# The learned ISP's denoising prior (its U-Net, one per HQS iteration): the ISP's only part
+# whose convolutions go to INT8 in the Q/DQ graph.
+ISP_PRIOR_SCOPE = "/isp/priors"
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 DEFAULT_PERCENTILE = 99.999
 
@@ -122,6 +132,18 @@ def _check_names(model: Any, names: Sequence[str], what: str) -> None:
         raise InvalidInputError(f"{what}: node(s) {unknown[:5]} are not in the model (it has {len(known)} nodes)")
 
 
+def isp_float_islands(model_or_path: Any, op_types: Sequence[str] = INT8_OP_TYPES) -> list[str]:
+    """The ISP's ``op_types`` nodes outside its learned prior (module docstring): the
+    convolutions of the numerically delicate parts, kept out of INT8. Empty for a graph without
+    the ``/isp/`` scope (a head alone, a test model)."""
+    model = _load(model_or_path)
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type in op_types and n.name.startswith(ISP_SCOPE) and not n.name.startswith(ISP_PRIOR_SCOPE)
+    ]
+
+
 def quantize_int8(
     src: str | Path,
     dst: str | Path,
@@ -133,6 +155,7 @@ def quantize_int8(
     method: str = "minmax",
     percentile: float = DEFAULT_PERCENTILE,
     cache_path: str | Path | None = None,
+    isp_islands: bool = True,
 ) -> Path:
     """Write the INT8 Q/DQ version of the FP32 model ``src`` to ``dst``.
 
@@ -146,6 +169,7 @@ def quantize_int8(
         method: "minmax", "percentile" (``percentile`` of |x|) or "entropy".
         cache_path: a JSON file for the calibrated ranges: read when it exists (for this
             same model and method), else written after calibrating.
+        isp_islands: keep :func:`isp_float_islands` out of INT8 too.
     """
     ort_quant = require("onnxruntime.quantization", "export", "INT8 quantization")
     if method not in CALIBRATION_METHODS:
@@ -155,6 +179,8 @@ def quantize_int8(
     model = _load(src)
     metadata = read_metadata(model)
     _check_names(model, keep, "keep")
+    if isp_islands:
+        keep = list(dict.fromkeys([*keep, *isp_float_islands(model, op_types)]))
     if feed is None and (cache_path is None or not Path(cache_path).is_file()):
         raise InvalidInputError("INT8 quantization needs calibration data (a feed) or a calibration cache file")
     if feed is not None:
