@@ -47,10 +47,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edge_isp.contract.metadata import read_metadata
 from edge_isp.contract.onnx_session import cpu_session
 from edge_isp.export.calibration import simulated_feed
-from edge_isp.export.cpu_int8 import ISP_PLACEMENTS, integer_nodes, quantize_int8_cpu
+from edge_isp.export.cpu_int8 import ISP_PLACEMENTS, int8_mac_fraction, quantize_int8_cpu
 from edge_isp.export.evalset import light_levels, load_images, open_dataset
-from edge_isp.export.graph_stats import graph_stats
-from edge_isp.export.precision import quantize_int8, quantized_nodes
+from edge_isp.export.precision import quantize_int8
 from edge_isp.fileio import write_json
 from edge_isp.sensor.profile import SensorProfile
 
@@ -69,13 +68,6 @@ def make_variants(fp32: Path, feed, folder: Path) -> dict[str, Path]:
     )
     variants["int8 (TensorRT Q/DQ)"] = quantize_int8(fp32, folder / "trt.onnx", feed)
     return variants
-
-
-def mac_share(fp32: Path, variant: Path) -> float:
-    """Share of FP32's multiply-accumulates that run in integers in ``variant``."""
-    stats = graph_stats(fp32)
-    names = {n.removesuffix("_quant") for n in integer_nodes(variant)} | set(quantized_nodes(variant))
-    return stats.mac_fraction(sorted(names))
 
 
 def time_interleaved(paths: dict[str, Path], frame: dict[str, np.ndarray], rounds: int, runs: int) -> dict:
@@ -120,7 +112,7 @@ def bench_model(name: str, fp32: Path, args: argparse.Namespace, folder: Path) -
     frame = feed.items[0]
     timing = time_interleaved(variants, frame, args.rounds, args.runs)
     for variant, path in variants.items():
-        timing[variant]["int8_mac_share"] = 0.0 if variant == "fp32" else mac_share(fp32, path)
+        timing[variant]["int8_mac_share"] = 0.0 if variant == "fp32" else int8_mac_fraction(fp32, path)
     return {"model": str(fp32.relative_to(ROOT)), "input_size": list(meta.input_size), "variants": timing}
 
 

@@ -286,6 +286,12 @@ def _report(args: argparse.Namespace) -> int:
     profile, levels, dataset = _light_and_data(args, metadata)
     images = load_images(dataset, metadata.task, metadata.input_size, args.images)
     report = accuracy_report(models, images, profile, levels, tolerance=args.tolerance, seed=args.seed)
+    from edge_isp.export.cpu_int8 import int8_mac_fraction
+
+    for precision, path in models.items():
+        if precision.startswith("int8"):
+            share = int8_mac_fraction(models["fp32"], path)
+            report.notes[precision] = f"{share:.1%} of the multiply-accumulates in int8"
     print(report.table())
     if args.json:
         write_json(args.json, report.to_json())

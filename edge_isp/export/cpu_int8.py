@@ -33,6 +33,7 @@ from typing import Any
 
 from edge_isp.contract.metadata import read_metadata, set_metadata
 from edge_isp.errors import InvalidInputError, require
+from edge_isp.export.graph_stats import graph_stats
 from edge_isp.export.precision import (
     CALIBRATION_METHODS,
     DEFAULT_PERCENTILE,
@@ -178,3 +179,11 @@ def integer_nodes(model_or_path: Any) -> list[str]:
         return n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1 and {*n.input[:2]} <= dq_outputs
 
     return [n.name for n in model.graph.node if integer(n)]
+
+
+def int8_mac_fraction(fp32_path: str | Path, quantized_path: str | Path) -> float:
+    """The share of the FP32 graph's multiply-accumulates that the quantized graph (Q/DQ or
+    QOperator) computes in integers (a QOperator node is named after its float node +
+    ``_quant``)."""
+    names = {n.removesuffix("_quant") for n in integer_nodes(quantized_path)}
+    return graph_stats(fp32_path).mac_fraction(sorted(names))

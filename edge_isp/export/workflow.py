@@ -28,7 +28,7 @@ from edge_isp.contract.targets import Target
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.accuracy import accuracy_report
 from edge_isp.export.calibration import frames_feed, recorded_frames, simulated_feed
-from edge_isp.export.cpu_int8 import CPU_INT8_PRECISION, integer_nodes, quantize_int8_cpu
+from edge_isp.export.cpu_int8 import CPU_INT8_PRECISION, int8_mac_fraction, quantize_int8_cpu
 from edge_isp.export.engine import build_engine, plan_for
 from edge_isp.export.evalset import check_class_names, light_levels, load_images, open_dataset
 from edge_isp.export.graph_stats import graph_stats
@@ -238,8 +238,7 @@ def _reduced_precisions(
             if precision == CPU_INT8_PRECISION:
                 say(f"{precision}: ONNX Runtime's CPU INT8 (u8 activations, s8 per-channel weights)")
                 paths[precision] = quantize_int8_cpu(fp32_path, out_path, feed, method=options.calibration)
-                int8 = [n.removesuffix("_quant") for n in integer_nodes(out_path)]
-                notes[precision] = f"{stats.mac_fraction(int8):.1%} of the multiply-accumulates in int8"
+                notes[precision] = f"{int8_mac_fraction(fp32_path, out_path):.1%} of the multiply-accumulates in int8"
                 continue
             say(f"{precision}: {'searching for layers to keep in fp32' if options.search else 'reducing every layer'}")
             if options.search:
@@ -258,6 +257,9 @@ def _reduced_precisions(
             else:
                 quantize_int8(fp32_path, out_path, feed, method=options.calibration)
             paths[precision] = out_path
+            if precision == "int8":
+                share = f"{int8_mac_fraction(fp32_path, out_path):.1%} of the multiply-accumulates in int8"
+                notes[precision] = f"{share}; {notes[precision]}" if precision in notes else share
     finally:
         ranking_path.unlink(missing_ok=True)
     eval_images = load_images(dataset, task, size, options.eval_images)
