@@ -93,6 +93,35 @@ def isp_nodes_kept(model_or_path: Any, placement: str = DEFAULT_ISP_PLACEMENT) -
     return kept
 
 
+def fold_constant_inputs(model: Any) -> Any:
+    """A copy of ``model`` whose ``Constant`` nodes, and ``Identity`` nodes of an initializer
+    (torch's exporter writes one where two layers share a parameter), are initializers: ONNX
+    Runtime's QOperator quantization needs every Conv's weight and bias to be one."""
+    onnx = require("onnx", "export", "reading ONNX models")
+    numpy_helper = onnx.numpy_helper
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    changed = True
+    while changed:
+        changed = False
+        initializers = {t.name: t for t in graph.initializer}
+        for node in list(graph.node):
+            if node.output[0] in outputs:
+                continue
+            tensor = None
+            if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+                tensor = numpy_helper.to_array(node.attribute[0].t)
+            elif node.op_type == "Identity" and node.input[0] in initializers:
+                tensor = numpy_helper.to_array(initializers[node.input[0]])
+            if tensor is None:
+                continue
+            graph.initializer.append(numpy_helper.from_array(tensor, node.output[0]))
+            graph.node.remove(node)
+            changed = True
+    return model
+
+
 def quantize_int8_cpu(
     src: str | Path,
     dst: str | Path,
@@ -123,7 +152,7 @@ def quantize_int8_cpu(
         raise InvalidInputError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, got {method!r}")
     if feed is None:
         raise InvalidInputError("CPU INT8 quantization needs calibration data (a feed of model inputs)")
-    model = _load(src)
+    model = fold_constant_inputs(_load(src))
     metadata = read_metadata(model)
     known = {n.name for n in model.graph.node}
     unknown = [n for n in keep if n not in known]
@@ -145,7 +174,7 @@ def quantize_int8_cpu(
     try:
         with _quiet_root_logger():
             ort_quant.quantize_static(
-                str(src) if isinstance(src, (str, Path)) else model,
+                model,
                 str(tmp),
                 feed,
                 quant_format=formats[quant_format],
