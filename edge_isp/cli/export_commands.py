@@ -74,7 +74,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--search-images", type=int, default=32, help="images the layer search measures on")
     p.add_argument("--calib-images", type=int, default=32, help="images INT8 calibrates on (per light level)")
     p.add_argument("--calib-frames", type=Path, help="calibrate INT8 on recorded RawFrames in this folder instead")
-    p.add_argument("--calibration", choices=CALIBRATION_METHODS, default="minmax", help="INT8 range estimator")
+    p.add_argument(
+        "--calibration",
+        choices=CALIBRATION_METHODS,
+        default="percentile",
+        help="INT8 range estimator (default %(default)s: the 99.99th percentile of |x|)",
+    )
     p.add_argument("--tolerance", type=float, default=1.0, help="largest acceptable drop from fp32 (points)")
     p.add_argument("--no-search", action="store_true", help="reduce every layer; do not search for ones to keep")
     _add_graph_options(p)
@@ -114,7 +119,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--search-images", type=int, default=32, help="images the layer search measures on")
     p.add_argument("--calib-images", type=int, default=32, help="images INT8 calibrates on (per light level)")
     p.add_argument("--calib-frames", type=Path, help="calibrate INT8 on recorded RawFrames in this folder instead")
-    p.add_argument("--calibration", choices=CALIBRATION_METHODS, default="minmax", help="INT8 range estimator")
+    p.add_argument(
+        "--calibration",
+        choices=CALIBRATION_METHODS,
+        default="percentile",
+        help="INT8 range estimator (default %(default)s: the 99.99th percentile of |x|)",
+    )
     p.add_argument("--tolerance", type=float, default=1.0, help="largest acceptable drop from fp32 (points)")
     p.add_argument("--no-search", action="store_true", help="reduce every layer (no --data needed for fp16)")
     p.set_defaults(func=_precision)

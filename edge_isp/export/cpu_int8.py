@@ -36,6 +36,7 @@ from edge_isp.errors import InvalidInputError, require
 from edge_isp.export.graph_stats import graph_stats
 from edge_isp.export.precision import (
     CALIBRATION_METHODS,
+    DEFAULT_CALIBRATION,
     DEFAULT_PERCENTILE,
     _load,
     _quiet_root_logger,
@@ -130,7 +131,7 @@ def quantize_int8_cpu(
     isp: str = DEFAULT_ISP_PLACEMENT,
     keep: Sequence[str] = (),
     quant_format: str = DEFAULT_FORMAT,
-    method: str = "minmax",
+    method: str = DEFAULT_CALIBRATION,
     percentile: float = DEFAULT_PERCENTILE,
     op_types: Sequence[str] = CPU_INT8_OP_TYPES,
 ) -> Path:

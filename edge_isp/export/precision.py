@@ -40,7 +40,11 @@ ISP_SCOPE = "/isp/"
 # whose convolutions go to INT8 in the Q/DQ graph.
 ISP_PRIOR_SCOPE = "/isp/priors"
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
-DEFAULT_PERCENTILE = 99.999
+# Measured on the shipped models at 3/6/30 lux against FP32 on identical frames (400 detection
+# images, 1000 classification images per level): the 99.99th percentile of |x| loses less than
+# min/max (whose ranges the noisy low-light raw's outliers stretch) and than the 99.999th.
+DEFAULT_CALIBRATION = "percentile"
+DEFAULT_PERCENTILE = 99.99
 
 
 def _load(model_or_path: Any) -> Any:
@@ -152,7 +156,7 @@ def quantize_int8(
     keep: Sequence[str] = (),
     op_types: Sequence[str] = INT8_OP_TYPES,
     per_channel: bool = True,
-    method: str = "minmax",
+    method: str = DEFAULT_CALIBRATION,
     percentile: float = DEFAULT_PERCENTILE,
     cache_path: str | Path | None = None,
     isp_islands: bool = True,

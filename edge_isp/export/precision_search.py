@@ -26,7 +26,7 @@ import numpy as np
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.accuracy import MetricAccumulator, OnnxModel
 from edge_isp.export.evalset import EvalImages, LightLevel, simulate_inputs
-from edge_isp.export.precision import INT8_OP_TYPES, convert_fp16, node_names, quantize_int8
+from edge_isp.export.precision import DEFAULT_CALIBRATION, INT8_OP_TYPES, convert_fp16, node_names, quantize_int8
 from edge_isp.export.sensitivity import SearchResult, group_nodes, output_divergence, search
 
 GROUP_DEPTH = {"int8": 3, "fp16": 2}
@@ -81,7 +81,7 @@ def reduce_precision(
     feed: Any = None,
     ranking: Ranking | None = None,
     tolerance: float = 1.0,
-    calibration_method: str = "minmax",
+    calibration_method: str = DEFAULT_CALIBRATION,
     progress: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Write the ``precision`` ("fp16" or "int8") model of ``fp32_path`` to ``out_path``,

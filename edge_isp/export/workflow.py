@@ -34,7 +34,7 @@ from edge_isp.export.evalset import check_class_names, light_levels, load_images
 from edge_isp.export.graph_stats import graph_stats
 from edge_isp.export.loading import load_model
 from edge_isp.export.onnx_export import export_onnx
-from edge_isp.export.precision import convert_fp16, precision_suffix, quantize_int8
+from edge_isp.export.precision import DEFAULT_CALIBRATION, convert_fp16, precision_suffix, quantize_int8
 from edge_isp.export.precision_search import FrameSet, Ranking, reduce_precision
 from edge_isp.export.progress import BuildProgress
 from edge_isp.export.tensorrt_build import installed_version
@@ -89,7 +89,7 @@ class ExportOptions:
     calib_frames: Path | None = None
     tolerance: float = 1.0
     search: bool = True
-    calibration: str = "minmax"
+    calibration: str = DEFAULT_CALIBRATION
     with_image: bool = False
     top_k: int = 100
     dynamic_batch: bool = False
