@@ -77,8 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--calibration",
         choices=CALIBRATION_METHODS,
-        default="percentile",
-        help="INT8 range estimator (default %(default)s: the 99.99th percentile of |x|)",
+        help="INT8 range estimator (default: percentile, the 99.99th of |x|, for int8; minmax for int8-cpu: "
+        "what measured best for each)",
     )
     p.add_argument("--tolerance", type=float, default=1.0, help="largest acceptable drop from fp32 (points)")
     p.add_argument("--no-search", action="store_true", help="reduce every layer; do not search for ones to keep")
@@ -122,8 +122,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--calibration",
         choices=CALIBRATION_METHODS,
-        default="percentile",
-        help="INT8 range estimator (default %(default)s: the 99.99th percentile of |x|)",
+        help="INT8 range estimator (default: percentile, the 99.99th of |x|, for int8; minmax for int8-cpu: "
+        "what measured best for each)",
     )
     p.add_argument("--tolerance", type=float, default=1.0, help="largest acceptable drop from fp32 (points)")
     p.add_argument("--no-search", action="store_true", help="reduce every layer (no --data needed for fp16)")
@@ -243,7 +243,7 @@ def _precision(args: argparse.Namespace) -> int:
         return 0
     from edge_isp.export.calibration import frames_feed, recorded_frames, simulated_feed
     from edge_isp.export.evalset import load_images
-    from edge_isp.export.precision import quantize_int8
+    from edge_isp.export.precision import DEFAULT_CALIBRATION, quantize_int8
     from edge_isp.export.precision_search import FrameSet, reduce_precision
 
     # Calibration and the search use the training split; `export report` the one asked for.
@@ -258,20 +258,20 @@ def _precision(args: argparse.Namespace) -> int:
             feed = simulated_feed(calib.images, profile, [lv.electrons for lv in levels], seed=args.seed)
         print(f"int8 calibration: {feed.description}")
     if args.precision == "int8-cpu":
-        from edge_isp.export.cpu_int8 import quantize_int8_cpu
+        from edge_isp.export.cpu_int8 import CPU_DEFAULT_CALIBRATION, quantize_int8_cpu
 
-        quantize_int8_cpu(args.model, output, feed, isp=args.isp, method=args.calibration)
+        quantize_int8_cpu(args.model, output, feed, isp=args.isp, method=args.calibration or CPU_DEFAULT_CALIBRATION)
         print(f"{output}: ONNX Runtime CPU int8, ISP {args.isp} (no search; `edge-isp export report` measures it)")
         return 0
     if args.no_search:
-        quantize_int8(args.model, output, feed, method=args.calibration)
+        quantize_int8(args.model, output, feed, method=args.calibration or DEFAULT_CALIBRATION)
         print(f"{output}: every layer in int8 (not measured; run `edge-isp export report` to measure it)")
         return 0
     images = load_images(dataset, metadata.task, size, args.search_images)
     frames = FrameSet.simulate(images.images, profile, levels, args.seed)
     result = reduce_precision(
         args.precision, args.model, output, images=images, frames=frames, feed=feed, tolerance=args.tolerance,
-        calibration_method=args.calibration, progress=lambda text: print("  " + text),
+        calibration_method=args.calibration or DEFAULT_CALIBRATION, progress=lambda text: print("  " + text),
     )  # fmt: skip
     print(f"{output}: {result.summary()}")
     return 0

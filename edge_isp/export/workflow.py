@@ -28,7 +28,12 @@ from edge_isp.contract.targets import Target
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.accuracy import accuracy_report
 from edge_isp.export.calibration import frames_feed, recorded_frames, simulated_feed
-from edge_isp.export.cpu_int8 import CPU_INT8_PRECISION, int8_mac_fraction, quantize_int8_cpu
+from edge_isp.export.cpu_int8 import (
+    CPU_DEFAULT_CALIBRATION,
+    CPU_INT8_PRECISION,
+    int8_mac_fraction,
+    quantize_int8_cpu,
+)
 from edge_isp.export.engine import build_engine, plan_for
 from edge_isp.export.evalset import check_class_names, light_levels, load_images, open_dataset
 from edge_isp.export.graph_stats import graph_stats
@@ -65,7 +70,8 @@ class ExportOptions:
         calib_frames: a folder of recorded RawFrames to calibrate INT8 on instead.
         tolerance: the largest acceptable drop from FP32 in points.
         search: search for layers to keep in FP32 (False: reduce every layer and report).
-        calibration: "minmax", "percentile" or "entropy".
+        calibration: "minmax", "percentile" or "entropy"; None: each INT8 model's measured
+            default (percentile for the Q/DQ graph, minmax for the CPU one).
         with_image, top_k, dynamic_batch: the exported graph's options.
         engine: build (or look up) the engine when TensorRT is installed.
         cache_dir: the engine cache (default ``OUT/engines``).
@@ -89,7 +95,7 @@ class ExportOptions:
     calib_frames: Path | None = None
     tolerance: float = 1.0
     search: bool = True
-    calibration: str = DEFAULT_CALIBRATION
+    calibration: str | None = None
     with_image: bool = False
     top_k: int = 100
     dynamic_batch: bool = False
@@ -237,15 +243,17 @@ def _reduced_precisions(
             out_path = precision_suffix(fp32_path, precision)
             if precision == CPU_INT8_PRECISION:
                 say(f"{precision}: ONNX Runtime's CPU INT8 (u8 activations, s8 per-channel weights)")
-                paths[precision] = quantize_int8_cpu(fp32_path, out_path, feed, method=options.calibration)
+                paths[precision] = quantize_int8_cpu(
+                    fp32_path, out_path, feed, method=options.calibration or CPU_DEFAULT_CALIBRATION
+                )
                 notes[precision] = f"{int8_mac_fraction(fp32_path, out_path):.1%} of the multiply-accumulates in int8"
                 continue
             say(f"{precision}: {'searching for layers to keep in fp32' if options.search else 'reducing every layer'}")
             if options.search:
                 found = reduce_precision(
                     precision, fp32_path, out_path, images=search_images, frames=frames, feed=feed,
-                    ranking=ranking, tolerance=options.tolerance, calibration_method=options.calibration,
-                    progress=lambda t: say("  " + t),
+                    ranking=ranking, tolerance=options.tolerance,
+                    calibration_method=options.calibration or DEFAULT_CALIBRATION, progress=lambda t: say("  " + t),
                 )  # fmt: skip
                 searches[precision] = found.to_json()
                 say("  " + found.summary())
@@ -255,7 +263,7 @@ def _reduced_precisions(
             elif precision == "fp16":
                 convert_fp16(fp32_path, out_path)
             else:
-                quantize_int8(fp32_path, out_path, feed, method=options.calibration)
+                quantize_int8(fp32_path, out_path, feed, method=options.calibration or DEFAULT_CALIBRATION)
             paths[precision] = out_path
             if precision == "int8":
                 share = f"{int8_mac_fraction(fp32_path, out_path):.1%} of the multiply-accumulates in int8"
