@@ -41,6 +41,7 @@ from edge_isp.export.precision import (
     _quiet_root_logger,
     _save,
     layer_name,
+    output_layers,
 )
 
 CPU_INT8_PRECISION = "int8-cpu"
@@ -97,6 +98,14 @@ def isp_nodes_kept(model_or_path: Any, placement: str = DEFAULT_ISP_PLACEMENT) -
     return kept
 
 
+def decoding_nodes(model_or_path: Any) -> list[str]:
+    """The nodes outside every module scope (``/Sigmoid``, ``/MaxPool``, ``/TopK``...): the
+    exported graph's decoding of the detector's maps into scored boxes. Quantized, the scores
+    come in 8-bit steps and the peak search ties (measured: see :data:`CPU_DEFAULT_CALIBRATION`)."""
+    model = _load(model_or_path)
+    return [n.name for n in model.graph.node if n.name.startswith("/") and n.name.count("/") == 1]
+
+
 def fold_constant_inputs(model: Any) -> Any:
     """A copy of ``model`` whose ``Constant`` nodes, and ``Identity`` nodes of an initializer
     (torch's exporter writes one where two layers share a parameter), are initializers: ONNX
@@ -137,6 +146,7 @@ def quantize_int8_cpu(
     method: str = CPU_DEFAULT_CALIBRATION,
     percentile: float = DEFAULT_PERCENTILE,
     op_types: Sequence[str] = CPU_INT8_OP_TYPES,
+    keep_outputs: bool = True,
 ) -> Path:
     """Write the CPU INT8 version of the FP32 model ``src`` to ``dst`` (module docstring).
 
@@ -148,6 +158,9 @@ def quantize_int8_cpu(
         quant_format: "qoperator" or "qdq".
         method: "minmax", "percentile" or "entropy" (activation ranges).
         op_types: the operator types quantized.
+        keep_outputs: keep the layers that write the answer
+            (:func:`edge_isp.export.precision.output_layers`) and the graph's own decoding of
+            it (:func:`decoding_nodes`) in float.
     """
     ort_quant = require("onnxruntime.quantization", "export", "INT8 quantization")
     if quant_format not in FORMATS:
@@ -162,7 +175,8 @@ def quantize_int8_cpu(
     unknown = [n for n in keep if n not in known]
     if unknown:
         raise InvalidInputError(f"keep: node(s) {unknown[:5]} are not in the model (it has {len(known)} nodes)")
-    kept = list(dict.fromkeys([*isp_nodes_kept(model, isp), *keep]))
+    outputs = [*output_layers(model), *decoding_nodes(model)] if keep_outputs else []
+    kept = list(dict.fromkeys([*isp_nodes_kept(model, isp), *keep, *outputs]))
     feed.rewind()
     methods = {
         "minmax": ort_quant.CalibrationMethod.MinMax,

@@ -16,7 +16,10 @@
   stays float as it is, and the few convolutions inside those parts (the bilinear fill's
   normalized convolution, whose output is divided by its mask's; the tone curve's colour
   matrix and residual) are kept out of INT8 with them: float islands, where TensorRT runs
-  them in FP32 (or FP16 where the builder allows it).
+  them in FP32 (or FP16 where the builder allows it). The layers that write the answer
+  (:func:`output_layers`: the detector's heatmap, size and offset convolutions, the classifier's
+  last layer) stay float as well: a fraction of a percent of the work, and the detector's boxes
+  and score order are measured on exactly their outputs.
 
 Which nodes to keep is measured, not guessed: see :mod:`edge_isp.export.sensitivity`.
 """
@@ -148,6 +151,34 @@ def isp_float_islands(model_or_path: Any, op_types: Sequence[str] = INT8_OP_TYPE
     ]
 
 
+def output_layers(model_or_path: Any, op_types: Sequence[str] = INT8_OP_TYPES) -> list[str]:
+    """The ``op_types`` nodes with no other ``op_types`` node downstream: the layers that write
+    the answer (a detector's heatmap, size and offset convolutions, a classifier's last Gemm; the
+    ISP's last convolution where the graph outputs its picture). Their outputs are what the host
+    ranks and measures boxes with, at the cost of a few multiply-accumulates."""
+    model = _load(model_or_path)
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    learned = [n for n in model.graph.node if n.op_type in op_types]
+    result = []
+    for node in learned:
+        stack, seen, downstream = list(node.output), set(), False
+        while stack and not downstream:
+            tensor = stack.pop()
+            for user in consumers.get(tensor, []):
+                if user.op_type in op_types:
+                    downstream = True
+                    break
+                if user.name not in seen:
+                    seen.add(user.name)
+                    stack.extend(user.output)
+        if not downstream:
+            result.append(node.name)
+    return result
+
+
 def quantize_int8(
     src: str | Path,
     dst: str | Path,
@@ -160,6 +191,7 @@ def quantize_int8(
     percentile: float = DEFAULT_PERCENTILE,
     cache_path: str | Path | None = None,
     isp_islands: bool = True,
+    keep_outputs: bool = True,
 ) -> Path:
     """Write the INT8 Q/DQ version of the FP32 model ``src`` to ``dst``.
 
@@ -174,6 +206,7 @@ def quantize_int8(
         cache_path: a JSON file for the calibrated ranges: read when it exists (for this
             same model and method), else written after calibrating.
         isp_islands: keep :func:`isp_float_islands` out of INT8 too.
+        keep_outputs: keep the :func:`output_layers` in float too.
     """
     ort_quant = require("onnxruntime.quantization", "export", "INT8 quantization")
     if method not in CALIBRATION_METHODS:
@@ -185,6 +218,8 @@ def quantize_int8(
     _check_names(model, keep, "keep")
     if isp_islands:
         keep = list(dict.fromkeys([*keep, *isp_float_islands(model, op_types)]))
+    if keep_outputs:
+        keep = list(dict.fromkeys([*keep, *output_layers(model, op_types)]))
     if feed is None and (cache_path is None or not Path(cache_path).is_file()):
         raise InvalidInputError("INT8 quantization needs calibration data (a feed) or a calibration cache file")
     if feed is not None:

@@ -26,7 +26,15 @@ import numpy as np
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.accuracy import MetricAccumulator, OnnxModel
 from edge_isp.export.evalset import EvalImages, LightLevel, simulate_inputs
-from edge_isp.export.precision import DEFAULT_CALIBRATION, INT8_OP_TYPES, convert_fp16, node_names, quantize_int8
+from edge_isp.export.precision import (
+    DEFAULT_CALIBRATION,
+    INT8_OP_TYPES,
+    convert_fp16,
+    isp_float_islands,
+    node_names,
+    output_layers,
+    quantize_int8,
+)
 from edge_isp.export.sensitivity import SearchResult, group_nodes, output_divergence, search
 
 GROUP_DEPTH = {"int8": 3, "fp16": 2}
@@ -99,7 +107,10 @@ def reduce_precision(
     try:
         reference = metric_by_level(OnnxModel(fp32_path), frames, images)
         op_types = INT8_OP_TYPES if precision == "int8" else None
-        groups = group_nodes(node_names(fp32_path, op_types), GROUP_DEPTH[precision])
+        # INT8 keeps the ISP's islands and the output layers float anyway: nothing to search there.
+        fixed = set(isp_float_islands(fp32_path) + output_layers(fp32_path)) if precision == "int8" else set()
+        candidates = [n for n in node_names(fp32_path, op_types) if n not in fixed]
+        groups = group_nodes(candidates, GROUP_DEPTH[precision])
         caches: dict[Path, Path] = {fp32_path: workdir / "deploy.calibration.json"}
         ranked: dict[str, Any] = {}
 

@@ -11,7 +11,7 @@ from torch import nn
 from edge_isp.contract.metadata import read_metadata
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.calibration import CalibrationFeed
-from edge_isp.export.cpu_int8 import integer_nodes, isp_nodes_kept, quantize_int8_cpu
+from edge_isp.export.cpu_int8 import decoding_nodes, integer_nodes, isp_nodes_kept, quantize_int8_cpu
 from edge_isp.export.precision import precision_suffix
 
 from .conftest import export_module
@@ -86,6 +86,10 @@ def test_quantized_by_onnxruntime_end_to_end(joint, tmp_path):
     integer = {n.removesuffix("_quant") for n in integer_nodes(out)}
     assert {"/isp/wide/Conv", "/head/head.0/Conv", "/head/head.2/Conv"} <= integer
     assert {"/isp/thin/Conv", "/isp/out/Conv"} <= set(_convs(out))  # still float Conv nodes
+    # The layer that writes the answer and the graph-level arithmetic after it stay float.
+    assert "/fc/Gemm" in {n.name for n in model.graph.node if n.op_type == "Gemm"}
+    assert decoding_nodes(joint) and all(n.count("/") == 1 for n in decoding_nodes(joint))
+    assert not {n.removesuffix("_quant") for n in integer_nodes(out)} & set(decoding_nodes(joint))
     # u8 activations with a zero point, s8 weights with one scale per output channel.
     inits = {t.name: t for t in model.graph.initializer}
     qconv = next(n for n in model.graph.node if n.name == "/isp/wide/Conv_quant")

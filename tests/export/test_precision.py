@@ -15,6 +15,7 @@ from edge_isp.export.precision import (
     isp_float_islands,
     layer_name,
     node_names,
+    output_layers,
     precision_suffix,
     quantize_int8,
     quantized_nodes,
@@ -114,12 +115,13 @@ class TestInt8:
         path = export_module(WithIsp(), tmp_path / "isp.onnx", packed_hw=(8, 8), task="classification",
                              class_names=["a", "b"], outputs=["logits"])  # fmt: skip
         assert isp_float_islands(path) == ["/isp/tone/Conv"]
+        assert output_layers(path) == ["/head/Conv"]
         out = quantize_int8(path, tmp_path / "isp.int8.onnx", _feed())
-        assert sorted(quantized_nodes(out)) == ["/head/Conv", "/isp/priors.0/Conv"]
-        assert read_metadata(out).higher_precision == ("isp/tone",)
+        assert sorted(quantized_nodes(out)) == ["/isp/priors.0/Conv"]
+        assert read_metadata(out).higher_precision == ("head", "isp/tone")
         ops = {n.name: n.op_type for n in onnx.load(str(out)).graph.node}
         assert ops["/isp/Sqrt"] == "Sqrt"  # element-wise ISP: float, no Q/DQ around it
-        everything = quantize_int8(path, tmp_path / "all.int8.onnx", _feed(), isp_islands=False)
+        everything = quantize_int8(path, tmp_path / "all.int8.onnx", _feed(), isp_islands=False, keep_outputs=False)
         assert len(quantized_nodes(everything)) == 3
         assert isp_float_islands(self._two_convs_path(tmp_path)) == []
 
@@ -129,7 +131,7 @@ class TestInt8:
                              class_names=["a", "b"], outputs=["logits"])  # fmt: skip
 
     def test_qdq_per_channel_symmetric(self, two_convs, tmp_path):
-        out = quantize_int8(two_convs, tmp_path / "m.int8.onnx", _feed())
+        out = quantize_int8(two_convs, tmp_path / "m.int8.onnx", _feed(), keep_outputs=False)
         model = onnx.load(str(out))
         ops = [n.op_type for n in model.graph.node]
         assert ops.count("QuantizeLinear") >= 2 and ops.count("DequantizeLinear") >= 4

@@ -121,7 +121,7 @@ def test_search_finds_the_one_sensitive_layer(tmp_path):
     assert result.met and result.kept == ["stem"]
     assert result.ranking[0].group == "stem" and result.ranking[0].error > 10 * result.ranking[1].error
     out = tmp_path / "s.int8.onnx"
-    assert sorted(layer_name(n) for n in quantized_nodes(out)) == ["body", "head"]
-    assert read_metadata(out).higher_precision == ("stem",)
+    assert sorted(layer_name(n) for n in quantized_nodes(out)) == ["body"]  # head: the output layer, float
+    assert read_metadata(out).higher_precision == ("head", "stem")
     assert any("stem alone in int8" in line for line in lines)
     assert not list(tmp_path.glob(".search.*"))  # the work folder is removed
