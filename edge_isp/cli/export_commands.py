@@ -77,8 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--calibration",
         choices=CALIBRATION_METHODS,
-        help="INT8 range estimator (default: percentile, the 99.99th of |x|, for int8; minmax for int8-cpu: "
-        "what measured best for each)",
+        help="INT8 range estimator (default: percentile, the 99.99th of |x|: what measured best)",
     )
     p.add_argument("--tolerance", type=float, default=1.0, help="largest acceptable drop from fp32 (points)")
     p.add_argument("--no-search", action="store_true", help="reduce every layer; do not search for ones to keep")
@@ -122,8 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--calibration",
         choices=CALIBRATION_METHODS,
-        help="INT8 range estimator (default: percentile, the 99.99th of |x|, for int8; minmax for int8-cpu: "
-        "what measured best for each)",
+        help="INT8 range estimator (default: percentile, the 99.99th of |x|: what measured best)",
     )
     p.add_argument("--tolerance", type=float, default=1.0, help="largest acceptable drop from fp32 (points)")
     p.add_argument("--no-search", action="store_true", help="reduce every layer (no --data needed for fp16)")
