@@ -263,7 +263,10 @@ def _precision(args: argparse.Namespace) -> int:
         return 0
     if args.no_search:
         quantize_int8(args.model, output, feed, method=args.calibration or DEFAULT_CALIBRATION)
-        print(f"{output}: every layer in int8 (not measured; run `edge-isp export report` to measure it)")
+        print(
+            f"{output}: every layer in int8 but the ISP's delicate parts and the output layers (not measured; "
+            "run `edge-isp export report` to measure it)"
+        )
         return 0
     images = load_images(dataset, metadata.task, size, args.search_images)
     frames = FrameSet.simulate(images.images, profile, levels, args.seed)
