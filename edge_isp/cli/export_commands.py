@@ -65,12 +65,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="default: the size the checkpoint was trained at, else the target's",
     )
     _add_light(p)
-    p.add_argument("--precisions", default="fp16,int8", help="reduced precisions to make (default %(default)s)")
+    p.add_argument(
+        "--precisions",
+        default="fp16,int8",
+        help="reduced precisions to make: fp16, int8 (Q/DQ, TensorRT), int8-cpu (ONNX Runtime's CPU) "
+        "(default %(default)s)",
+    )
     p.add_argument("--eval-images", type=int, default=200, help="images per light level in the report")
     p.add_argument("--search-images", type=int, default=32, help="images the layer search measures on")
     p.add_argument("--calib-images", type=int, default=32, help="images INT8 calibrates on (per light level)")
     p.add_argument("--calib-frames", type=Path, help="calibrate INT8 on recorded RawFrames in this folder instead")
-    p.add_argument("--calibration", choices=CALIBRATION_METHODS, default="minmax", help="INT8 range estimator")
+    p.add_argument(
+        "--calibration",
+        choices=CALIBRATION_METHODS,
+        help="INT8 range estimator (default: percentile, the 99.99th of |x|: what measured best)",
+    )
     p.add_argument("--tolerance", type=float, default=1.0, help="largest acceptable drop from fp32 (points)")
     p.add_argument("--no-search", action="store_true", help="reduce every layer; do not search for ones to keep")
     _add_graph_options(p)
@@ -103,13 +112,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = actions.add_parser("precision", help="make the fp16 or int8 model, keeping measured layers in fp32")
     p.add_argument("model", type=Path, help="the fp32 ONNX file from `export onnx`")
-    p.add_argument("--precision", choices=["fp16", "int8"], required=True)
+    p.add_argument(
+        "--precision",
+        choices=["fp16", "int8", "int8-cpu"],
+        required=True,
+        help="int8: Q/DQ for TensorRT; int8-cpu: ONNX Runtime's CPU format, boards without TensorRT",
+    )
+    p.add_argument(
+        "--isp",
+        choices=["fp32", "wide", "int8"],
+        default="wide",
+        help="int8-cpu: where the ISP runs (wide: its 16+ channel convolutions in int8, the rest fp32; "
+        "measured in bench/cpu_int8.py) (default %(default)s)",
+    )
     p.add_argument("-o", "--out", "--output", dest="out", type=Path, help="default: MODEL with .fp16/.int8 in its name")
     _add_light(p, split=False)  # a built data set's train split: calibration and search only
     p.add_argument("--search-images", type=int, default=32, help="images the layer search measures on")
     p.add_argument("--calib-images", type=int, default=32, help="images INT8 calibrates on (per light level)")
     p.add_argument("--calib-frames", type=Path, help="calibrate INT8 on recorded RawFrames in this folder instead")
-    p.add_argument("--calibration", choices=CALIBRATION_METHODS, default="minmax", help="INT8 range estimator")
+    p.add_argument(
+        "--calibration",
+        choices=CALIBRATION_METHODS,
+        help="INT8 range estimator (default: percentile, the 99.99th of |x|: what measured best)",
+    )
     p.add_argument("--tolerance", type=float, default=1.0, help="largest acceptable drop from fp32 (points)")
     p.add_argument("--no-search", action="store_true", help="reduce every layer (no --data needed for fp16)")
     p.set_defaults(func=_precision)
@@ -153,9 +178,9 @@ def _all(args: argparse.Namespace) -> int:
     from edge_isp.export.workflow import ExportOptions, export_all
 
     precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
-    bad = [p for p in precisions if p not in ("fp16", "int8")]
+    bad = [p for p in precisions if p not in ("fp16", "int8", "int8-cpu")]
     if bad:
-        raise InvalidInputError(f"--precisions takes fp16 and/or int8, got {', '.join(bad)}")
+        raise InvalidInputError(f"--precisions takes fp16, int8 and/or int8-cpu, got {', '.join(bad)}")
     if args.target is None and not args.no_engine:
         raise InvalidInputError("export all needs --target (the board whose engine it plans), or --no-engine")
     target = load_target(args.target) if args.target else None
@@ -238,29 +263,38 @@ def _precision(args: argparse.Namespace) -> int:
     require_raw_input(metadata, args.model)
     from edge_isp.export.calibration import frames_feed, recorded_frames, simulated_feed
     from edge_isp.export.evalset import load_images
-    from edge_isp.export.precision import quantize_int8
+    from edge_isp.export.precision import DEFAULT_CALIBRATION, quantize_int8
     from edge_isp.export.precision_search import FrameSet, reduce_precision
 
     # Calibration and the search use the training split; `export report` the one asked for.
     profile, levels, dataset = _light_and_data(args, metadata, split="train")
     size = metadata.input_size
     feed = None
-    if args.precision == "int8":
+    if args.precision in ("int8", "int8-cpu"):
         if args.calib_frames is not None:
             feed = frames_feed(recorded_frames(args.calib_frames), profile, size, noise_range=metadata.noise_range)
         else:
             calib = load_images(dataset, metadata.task, size, args.calib_images)
             feed = simulated_feed(calib.images, profile, [lv.electrons for lv in levels], seed=args.seed)
         print(f"int8 calibration: {feed.description}")
+    if args.precision == "int8-cpu":
+        from edge_isp.export.cpu_int8 import CPU_DEFAULT_CALIBRATION, quantize_int8_cpu
+
+        quantize_int8_cpu(args.model, output, feed, isp=args.isp, method=args.calibration or CPU_DEFAULT_CALIBRATION)
+        print(f"{output}: ONNX Runtime CPU int8, ISP {args.isp} (no search; `edge-isp export report` measures it)")
+        return 0
     if args.no_search:
-        quantize_int8(args.model, output, feed, method=args.calibration)
-        print(f"{output}: every layer in int8 (not measured; run `edge-isp export report` to measure it)")
+        quantize_int8(args.model, output, feed, method=args.calibration or DEFAULT_CALIBRATION)
+        print(
+            f"{output}: every layer in int8 but the ISP's delicate parts and the output layers (not measured; "
+            "run `edge-isp export report` to measure it)"
+        )
         return 0
     images = load_images(dataset, metadata.task, size, args.search_images)
     frames = FrameSet.simulate(images.images, profile, levels, args.seed)
     result = reduce_precision(
         args.precision, args.model, output, images=images, frames=frames, feed=feed, tolerance=args.tolerance,
-        calibration_method=args.calibration, progress=lambda text: print("  " + text),
+        calibration_method=args.calibration or DEFAULT_CALIBRATION, progress=lambda text: print("  " + text),
     )  # fmt: skip
     print(f"{output}: {result.summary()}")
     return 0
@@ -285,6 +319,12 @@ def _report(args: argparse.Namespace) -> int:
     profile, levels, dataset = _light_and_data(args, metadata)
     images = load_images(dataset, metadata.task, metadata.input_size, args.images)
     report = accuracy_report(models, images, profile, levels, tolerance=args.tolerance, seed=args.seed)
+    from edge_isp.export.cpu_int8 import int8_mac_fraction
+
+    for precision, path in models.items():
+        if precision.startswith("int8"):
+            share = int8_mac_fraction(models["fp32"], path)
+            report.notes[precision] = f"{share:.1%} of the multiply-accumulates in int8"
     print(report.table())
     if args.json:
         write_json(args.json, report.to_json())

@@ -57,6 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime", "torch"], help="default: auto")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (TensorRT: a CUDA device index)")
     p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "fp16", "int8"],
+        default="auto",
+        help="which of the model's ONNX files runs: int8 is NAME.int8-cpu.onnx on ONNX Runtime's CPU and "
+        "NAME.int8.onnx (Q/DQ) on TensorRT; auto runs the file given, or on ONNX Runtime's CPU the "
+        "NAME.int8-cpu.onnx beside it when there is one (default %(default)s; docs/ARCHITECTURE.md)",
+    )
+    p.add_argument(
         "--rtsp", metavar="[HOST:]PORT[/PATH]", help="serve H.264 over RTSP (needs GStreamer); rtsp://@:8554/live too"
     )
     p.add_argument(
@@ -212,7 +220,10 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     from edge_isp.runtime.sources import RetryingSource, load_profile, open_source, parse_source_spec
 
     kind, _ = parse_source_spec(source_spec)
-    inference = make_backend(model, backend, device=device, threads=args.threads, engine_on_first_use=True)
+    inference = make_backend(
+        model, backend, device=device, threads=args.threads, engine_on_first_use=True,
+        precision=getattr(args, "precision", None) or "auto",
+    )  # fmt: skip
     info = metadata_of_backend(inference)
     profile_name = args.profile or info.profile
     if profile_name is None:

@@ -5,7 +5,8 @@ Glue between :mod:`edge_isp.export.sensitivity` (the search), :mod:`edge_isp.exp
 
 - the task metric of a variant is measured on a *search set*: a few evaluation images
   simulated once per deployment light level (so every variant sees the same frames);
-- the per-group output error is measured on a *ranking model* if one is given: the same
+- the per-group output divergence (:func:`edge_isp.export.sensitivity.output_divergence`) is
+  measured on a *ranking model* if one is given: the same
   network exported at a small size with its dense outputs (the detector's maps rather than
   its top-K boxes), which ranks groups as well and costs a fraction of the time; else on the
   deployment model itself.
@@ -25,8 +26,16 @@ import numpy as np
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.accuracy import MetricAccumulator, OnnxModel
 from edge_isp.export.evalset import EvalImages, LightLevel, simulate_inputs
-from edge_isp.export.precision import INT8_OP_TYPES, convert_fp16, node_names, quantize_int8
-from edge_isp.export.sensitivity import SearchResult, group_nodes, relative_error, search
+from edge_isp.export.precision import (
+    DEFAULT_CALIBRATION,
+    INT8_OP_TYPES,
+    convert_fp16,
+    isp_float_islands,
+    node_names,
+    output_layers,
+    quantize_int8,
+)
+from edge_isp.export.sensitivity import SearchResult, group_nodes, output_divergence, search
 
 GROUP_DEPTH = {"int8": 3, "fp16": 2}
 
@@ -80,7 +89,7 @@ def reduce_precision(
     feed: Any = None,
     ranking: Ranking | None = None,
     tolerance: float = 1.0,
-    calibration_method: str = "minmax",
+    calibration_method: str = DEFAULT_CALIBRATION,
     progress: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Write the ``precision`` ("fp16" or "int8") model of ``fp32_path`` to ``out_path``,
@@ -98,7 +107,10 @@ def reduce_precision(
     try:
         reference = metric_by_level(OnnxModel(fp32_path), frames, images)
         op_types = INT8_OP_TYPES if precision == "int8" else None
-        groups = group_nodes(node_names(fp32_path, op_types), GROUP_DEPTH[precision])
+        # INT8 keeps the ISP's islands and the output layers float anyway: nothing to search there.
+        fixed = set(isp_float_islands(fp32_path) + output_layers(fp32_path)) if precision == "int8" else set()
+        candidates = [n for n in node_names(fp32_path, op_types) if n not in fixed]
+        groups = group_nodes(candidates, GROUP_DEPTH[precision])
         caches: dict[Path, Path] = {fp32_path: workdir / "deploy.calibration.json"}
         ranked: dict[str, Any] = {}
 
@@ -129,7 +141,7 @@ def reduce_precision(
             keep = [n for n in setup["nodes"] if n not in reduced]
             path = make(setup["setup"].model_path, workdir / "ranked.onnx", keep, setup["setup"].feed)
             outputs = outputs_by_level(OnnxModel(path), setup["setup"].frames)
-            return float(np.mean([relative_error(outputs[k], setup["reference"][k]) for k in outputs]))
+            return float(np.mean([output_divergence(outputs[k], setup["reference"][k]) for k in outputs]))
 
         result = search(precision, groups, measure_drop, measure_error_only, tolerance=tolerance, progress=progress)
         make(fp32_path, out_path, result.kept_nodes, feed)

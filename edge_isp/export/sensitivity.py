@@ -5,9 +5,11 @@ The search, for a precision P (fp16 or int8):
 1. Reduce every layer to P and measure the task metric at each deployment light level. If
    no level drops more than ``tolerance`` points below FP32, keep nothing in FP32. Done.
 2. Otherwise rank the layer groups: for each group, reduce *only that group* to P and measure
-   how far the model's outputs move from FP32's (relative L2 error, averaged over the float
-   outputs and the light levels). A continuous error ranks reliably on a few frames where a
-   metric (a count of right answers) would be mostly ties.
+   how far the model's answers move from FP32's (:func:`output_divergence`: the KL divergence
+   of the classifier's softmax or the detector's heatmap, averaged over the frames and light
+   levels; relative L2 error for other outputs). A continuous divergence over every frame ranks
+   reliably where a metric (a count of right answers on a hundred images) is mostly ties and
+   noise.
 3. Keep the highest-ranked groups in FP32, in growing numbers (1, 2, 3, 4, 6, 8, 12, ...),
    re-measuring the task metric each time, until every level is within ``tolerance``; or
    report that even keeping all of them did not get there.
@@ -83,6 +85,38 @@ def relative_error(got: Mapping[str, np.ndarray], reference: Mapping[str, np.nda
     if not errors:
         raise InvalidInputError(f"no graded outputs among {sorted(reference)} to measure an error on")
     return float(np.mean(errors))
+
+
+def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    x = x - x.max(axis=axis, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=axis, keepdims=True))
+
+
+def output_divergence(got: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> float:
+    """How far the variant's answer distribution is from FP32's, in nats: the mean KL divergence
+    KL(FP32 || variant) of the softmax over a classifier's ``logits`` (per image) and of the
+    per-pixel, per-class Bernoulli of a detector's ``heatmap`` logits (per image, summed over
+    classes, averaged over positions), added. A graph with neither output falls back to
+    :func:`relative_error`. Non-finite values rank first (infinite divergence)."""
+    total, graded = 0.0, False
+    for name, ref in reference.items():
+        if name not in ("logits", "heatmap"):
+            continue
+        graded = True
+        g = np.asarray(got[name], np.float64)
+        r = np.asarray(ref, np.float64)
+        if not np.all(np.isfinite(g)):
+            return float("inf")
+        if name == "logits":
+            log_p, log_q = _log_softmax(r, -1), _log_softmax(g, -1)
+            total += float(np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)))
+            continue
+        # Bernoulli(p) vs Bernoulli(q) from logits: log sigmoid(x) = -log(1 + e^-x).
+        log_p, log_q = -np.logaddexp(0.0, -r), -np.logaddexp(0.0, -g)
+        log_1p, log_1q = -np.logaddexp(0.0, r), -np.logaddexp(0.0, g)
+        kl = np.exp(log_p) * (log_p - log_q) + np.exp(log_1p) * (log_1p - log_1q)
+        total += float(np.mean(kl.sum(axis=1)))
+    return total if graded else relative_error(got, reference)
 
 
 @dataclasses.dataclass(frozen=True)

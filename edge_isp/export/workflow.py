@@ -10,7 +10,9 @@
    not installed (or with ``--no-engine``), what to run on the board (and the equivalent
    trtexec command) instead. Without a target (``--no-engine`` only) there is no engine step.
 
-Everything lands in ``OUT``: ``NAME.fp32.onnx``, ``NAME.fp16.onnx``, ``NAME.int8.onnx``,
+Everything lands in ``OUT``: ``NAME.fp32.onnx``, ``NAME.fp16.onnx``, ``NAME.int8.onnx``, with
+``--precisions ...,int8-cpu`` ``NAME.int8-cpu.onnx`` (INT8 for ONNX Runtime's CPU, boards without
+TensorRT: :mod:`edge_isp.export.cpu_int8`, the ISP placed by its measured rule, no search),
 ``accuracy.json``, ``export.json`` (all of it), ``engines/``.
 """
 
@@ -26,12 +28,18 @@ from edge_isp.contract.targets import Target
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.accuracy import accuracy_report
 from edge_isp.export.calibration import frames_feed, recorded_frames, simulated_feed
+from edge_isp.export.cpu_int8 import (
+    CPU_DEFAULT_CALIBRATION,
+    CPU_INT8_PRECISION,
+    int8_mac_fraction,
+    quantize_int8_cpu,
+)
 from edge_isp.export.engine import build_engine, plan_for
 from edge_isp.export.evalset import check_class_names, light_levels, load_images, open_dataset
 from edge_isp.export.graph_stats import graph_stats
 from edge_isp.export.loading import default_input_kind, load_model
 from edge_isp.export.onnx_export import export_onnx
-from edge_isp.export.precision import convert_fp16, precision_suffix, quantize_int8
+from edge_isp.export.precision import DEFAULT_CALIBRATION, convert_fp16, precision_suffix, quantize_int8
 from edge_isp.export.precision_search import FrameSet, Ranking, reduce_precision
 from edge_isp.export.progress import BuildProgress
 from edge_isp.export.tensorrt_build import installed_version
@@ -62,7 +70,8 @@ class ExportOptions:
         calib_frames: a folder of recorded RawFrames to calibrate INT8 on instead.
         tolerance: the largest acceptable drop from FP32 in points.
         search: search for layers to keep in FP32 (False: reduce every layer and report).
-        calibration: "minmax", "percentile" or "entropy".
+        calibration: "minmax", "percentile" or "entropy"; None: each INT8 model's measured
+            default (percentile for the Q/DQ graph, minmax for the CPU one).
         with_image, top_k, dynamic_batch: the exported graph's options.
         engine: build (or look up) the engine when TensorRT is installed.
         cache_dir: the engine cache (default ``OUT/engines``).
@@ -86,7 +95,7 @@ class ExportOptions:
     calib_frames: Path | None = None
     tolerance: float = 1.0
     search: bool = True
-    calibration: str = "minmax"
+    calibration: str | None = None
     with_image: bool = False
     top_k: int = 100
     dynamic_batch: bool = False
@@ -206,7 +215,7 @@ def _reduced_precisions(
     search_images = load_images(calib_set, task, size, options.search_images)
     frames = FrameSet.simulate(search_images.images, profile, levels, options.seed)
     feed = None
-    if "int8" in options.precisions:
+    if "int8" in options.precisions or CPU_INT8_PRECISION in options.precisions:
         if options.calib_frames is not None:
             feed = frames_feed(recorded_frames(options.calib_frames), profile, size, batch=batch or 1,
                                noise_range=loaded.noise_range)  # fmt: skip
@@ -238,12 +247,19 @@ def _reduced_precisions(
     try:
         for precision in options.precisions:
             out_path = precision_suffix(fp32_path, precision)
+            if precision == CPU_INT8_PRECISION:
+                say(f"{precision}: ONNX Runtime's CPU INT8 (u8 activations, s8 per-channel weights)")
+                paths[precision] = quantize_int8_cpu(
+                    fp32_path, out_path, feed, method=options.calibration or CPU_DEFAULT_CALIBRATION
+                )
+                notes[precision] = f"{int8_mac_fraction(fp32_path, out_path):.1%} of the multiply-accumulates in int8"
+                continue
             say(f"{precision}: {'searching for layers to keep in fp32' if options.search else 'reducing every layer'}")
             if options.search:
                 found = reduce_precision(
                     precision, fp32_path, out_path, images=search_images, frames=frames, feed=feed,
-                    ranking=ranking, tolerance=options.tolerance, calibration_method=options.calibration,
-                    progress=lambda t: say("  " + t),
+                    ranking=ranking, tolerance=options.tolerance,
+                    calibration_method=options.calibration or DEFAULT_CALIBRATION, progress=lambda t: say("  " + t),
                 )  # fmt: skip
                 searches[precision] = found.to_json()
                 say("  " + found.summary())
@@ -253,8 +269,11 @@ def _reduced_precisions(
             elif precision == "fp16":
                 convert_fp16(fp32_path, out_path)
             else:
-                quantize_int8(fp32_path, out_path, feed, method=options.calibration)
+                quantize_int8(fp32_path, out_path, feed, method=options.calibration or DEFAULT_CALIBRATION)
             paths[precision] = out_path
+            if precision == "int8":
+                share = f"{int8_mac_fraction(fp32_path, out_path):.1%} of the multiply-accumulates in int8"
+                notes[precision] = f"{share}; {notes[precision]}" if precision in notes else share
     finally:
         ranking_path.unlink(missing_ok=True)
     eval_images = load_images(dataset, task, size, options.eval_images)

@@ -9,6 +9,7 @@ import pytest
 
 import edge_isp.cli as cli
 from edge_isp.cli import export_commands
+from edge_isp.contract.metadata import read_metadata
 from edge_isp.export.loading import load_model
 from edge_isp.export.workflow import ranking_size
 
@@ -94,13 +95,18 @@ def test_export_all_end_to_end(run, checkpoint, tmp_path, capsys):
                       'tensorrt_version = "10.3"\n')  # fmt: skip
     out = tmp_path / "out"
     code = run(["export", "all", str(path), "--target", str(target), "--data", str(data), "--out", str(out),
-                "--eval-images", "6", "--calib-images", "2", "--search-images", "4", "--no-search"])  # fmt: skip
+                "--eval-images", "6", "--calib-images", "2", "--search-images", "4", "--no-search",
+                "--precisions", "fp16,int8,int8-cpu"])  # fmt: skip
     assert code == 0
     text = capsys.readouterr().out
-    for name in ("raw_cls.fp32.onnx", "raw_cls.fp16.onnx", "raw_cls.int8.onnx", "accuracy.json", "export.json"):
+    for name in ("raw_cls.fp32.onnx", "raw_cls.fp16.onnx", "raw_cls.int8.onnx", "raw_cls.int8-cpu.onnx",
+                 "accuracy.json", "export.json"):  # fmt: skip
         assert (out / name).is_file(), name
     summary = json.loads((out / "export.json").read_text())
-    assert set(summary["accuracy"]["results"]) == {"fp32", "fp16", "int8"}
+    assert set(summary["accuracy"]["results"]) == {"fp32", "fp16", "int8", "int8-cpu"}
+    notes = summary["accuracy"]["notes"]
+    assert "of the multiply-accumulates in int8" in notes["int8"] and "in int8" in notes["int8-cpu"]
+    assert read_metadata(out / "raw_cls.int8-cpu.onnx").precision == "int8-cpu"
     assert [lv["label"] for lv in summary["accuracy"]["levels"]] == ["3 lux", "30 lux"]  # from the checkpoint
     assert summary["engine"]["status"] == "not built"  # no TensorRT on this machine
     assert "--int8" in summary["engine"]["trtexec"]

@@ -12,8 +12,10 @@ from edge_isp.errors import InvalidInputError
 from edge_isp.export.calibration import CalibrationFeed, simulated_feed
 from edge_isp.export.precision import (
     convert_fp16,
+    isp_float_islands,
     layer_name,
     node_names,
+    output_layers,
     precision_suffix,
     quantize_int8,
     quantized_nodes,
@@ -86,9 +88,50 @@ class TestFp16:
             convert_fp16(two_convs, tmp_path / "x.onnx", keep=["/nope/Conv"])
 
 
+class IslandIsp(nn.Module):
+    """An ISP with a learned prior (``priors.0``) and a tone curve's 1x1 colour matrix."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.priors = nn.ModuleList([nn.Conv2d(4, 4, 3, padding=1)])
+        self.tone = nn.Conv2d(4, 4, 1)
+
+    def forward(self, raw):
+        return self.tone(torch.sqrt(self.priors[0](raw) ** 2 + 1e-3))
+
+
+class WithIsp(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.isp = IslandIsp()
+        self.head = nn.Conv2d(4, 2, 1)
+
+    def forward(self, raw, noise):
+        return self.head(self.isp(raw)).mean((2, 3)) + noise[:, :1] * 0
+
+
 class TestInt8:
+    def test_the_isps_delicate_parts_stay_float(self, tmp_path):
+        path = export_module(WithIsp(), tmp_path / "isp.onnx", packed_hw=(8, 8), task="classification",
+                             class_names=["a", "b"], outputs=["logits"])  # fmt: skip
+        assert isp_float_islands(path) == ["/isp/tone/Conv"]
+        assert output_layers(path) == ["/head/Conv"]
+        out = quantize_int8(path, tmp_path / "isp.int8.onnx", _feed())
+        assert sorted(quantized_nodes(out)) == ["/isp/priors.0/Conv"]
+        assert read_metadata(out).higher_precision == ("head", "isp/tone")
+        ops = {n.name: n.op_type for n in onnx.load(str(out)).graph.node}
+        assert ops["/isp/Sqrt"] == "Sqrt"  # element-wise ISP: float, no Q/DQ around it
+        everything = quantize_int8(path, tmp_path / "all.int8.onnx", _feed(), isp_islands=False, keep_outputs=False)
+        assert len(quantized_nodes(everything)) == 3
+        assert isp_float_islands(self._two_convs_path(tmp_path)) == []
+
+    @staticmethod
+    def _two_convs_path(tmp_path):
+        return export_module(TwoConvs(), tmp_path / "t.onnx", packed_hw=(8, 8), task="classification",
+                             class_names=["a", "b"], outputs=["logits"])  # fmt: skip
+
     def test_qdq_per_channel_symmetric(self, two_convs, tmp_path):
-        out = quantize_int8(two_convs, tmp_path / "m.int8.onnx", _feed())
+        out = quantize_int8(two_convs, tmp_path / "m.int8.onnx", _feed(), keep_outputs=False)
         model = onnx.load(str(out))
         ops = [n.op_type for n in model.graph.node]
         assert ops.count("QuantizeLinear") >= 2 and ops.count("DequantizeLinear") >= 4

@@ -19,6 +19,7 @@ from edge_isp.export.sensitivity import (
     group_nodes,
     keep_counts,
     layer_group,
+    output_divergence,
     relative_error,
     search,
 )
@@ -44,6 +45,21 @@ def test_layer_groups():
         "/head/heatmap/heatmap.0/Conv"]}  # fmt: skip
     with pytest.raises(InvalidInputError):
         layer_group("/a/b", 0)
+
+
+def test_output_divergence_is_kl_of_the_answers():
+    logits = {"logits": np.array([[2.0, 0.0], [0.0, 1.0]])}
+    assert output_divergence(logits, logits) == 0.0
+    swapped = {"logits": logits["logits"][:, ::-1]}
+    p = np.exp(logits["logits"]) / np.exp(logits["logits"]).sum(1, keepdims=True)
+    expected = np.mean(np.sum(p * (np.log(p) - np.log(p[:, ::-1])), 1))
+    assert output_divergence(swapped, logits) == pytest.approx(expected)
+    heat = {"heatmap": np.zeros((1, 2, 2, 2)), "size": np.ones((1, 2, 2, 2))}
+    moved = {"heatmap": np.full((1, 2, 2, 2), np.log(3.0)), "size": np.full((1, 2, 2, 2), 9.0)}
+    # Bernoulli(1/2) vs Bernoulli(3/4): 0.5 log(2/3) + 0.5 log(2), per class, 2 classes.
+    assert output_divergence(moved, heat) == pytest.approx(2 * (0.5 * np.log(2 / 3) + 0.5 * np.log(2)))
+    assert output_divergence({"heatmap": np.full((1, 2, 2, 2), np.nan)}, heat) == float("inf")
+    assert output_divergence({"scores": np.array([2.0])}, {"scores": np.array([1.0])}) == pytest.approx(1.0)
 
 
 def test_relative_error():
@@ -105,7 +121,7 @@ def test_search_finds_the_one_sensitive_layer(tmp_path):
     assert result.met and result.kept == ["stem"]
     assert result.ranking[0].group == "stem" and result.ranking[0].error > 10 * result.ranking[1].error
     out = tmp_path / "s.int8.onnx"
-    assert sorted(layer_name(n) for n in quantized_nodes(out)) == ["body", "head"]
-    assert read_metadata(out).higher_precision == ("stem",)
+    assert sorted(layer_name(n) for n in quantized_nodes(out)) == ["body"]  # head: the output layer, float
+    assert read_metadata(out).higher_precision == ("head", "stem")
     assert any("stem alone in int8" in line for line in lines)
     assert not list(tmp_path.glob(".search.*"))  # the work folder is removed

@@ -413,3 +413,19 @@ def test_torch_backend_leaves_a_profile_path_out_of_its_metadata(tmp_path):
     })  # fmt: skip
     info = metadata_of_backend(make_backend(checkpoint, device="cpu"))
     assert info.profile is None and info.task == "classification" and info.class_names == ("a", "b")
+
+
+def test_onnxruntime_on_a_cpu_runs_the_cpu_int8_file_beside_the_model(tmp_path, caplog):
+    model = spot_detector(tmp_path / "det.onnx", 32, 32)
+    cpu_int8 = tmp_path / "det.int8-cpu.onnx"
+    cpu_int8.write_bytes(model.read_bytes())  # a stand-in: only the file choice is under test here
+    with caplog.at_level(logging.INFO, logger="edge_isp.runtime.backends"):
+        assert make_backend(model, "onnxruntime", device="cpu").path == cpu_int8
+    assert "det.int8-cpu.onnx: the CPU INT8 model beside det.onnx" in caplog.text
+    assert make_backend(model, "onnxruntime", device="cpu", precision="fp32").path == model
+    assert make_backend(model, "auto", device="cpu", precision="int8").path == cpu_int8
+    cpu_int8.unlink()
+    with pytest.raises(MissingFileError, match=r"det\.int8-cpu\.onnx"):
+        make_backend(model, "onnxruntime", device="cpu", precision="int8")
+    with pytest.raises(InvalidInputError, match="precision"):
+        make_backend(model, "onnxruntime", device="cpu", precision="int4")

@@ -8,7 +8,9 @@ made, so a board without torch (or a laptop without TensorRT) imports this packa
 With ``engine_on_first_use`` (what `edge-isp run` asks for) an ``.onnx`` file on a machine with
 TensorRT runs as a TensorRT engine built for its GPU on first use and cached
 (:mod:`~edge_isp.runtime.backends.engine_on_first_use`); ONNX Runtime, with the reason, when
-that cannot be.
+that cannot be. Which of a model's ONNX files runs (FP32, the Q/DQ INT8 one TensorRT builds, the
+CPU INT8 one ONNX Runtime's CPU runs fast) follows ``precision`` and the runtime
+(:func:`edge_isp.contract.model_files.choose_model_file`); the log says which and why.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edge_isp.contract.model_files import PRECISION_CHOICES, ModelFile, choose_model_file
+from edge_isp.errors import EdgeIspError, InvalidInputError, MissingFileError
+from edge_isp.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend, runs_on_cpu
 from edge_isp.runtime.backends.tensorrt_backend import TensorRTBackend
 from edge_isp.runtime.backends.torch_backend import TorchBackend
 from edge_isp.runtime.interfaces import InferenceBackend
@@ -71,6 +74,7 @@ def make_backend(
     device: str = "auto",
     threads: int | None = None,
     engine_on_first_use: bool = False,
+    precision: str = "auto",
 ) -> InferenceBackend:
     """Make (not yet open) the backend for ``model``.
 
@@ -83,6 +87,8 @@ def make_backend(
         engine_on_first_use: with ``backend="auto"``, run an ONNX file as this GPU's TensorRT
             engine (built and cached on first use) where TensorRT is installed and ``device``
             is not "cpu".
+        precision: for an ONNX file, which of the model's files runs: "auto" or "fp32",
+            "fp16", "int8" (:data:`~edge_isp.contract.model_files.PRECISION_CHOICES`).
 
     Returns:
         The backend; its ``name`` and ``description`` say what runs the model.
@@ -91,17 +97,32 @@ def make_backend(
     path = Path(model)
     if name != "torch" and not path.is_file():
         raise MissingFileError(f"model {path} does not exist")
+    if precision not in PRECISION_CHOICES:
+        raise InvalidInputError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}")
+    if name != "onnxruntime" and precision != "auto":
+        raise InvalidInputError(f"--precision {precision} chooses among ONNX files; {path.name} runs as it is")
     if name == "onnxruntime" and backend == "auto" and engine_on_first_use and device != "cpu":
         from edge_isp.runtime.backends.engine_on_first_use import engine_on_first_use as first_use
 
-        choice = first_use(path, say=log.info)
-        if choice.engine is not None:
-            log.info(choice.message)
-            name, path = "tensorrt", choice.engine
-        elif choice.expected:
-            log.debug(choice.message)
-        else:
-            log.warning(choice.message)
+        try:
+            trt_file: ModelFile | None = choose_model_file(path, "tensorrt", precision)
+        except EdgeIspError as exc:
+            log.info("not trying TensorRT: %s", exc)
+            trt_file = None
+        if trt_file is not None:
+            choice = first_use(trt_file.path, say=log.info)
+            if choice.engine is not None:
+                log.info("%s; %s", trt_file.reason, choice.message)
+                name, path = "tensorrt", choice.engine
+            elif choice.expected:
+                log.debug(choice.message)
+            else:
+                log.warning(choice.message)
+    if name == "onnxruntime":
+        runtime = "onnxruntime-cpu" if runs_on_cpu(device) else "onnxruntime-gpu"
+        chosen = choose_model_file(path, runtime, precision)
+        log.info("ONNX Runtime runs %s", chosen.reason)
+        path = chosen.path
     if name == "tensorrt":
         index = 0 if device in ("auto", "cuda") else _device_index(device)
         made: InferenceBackend = TensorRTBackend(path, device=index)

@@ -50,6 +50,12 @@ def choose_providers(available: Sequence[str], device: str = "auto") -> list[str
     return [_CPU]
 
 
+def runs_on_cpu(device: str = "auto") -> bool:
+    """Whether an ONNX Runtime session for ``device`` runs on the CPU (no CUDA provider asked
+    for, or none in this ONNX Runtime)."""
+    return _CUDA not in choose_providers(onnxruntime().get_available_providers(), device)
+
+
 def _spec(arg: Any) -> TensorSpec:
     if arg.type not in _DTYPES:
         raise InvalidInputError(f"tensor {arg.name!r} has type {arg.type}, which the runtime does not handle")
