@@ -24,6 +24,7 @@ import shutil
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 INDEX = "pack.json"
 # module -> why the study needs it (the import name; pip's name in brackets where it differs)
 NEEDED = {
@@ -33,6 +34,8 @@ NEEDED = {
     "tqdm": "progress bars",
     "matplotlib": "the sweep's plots",
 }
+# the modules the study runs: imported once, so that a package missing deeper down is named too
+STUDY_MODULES = ("edge_isp.cli", "edge_isp.train.loop", "edge_isp.train.datasets", "edge_isp.evaluate.sweep")
 WAS_SOURCE = ("source", "path", "video")  # manifest fields that name where a source was read
 
 
@@ -41,6 +44,13 @@ def check() -> int:
                if importlib.util.find_spec(name) is None]  # fmt: skip
     if sys.version_info < (3, 11) and importlib.util.find_spec("tomli") is None:
         missing.append("missing: Python package tomli (configs; Python < 3.11 has no tomllib)")
+    if not missing:
+        sys.path.insert(0, str(ROOT))
+        for module in STUDY_MODULES:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                missing.append(f"missing: Python package {exc.name} (imported by {module})")
     for line in missing:
         print(line)
     if missing:
@@ -132,7 +142,7 @@ def restore(store: Path, data: Path) -> int:
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(cache, target)
             print(f"restore: {task}: cached teacher answers {cache.name} put in place")
-    config = Path(__file__).resolve().parents[1] / "configs" / "real-det.toml"
+    config = ROOT / "configs" / "real-det.toml"
     key = cache_key(
         teacher_identity(load_config(config, stage="head").teacher), data / "real-detection" / "manifest.json"
     )

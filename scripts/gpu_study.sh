@@ -19,7 +19,8 @@
 #    gpu-study.tar.gz (every sweep, report, history and run config), also after a failure.
 #
 # Environment: GPU_BUDGET_S (540: the whole script, under the 600 s call), GPU_TASKS ("det cls"),
-# GPU_SEEDS ("0 1 2"), GPU_ROLES ("head baseline isp joint": (a), (b), (c), (e)),
+# GPU_SEEDS ("0 1 2"), GPU_DET_PCT (50, below),
+# GPU_ROLES ("head baseline isp joint": (a), (b), (c), (e)),
 # GPU_TRAIN_ARGS (more --set for every stage, e.g. "--set data.batch_size=32"), GPU_WORKERS (6),
 # GPU_CLS_CONFIG (configs/real-cls-half.toml), GPU_CLS_LIMIT (300 test crops), GPU_STASH
 # (/tmp/edge-isp-gpu-stash), PYTHON (python3), GPU_SMOKE=1 (a dry run on the CPU: 2 steps a
@@ -93,7 +94,7 @@ else
   say "data/real already rebuilt from this pack"
 fi
 
-# seeds whose runs (isp, head and every role's) all hold a best.pt
+# seeds whose runs (isp, head and every role's) all finished (DONE) with a best.pt
 complete_seeds() {
   local runs=$1 seed role dir ok
   for seed in "${seeds[@]}"; do
@@ -101,7 +102,7 @@ complete_seeds() {
     for role in isp head $roles; do
       dir=$role
       [ "$role" = frozen ] && dir=joint-frozen-isp
-      [ -f "$runs/seed$seed/$dir/best.pt" ] || ok=
+      [ -f "$runs/seed$seed/$dir/DONE" ] && [ -f "$runs/seed$seed/$dir/best.pt" ] || ok=
     done
     [ -z "$ok" ] || echo "$seed"
   done
@@ -136,13 +137,15 @@ phase() {
   fi
 }
 
-# Detection trains until 35% of the time left after the rebuild and evaluates until 45%;
-# classification trains until 110 s before the budget and evaluates until 15 s before it.
+# Detection trains until GPU_DET_PCT (50) % of the time left after the rebuild and evaluates
+# until 10 points later; classification trains until 110 s before the budget and evaluates
+# until 15 s before it. Each is a limit: time detection leaves unused goes to classification.
 start=$(elapsed)
 share() { echo $((start + (budget - start) * $1 / 100)); }
+det_pct=${GPU_DET_PCT:-50}
 for task in "${tasks[@]}"; do
   case "$task" in
-    det) phase det configs/real-det.toml "" "$(share 35)" "$(share 45)" ;;
+    det) phase det configs/real-det.toml "" "$(share "$det_pct")" "$(share $((det_pct + 10)))" ;;
     cls) phase cls "${GPU_CLS_CONFIG:-configs/real-cls-half.toml}" "${GPU_CLS_LIMIT:-300}" \
       $((budget - 110)) $((budget - 15)) ;;
     *) say "unknown task $task (det, cls)"; exit 1 ;;

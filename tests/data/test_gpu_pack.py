@@ -139,3 +139,11 @@ def test_the_device_keeps_parts_until_all_came_then_proves_the_rebuild(built, tm
     manifest_path.write_text(json.dumps(changed))
     assert gpu_device.restore(store, rebuilt) == 1
     assert "differs from the packing machine's beyond where its sources lie" in capsys.readouterr().out
+
+
+def test_the_package_check_names_each_missing_package_on_its_own_line(monkeypatch, capsys):
+    monkeypatch.setattr(gpu_device, "NEEDED", {"numpy": "arrays", "no_such_pkg_a": "a", "no_such_pkg_b": "b"})
+    assert gpu_device.check() == 3
+    assert capsys.readouterr().out.splitlines() == [
+        "missing: Python package no_such_pkg_a (a)", "missing: Python package no_such_pkg_b (b)"
+    ]  # fmt: skip
