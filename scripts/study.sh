@@ -19,13 +19,16 @@
 #           for the six pipelines, and frozen, (e) trained with its ISP frozen, as a control;
 #           isp and head are always trained)
 #   EVAL_ARGS  more `edge-isp eval` arguments, e.g. another labelled checkpoint
+#   TRAIN_ARGS  more `edge-isp train` arguments for every stage, e.g. --set data.num_workers=8
+#   EDGE_ISP, PYTHON  the command and the interpreter (default .venv/bin/edge-isp, .venv/bin/python)
 #   LAST    1: also evaluate each task-trained run's last epoch (last.pt, as ROLE:last), not
 #           only the epoch validation picked (best.pt); the merge pairs (e:last) too
 # Each stage resumes where a killed run left off. A classification seed trains in about 20
 # minutes on a 2-core CPU and evaluates in 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-edge_isp=.venv/bin/edge-isp
+edge_isp=${EDGE_ISP:-.venv/bin/edge-isp}
+python=${PYTHON:-.venv/bin/python}
 task=${1:-}
 usage="usage: $0 cls|det|real-cls|real-det [train|eval|all] [SEEDS...]"
 data=data/demo
@@ -54,6 +57,7 @@ epochs=${EPOCHS-${defaults[4]}}
 task_name=${defaults[5]}
 read -r -a roles <<< "${ROLES:-head baseline isp raw joint noansc frozen}"
 read -r -a eval_args <<< "${EVAL_ARGS:-}"
+read -r -a train_args <<< "${TRAIN_ARGS:-}"
 last=${LAST:-}
 what=${2:-all}
 shift 2 || shift $#
@@ -73,7 +77,7 @@ has_role() { [[ " ${roles[*]} " == *" $1 "* ]]; }
 
 train_seed() {
   local seed=$1 dir="$runs/seed$1"
-  local common=(--set "run.seed=$seed")
+  local common=(--set "run.seed=$seed" "${train_args[@]}")
   local long=("${common[@]}" --set "init.head=$dir/head/best.pt")
   [ -z "$epochs" ] || long+=(--set "run.epochs=$epochs")
   train isp "$dir/isp" "${common[@]}"
@@ -112,7 +116,7 @@ if [ "$what" != eval ]; then
   for seed in "${seeds[@]}"; do train_seed "$seed"; done
 fi
 if [ "$what" != train ]; then
-  has_role joint && .venv/bin/python scripts/study_isp_drift.py "$runs" --swap --out "$out/drift.md"
+  has_role joint && "$python" scripts/study_isp_drift.py "$runs" --swap --out "$out/drift.md"
   for seed in "${seeds[@]}"; do eval_seed "$seed"; done
   if [ ${#seeds[@]} -gt 1 ]; then
     merged=()

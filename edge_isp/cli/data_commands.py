@@ -9,6 +9,7 @@ from pathlib import Path
 from edge_isp.contract.sizes import size_argument
 from edge_isp.data import real_build, real_sources
 from edge_isp.data.builtin import DEFAULT_COUNTS, DEFAULT_SIZE, TASKS, BuildConfig, TaskConfig, build_dataset
+from edge_isp.errors import InvalidInputError
 
 DEFAULT_OUT = Path("data/demo")
 DEFAULT_REAL_OUT = Path("data/real")
@@ -55,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                       "pixels: 256 for configs/real-cls-half.toml)")  # fmt: skip
     real.add_argument("--crops-per-photo", type=_three_ints, default=(100, 50, 50), metavar="TRAIN,VAL,TEST",
                       help="crops from each photograph of each split (default 100,50,50)")  # fmt: skip
+    real.add_argument("--source-root", type=Path, metavar="DIR",
+                      help="with --real: read the listed photographs and vtest.avi under DIR (DIR/usr/share/..., "
+                      "DIR/skimage/data/...), a copy of the sources made by scripts/gpu_pack.py")  # fmt: skip
     real.add_argument("--frame-stride", type=int, default=3, metavar="N", help="keep every Nth video frame (default 3)")
     p.set_defaults(func=_build)
 
@@ -71,14 +75,16 @@ def _three_ints(text: str) -> tuple[int, int, int]:
 
 def _build_real(args: argparse.Namespace) -> int:
     skipped: list[tuple[str, str]] = []
+    if args.source_root is not None and (not args.real or args.images is not None or args.video is not None):
+        raise InvalidInputError("--source-root goes with --real (the built-in photographs and video) alone")
     if args.images is not None or args.video is not None:
         photos = real_sources.folder_photos(args.images, args.seed) if args.images is not None else []
         video = args.video
         if video is not None:
             real_sources.video_frame_count(video)
     else:
-        photos, skipped = real_sources.builtin_photos()
-        video = real_sources.VTEST_VIDEO
+        photos, skipped = real_sources.builtin_photos(source_root=args.source_root)
+        video = real_sources.vtest_video(args.source_root)
     config = real_build.RealBuildConfig(
         seed=args.seed,
         crop_px=args.crop_size,

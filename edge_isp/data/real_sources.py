@@ -66,25 +66,47 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _resolve(entry: dict) -> Path | None:
+def source_path(listed: str | Path, source_root: str | Path | None) -> Path:
+    """Where a listed source file is read from: ``listed`` itself, or under ``source_root``
+    (``ROOT/usr/share/...`` for ``/usr/share/...``; ``ROOT/skimage/data/NAME`` for a
+    scikit-image photo), a copy of the sources taken to another machine (scripts/gpu_pack.py)."""
+    if source_root is None:
+        return Path(listed)
+    return Path(source_root) / Path(listed).as_posix().lstrip("/")
+
+
+def vtest_video(source_root: str | Path | None = None) -> Path:
+    """OpenCV's ``vtest.avi``: where opencv-doc installs it, or under ``source_root``."""
+    return source_path(VTEST_VIDEO, source_root)
+
+
+def _resolve(entry: dict, source_root: str | Path | None = None) -> Path | None:
+    if source_root is not None:
+        return source_path(entry["path"], source_root)
     if entry["package"] == "scikit-image":
         folder = sources.skimage_data_dir()
         return None if folder is None else folder / Path(entry["path"]).name
     return Path(entry["path"])
 
 
-def builtin_photos(check_sha256: bool = True) -> tuple[list[RealPhoto], list[tuple[str, str]]]:
+def builtin_photos(
+    check_sha256: bool = True, source_root: str | Path | None = None
+) -> tuple[list[RealPhoto], list[tuple[str, str]]]:
     """The curated photographs found on this machine, and ``(id, reason)`` for those skipped.
 
+    ``source_root``: read each listed file under that folder instead (:func:`source_path`).
     Raises :class:`MissingFileError` when a split would be empty.
     """
+    if source_root is not None and not Path(source_root).is_dir():
+        raise MissingFileError(f"source root {source_root} is not a folder")
     listing = json.loads(PHOTO_LIST.read_text(encoding="utf-8"))
     found: list[RealPhoto] = []
     skipped: list[tuple[str, str]] = []
     for entry in listing["photos"]:
-        path = _resolve(entry)
+        path = _resolve(entry, source_root)
         if path is None or not path.is_file():
-            skipped.append((entry["id"], f"not installed ({entry['package']}: {entry['path']})"))
+            where = entry["path"] if source_root is None else str(path)
+            skipped.append((entry["id"], f"not installed ({entry['package']}: {where})"))
             continue
         if check_sha256 and _sha256(path) != entry["sha256"]:
             skipped.append((entry["id"], f"{path} differs from the listed file (sha256 {entry['sha256'][:12]}...)"))

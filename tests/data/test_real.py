@@ -224,3 +224,60 @@ def test_store_size_keeps_the_crop_windows_and_stores_more_pixels(inputs, tmp_pa
     source = cv2.imread(item["source"])[y0:y1, x0:x1]
     expected = cv2.resize(source, (48, 48), interpolation=cv2.INTER_AREA if x1 - x0 > 48 else cv2.INTER_LINEAR)
     assert stored.shape == (48, 48, 3) and np.array_equal(stored, expected)
+
+
+def _listing(root: Path, tmp_path: Path) -> Path:
+    """A photo list of three photographs (one per split) installed under ``root`` as a copy of
+    the sources would be: two Debian paths and one scikit-image file."""
+    entries = []
+    for i, (split, listed) in enumerate(
+        [("train", "/usr/share/wallpapers/A/a.png"), ("val", "/usr/share/doc/b.png"), ("test", "skimage/data/c.png")]
+    ):
+        path = root / listed.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _photo(path, 10 + i)
+        sha = real_sources._sha256(path)
+        package = "scikit-image" if listed.startswith("skimage") else "debian"
+        entries.append({"id": f"p{i}", "package": package, "path": listed, "sha256": sha, "group": f"p{i}",
+                        "split": split, "note": ""})  # fmt: skip
+    listing = tmp_path / "photos.json"
+    listing.write_text(json.dumps({"photos": entries}))
+    return listing
+
+
+def test_source_root_reads_the_listed_files_under_another_folder(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "sources"
+    monkeypatch.setattr(real_sources, "PHOTO_LIST", _listing(root, tmp_path))
+    assert real_sources.source_path("/usr/share/x.jpg", root) == root / "usr/share/x.jpg"
+    assert real_sources.source_path("/usr/share/x.jpg", None) == Path("/usr/share/x.jpg")
+    assert real_sources.vtest_video(root) == root / real_sources.VTEST_VIDEO.as_posix().lstrip("/")
+    found, skipped = real_sources.builtin_photos(source_root=root)
+    assert not skipped and [p.path for p in found] == [
+        root / "usr/share/wallpapers/A/a.png",
+        root / "usr/share/doc/b.png",
+        root / "skimage/data/c.png",
+    ]
+    # a copy whose bytes differ from the list is skipped, naming the file; an empty split is refused
+    (root / "usr/share/doc/b.png").write_bytes(b"changed")
+    with pytest.raises(MissingFileError, match=r"split\(s\) val"):
+        real_sources.builtin_photos(source_root=root)
+    _, skipped = real_sources.builtin_photos(check_sha256=False, source_root=root)
+    assert skipped == []
+    with pytest.raises(MissingFileError, match="is not a folder"):
+        real_sources.builtin_photos(source_root=tmp_path / "nowhere")
+
+
+def test_cli_builds_the_real_sets_from_a_source_root(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "sources"
+    monkeypatch.setattr(real_sources, "PHOTO_LIST", _listing(root, tmp_path))
+    real_sources.vtest_video(root).parent.mkdir(parents=True)
+    _video(real_sources.vtest_video(root), 45)
+    out = tmp_path / "real"
+    common = ["data", "build", "--no-progress", "--crop-size", "24", "--crops-per-photo", "2,1,1"]
+    assert main([*common, "--real", "--source-root", str(root), "--out", str(out)]) == 0
+    manifest = json.loads((out / real_build.DETECTION_DIR / real_build.MANIFEST).read_text())
+    assert manifest["video"] == str(real_sources.vtest_video(root)) and manifest["counts"]["train"] == 15 + 1
+    assert {i["source"] for i in manifest["items"]} >= {str(root / "skimage/data/c.png")}
+    with pytest.raises(SystemExit) as exc:
+        main([*common, "--images", str(root), "--source-root", str(root), "--out", str(tmp_path / "o")])
+    assert exc.value.code == 1 and "--source-root goes with --real" in capsys.readouterr().err
