@@ -79,11 +79,6 @@ class RealBuildConfig:
             raise InvalidInputError(f"crop size must be 16..1024 pixels, got {self.crop_px}")
         if self.store_px is not None and not 16 <= self.store_px <= 1024:
             raise InvalidInputError(f"stored crop size must be 16..1024 pixels, got {self.store_px}")
-
-    @property
-    def stored_px(self) -> int:
-        """Side of a stored classification crop."""
-        return self.crop_px if self.store_px is None else self.store_px
         if len(self.crops_per_photo) != 3 or any(n < 0 for n in self.crops_per_photo):
             raise InvalidInputError(f"crops per photo (train, val, test) must be >= 0, got {self.crops_per_photo}")
         if not self.scales or any(not 0.0 < s <= 1.0 for s in self.scales):
@@ -93,6 +88,11 @@ class RealBuildConfig:
         if self.photo_max_px < 64:
             raise InvalidInputError(f"photo_max_px must be at least 64, got {self.photo_max_px}")
         real_sources.video_splits(1, self.block_frames, self.gap_frames, self.frame_stride)
+
+    @property
+    def stored_px(self) -> int:
+        """Side of a stored classification crop."""
+        return self.crop_px if self.store_px is None else self.store_px
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -281,3 +281,19 @@ def test_cli_builds_the_real_sets_from_a_source_root(tmp_path, monkeypatch, caps
     with pytest.raises(SystemExit) as exc:
         main([*common, "--images", str(root), "--source-root", str(root), "--out", str(tmp_path / "o")])
     assert exc.value.code == 1 and "--source-root goes with --real" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"crops_per_photo": (4, -1, 3)}, "crops per photo"),
+        ({"scales": (0.3, 1.5)}, "crop scales"),
+        ({"scales": ()}, "crop scales"),
+        ({"seed": -1}, "seed must be"),
+        ({"photo_max_px": 32}, "photo_max_px"),
+        ({"store_px": 8}, "stored crop size"),
+    ],
+)
+def test_a_bad_build_config_is_refused(change, message):
+    with pytest.raises(InvalidInputError, match=message):
+        RealBuildConfig(**{**TINY.__dict__, **change})
