@@ -26,8 +26,6 @@ from edge_isp.isp.colour import resize_image
 from edge_isp.model.heads import Classifier
 from edge_isp.model.imagenet_classes import imagenet_class_names
 from edge_isp.teacher.file_classifier import FileClassifierTeacher, open_logits_teacher
-from edge_isp.train.checkpoint import load_checkpoint, model_from_checkpoint
-from edge_isp.train.config import TrainConfig
 
 IMAGENET_TEACHER = "mobilenet_v2_imagenet"
 
@@ -69,6 +67,10 @@ def checkpoint_teacher(path: str | Path, input_size: tuple[int, int] | None = No
 
     ``input_size`` defaults to the size the checkpoint was trained at (``data.size``).
     """
+
+    # edge_isp.train opens its teachers through this module: imported here to break that cycle.
+    from edge_isp.train.checkpoint import load_checkpoint, model_from_checkpoint
+    from edge_isp.train.config import TrainConfig
 
     path = Path(path)
     if not path.is_file():

@@ -29,7 +29,10 @@ import torch
 from torch import Tensor
 
 from edge_isp.errors import InvalidInputError
+from edge_isp.isp import IspConfig, render_mosaic
 from edge_isp.isp.colour import resize_image
+from edge_isp.sensor.cfa import unpack
+from edge_isp.sensor.optics import parse_blur
 from edge_isp.sensor.profile import SensorProfile
 from edge_isp.sensor.simulate import SimulatedRaw, electrons_from_lux, sample_light_levels, sample_log_uniform, simulate
 
@@ -252,7 +255,6 @@ class RawBatcher:
     @classmethod
     def from_config(cls, sensor: Any) -> RawBatcher:
         """From a :class:`~edge_isp.train.config.SensorSection`."""
-        from edge_isp.sensor.optics import parse_blur
 
         profile = SensorProfile.load(sensor.profile)
         low, high = light_to_electrons(profile, sensor.light_range, sensor.light_unit)
@@ -327,7 +329,6 @@ class RawBatcher:
 
 def check_conventional_isp(demosaic: str, denoise: str) -> None:
     """Fail early, before training starts, if the conventional ISP or its settings are unusable."""
-    from edge_isp.isp import IspConfig
 
     IspConfig(demosaic=demosaic, denoise=denoise)
 
@@ -344,9 +345,6 @@ def conventional_isp_batch(
     (OpenCV releases the GIL). Returns sRGB (B, 3, H, W) on [0, 1] on the raw's device.
     """
     from concurrent.futures import ThreadPoolExecutor
-
-    from edge_isp.isp import IspConfig, render_mosaic
-    from edge_isp.sensor.cfa import unpack
 
     packed = sim.packed.detach().float().cpu().numpy()
     noise = sim.noise.detach().double().cpu().numpy()

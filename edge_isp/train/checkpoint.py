@@ -26,6 +26,7 @@ from torch import nn
 
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.fileio import atomic_open
+from edge_isp.model.joint import JointModel, ModelConfig
 
 FORMAT = "edge-isp/checkpoint"
 VERSION = 1
@@ -109,8 +110,6 @@ def model_from_checkpoint(path: str | Path, map_location: str | torch.device = "
     with its weights, in eval mode. The ImageNet weights are not read (they are in the state)."""
     import dataclasses
 
-    from edge_isp.model.joint import JointModel, ModelConfig
-
     data = load_checkpoint(path, map_location)
     require_keys(data, path)
     try:
@@ -146,8 +145,6 @@ def load_submodule(model: nn.Module, path: str | Path, name: str) -> None:
             f"init.{name} needs a checkpoint whose model has a {name}"
         )
     if name == "isp" and model.config.isp is not None:
-        from edge_isp.model.joint import ModelConfig
-
         theirs_isp = ModelConfig.from_dict(data["model_config"]).isp
         theirs_res = theirs_isp.resolution if theirs_isp is not None else "none"
         if theirs_res != model.config.isp.resolution:
@@ -158,8 +155,6 @@ def load_submodule(model: nn.Module, path: str | Path, name: str) -> None:
                 f"{model.config.isp.resolution}-resolution *_rec model"
             )
     if name == "head" and model.config.task == "detection":
-        from edge_isp.model.joint import ModelConfig
-
         theirs = ModelConfig.from_dict(data["model_config"]).size_activation
         if theirs != model.config.size_activation:
             raise InvalidInputError(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from edge_isp.data.builtin import builtin_dataset
+from edge_isp.data.folders import CocoDetectionDataset, ImageFolderDataset
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.isp.colour import resize_image
 from edge_isp.teacher.cache import ClassificationAnswers, DetectionAnswers, cache_key, ensure_cache, load_answers
@@ -52,16 +54,12 @@ def data_task(data: DataSection, model_task: str) -> str:
 
 
 def _open_builtin(root: Path, task: str, split: str):
-    from edge_isp.data.builtin import builtin_dataset
-
     if not root.exists():
         raise MissingFileError(f"training data {root} (data.root) does not exist: {BUILD_HINT}")
     return builtin_dataset(root, task, split)
 
 
 def _open_path(path: str, images: str | None, task: str, key: str, class_names: list[str] | None):
-    from edge_isp.data.folders import CocoDetectionDataset, ImageFolderDataset
-
     p = Path(path)
     if not p.exists():
         raise MissingFileError(f"{key} = {path!r} does not exist: {BUILD_HINT}")

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from edge_isp.errors import EdgeIspError, InvalidInputError, MissingFileError
 from edge_isp.fileio import write_bytes, write_json
 from edge_isp.model.heads import DETECTOR_STRIDE
+from edge_isp.model.registry import create_model, get_config
 from edge_isp.train import distributed as D
 from edge_isp.train.batches import apply_hflip, collate_classification, collate_detection, hflip_mask, to_float
 from edge_isp.train.checkpoint import (
@@ -156,8 +157,6 @@ class Trainer:
 
     # -- setup ------------------------------------------------------------------------
     def _setup(self, resume: bool) -> None:
-        from edge_isp.model.registry import create_model, get_config
-
         cfg = self.config
         self.device = D.resolve_device(cfg.run.device, self.dist.local_rank)
         if cfg.run.deterministic:

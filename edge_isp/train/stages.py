@@ -29,10 +29,12 @@ from torch import Tensor, nn
 
 from edge_isp.errors import InvalidInputError
 from edge_isp.model.heads import DETECTOR_STRIDE
+from edge_isp.model.registry import list_models
 from edge_isp.train import losses, metrics
 from edge_isp.train.batches import (
     RawBatcher,
     area_downsample,
+    check_conventional_isp,
     conventional_isp_batch,
     light_to_electrons,
     to_float,
@@ -62,7 +64,6 @@ STAGE_SPECS = {
 
 def check_stage(stage: str, model_name: str, task: str) -> StageSpec:
     """The spec of ``stage``, refusing a model of the wrong task with the valid choices."""
-    from edge_isp.model.registry import list_models
 
     if stage not in STAGE_SPECS:
         raise InvalidInputError(f"unknown stage {stage!r}; expected one of {', '.join(STAGE_SPECS)}")
@@ -135,8 +136,6 @@ class Stage:
             unit = "lux" if config.sensor.light_unit == "lux" else "e-"
             self.val_levels = [(f"{v:g} {unit}", e) for v, e in zip(config.sensor.val_light, electrons, strict=True)]
         if spec.name == "baseline":
-            from edge_isp.train.batches import check_conventional_isp
-
             check_conventional_isp(config.baseline.demosaic, config.baseline.denoise)
 
     def inputs(self, clean: Tensor, generator: torch.Generator | None, electrons: float | None = None):
