@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -127,14 +128,16 @@ class DevTools:
 def chromium_page(url: str, size: tuple[int, int]) -> Iterator[DevTools]:
     """A headless Chromium showing ``url`` at ``size`` (width, height) CSS pixels."""
     assert CHROMIUM is not None, "needs a headless Chromium (Debian: apt-get install chromium)"
-    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+    # Chromium's helper processes can still write to the profile as the browser exits: the
+    # whole process group is stopped, and a file they leave does not fail the test.
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-", ignore_cleanup_errors=True) as profile:
         args = [
             CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--remote-debugging-port=0",
             f"--window-size={size[0]},{size[1]}", "about:blank",
         ]  # fmt: skip
-        browser = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        browser = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             wait_for(lambda: port_file.exists() and port_file.read_text().count("\n") >= 1, "Chromium's DevTools port")
@@ -147,9 +150,16 @@ def chromium_page(url: str, size: tuple[int, int]) -> Iterator[DevTools]:
             yield devtools
             devtools.sock.close()
         finally:
-            browser.terminate()
-            try:
-                browser.wait(10)
-            except subprocess.TimeoutExpired:
-                browser.kill()
-                browser.wait()
+            _stop_group(browser)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """Stop ``process`` and every process it started (its session's group)."""
+    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
