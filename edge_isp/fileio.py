@@ -10,6 +10,7 @@ process id, those older than :data:`STALE_TMP_AGE_S`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -159,3 +160,12 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
         raise InvalidInputError(f"{what} {path} is not valid JSON: {exc}") from None
     except RecursionError:
         raise InvalidInputError(f"{what} {path} nests JSON too deeply to read") from None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

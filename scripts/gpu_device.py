@@ -39,6 +39,16 @@ STUDY_MODULES = ("edge_isp.cli", "edge_isp.train.loop", "edge_isp.train.datasets
 WAS_SOURCE = ("source", "path", "video")  # manifest fields that name where a source was read
 
 
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file. Standard library only: this script checks and stashes before the
+    package is on the path (scripts/gpu_study.sh), so it cannot use edge_isp.fileio's."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def check() -> int:
     missing = [f"missing: Python package {name} ({why})" for name, why in NEEDED.items()
                if importlib.util.find_spec(name) is None]  # fmt: skip
@@ -64,14 +74,6 @@ def check() -> int:
     return 0
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def stash(pack: Path, store: Path) -> int:
     """Copy each part under ``pack`` into ``store`` (verified by sha256) and say what is missing."""
     indexes = sorted(pack.glob(f"part*/{INDEX}")) if pack.is_dir() else []
@@ -84,7 +86,7 @@ def stash(pack: Path, store: Path) -> int:
             if entry["part"] != number:
                 continue
             source, target = part / name, store / name
-            if not source.is_file() or _sha256(source) != entry["sha256"]:
+            if not source.is_file() or sha256_file(source) != entry["sha256"]:
                 print(f"stash: {source} is missing or damaged; pack again with scripts/gpu_pack.py")
                 return 1
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +99,9 @@ def stash(pack: Path, store: Path) -> int:
         return 4
     index = json.loads((store / INDEX).read_text(encoding="utf-8"))
     have = set(range(1, index["parts"] + 1)) - {
-        e["part"] for n, e in index["files"].items() if not (store / n).is_file() or _sha256(store / n) != e["sha256"]
+        e["part"]
+        for n, e in index["files"].items()
+        if not (store / n).is_file() or sha256_file(store / n) != e["sha256"]
     }
     missing = sorted(set(range(1, index["parts"] + 1)) - have)
     if missing:
@@ -133,7 +137,7 @@ def restore(store: Path, data: Path) -> int:
             return 1
         expected = [line.split("  ", 1) for line in gzip.decompress((task_dir / "files.sha256.gz").read_bytes())
                     .decode().splitlines()]  # fmt: skip
-        differ = [name for sha, name in expected if _sha256(data / task / name) != sha]
+        differ = [name for sha, name in expected if sha256_file(data / task / name) != sha]
         print(f"restore: {task}: {len(expected) - len(differ)} of {len(expected)} files byte-identical to the "
               f"packing machine's build" + (f"; differing, e.g. {differ[0]}" if differ else ""))  # fmt: skip
         rebuilt_path.write_bytes(packed)  # the manifest's bytes key the teacher caches

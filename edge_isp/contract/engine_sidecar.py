@@ -21,21 +21,12 @@ from typing import Any
 
 from edge_isp import __version__
 from edge_isp.errors import InvalidInputError
-from edge_isp.fileio import read_json, write_json
+from edge_isp.fileio import read_json, sha256_file, write_json
 
 SIDECAR_FORMAT = "edge-isp/engine"
 SIDECAR_VERSION = 1
 
 log = logging.getLogger(__name__)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +143,7 @@ def check_engine(path: str | Path, tensorrt_version: str, gpu_name: str, compute
         return {}
     info = read_sidecar(path)
     rebuild = f"rebuild it here with `edge-isp export engine {info.get('onnx', 'MODEL.onnx')}`"
-    if file_sha256(path) != info["engine_sha256"]:
+    if sha256_file(path) != info["engine_sha256"]:
         raise InvalidInputError(
             f"engine {path} changed since it was built (its sha256 differs from the sidecar's); {rebuild}"
         )

@@ -17,7 +17,6 @@ frame near a test frame is ever trained on.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 from edge_isp.data import sources
 from edge_isp.data.folders import IMAGE_SUFFIXES, read_image
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.fileio import sha256_file
 
 PHOTO_LIST = Path(__file__).with_name("real_photos.json")
 VTEST_VIDEO = sources.OPENCV_SAMPLES_DIR / "vtest.avi"
@@ -60,10 +60,6 @@ class RealPhoto:
     split: str
     sha256: str = ""
     note: str = ""
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def source_path(listed: str | Path, source_root: str | Path | None) -> Path:
@@ -108,7 +104,7 @@ def builtin_photos(
             where = entry["path"] if source_root is None else str(path)
             skipped.append((entry["id"], f"not installed ({entry['package']}: {where})"))
             continue
-        if check_sha256 and _sha256(path) != entry["sha256"]:
+        if check_sha256 and sha256_file(path) != entry["sha256"]:
             skipped.append((entry["id"], f"{path} differs from the listed file (sha256 {entry['sha256'][:12]}...)"))
             continue
         found.append(

@@ -9,7 +9,6 @@ under each warning and failure.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import textwrap
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from edge_isp.deploy.board_checks import FAIL, MACHINE_CHECKS, PASS, SKIP, WARN,
 from edge_isp.deploy.run_config import RunConfig, load_run_config
 from edge_isp.deploy.system import System
 from edge_isp.errors import EdgeIspError
+from edge_isp.fileio import sha256_file
 
 DEFAULT_PREFIX = "/opt/edge-isp"
 DEFAULT_CONFIG = "/etc/edge-isp/config.toml"
@@ -36,14 +36,6 @@ class DoctorOptions:
     engine: str | None = None
     prefix: str = DEFAULT_PREFIX
     service: str = SERVICE
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_disk(system: System, options: DoctorOptions) -> Check:

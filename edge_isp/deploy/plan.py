@@ -27,11 +27,10 @@ from typing import Any
 import edge_isp
 from edge_isp.contract.metadata import read_onnx_props
 from edge_isp.contract.targets import load_target, target_path
-from edge_isp.deploy.doctor import sha256_file
 from edge_isp.deploy.run_config import TOP_KEYS, parse_run_config
 from edge_isp.deploy.ssh import check_remote_path
 from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.fileio import read_text, write_json
+from edge_isp.fileio import read_text, sha256_file, write_json
 from edge_isp.sensor.profile import SensorProfile, profile_path
 from edge_isp.shipped import shipped_dir
 from edge_isp.tomlwrite import toml_value

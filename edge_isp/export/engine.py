@@ -20,9 +20,10 @@ from edge_isp.contract.metadata import read_metadata
 from edge_isp.contract.targets import Target
 from edge_isp.errors import InvalidInputError, require
 from edge_isp.export.build_plan import BuildPlan, plan_build
-from edge_isp.export.engine_cache import CachedEngine, EngineCache, EngineKey, file_sha256
+from edge_isp.export.engine_cache import CachedEngine, EngineCache, EngineKey
 from edge_isp.export.progress import BuildProgress
 from edge_isp.export.tensorrt_build import build_serialized, deserialize, import_tensorrt
+from edge_isp.fileio import sha256_file
 
 
 class TensorRTBackend:
@@ -124,7 +125,7 @@ def build_engine(
         say(f"note: target {target.name!r} names TensorRT {target.tensorrt_version}; building with {version}")
     plan = plan_for(target, onnx_path, version)
     gpu = gpu or detect_gpu()
-    key = engine_key(file_sha256(onnx_path), plan, gpu)
+    key = engine_key(sha256_file(onnx_path), plan, gpu)
     cache = EngineCache(cache_dir, say)
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     timing = cache.timing_cache_path(version, gpu.slug, gpu.sm)

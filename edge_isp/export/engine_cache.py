@@ -26,9 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edge_isp.contract.engine_sidecar import EngineKey, file_sha256, read_sidecar, sidecar_path, write_sidecar
+from edge_isp.contract.engine_sidecar import EngineKey, read_sidecar, sidecar_path, write_sidecar
 from edge_isp.errors import EdgeIspError, InvalidInputError
-from edge_isp.fileio import write_bytes
+from edge_isp.fileio import sha256_file, write_bytes
 
 T = TypeVar("T")
 
@@ -77,7 +77,7 @@ class EngineCache:
         if not engine.is_file():
             self.say(f"cached engine {engine.name} is missing beside its sidecar; rebuilding")
             return None
-        if file_sha256(engine) != info.get("engine_sha256"):
+        if sha256_file(engine) != info.get("engine_sha256"):
             self.say(f"cached engine {engine.name} changed since it was built (sha256 differs); rebuilding")
             return None
         return CachedEngine(engine, side, info)

@@ -14,6 +14,7 @@ from edge_isp.cli import main
 from edge_isp.data import real_build, real_sources
 from edge_isp.data.real_build import RealBuildConfig, build_real, crop_boxes
 from edge_isp.errors import InvalidInputError, MissingFileError
+from edge_isp.fileio import sha256_file
 
 TINY = RealBuildConfig(seed=5, crop_px=24, crops_per_photo=(4, 2, 3), scales=(0.3, 0.9), photo_max_px=64,
                        block_frames=10, gap_frames=2, frame_stride=2)  # fmt: skip
@@ -236,7 +237,7 @@ def _listing(root: Path, tmp_path: Path) -> Path:
         path = root / listed.lstrip("/")
         path.parent.mkdir(parents=True, exist_ok=True)
         _photo(path, 10 + i)
-        sha = real_sources._sha256(path)
+        sha = sha256_file(path)
         package = "scikit-image" if listed.startswith("skimage") else "debian"
         entries.append({"id": f"p{i}", "package": package, "path": listed, "sha256": sha, "group": f"p{i}",
                         "split": split, "note": ""})  # fmt: skip

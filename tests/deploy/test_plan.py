@@ -57,7 +57,7 @@ def test_release_holds_package_model_profile_config_and_manifest(tmp_path, model
     assert manifest["python"] == "/srv/eisp/venv/bin/python"
     on_disk = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} - {"MANIFEST.json"}
     assert set(manifest["files"]) == on_disk
-    from edge_isp.deploy.doctor import sha256_file
+    from edge_isp.fileio import sha256_file
 
     assert manifest["files"]["model/det.onnx"] == sha256_file(model)
 

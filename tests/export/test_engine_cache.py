@@ -9,10 +9,11 @@ import json
 
 import pytest
 
-from edge_isp.contract.engine_sidecar import EngineKey, compatibility_problems, file_sha256, read_sidecar
+from edge_isp.contract.engine_sidecar import EngineKey, compatibility_problems, read_sidecar
 from edge_isp.contract.gpu import GpuInfo
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.engine_cache import EngineCache, EngineError
+from edge_isp.fileio import sha256_file
 
 KEY = EngineKey("ab" * 32, "int8", "10.3.0", "Orin", "8.7", 0, {"workspace_bytes": 1 << 30})
 
@@ -160,7 +161,7 @@ def test_compatibility_problems():
 def test_file_sha256(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"x" * 3_000_000)
-    assert file_sha256(path) == hashlib.sha256(b"x" * 3_000_000).hexdigest()
+    assert sha256_file(path) == hashlib.sha256(b"x" * 3_000_000).hexdigest()
 
 
 class FakeBackend:
@@ -218,7 +219,7 @@ class TestBuildEngine:
         first = build_engine(int8_model, target, tmp_path / "c", backend=backend, gpu=gpu, say=Recorder())
         assert first.built and first.plan.builder_flags == ("INT8", "GPU_FALLBACK")
         side = first.entry.info
-        assert side["key"]["onnx_sha256"] == file_sha256(int8_model)
+        assert side["key"]["onnx_sha256"] == sha256_file(int8_model)
         assert side["key"]["gpu_name"] == "Orin" and side["key"]["compute_capability"] == "8.7"
         assert side["model"]["edge_isp.precision"] == "int8"  # the runtime can read the model's metadata
         assert backend.builds[0][1].name == "timing.10.3.0.orin.sm87.cache"

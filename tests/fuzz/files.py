@@ -109,7 +109,8 @@ def checkpoint(path: Path, drop: tuple[str, ...] = (), **changes) -> Path:
 def engine_with_sidecar(path: Path, **changes) -> Path:
     """A stand-in engine file (bytes only: no TensorRT here) and the sidecar the engine cache
     writes beside it, with ``changes``."""
-    from edge_isp.contract.engine_sidecar import SIDECAR_FORMAT, SIDECAR_VERSION, file_sha256
+    from edge_isp.contract.engine_sidecar import SIDECAR_FORMAT, SIDECAR_VERSION
+    from edge_isp.fileio import sha256_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"plan bytes")
@@ -117,7 +118,7 @@ def engine_with_sidecar(path: Path, **changes) -> Path:
         "format": SIDECAR_FORMAT,
         "version": SIDECAR_VERSION,
         "key": {"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": "8.7"},
-        "engine_sha256": file_sha256(path),
+        "engine_sha256": sha256_file(path),
         "onnx": "model.onnx",
         "model": {"edge_isp.task": "detection"},
     }
