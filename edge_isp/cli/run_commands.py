@@ -224,6 +224,8 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         model, backend, device=device, threads=args.threads, engine_on_first_use=True,
         precision=getattr(args, "precision", None) or "auto",
     )  # fmt: skip
+    # The file that runs, which may be a sibling of the one given (an INT8 file, a built engine).
+    model = getattr(inference, "path", model)
     info = metadata_of_backend(inference)
     profile_name = args.profile or info.profile
     if profile_name is None:

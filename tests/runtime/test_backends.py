@@ -429,3 +429,15 @@ def test_onnxruntime_on_a_cpu_runs_the_cpu_int8_file_beside_the_model(tmp_path, 
         make_backend(model, "onnxruntime", device="cpu", precision="int8")
     with pytest.raises(InvalidInputError, match="precision"):
         make_backend(model, "onnxruntime", device="cpu", precision="int4")
+
+
+def test_run_names_the_file_that_runs(tmp_path, capsys):
+    from edge_isp.cli import main
+
+    model = spot_detector(tmp_path / "det.onnx", 32, 32)
+    (tmp_path / "det.int8-cpu.onnx").write_bytes(model.read_bytes())  # a stand-in, as above
+    argv = ["run", "--source", "sim", "--model", str(model), "--max-frames", "2", "--process-all", "--device", "cpu"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert f"model {tmp_path / 'det.int8-cpu.onnx'}:" in capsys.readouterr().out
+    assert main([*argv, "--precision", "fp32"]) == 0
+    assert f"model {model}:" in capsys.readouterr().out
