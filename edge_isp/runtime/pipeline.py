@@ -25,7 +25,6 @@ and is raised again from :meth:`Pipeline.close` (and so from :meth:`Pipeline.run
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import signal
@@ -41,6 +40,7 @@ from edge_isp.errors import InvalidInputError
 from edge_isp.isp.pipeline import IspConfig, render, to_uint8
 from edge_isp.runtime.annotate import ViewMap, annotate, to_bgr8
 from edge_isp.runtime.conventional import ConventionalModel
+from edge_isp.runtime.frame_queue import WHEN_FULL, FrameQueue, QueueClosed
 from edge_isp.runtime.interfaces import (
     CameraSource,
     FrameResult,
@@ -61,71 +61,6 @@ STAGES = (
     "conventional_inference", "output",
 )  # fmt: skip
 COUNTERS = ("frames_captured", "source_errors", "output_errors", "noise_clamped", "conventional_frames")
-WHEN_FULL = ("drop_oldest", "block")
-
-
-class QueueClosed(Exception):
-    """No more items: the producer finished (and the queue is drained) or the pipeline stopped."""
-
-
-class FrameQueue:
-    """A bounded FIFO between two stages.
-
-    ``put`` on a full queue drops the oldest item and returns it (``"drop_oldest"``) or waits
-    for room (``"block"``). :meth:`close` ends the stream after the queued items;
-    :meth:`abort` discards them and wakes every waiter.
-    """
-
-    def __init__(self, maxsize: int, when_full: str = "drop_oldest") -> None:
-        if maxsize < 1:
-            raise InvalidInputError(f"a queue holds at least 1 item, got maxsize {maxsize}")
-        if when_full not in WHEN_FULL:
-            raise InvalidInputError(f"when_full must be one of {', '.join(WHEN_FULL)}, got {when_full!r}")
-        self.maxsize, self.when_full = maxsize, when_full
-        self._items: collections.deque = collections.deque()
-        self._cond = threading.Condition()
-        self._closed = self._aborted = False
-
-    def put(self, item: Any) -> Any | None:
-        """Add ``item``; return the item dropped to make room, or None."""
-        with self._cond:
-            if self.when_full == "block":
-                while len(self._items) >= self.maxsize and not self._aborted:
-                    self._cond.wait()
-            if self._aborted or self._closed:
-                return None
-            dropped = self._items.popleft() if len(self._items) >= self.maxsize else None
-            self._items.append(item)
-            self._cond.notify_all()
-            return dropped
-
-    def get(self) -> Any:
-        """The oldest item; waits for one. Raises :class:`QueueClosed` at the end."""
-        with self._cond:
-            while not self._items and not self._closed and not self._aborted:
-                self._cond.wait()
-            if self._aborted or not self._items:
-                raise QueueClosed
-            item = self._items.popleft()
-            self._cond.notify_all()
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def abort(self) -> None:
-        with self._cond:
-            self._aborted = True
-            self._items.clear()
-            self._cond.notify_all()
-
-    def __len__(self) -> int:
-        with self._cond:
-            return len(self._items)
-
-
 # Bilinear demosaicking: the cheapest, and the live view is small on screen.
 _BILINEAR = IspConfig(demosaic="bilinear")
 

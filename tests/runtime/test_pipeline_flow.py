@@ -22,8 +22,9 @@ from edge_isp.contract.metadata import metadata_of_backend
 from edge_isp.contract.model_input import Preprocessor
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.runtime.backends import make_backend
+from edge_isp.runtime.frame_queue import FrameQueue, QueueClosed
 from edge_isp.runtime.interfaces import CameraSource, InferenceBackend, Output, SourceError
-from edge_isp.runtime.pipeline import FrameQueue, Pipeline, PipelineConfig, QueueClosed
+from edge_isp.runtime.pipeline import Pipeline, PipelineConfig
 from edge_isp.runtime.postprocess import Postprocessor
 from edge_isp.runtime.sources import SimulatedSource, open_source
 from edge_isp.runtime.sources.scene import MovingScene, Sprite
