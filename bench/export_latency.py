@@ -47,16 +47,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from edge_isp.contract.engine import build_engine
 from edge_isp.contract.onnx_session import cpu_session
 from edge_isp.contract.sizes import parse_size
 from edge_isp.contract.targets import Target
+from edge_isp.contract.tensorrt_build import installed_version
 from edge_isp.export.calibration import simulated_feed
-from edge_isp.export.engine import build_engine
 from edge_isp.export.graph_stats import graph_stats
 from edge_isp.export.loading import load_model
 from edge_isp.export.onnx_export import decode_detections, export_onnx, parity_inputs
 from edge_isp.export.precision import convert_fp16, quantize_int8
-from edge_isp.export.tensorrt_build import installed_version
 from edge_isp.fileio import write_json
 from edge_isp.isp import IspConfig, render_mosaic
 from edge_isp.sensor.cfa import unpack

@@ -11,7 +11,7 @@ import sys
 import edge_isp
 
 # Modules whose import needs an optional dependency that the test environment may lack.
-OPTIONAL = ("edge_isp.runtime.sources.picamera2_source", "edge_isp.export.tensorrt_build")
+OPTIONAL = ("edge_isp.runtime.sources.picamera2_source", "edge_isp.contract.tensorrt_build")
 
 
 def test_each_module_imports_first():

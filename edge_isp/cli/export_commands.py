@@ -335,12 +335,12 @@ def _report(args: argparse.Namespace) -> int:
 def _engine(args: argparse.Namespace) -> int:
     import sys
 
-    from edge_isp.export.engine import build_engine, plan_for
-    from edge_isp.export.tensorrt_build import installed_version
+    from edge_isp.contract.engine import build_engine, plan_for
+    from edge_isp.contract.tensorrt_build import installed_version
 
     target = _target(args)
     if args.print_trtexec:
-        from edge_isp.export.trtexec import format_command, trtexec_args
+        from edge_isp.contract.trtexec import format_command, trtexec_args
 
         version = args.tensorrt_version or installed_version() or target.tensorrt_version or "10.0"
         plan = plan_for(target, args.model, version)
@@ -348,7 +348,7 @@ def _engine(args: argparse.Namespace) -> int:
         print(f"# TensorRT {version} ({plan.api}), target {target.name}")
         print(format_command(trtexec_args(args.model, plan, engine_path, args.cache / "timing.cache")))
         return 0
-    from edge_isp.export.progress import BuildProgress
+    from edge_isp.contract.progress import BuildProgress
 
     progress = BuildProgress(show=not args.no_progress and sys.stderr.isatty())
     result = build_engine(args.model, target, args.cache, rebuild=args.rebuild, progress=progress)

@@ -5,7 +5,7 @@ for the one ONNX graph and settings it was built from. The sidecar says which (t
 :class:`EngineKey`: ONNX sha256, precision, TensorRT version, GPU name and compute capability,
 DLA core, build settings), holds the engine's own sha256, and keeps a copy of the model's ONNX
 metadata, which a plan file cannot carry (a prefix on the plan would break trtexec). The export
-side writes it (:func:`write_sidecar`, from :mod:`edge_isp.export.engine_cache`); the runtime
+side writes it (:func:`write_sidecar`, from :mod:`edge_isp.contract.engine_cache`); the runtime
 and ``edge-isp doctor`` read it (:func:`read_sidecar`, :func:`check_engine`). Torch-free.
 """
 

@@ -8,8 +8,8 @@ Modules, one job each (import what you use; nothing heavy loads with the package
   :mod:`~edge_isp.export.calibration`: calibration frames; :mod:`~edge_isp.export.sensitivity`
   and :mod:`~edge_isp.export.precision_search`: which layers stay in FP32, measured.
 - :mod:`~edge_isp.export.accuracy`: accuracy per precision per light level (ONNX Runtime).
-- :mod:`~edge_isp.contract.targets`: ``export/targets/*.toml``; :mod:`~edge_isp.export.build_plan`,
-  :mod:`~edge_isp.export.engine_cache`, :mod:`~edge_isp.export.trtexec`: pure build logic;
-  :mod:`~edge_isp.export.tensorrt_build`: the thin TensorRT adapter; :mod:`~edge_isp.export.engine`
+- :mod:`~edge_isp.contract.targets`: ``export/targets/*.toml``; :mod:`~edge_isp.contract.build_plan`,
+  :mod:`~edge_isp.contract.engine_cache`, :mod:`~edge_isp.contract.trtexec`: pure build logic;
+  :mod:`~edge_isp.contract.tensorrt_build`: the thin TensorRT adapter; :mod:`~edge_isp.contract.engine`
   ties them; :mod:`~edge_isp.export.workflow`: ``edge-isp export all``.
 """

@@ -24,7 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge_isp.contract.engine import build_engine, plan_for
+from edge_isp.contract.progress import BuildProgress
 from edge_isp.contract.targets import Target
+from edge_isp.contract.tensorrt_build import installed_version
+from edge_isp.contract.trtexec import format_command, trtexec_args
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.accuracy import accuracy_report
 from edge_isp.export.calibration import frames_feed, recorded_frames, simulated_feed
@@ -34,16 +38,12 @@ from edge_isp.export.cpu_int8 import (
     int8_mac_fraction,
     quantize_int8_cpu,
 )
-from edge_isp.export.engine import build_engine, plan_for
 from edge_isp.export.evalset import check_class_names, light_levels, load_images, open_dataset
 from edge_isp.export.graph_stats import graph_stats
 from edge_isp.export.loading import default_input_kind, load_model
 from edge_isp.export.onnx_export import export_onnx
 from edge_isp.export.precision import DEFAULT_CALIBRATION, convert_fp16, precision_suffix, quantize_int8
 from edge_isp.export.precision_search import FrameSet, Ranking, reduce_precision
-from edge_isp.export.progress import BuildProgress
-from edge_isp.export.tensorrt_build import installed_version
-from edge_isp.export.trtexec import format_command, trtexec_args
 from edge_isp.fileio import write_json
 from edge_isp.sensor.profile import SensorProfile
 

@@ -248,8 +248,8 @@ def test_model_from_the_config_is_checked(tmp_path):
 
 
 def write_engine(tmp_path: Path, tensorrt: str, gpu: str, capability: str) -> Path:
+    from edge_isp.contract.engine_cache import EngineCache
     from edge_isp.contract.engine_sidecar import EngineKey
-    from edge_isp.export.engine_cache import EngineCache
 
     key = EngineKey("ab" * 32, "int8", tensorrt, gpu, capability, None)
     return EngineCache(tmp_path, say=lambda _: None).store(key, "model", b"plan-bytes", {}).engine_path

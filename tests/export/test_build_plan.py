@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from edge_isp.contract.build_plan import UnsupportedTensorRTError, api_path, parse_version, plan_build
+from edge_isp.contract.trtexec import format_command, trtexec_args
 from edge_isp.errors import InvalidInputError
-from edge_isp.export.build_plan import UnsupportedTensorRTError, api_path, parse_version, plan_build
-from edge_isp.export.trtexec import format_command, trtexec_args
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ import json
 
 import pytest
 
+from edge_isp.contract.engine_cache import EngineCache, EngineError
 from edge_isp.contract.engine_sidecar import EngineKey, compatibility_problems, read_sidecar
 from edge_isp.contract.gpu import GpuInfo
 from edge_isp.errors import InvalidInputError
-from edge_isp.export.engine_cache import EngineCache, EngineError
 from edge_isp.fileio import sha256_file
 
 KEY = EngineKey("ab" * 32, "int8", "10.3.0", "Orin", "8.7", 0, {"workspace_bytes": 1 << 30})
@@ -210,8 +210,8 @@ class TestBuildEngine:
         return path
 
     def test_build_then_cache_then_new_version(self, tmp_path, int8_model):
+        from edge_isp.contract.engine import build_engine
         from edge_isp.contract.targets import Target
-        from edge_isp.export.engine import build_engine
 
         target = Target(name="t", precision="int8", input_size=(64, 64), memory_pool_mb=16, dla_core=0)
         gpu = GpuInfo("Orin", (8, 7))
@@ -229,8 +229,8 @@ class TestBuildEngine:
         assert third.built and third.entry.engine_path != first.entry.engine_path
 
     def test_precision_and_size_must_match_the_target(self, tmp_path, int8_model):
+        from edge_isp.contract.engine import build_engine
         from edge_isp.contract.targets import Target
-        from edge_isp.export.engine import build_engine
 
         gpu = GpuInfo("Orin", (8, 7))
         fp16 = Target(name="t", precision="fp16", input_size=(64, 64), memory_pool_mb=16)

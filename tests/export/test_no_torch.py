@@ -8,12 +8,12 @@ import sys
 
 MODULES = [
     "edge_isp.contract.targets",
-    "edge_isp.export.build_plan",
-    "edge_isp.export.engine_cache",
-    "edge_isp.export.trtexec",
-    "edge_isp.export.progress",
-    "edge_isp.export.tensorrt_build",
-    "edge_isp.export.engine",
+    "edge_isp.contract.build_plan",
+    "edge_isp.contract.engine_cache",
+    "edge_isp.contract.trtexec",
+    "edge_isp.contract.progress",
+    "edge_isp.contract.tensorrt_build",
+    "edge_isp.contract.engine",
 ]
 
 

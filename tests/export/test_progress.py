@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from edge_isp.export.progress import BuildCancelled, BuildProgress, run_cancellable
+from edge_isp.contract.progress import BuildCancelled, BuildProgress, run_cancellable
 
 
 def fake_build(progress: BuildProgress, steps: int = 400, delay_s: float = 0.005, stopped: list | None = None):

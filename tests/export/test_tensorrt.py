@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
+from edge_isp.contract.build_plan import api_path
+from edge_isp.contract.engine import TensorRTBackend, build_engine
+from edge_isp.contract.progress import BuildCancelled, BuildProgress
 from edge_isp.contract.targets import Target
-from edge_isp.export.build_plan import api_path
-from edge_isp.export.engine import TensorRTBackend, build_engine
 from edge_isp.export.precision import convert_fp16
-from edge_isp.export.progress import BuildCancelled, BuildProgress
 
 from .conftest import ColourClassifier, export_module
 

@@ -143,8 +143,8 @@ class TestTensorRT:
         assert "scripts/bootstrap.sh" in message
 
     def test_engine_checked_against_its_sidecar(self, tmp_path, caplog):
+        from edge_isp.contract.engine_cache import EngineCache
         from edge_isp.contract.engine_sidecar import EngineKey, check_engine
-        from edge_isp.export.engine_cache import EngineCache
 
         key = EngineKey("ab" * 32, "fp16", "10.3.0", "Orin", "8.7", None)
         model = {"edge_isp.task": "detection", "edge_isp.class_names": '["shirt"]'}

@@ -10,12 +10,12 @@ import logging
 
 import pytest
 
+from edge_isp.contract.engine_cache import EngineError
 from edge_isp.contract.engine_sidecar import read_sidecar
 from edge_isp.contract.gpu import GpuInfo, NoGpuError
 from edge_isp.contract.metadata import read_metadata
+from edge_isp.contract.progress import BuildCancelled, BuildProgress
 from edge_isp.errors import InvalidInputError, MissingDependencyError
-from edge_isp.export.engine_cache import EngineError
-from edge_isp.export.progress import BuildCancelled, BuildProgress
 from edge_isp.runtime.backends import engine_on_first_use as eofu
 from edge_isp.runtime.backends import make_backend
 from edge_isp.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend

@@ -1,15 +1,15 @@
 """`edge-isp run --model model.onnx` on a machine with TensorRT: the engine for this GPU,
 built on first use and cached, as jetson-inference does; else ONNX Runtime, with the reason.
 
-The build is `edge-isp export engine`'s (:func:`edge_isp.export.engine.build_engine`): the
+The build is `edge-isp export engine`'s (:func:`edge_isp.contract.engine.build_engine`): the
 model's own precision and input size (from its metadata), TensorRT's progress bars on a
-terminal, Ctrl-C to cancel (:class:`~edge_isp.export.progress.BuildCancelled` stops the run),
+terminal, Ctrl-C to cancel (:class:`~edge_isp.contract.progress.BuildCancelled` stops the run),
 the timing cache and the engine with its sidecar in one cache folder,
 ``$XDG_CACHE_HOME/edge-isp/engines`` (``~/.cache/edge-isp/engines``; the service's
 ``/var/cache/edge-isp/engines``). The next start finds the engine there in a moment.
 
 TensorRT is reached only through the seams ``builder`` (``version()``, ``build()``,
-``load()``: :class:`edge_isp.export.engine.TensorRTBackend` by default), ``gpu`` and
+``load()``: :class:`edge_isp.contract.engine.TensorRTBackend` by default), ``gpu`` and
 ``runtime_check`` (pycuda, which the TensorRT backend runs engines with); the decisions
 around them are pure and tested with stand-ins.
 """
@@ -61,12 +61,12 @@ def engine_on_first_use(
 ) -> EngineChoice:
     """The TensorRT engine for ``onnx_path`` on this GPU (built now if the cache lacks it), or
     None with the reason ONNX Runtime runs it instead. Ctrl-C during a build raises
-    :class:`~edge_isp.export.progress.BuildCancelled`."""
+    :class:`~edge_isp.contract.progress.BuildCancelled`."""
+    from edge_isp.contract.engine import TensorRTBackend, build_engine
     from edge_isp.contract.gpu import detect_gpu
     from edge_isp.contract.metadata import read_metadata
+    from edge_isp.contract.progress import BuildCancelled, BuildProgress
     from edge_isp.contract.targets import Target
-    from edge_isp.export.engine import TensorRTBackend, build_engine
-    from edge_isp.export.progress import BuildCancelled, BuildProgress
 
     onnx_path = Path(onnx_path)
     builder = builder or TensorRTBackend(say)

@@ -1,7 +1,7 @@
 """The ``trtexec`` command line equivalent to a build plan (``edge-isp export engine
 --print-trtexec``): for building by hand, on a board without this package, or to compare.
 
-Flags per API path (:mod:`edge_isp.export.build_plan`): ``--fp16``/``--int8`` on TensorRT 8
+Flags per API path (:mod:`edge_isp.contract.build_plan`): ``--fp16``/``--int8`` on TensorRT 8
 and 10; none on TensorRT 11, which removed them (every network is strongly typed there, and
 ``--stronglyTyped`` is the default); ``--memPoolSize=workspace:N`` in MiB (the unit when no
 suffix is given, on 8.5 through 11); ``--useDLACore=N`` and ``--allowGPUFallback`` for DLA;
@@ -13,7 +13,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from edge_isp.export.build_plan import BuildPlan
+from edge_isp.contract.build_plan import BuildPlan
 
 _PRECISION_FLAGS = {"FP16": "--fp16", "INT8": "--int8"}
 

@@ -1,7 +1,7 @@
 """The thin adapter over TensorRT's Python API: parse the ONNX file, apply a
-:class:`~edge_isp.export.build_plan.BuildPlan`, build with a progress monitor, deserialize.
+:class:`~edge_isp.contract.build_plan.BuildPlan`, build with a progress monitor, deserialize.
 
-Everything it decides is decided in :mod:`edge_isp.export.build_plan` (pure, tested); this
+Everything it decides is decided in :mod:`edge_isp.contract.build_plan` (pure, tested); this
 module only translates the plan into TensorRT calls, and is imported lazily: TensorRT is
 imported when a build starts. It is exercised only where TensorRT is installed (the tests
 under the ``tensorrt`` marker); it was written against the TensorRT 10 and 11 Python API
@@ -18,10 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge_isp.contract.build_plan import BuildPlan
+from edge_isp.contract.engine_cache import EngineError
+from edge_isp.contract.progress import BuildCancelled, BuildProgress, run_cancellable
 from edge_isp.errors import MissingDependencyError
-from edge_isp.export.build_plan import BuildPlan
-from edge_isp.export.engine_cache import EngineError
-from edge_isp.export.progress import BuildCancelled, BuildProgress, run_cancellable
 from edge_isp.fileio import write_bytes
 
 INSTALL_HINT = (
@@ -113,7 +113,7 @@ def build_serialized(
 
     ``timing_cache`` is read before and written (atomically) after the build. With a
     ``progress`` and a TensorRT that has ``IProgressMonitor``, the build shows bars and
-    Ctrl-C cancels it (:class:`~edge_isp.export.progress.BuildCancelled`).
+    Ctrl-C cancels it (:class:`~edge_isp.contract.progress.BuildCancelled`).
     """
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)

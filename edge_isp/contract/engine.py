@@ -1,10 +1,10 @@
 """Build (or find in the cache) the TensorRT engine of an exported model for a target.
 
 Ties the pure parts together: the target (:mod:`edge_isp.contract.targets`), the build plan
-for the installed TensorRT (:mod:`edge_isp.export.build_plan`), the cache key and sidecar
-(:mod:`edge_isp.export.engine_cache`). TensorRT itself is reached through a *backend*
+for the installed TensorRT (:mod:`edge_isp.contract.build_plan`), the cache key and sidecar
+(:mod:`edge_isp.contract.engine_cache`). TensorRT itself is reached through a *backend*
 object with ``version()``, ``build(onnx, plan, timing_cache, progress)`` and ``load(plan)``;
-the default one is :mod:`edge_isp.export.tensorrt_build`, and tests pass a stand-in to check
+the default one is :mod:`edge_isp.contract.tensorrt_build`, and tests pass a stand-in to check
 the cache, rebuild and cancel logic without a GPU.
 """
 
@@ -15,19 +15,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edge_isp.contract.build_plan import BuildPlan, plan_build
+from edge_isp.contract.engine_cache import CachedEngine, EngineCache, EngineKey
 from edge_isp.contract.gpu import GpuInfo, detect_gpu
 from edge_isp.contract.metadata import read_metadata
+from edge_isp.contract.progress import BuildProgress
 from edge_isp.contract.targets import Target
+from edge_isp.contract.tensorrt_build import build_serialized, deserialize, import_tensorrt
 from edge_isp.errors import InvalidInputError, require
-from edge_isp.export.build_plan import BuildPlan, plan_build
-from edge_isp.export.engine_cache import CachedEngine, EngineCache, EngineKey
-from edge_isp.export.progress import BuildProgress
-from edge_isp.export.tensorrt_build import build_serialized, deserialize, import_tensorrt
 from edge_isp.fileio import sha256_file
 
 
 class TensorRTBackend:
-    """The real backend: TensorRT through :mod:`edge_isp.export.tensorrt_build`."""
+    """The real backend: TensorRT through :mod:`edge_isp.contract.tensorrt_build`."""
 
     def __init__(self, say: Callable[[str], None] = print) -> None:
         self.say = say
