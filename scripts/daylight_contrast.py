@@ -29,10 +29,11 @@ import torch
 from edge_isp.contract.metadata import NoiseRange, read_metadata
 from edge_isp.contract.model_input import Preprocessor
 from edge_isp.contract.onnx_session import cpu_session
+from edge_isp.data.real_build import real_set_dir
 from edge_isp.sensor.profile import SensorProfile
 from edge_isp.sensor.simulate import electrons_from_lux, simulate
 from edge_isp.train.batches import conventional_isp_batch
-from edge_isp.train.teacher_data import RealSplit, real_set_dir
+from edge_isp.train.teacher_data import RealSplit
 
 LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from edge_isp.data.real_build import real_set_dir
 from edge_isp.evaluate.scoring import bootstrap_interval
 from edge_isp.fileio import atomic_open, write_json
 from edge_isp.isp.colour import resize_image
@@ -41,7 +42,7 @@ from edge_isp.sensor.profile import SensorProfile
 from edge_isp.sensor.simulate import electrons_from_lux, simulate
 from edge_isp.teacher.classifiers import imagenet_teacher
 from edge_isp.train.batches import conventional_isp_batch
-from edge_isp.train.teacher_data import RealSplit, real_set_dir
+from edge_isp.train.teacher_data import RealSplit
 
 Images = list[np.ndarray]
 

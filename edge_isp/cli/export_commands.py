@@ -217,6 +217,7 @@ def _onnx(args: argparse.Namespace) -> int:
         loaded.model, args.out, input_size=size, class_names=loaded.class_names, profile=profile, batch=batch,
         dynamic_batch=args.dynamic_batch, with_image=args.with_image, top_k=args.top_k,
         noise_range=loaded.noise_range, input_kind=kind, conventional_isp=loaded.conventional_isp,
+        teacher=loaded.teacher,
     )  # fmt: skip
     behind = result.metadata.conventional_isp
     takes = (
@@ -244,7 +245,10 @@ def _light_and_data(args: argparse.Namespace, metadata, split: str | None = None
     if not args.light:
         raise InvalidInputError("--light is needed: the deployment light levels, e.g. --light 3,30,300")
     levels = light_levels(profile, args.light, args.light_unit or "lux")
-    dataset = open_dataset(args.data, metadata.task, split or getattr(args, "split", "val"))
+    dataset = open_dataset(
+        args.data, metadata.task, split or getattr(args, "split", "val"), teacher=metadata.teacher,
+        input_size=metadata.input_size, raw_scale=metadata.raw_scale,
+    )  # fmt: skip
     check_class_names(dataset.class_names, metadata.class_names, str(args.data))
     return profile, levels, dataset
 

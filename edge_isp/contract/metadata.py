@@ -14,7 +14,9 @@ output is ``input_size`` / 2; written when not 1, and read from ``model_config``
 ``edge_isp.input_kind`` (what the model takes, :data:`INPUT_KINDS`: ``raw``, the
 fused learned-ISP model, or ``rgb``, a perception network alone that runs behind a conventional
 ISP; absent means ``raw``) and, for an ``rgb`` model, ``edge_isp.conventional_isp`` (the
-conventional ISP it was trained behind: JSON ``{"demosaic": ..., "denoise": ...}``).
+conventional ISP it was trained behind: JSON ``{"demosaic": ..., "denoise": ...}``), and
+``edge_isp.teacher`` (JSON object: the ``[teacher]`` table of a model distilled from a teacher,
+so an evaluation on a real set scores agreement with that teacher's answers).
 
 One reader, :meth:`ModelMetadata.from_props`, two modes: ``strict`` (the export side: every
 required key must be there) and lenient (the runtime: any ONNX file that follows the I/O
@@ -150,6 +152,8 @@ class ModelMetadata:
             :data:`INPUT_KINDS`.
         conventional_isp: for an rgb model, the conventional ISP it was trained behind
             (``{"demosaic": ..., "denoise": ...}``), or None when it does not say.
+        teacher: the ``[teacher]`` table (training config) the model was distilled from, or
+            None: an evaluation on an unlabelled real set labels it with this teacher.
     """
 
     task: str
@@ -166,6 +170,7 @@ class ModelMetadata:
     raw_scale: int = 1
     input_kind: str = "raw"
     conventional_isp: dict[str, str] | None = None
+    teacher: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -218,6 +223,7 @@ class ModelMetadata:
             "raw_scale": None if self.raw_scale == 1 else str(self.raw_scale),
             "input_kind": self.input_kind,
             "conventional_isp": None if self.conventional_isp is None else json.dumps(self.conventional_isp),
+            "teacher": None if self.teacher is None else json.dumps(self.teacher, sort_keys=True),
         }
         return {PREFIX + k: v for k, v in props.items() if v is not None}
 
@@ -308,6 +314,7 @@ class ModelMetadata:
             raw_scale=raw_scale,
             input_kind=kind,
             conventional_isp=conventional,
+            teacher=parse_json("teacher", dict) if "teacher" in values else None,
         )
 
 

@@ -103,6 +103,12 @@ class RealBuildConfig:
         return out
 
 
+def real_set_dir(root: str | Path, task: str) -> Path | None:
+    """The real set of ``task`` under a built data folder, or None if it holds none."""
+    folder = Path(root) / f"real-{task}"
+    return folder if (folder / MANIFEST).is_file() else None
+
+
 def crop_boxes(width: int, height: int, count: int, config: RealBuildConfig, rng: np.random.Generator) -> list:
     """``count`` square windows ``([x0, y0, x1, y1], scale)`` inside a ``width`` x ``height`` photo."""
     short = min(width, height)

@@ -41,6 +41,7 @@ from edge_isp.sensor.profile import SensorProfile
 from edge_isp.sensor.simulate import SimulatedRaw
 from edge_isp.train.batches import area_downsample, conventional_isp_batch
 from edge_isp.train.checkpoint import load_checkpoint, model_from_checkpoint
+from edge_isp.train.config import recorded_teacher
 
 ROLES = ("head", "baseline", "isp", "raw", "joint", "noansc")
 # Role -> run folder below runs/<task>/ (configs/classification.toml and detection.toml).
@@ -252,8 +253,7 @@ def load_for_eval(path: str | Path, device: torch.device | str = "cpu") -> Loade
     names = data.get("class_names")
     size = (train.get("data") or {}).get("size")
     size = (int(size[0]), int(size[1])) if size else None
-    teacher = train.get("teacher")
-    teacher = teacher if teacher and (teacher.get("model") or teacher.get("decode", "logits") != "logits") else None
+    teacher = recorded_teacher(train)
     return LoadedCheckpoint(path, model, str(stage), list(names) if names else None, trained_on, isp, size, teacher)
 
 

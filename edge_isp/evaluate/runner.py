@@ -18,13 +18,14 @@ import torch
 
 from edge_isp.data.builtin import MANIFEST, builtin_dataset
 from edge_isp.data.folders import CocoDetectionDataset, ImageFolderDataset
+from edge_isp.data.real_build import real_set_dir
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.evaluate.pipelines import build_pipelines, check_class_names, discover_checkpoints, load_for_eval
 from edge_isp.evaluate.recon import DENOISERS, build_recon_pipelines
 from edge_isp.evaluate.report import write_report
 from edge_isp.evaluate.sweep import SweepResult, SweepSettings, run_sweep, scene_images
-from edge_isp.train.batches import TaskDataset, scaled_size
-from edge_isp.train.teacher_data import RealSplit, TeacherLabelled, real_set_dir
+from edge_isp.train.batches import TaskDataset
+from edge_isp.train.datasets import open_real_eval_data
 
 
 @dataclasses.dataclass
@@ -65,32 +66,6 @@ def open_eval_data(data: str | Path, task: str, split: str = "test", class_names
         return CocoDetectionDataset(data)
     want = "an image folder CLASS_NAME/IMAGE.png" if task == "classification" else "a COCO JSON file"
     raise InvalidInputError(f"--data {data}: expected a built data set (with {MANIFEST}) or {want} for {task}")
-
-
-def open_real_eval_data(
-    data: str | Path,
-    task: str,
-    split: str,
-    teacher: dict[str, Any] | None,
-    size: tuple[int, int] | None,
-    raw_scale: int = 1,
-) -> TeacherLabelled:
-    """Split ``split`` of the real set under ``data``, labelled by the teacher the checkpoints
-    learnt from (its answers cached like training's), so a score is agreement with the teacher;
-    with ``raw_scale`` 2 on the picture made as training makes it (through twice ``size``)."""
-    from edge_isp.train.config import TrainConfig
-    from edge_isp.train.datasets import teacher_answers
-
-    if teacher is None:
-        raise InvalidInputError(
-            f"{data} is a real set without labels: evaluating on it needs checkpoints trained with a [teacher]"
-        )
-    section = TrainConfig.from_dict({"teacher": teacher}, "the checkpoints' [teacher]").teacher
-    folder = real_set_dir(data, task)
-    via = None if raw_scale == 1 or size is None else scaled_size(size, raw_scale)
-    answers = teacher_answers(folder, section, task, {split: RealSplit(folder, split)}, via_size=via)[split]
-    aspect = size[0] / size[1] if size else None
-    return TeacherLabelled(RealSplit(folder, split), answers, section.score_threshold, section.classes, aspect)
 
 
 def _raw_scale(asked: int | None, needed: int) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,9 +33,17 @@ from edge_isp.export.evalset import simulate_inputs
 from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.profile import SensorProfile
 
+# Calibration runs the model on this many feed items at a time (ONNX Runtime keeps every
+# activation of every item it has run until it folds them into its ranges or histograms: all
+# 256 frames of a 320x256 detector at once took 21 GB and were killed).
+CALIBRATION_CHUNK = 16
+
 
 class CalibrationFeed:
-    """A fixed list of model inputs, each ``{"raw": (B, 4, H/2, W/2), "noise": (B, 2)}`` float32."""
+    """A fixed list of model inputs, each ``{"raw": (B, 4, H/2, W/2), "noise": (B, 2)}`` float32.
+
+    ONNX Runtime's calibration reader: :meth:`get_next` until None; :meth:`set_range` limits it
+    to items ``[start_index, end_index)`` (the chunks of :func:`calibration_stride`)."""
 
     def __init__(self, items: Sequence[dict[str, np.ndarray]], description: str = "") -> None:
         if not items:
@@ -42,21 +51,40 @@ class CalibrationFeed:
         self.items = list(items)
         self.description = description
         self._next = 0
+        self._stop = len(self.items)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        if self._next >= len(self.items):
+        if self._next >= self._stop:
             return None
         self._next += 1
         return self.items[self._next - 1]
 
     def rewind(self) -> None:
-        self._next = 0
+        self._next, self._stop = 0, len(self.items)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._next, self._stop = start_index, min(end_index, len(self.items))
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __iter__(self):
         return iter(self.items)
+
+
+def calibration_stride(count: int, chunk: int = CALIBRATION_CHUNK) -> int:
+    """The largest divisor of ``count`` feed items that is at most ``chunk``: ONNX Runtime
+    calibrates stride by stride (its ``CalibStridedMinMax`` option, which every calibrator
+    honours) and needs the stride to divide the count."""
+    return max(d for d in range(1, min(chunk, count) + 1) if count % d == 0)
+
+
+def chunked(feed: Any) -> dict[str, int]:
+    """``quantize_static`` extra options that calibrate ``feed`` chunk by chunk (bounded
+    memory); none for a reader that cannot be limited to a range."""
+    if feed is None or not hasattr(feed, "set_range"):
+        return {}
+    return {"CalibStridedMinMax": calibration_stride(len(feed))}
 
 
 def _batches(raw: np.ndarray, noise: np.ndarray, batch: int) -> list[dict[str, np.ndarray]]:

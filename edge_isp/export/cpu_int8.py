@@ -33,6 +33,7 @@ from typing import Any
 
 from edge_isp.contract.metadata import read_metadata, set_metadata
 from edge_isp.errors import InvalidInputError, require
+from edge_isp.export.calibration import chunked
 from edge_isp.export.graph_stats import graph_stats
 from edge_isp.export.precision import (
     CALIBRATION_METHODS,
@@ -187,6 +188,7 @@ def quantize_int8_cpu(
     extra: dict[str, Any] = {"WeightSymmetric": True, "ActivationSymmetric": False}
     if method == "percentile":
         extra["CalibPercentile"] = float(percentile)
+    extra.update(chunked(feed))
     formats = {"qoperator": ort_quant.QuantFormat.QOperator, "qdq": ort_quant.QuantFormat.QDQ}
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.quant.tmp")

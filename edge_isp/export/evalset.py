@@ -19,6 +19,7 @@ import numpy as np
 from edge_isp.contract.model_input import live_preprocessor
 from edge_isp.data.builtin import MANIFEST, builtin_dataset
 from edge_isp.data.folders import CocoDetectionDataset, ImageFolderDataset
+from edge_isp.data.real_build import real_set_dir
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.sensor.frame import RawFrame
 from edge_isp.sensor.profile import SensorProfile
@@ -72,14 +73,33 @@ class EvalImages:
         return int(self.images.shape[0])
 
 
-def open_dataset(path: str | Path, task: str, split: str = "val", images_dir: str | Path | None = None) -> Any:
+def open_dataset(
+    path: str | Path,
+    task: str,
+    split: str = "val",
+    images_dir: str | Path | None = None,
+    *,
+    teacher: dict[str, Any] | None = None,
+    input_size: tuple[int, int] | None = None,
+    raw_scale: int = 1,
+) -> Any:
     """A data set for ``task``: a built data set's folder (its ``split``), an image folder of
-    class folders (classification) or a COCO JSON file (detection)."""
+    class folders (classification), a COCO JSON file (detection), or a real set (``edge-isp
+    data build --real``, unlabelled) labelled by ``teacher``, the ``[teacher]`` the model was
+    distilled from (its metadata records it), answering as training did on the picture of a
+    model whose raw is ``input_size`` (width, height) at ``raw_scale`` times the picture."""
     path = Path(path)
     if not path.exists():
         raise MissingFileError(f"evaluation data {path} does not exist")
     if task not in ("classification", "detection"):
         raise InvalidInputError(f"only classification and detection models have an accuracy, got a {task} model")
+    if real_set_dir(path, task) is not None:
+        # The teacher's answers come from the training side (torch); the recorded-frames
+        # calibration feed, which imports this module, must run without it.
+        from edge_isp.train.datasets import open_real_eval_data
+
+        picture = None if input_size is None else (input_size[0] // raw_scale, input_size[1] // raw_scale)
+        return open_real_eval_data(path, task, split, teacher, picture, raw_scale)
     if (path / MANIFEST).is_file():
         return builtin_dataset(path, task, split)
     if task == "classification":

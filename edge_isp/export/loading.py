@@ -25,7 +25,7 @@ from edge_isp.contract.metadata import INPUT_KINDS, NoiseRange
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.model.registry import REGISTRY, create_model
 from edge_isp.train.checkpoint import load_checkpoint, model_from_checkpoint
-from edge_isp.train.config import BaselineSection
+from edge_isp.train.config import BaselineSection, recorded_teacher
 
 DEFAULT_PROFILE = "nexus6p-rear"
 # Stages that train the perception network alone on sRGB pictures (edge_isp.train.stages).
@@ -52,6 +52,7 @@ class LoadedModel:
             "baseline"), or None (a registry model, or a checkpoint that does not say).
         conventional_isp: for a baseline checkpoint, the conventional ISP its head was trained
             behind (``{"demosaic", "denoise"}``), else None.
+        teacher: the ``[teacher]`` table it was distilled from, or None.
     """
 
     model: Any
@@ -65,6 +66,7 @@ class LoadedModel:
     noise_range: NoiseRange | None = None
     stage: str | None = None
     conventional_isp: dict[str, str] | None = None
+    teacher: dict[str, Any] | None = None
 
     @property
     def config(self):
@@ -155,6 +157,7 @@ def _from_checkpoint(path: Path) -> LoadedModel:
             noise_range=noise_range,
             stage=str(stage) if stage else None,
             conventional_isp=conventional,
+            teacher=recorded_teacher(train),
         )
     except (AttributeError, TypeError, ValueError, IndexError) as exc:  # a hand-edited or damaged train_config
         raise InvalidInputError(f"{path}: its train_config is damaged ({type(exc).__name__}: {exc})") from None

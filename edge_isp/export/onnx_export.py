@@ -234,6 +234,7 @@ def export_onnx(
     noise_range: NoiseRange | None = None,
     input_kind: str = "raw",
     conventional_isp: dict[str, str] | None = None,
+    teacher: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Export ``model`` (a ``JointModel``) to ``path`` and compare it with torch.
 
@@ -257,6 +258,7 @@ def export_onnx(
             perception head alone: input ``rgb`` (B, 3, H, W), sRGB on [0, 1]).
         conventional_isp: for an rgb model, the conventional ISP it was trained behind
             (``{"demosaic", "denoise"}``, a baseline checkpoint's), for the metadata.
+        teacher: the ``[teacher]`` table the model was distilled from, for the metadata.
     """
     onnx = require("onnx", "export", "exporting to ONNX")
 
@@ -312,6 +314,7 @@ def export_onnx(
         raw_scale=config.raw_scale if input_kind == "raw" else 1,
         input_kind=input_kind,
         conventional_isp=conventional_isp if input_kind == "rgb" else None,
+        teacher=teacher,
     )
     set_metadata(graph, metadata)
     onnx.checker.check_model(graph, full_check=True)

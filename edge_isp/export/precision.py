@@ -35,6 +35,7 @@ from typing import Any
 
 from edge_isp.contract.metadata import read_metadata, set_metadata
 from edge_isp.errors import InvalidInputError, MissingDependencyError, MissingFileError, install_hint, require
+from edge_isp.export.calibration import chunked
 from edge_isp.fileio import write_bytes
 
 INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
@@ -242,6 +243,7 @@ def quantize_int8(
     }
     if method == "percentile":
         extra["CalibPercentile"] = float(percentile)
+    extra.update(chunked(feed))
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.quant.tmp")
     try:

@@ -176,7 +176,7 @@ def export_all(source: str | Path, options: ExportOptions, say: Callable[[str], 
     result = export_onnx(
         loaded.model, fp32_path, input_size=size, class_names=loaded.class_names, profile=profile,
         batch=target.batch if target else 1, dynamic_batch=options.dynamic_batch, with_image=options.with_image,
-        top_k=options.top_k, noise_range=loaded.noise_range,
+        top_k=options.top_k, noise_range=loaded.noise_range, teacher=loaded.teacher,
     )  # fmt: skip
     parity = {k: dataclasses.asdict(v) for k, v in result.parity.items()}
     say(f"fp32: {fp32_path} ({result.seconds:.1f} s); ONNX Runtime vs torch, largest difference per output:")
@@ -207,9 +207,11 @@ def _reduced_precisions(
     if not values:
         raise InvalidInputError("no light levels: pass --light (the checkpoint does not name its validation levels)")
     levels = light_levels(profile, values, options.light_unit or loaded.light_unit)
-    dataset = open_dataset(options.data, task, options.split)
+    # A real set is labelled by the teacher the model learnt from, as training labelled it.
+    real = {"teacher": loaded.teacher, "input_size": size, "raw_scale": loaded.config.raw_scale}
+    dataset = open_dataset(options.data, task, options.split, **real)
     check_class_names(dataset.class_names, loaded.class_names, str(options.data))
-    calib_set = open_dataset(options.data, task, "train")
+    calib_set = open_dataset(options.data, task, "train", **real)
     batch = None if options.dynamic_batch else (options.target.batch if options.target else 1)
     # The search measures on the calibration split, so the report's images play no part in it.
     search_images = load_images(calib_set, task, size, options.search_images)

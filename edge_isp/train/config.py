@@ -325,6 +325,15 @@ class TeacherSection:
         return self.model is not None or self.decode != "logits"
 
 
+def recorded_teacher(train: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ``[teacher]`` table of a resolved training config (a checkpoint's ``train_config``)
+    when it names a teacher (the rule of :attr:`TeacherSection.enabled`), else None."""
+    teacher = train.get("teacher")
+    if not isinstance(teacher, Mapping) or not (teacher.get("model") or teacher.get("decode", "logits") != "logits"):
+        return None
+    return dict(teacher)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on; see the module docstring."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from edge_isp.data.builtin import builtin_dataset
 from edge_isp.data.folders import CocoDetectionDataset, ImageFolderDataset
+from edge_isp.data.real_build import real_set_dir
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.isp.colour import resize_image
 from edge_isp.teacher.cache import ClassificationAnswers, DetectionAnswers, cache_key, ensure_cache, load_answers
@@ -26,7 +28,7 @@ from edge_isp.train.teacher_data import (
     DistillDetection,
     RealImages,
     RealSplit,
-    real_set_dir,
+    TeacherLabelled,
 )
 
 BUILD_HINT = (
@@ -160,6 +162,33 @@ def teacher_answers(
     describe = {"teacher": identity, "set": str(folder)}
     cached = ensure_cache(cache_dir, key, task, _teacher_factory(teacher, task), readers, describe, show=show)
     return {name: load_answers(cached, name) for name in splits}
+
+
+def open_real_eval_data(
+    data: str | Path,
+    task: str,
+    split: str,
+    teacher: dict[str, Any] | None,
+    size: tuple[int, int] | None,
+    raw_scale: int = 1,
+) -> TeacherLabelled:
+    """Split ``split`` of the real set under ``data``, labelled by ``teacher`` (the
+    ``[teacher]`` section a checkpoint or an exported model learnt from; its answers cached
+    like training's), so a score is agreement with the teacher; with ``raw_scale`` 2 on the
+    picture made as training makes it (through twice ``size``, the picture's size)."""
+    if teacher is None:
+        raise InvalidInputError(
+            f"{data} is a real set without labels: evaluating on it needs a model trained with a [teacher] "
+            "(its checkpoint, or an ONNX file exported from one, which records the teacher)"
+        )
+    section = TrainConfig.from_dict({"teacher": teacher}, "the model's [teacher]").teacher
+    folder = real_set_dir(data, task)
+    if folder is None:
+        raise MissingFileError(f"{data} holds no real {task} set (real-{task}/manifest.json)")
+    via = None if raw_scale == 1 or size is None else scaled_size(size, raw_scale)
+    answers = teacher_answers(folder, section, task, {split: RealSplit(folder, split)}, via_size=via)[split]
+    aspect = size[0] / size[1] if size else None
+    return TeacherLabelled(RealSplit(folder, split), answers, section.score_threshold, section.classes, aspect)
 
 
 def open_real_datasets(config: TrainConfig, task: str, image_task: str, *, show: bool = True, raw_scale: int = 1):

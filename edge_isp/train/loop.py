@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
+from edge_isp.data.real_build import real_set_dir
 from edge_isp.errors import EdgeIspError, InvalidInputError, MissingFileError
 from edge_isp.fileio import write_bytes, write_json
 from edge_isp.model.heads import DETECTOR_STRIDE
@@ -42,7 +43,6 @@ from edge_isp.train.checkpoint import (
 from edge_isp.train.config import TrainConfig
 from edge_isp.train.datasets import data_task, open_datasets, open_real_datasets
 from edge_isp.train.stages import Stage, StageModule, check_stage, seeded_generator
-from edge_isp.train.teacher_data import real_set_dir
 
 # Keys that may differ between a run and its resumption: they change how long it runs and
 # how it reports, not the steps already taken.

@@ -28,21 +28,15 @@ import cv2
 import numpy as np
 import torch
 
+from edge_isp.data.real_build import MANIFEST
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.isp.colour import resize_image
 from edge_isp.teacher.cache import ClassificationAnswers, DetectionAnswers, label_map
 from edge_isp.train.batches import scaled_size
 
-MANIFEST = "manifest.json"
 # A cropped box is kept when at least this share of its area stays inside the crop.
 MIN_VISIBLE = 0.5
 CROP_SCALE = (0.6, 1.0)
-
-
-def real_set_dir(root: str | Path, task: str) -> Path | None:
-    """The real set of ``task`` under a built data folder, or None if it holds none."""
-    folder = Path(root) / f"real-{task}"
-    return folder if (folder / MANIFEST).is_file() else None
 
 
 class RealSplit:

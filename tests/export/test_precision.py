@@ -9,7 +9,7 @@ from torch import nn
 
 from edge_isp.contract.metadata import read_metadata
 from edge_isp.errors import InvalidInputError
-from edge_isp.export.calibration import CalibrationFeed, simulated_feed
+from edge_isp.export.calibration import CalibrationFeed, calibration_stride, chunked, simulated_feed
 from edge_isp.export.precision import (
     convert_fp16,
     isp_float_islands,
@@ -201,3 +201,31 @@ class TestCalibrationFeeds:
         with pytest.raises(InvalidInputError, match=r"positive electrons"):
             simulated_feed(images, profile, [0.0])
         assert len(simulated_feed(images, profile, [8.0], batch=2)) == 1  # the odd frame cannot fill a batch
+
+
+class _WholeReader:
+    """A calibration reader ONNX Runtime cannot limit to a range: calibrated in one go."""
+
+    def __init__(self, feed):
+        self.feed = feed
+
+    def get_next(self):
+        return self.feed.get_next()
+
+    def rewind(self):
+        self.feed.rewind()
+
+
+def test_calibration_in_chunks_gives_the_ranges_of_one_pass(two_convs, tmp_path):
+    # 40 items go through ONNX Runtime 10 at a time (bounded memory); min/max merge exactly.
+    assert calibration_stride(40) == 10 and calibration_stride(256) == 16 and calibration_stride(7) == 7
+    assert chunked(_feed(40)) == {"CalibStridedMinMax": 10} and chunked(_WholeReader(_feed(4))) == {}
+    chunked_path = quantize_int8(two_convs, tmp_path / "chunks.onnx", _feed(40, seed=3), method="minmax")
+    whole_path = quantize_int8(two_convs, tmp_path / "whole.onnx", _WholeReader(_feed(40, seed=3)), method="minmax")
+    scales = [
+        {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(p)).graph.initializer if "scale" in i.name}
+        for p in (chunked_path, whole_path)
+    ]
+    assert scales[0].keys() == scales[1].keys() and len(scales[0]) > 0
+    for name, value in scales[0].items():
+        np.testing.assert_allclose(value, scales[1][name], rtol=1e-6, err_msg=name)
