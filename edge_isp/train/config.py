@@ -47,6 +47,8 @@ SCHEDULES = ("cosine", "constant", "step")
 UNPROCESS_MODES = ("fixed", "random")
 DATA_TASKS = ("classification", "detection")
 TEACHER_DECODINGS = ("logits", *DETECTION_DECODINGS)
+# How a batch's per-image distillation divergences combine (edge_isp.train.losses).
+KD_BALANCES = ("mean", "log")
 
 
 class ConfigError(InvalidInputError):
@@ -287,7 +289,11 @@ class TeacherSection:
     default; a model file's input scaling is in ``MODEL.preprocess.json`` beside it).
     Classification: ``kd_weight`` times the KL divergence of the
     ``temperature``-softened answers (times temperature squared, Hinton et al. 2015), plus
-    ``label_weight`` times the cross-entropy where the data has labels. Detection: the
+    ``label_weight`` times the cross-entropy where the data has labels. ``kd_balance``: how
+    the batch's per-image KL divergences combine: ``mean`` (their mean), or ``log`` (the mean
+    of log(KL + 0.01), each image's divergence counted relative to its own size, as
+    ``loss.rec_log_mse`` does for reconstruction: a batch from 0.5 lux to daylight is otherwise
+    ruled by the dark images' large divergences). Detection: the
     teacher's boxes scoring at least ``score_threshold`` (of ``classes`` only, if given) are
     the student's targets; ``tiles`` [columns, rows] also runs a detection teacher on that
     grid of overlapping tiles of each image (small objects seen larger; merged by NMS).
@@ -299,6 +305,7 @@ class TeacherSection:
     temperature: float = 4.0
     kd_weight: float = 1.0
     label_weight: float = 0.0
+    kd_balance: str = "mean"
     score_threshold: float = 0.5
     classes: tuple[str, ...] = ()
     tiles: tuple[int, int] | None = None
@@ -311,6 +318,7 @@ class TeacherSection:
         for key in ("kd_weight", "label_weight"):
             value = getattr(self, key)
             _check(value >= 0 and math.isfinite(value), f"teacher.{key}", ">= 0", value)
+        _check_choice(self.kd_balance, "teacher.kd_balance", KD_BALANCES)
         _check(0 <= self.score_threshold < 1, "teacher.score_threshold", "in [0, 1)", self.score_threshold)
         if self.input_size is not None:
             ok = all(s >= 16 for s in self.input_size)

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from edge_isp.errors import InvalidInputError
 from edge_isp.model.heads import DETECTOR_STRIDE
+from edge_isp.train.config import KD_BALANCES
 
 # reconstruction_loss's log-MSE floor: an image counts at most as one at 50 dB.
 LOG_MSE_EPS = 1e-5
@@ -241,20 +242,31 @@ def reconstruction_loss(
     return total, parts
 
 
+# log(KL + eps): below 0.01 (times T^2) the student already gives the teacher's answer.
+LOG_KD_EPS = 0.01
+
+
 def classification_loss(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Cross-entropy of logits (B, C) against class indices (B,)."""
     return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
 
 
-def distillation_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+def distillation_loss(student: Tensor, teacher: Tensor, temperature: float, balance: str = "mean") -> Tensor:
     """KL(teacher || student) of the ``temperature``-softened class distributions, times
     ``temperature**2`` so its gradient keeps the scale of a cross-entropy (Hinton, Vinyals and
-    Dean 2015, "Distilling the Knowledge in a Neural Network"). Logits (B, C); mean over B."""
+    Dean 2015, "Distilling the Knowledge in a Neural Network"). Logits (B, C). ``balance``:
+    "mean" over B, or "log": the mean over B of log(KL + :data:`LOG_KD_EPS`), in which each
+    image's divergence counts relative to its own size (the dark images' large divergences no
+    longer rule the batch's gradient)."""
     if student.shape != teacher.shape:
         raise InvalidInputError(
             f"student logits {tuple(student.shape)} and teacher logits {tuple(teacher.shape)} differ in shape"
         )
+    if balance not in KD_BALANCES:
+        raise InvalidInputError(f"distillation balance must be one of {', '.join(KD_BALANCES)}, got {balance!r}")
     log_student = F.log_softmax(student.float() / temperature, dim=1)
     log_teacher = F.log_softmax(teacher.float() / temperature, dim=1)
-    kl = F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True)
-    return kl * temperature**2
+    per_image = (log_teacher.exp() * (log_teacher - log_student)).sum(1) * temperature**2
+    if balance == "log":
+        return torch.log(per_image.clamp_min(0.0) + LOG_KD_EPS).mean()
+    return per_image.mean()

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.teacher.cache import ensure_cache, load_answers
 from edge_isp.train.checkpoint import load_checkpoint
-from edge_isp.train.config import load_config
+from edge_isp.train.config import TeacherSection, load_config
 from edge_isp.train.loop import Trainer, train
 from edge_isp.train.losses import distillation_loss
 from edge_isp.train.teacher_data import DistillDetection, RealSplit, crop_boxes
@@ -67,6 +67,30 @@ class TestDistillationLoss:
         distillation_loss(student, torch.tensor([[4.0, 0.0, 0.0]]), 1.0).backward()
         assert student.grad[0, 0] < 0 < student.grad[0, 1]
         assert torch.allclose(student.grad, F.softmax(student, 1).detach() - F.softmax(torch.tensor([[4.0, 0, 0]]), 1))
+
+    def test_log_balance_is_the_mean_log_of_each_images_divergence(self):
+        g = torch.Generator().manual_seed(1)
+        student, teacher = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
+        t = 2.0
+        p = np.exp(teacher.numpy() / t) / np.exp(teacher.numpy() / t).sum(1, keepdims=True)
+        q = np.exp(student.numpy() / t) / np.exp(student.numpy() / t).sum(1, keepdims=True)
+        per_image = (p * (np.log(p) - np.log(q))).sum(1) * t * t
+        expected = np.log(per_image + 0.01).mean()
+        assert float(distillation_loss(student, teacher, t, "log")) == pytest.approx(expected, rel=1e-5)
+        with pytest.raises(InvalidInputError, match="balance"):
+            distillation_loss(student, teacher, t, "median")
+
+    def test_log_balance_weighs_a_nearly_agreeing_image_up(self):
+        # Two images: one far from its teacher (a dark frame), one nearly there (daylight). With
+        # the mean, the far one's gradient dominates; with the log, each counts by its own size.
+        teacher = torch.tensor([[3.0, 0.0, 0.0], [3.0, 0.0, 0.0]])
+        grads = {}
+        for balance in ("mean", "log"):
+            student = torch.tensor([[0.0, 3.0, 0.0], [2.5, 0.0, 0.0]], requires_grad=True)
+            distillation_loss(student, teacher, 1.0, balance).backward()
+            grads[balance] = student.grad.norm(dim=1)
+        assert grads["mean"][0] > 5 * grads["mean"][1]
+        assert grads["log"][1] > grads["log"][0]
 
 
 class TestClassificationStudent:
@@ -180,3 +204,10 @@ class TestDetectionStudent:
         assert only.class_names == ["unused", "square"] and only[0][2].tolist() == [1]
         with pytest.raises(InvalidInputError, match="no class 'person'"):
             DistillDetection(splits["val"], answers, (64, 48), 0.5, classes=("person",))
+
+
+def test_teacher_settings_are_checked():
+    assert TeacherSection(kd_balance="log").kd_balance == "log"
+    for bad in ({"kd_balance": "median"}, {"temperature": 0.0}, {"score_threshold": 1.0}):
+        with pytest.raises(InvalidInputError, match="teacher\\."):
+            TeacherSection(**bad)
