@@ -27,6 +27,8 @@ from edge_isp.train.metrics import DetectionAccumulator, top1_correct
 METRIC_NAMES = {"classification": "top-1 %", "detection": "mAP@0.5 % (all-point)"}
 DEFAULT_TOLERANCE = 1.0
 CHUNK = 16
+# Noise seeds of draw d are offset by d times this (far past any level's 1000 * level index).
+DRAW_SEED_STEP = 1_000_003
 
 
 def require_raw_input(metadata: ModelMetadata, path: str | Path) -> None:
@@ -117,23 +119,31 @@ def evaluate_models(
     seed: int = 0,
     chunk: int = CHUNK,
     progress: Any = None,
+    draws: int = 1,
 ) -> dict[str, dict[str, float]]:
     """``{precision: {level label: metric in points}}`` for every model on the same raw.
 
+    ``draws``: noise draws of each image per level (a small held-out set, such as 63 real
+    frames, gives ``draws`` times as many evaluations, all paired across the models).
     ``progress``: optional callable ``(done, total)`` called after each chunk.
     """
+    if draws < 1:
+        raise InvalidInputError(f"noise draws per image must be >= 1, got {draws}")
     if not models:
         raise InvalidInputError("no models to evaluate")
     task = images.task
     num_classes = len(images.class_names)
-    total = len(levels) * -(-len(images) // chunk)
+    total = len(levels) * draws * -(-len(images) // chunk)
     done = 0
     results: dict[str, dict[str, float]] = {name: {} for name in models}
     for li, level in enumerate(levels):
         acc = {name: MetricAccumulator(task, num_classes) for name in models}
-        for ci, start in enumerate(range(0, len(images), chunk)):
+        chunks = [(draw, ci, start) for draw in range(draws) for ci, start in enumerate(range(0, len(images), chunk))]
+        for draw, ci, start in chunks:
             stop = min(start + chunk, len(images))
-            raw, noise = simulate_inputs(images.images[start:stop], profile, level.electrons, seed + 1000 * li + ci)
+            # Draw 0 keeps the seeds of a one-draw report.
+            chunk_seed = seed + 1000 * li + ci + DRAW_SEED_STEP * draw
+            raw, noise = simulate_inputs(images.images[start:stop], profile, level.electrons, chunk_seed)
             targets = _targets(images, start, stop)
             for name, model in models.items():
                 acc[name].add(model.run(raw, noise), targets)
@@ -152,6 +162,7 @@ class AccuracyReport:
     Attributes:
         task, metric: the task and the metric's name ("top-1 %", "mAP@0.5 % (all-point)").
         images: evaluation images per light level.
+        draws: noise draws of each image per level (``images * draws`` evaluations).
         profile: the sensor profile the raw was simulated through.
         levels: the light levels, in order.
         results: ``{precision: {level label: metric in points}}``; "fp32" is the reference.
@@ -169,6 +180,7 @@ class AccuracyReport:
     tolerance: float = DEFAULT_TOLERANCE
     higher_precision: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     notes: dict[str, str] = dataclasses.field(default_factory=dict)
+    draws: int = 1
 
     def drop(self, precision: str) -> dict[str, float]:
         """FP32 minus ``precision`` per level, in points (positive = worse than FP32)."""
@@ -183,7 +195,8 @@ class AccuracyReport:
         """The report as an aligned text table, drops from FP32 in brackets."""
         precisions = list(self.results)
         head = f"{'light':<14}" + "".join(f"{p:>18}" for p in precisions)
-        lines = [f"{self.metric} on {self.images} images per light level, raw simulated through {self.profile}", head]
+        each = f"{self.images} images x {self.draws} noise draws" if self.draws > 1 else f"{self.images} images"
+        lines = [f"{self.metric} on {each} per light level, raw simulated through {self.profile}", head]
         for level in self.levels:
             row = f"{level.label:<14}"
             for p in precisions:
@@ -207,6 +220,7 @@ class AccuracyReport:
             "task": self.task,
             "metric": self.metric,
             "images_per_level": self.images,
+            "noise_draws": self.draws,
             "profile": self.profile,
             "tolerance_points": self.tolerance,
             "levels": [dataclasses.asdict(level) | {"label": level.label} for level in self.levels],
@@ -227,6 +241,7 @@ def accuracy_report(
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
     progress: Any = None,
+    draws: int = 1,
 ) -> AccuracyReport:
     """Evaluate the ONNX files ``paths`` (``{precision: path}``, "fp32" among them) and build
     the report. The models must share task, classes and input size."""
@@ -247,11 +262,12 @@ def accuracy_report(
     if images.images.shape[2:] != (h, w):
         raise InvalidInputError(f"evaluation images are {images.images.shape[3]}x{images.images.shape[2]}, "
                                 f"the model takes {w}x{h}")  # fmt: skip
-    results = evaluate_models(models, images, profile, levels, seed=seed, progress=progress)
+    results = evaluate_models(models, images, profile, levels, seed=seed, progress=progress, draws=draws)
     return AccuracyReport(
         task=reference.task,
         metric=METRIC_NAMES[reference.task],
         images=len(images),
+        draws=draws,
         profile=profile.name,
         levels=list(levels),
         results=results,

@@ -8,7 +8,14 @@ import torch
 from torch import nn
 
 from edge_isp.errors import InvalidInputError
-from edge_isp.export.accuracy import AccuracyReport, MetricAccumulator, OnnxModel, accuracy_report
+from edge_isp.export.accuracy import (
+    DRAW_SEED_STEP,
+    AccuracyReport,
+    MetricAccumulator,
+    OnnxModel,
+    accuracy_report,
+    evaluate_models,
+)
 from edge_isp.export.evalset import (
     EvalImages,
     LightLevel,
@@ -140,3 +147,22 @@ def test_report_without_fp32_rows_cannot_compute_drops():
     report = AccuracyReport("classification", "top-1 %", 1, "p", [], {"fp16": {}})
     with pytest.raises(InvalidInputError, match=r"no fp32"):
         report.drop("fp16")
+
+
+def test_noise_draws_are_more_paired_evaluations(colour, profile):
+    # Two draws score each image on two noise draws: the mean of the one-draw reports at the
+    # two draws' seeds (the second draw's seeds are the first's plus DRAW_SEED_STEP).
+    data, fp32 = colour
+    images = load_images(open_dataset(data, "classification"), "classification", (32, 32))
+    levels = light_levels(profile, [1.0, 4.0], "electrons")
+    models = {"fp32": OnnxModel(fp32)}
+    both = evaluate_models(models, images, profile, levels, seed=5, draws=2)["fp32"]
+    first = evaluate_models(models, images, profile, levels, seed=5)["fp32"]
+    second = evaluate_models(models, images, profile, levels, seed=5 + DRAW_SEED_STEP)["fp32"]
+    for label in both:
+        assert both[label] == pytest.approx((first[label] + second[label]) / 2)
+    report = accuracy_report({"fp32": fp32}, images, profile, levels, seed=5, draws=2)
+    assert report.results["fp32"] == both and report.to_json()["noise_draws"] == 2
+    assert "on 8 images x 2 noise draws per light level" in report.table()
+    with pytest.raises(InvalidInputError, match="noise draws"):
+        evaluate_models(models, images, profile, levels, draws=0)
