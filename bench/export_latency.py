@@ -54,11 +54,12 @@ from edge_isp.contract.targets import Target
 from edge_isp.contract.tensorrt_build import installed_version
 from edge_isp.export.calibration import simulated_feed
 from edge_isp.export.graph_stats import graph_stats
-from edge_isp.export.loading import load_model
-from edge_isp.export.onnx_export import decode_detections, export_onnx, parity_inputs
+from edge_isp.export.onnx_export import export_onnx, parity_inputs
 from edge_isp.export.precision import convert_fp16, quantize_int8
 from edge_isp.fileio import write_json
 from edge_isp.isp import IspConfig, render_mosaic
+from edge_isp.model.contract_module import decode_detections
+from edge_isp.model.loading import load_model
 from edge_isp.sensor.cfa import unpack
 from edge_isp.sensor.profile import SensorProfile
 

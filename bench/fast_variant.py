@@ -73,11 +73,12 @@ from edge_isp import __version__
 from edge_isp.contract.onnx_session import cpu_session, onnxruntime
 from edge_isp.contract.sizes import format_size, parse_size
 from edge_isp.export.graph_stats import GraphStats, graph_stats
-from edge_isp.export.onnx_export import DETECTION_MULTIPLE, OPSET, decode_detections, export_onnx, parity_inputs
+from edge_isp.export.onnx_export import DETECTION_MULTIPLE, OPSET, export_onnx, parity_inputs
 from edge_isp.fileio import write_json
 from edge_isp.isp import IspConfig, render_mosaic
 from edge_isp.isp.colour import apply_color_matrix, apply_tone, resize_image, white_balance_mosaic
 from edge_isp.isp.demosaic import opencv_bayer_code
+from edge_isp.model.contract_module import decode_detections
 from edge_isp.model.registry import create_model
 from edge_isp.sensor.cfa import unpack
 from edge_isp.sensor.profile import SensorProfile
@@ -110,7 +111,7 @@ class DetectorAlone(nn.Module):
 
 
 def part_of(node: str) -> str:
-    """Which part of a detector's graph an exported node belongs to (names as ExportModule and
+    """Which part of a detector's graph an exported node belongs to (names as ContractModule and
     DetectorAlone give them: /isp/..., /head/features.N/..., /head/lateral.N/..., ...)."""
     parts = node.split("/")
     if len(parts) < 3 or parts[1] not in ("isp", "head"):

@@ -10,19 +10,23 @@ alternating, ``--repeats`` times; the table gives the median wall time and the C
 (user + system) of each with their range over the runs, and the ratios of the medians. On a
 shared machine the CPU time is the steadier of the two.
 
-Then the results are compared: K, read noise, row noise and black level (profile.json),
-the defect count, and the saturation capacity (report.md), with K's and the read noise's
-differences in units of their standard errors. The saturation moves on purpose (issue #18:
-this tree puts it at the variance peak, the other a level early).
+Then the results are compared. Against the other checkout: K, read noise, row noise and black
+level (profile.json), the defect count, and the saturation capacity (report.md), with K's and
+the read noise's differences in units of their standard errors. Against ``--reference`` (a
+checkout whose results this tree must reproduce; by default the other): every number of
+report.md (K and its fit per channel, read noise, row noise, black level, DSNU, PRNU,
+saturation, SNR, EMVA quantities, linearity, dark current, defects, the read-noise shape) as
+printed, every number of profile.json within 1e-9 relative, and defects.json, equal.
 
-The other checkout is any tree of the code, e.g. the code before the speed work of issue #18:
-``git archive 04ddc58 | tar -x -C /tmp/base``, then ``--other /tmp/base``. The two report the
-same K, read noise, row noise, black level and defects (K and the read noise a fraction of a
-standard error apart: the variance-peak saturation moved on purpose, and with it the K fit's
-upper end); tests/calibrate/test_stats_reference.py holds this tree's fast group statistics
-equal, bit for bit, to their plain computation.
+The speed baseline is the code before the speed work of issue #18: ``git archive 04ddc58 | tar -x
+-C /tmp/base``, then ``--other /tmp/base``. Its results differ on purpose in one respect: issue #18
+moved the saturation to the variance peak (the old code put it a level early), which moves the K
+fit's upper end (K and the read noise a fraction of a standard error apart, the same defects).
+The results baseline is then the tree before this round's speed work (``git archive 6ecd36b``):
+``--reference /tmp/ref``; tests/calibrate/test_stats_reference.py also holds this tree's group
+statistics equal, bit for bit, to their plain computation.
 
-Run: .venv/bin/python bench/ptc_speed.py --other /tmp/base [--frames DIR] [--repeats 3]
+Run: .venv/bin/python bench/ptc_speed.py --other /tmp/base --reference /tmp/ref [--frames DIR] [--repeats 3]
 (JSON: bench/results/ptc_speed.json)
 """
 
@@ -68,7 +72,8 @@ def run(checkout: Path, frames: Path, out: Path) -> tuple[float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "edge_isp", "calibrate", "ptc", str(frames), "--out", str(out), "--no-progress"],
+        [sys.executable, "-m", "edge_isp", "calibrate", "ptc", str(frames), "--out", str(out), "--name", "ptc-bench",
+         "--no-progress"],
         cwd=checkout, env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
     wall = time.perf_counter() - t0
@@ -95,9 +100,57 @@ def outcome(out: Path) -> dict:
     }
 
 
+NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|[-+]?nan|[-+]?inf")
+
+
+def _leaves(value, path=""):
+    """(path, value) of every number or string in a JSON value."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def identical_results(a: Path, b: Path) -> dict:
+    """The two output folders compared: report.md's numbers as printed, profile.json's numbers
+    (largest relative difference; strings and structure equal), defects.json equal."""
+    words_a, words_b = (NUMBER.findall((d / "report.md").read_text()) for d in (a, b))
+    differing = [(x, y) for x, y in zip(words_a, words_b, strict=False) if x != y]
+    leaves_a, leaves_b = (list(_leaves(json.loads((d / "profile.json").read_text()))) for d in (a, b))
+    same_shape = [p for p, _ in leaves_a] == [p for p, _ in leaves_b]
+    worst = 0.0
+    for (_, x), (_, y) in zip(leaves_a, leaves_b, strict=False):
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
+            if x != y:
+                worst = max(worst, abs(x - y) / max(abs(x), abs(y)))
+        elif x != y:
+            same_shape = False
+    defects = [json.loads((d / "defects.json").read_text()) for d in (a, b)]
+    return {
+        "report_numbers": len(words_a),
+        "report_numbers_differing": len(differing) + abs(len(words_a) - len(words_b)),
+        "report_differences": differing[:10],
+        "profile_same_fields": same_shape,
+        "profile_max_relative_difference": worst,
+        "defects_equal": defects[0] == defects[1],
+        "identical": not differing
+        and len(words_a) == len(words_b)
+        and same_shape
+        and worst <= 1e-9
+        and defects[0] == defects[1],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--other", type=Path, required=True, help="the checkout to compare with (e.g. /work/main)")
+    parser.add_argument(
+        "--reference", type=Path, help="the checkout whose results this tree must reproduce (default: --other)"
+    )
     parser.add_argument("--frames", type=Path, help="the sweep's folder (made there if absent; default: temporary)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -112,6 +165,10 @@ def main() -> int:
                 checkout = args.other.resolve() if who == "other" else HERE
                 times[who].append(run(checkout, frames, root / who))
         results = {who: outcome(root / who) for who in times}
+        reference = (args.reference or args.other).resolve()
+        if reference != args.other.resolve():
+            run(reference, frames, root / "reference")
+        same = identical_results(root / ("reference" if reference != args.other.resolve() else "other"), root / "this")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     median = {who: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for who, t in times.items()}
@@ -141,6 +198,8 @@ def main() -> int:
         "all_runs": times,
         "results": results,
         "comparison": comparison,
+        "reference": str(reference),
+        "same_results_as_reference": same,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "load": os.getloadavg()},
     }
     write_json(RESULTS, record)
@@ -157,6 +216,13 @@ def main() -> int:
         f"{b['read_noise_dn']:.5g} vs {a['read_noise_dn']:.5g} ({comparison['read_noise_in_se']:+.2f} se); row noise "
         f"{comparison['row_noise_relative']:+.2%}; black level within {comparison['black_level_max_diff_dn']:.3g} DN; "
         f"defects {b['defects']} vs {a['defects']}; saturation {b['saturation_e']:.0f} vs {a['saturation_e']:.0f} e-"
+    )
+    print(
+        f"against {reference}: {same['report_numbers']} numbers of report.md, "
+        f"{same['report_numbers_differing']} differing; profile.json largest relative difference "
+        f"{same['profile_max_relative_difference']:.2g}; "
+        f"defects.json {'equal' if same['defects_equal'] else 'DIFFERENT'}"
+        f" -> {'same results' if same['identical'] else 'RESULTS DIFFER'}"
     )
     print(f"wrote {RESULTS}")
     return 0

@@ -61,7 +61,7 @@ class LearnedIsp:
             self.noise_range = meta.noise_range
             self.model = None
         else:
-            from edge_isp.export.loading import load_model
+            from edge_isp.model.loading import load_model
 
             loaded = load_model(path)
             self.model, self.size, self.noise_range = loaded.model, loaded.input_size, loaded.noise_range

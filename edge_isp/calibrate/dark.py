@@ -35,7 +35,7 @@ from edge_isp.calibrate.defects import DefectMap, confirm_persistent, dark_defec
 from edge_isp.calibrate.frames import FrameRef
 from edge_isp.calibrate.stats import GroupStats, detrend_quadratic, measure_group, weighted_mean
 from edge_isp.errors import InvalidInputError
-from edge_isp.sensor.cfa import per_channel_map, unpack
+from edge_isp.sensor.cfa import unpack
 from edge_isp.sensor.frame import RawFrame
 
 QUANTIZATION_VAR_DN2 = 1.0 / 12.0
@@ -206,25 +206,33 @@ def _rows_and_residuals(
     cfa = first.cfa
     mean_mosaic = unpack(stats.mean_map, cfa)
     valid = unpack(usable.astype(np.uint8), cfa).astype(bool)
+    invalid = ~valid
     per_row = valid.sum(axis=1)
     rows_ok = per_row > 0
+    # The shape sample takes every step-th valid pixel (row-major) of each frame: those pixels,
+    # found once, are all that is corrected, not the whole frame.
+    flat_valid = np.flatnonzero(valid[rows_ok])
+    step = max(1, flat_valid.size // (SHAPE_SAMPLE // n + 1))
+    sample_row, sample_col = np.divmod(flat_valid[::step], valid.shape[1])
+    sample_at = (np.flatnonzero(rows_ok)[sample_row], sample_col)
     row_means, samples = [], []
     picked: dict[str, list[np.ndarray]] = {"hot": [], "cold": []}
-    per_frame = SHAPE_SAMPLE // n + 1
     for i, item in enumerate(_progress(frames, progress, "dark frames, pass 2/2")):
         frame = _load(item)
-        offset = per_channel_map(stats.frame_means_dn[i] - stats.frame_means_dn[0], cfa, first.height, first.width)
-        aligned = frame.data.astype(np.float32) - offset.astype(np.float32)
+        # Each frame aligned to the first by its channels' offsets, plane by plane.
+        offset = (stats.frame_means_dn[i] - stats.frame_means_dn[0]).astype(np.float32)
+        residual = frame.data.astype(np.float32)
+        for c, (y, x) in enumerate(cfa.plane_offsets()):
+            residual[y::2, x::2] -= offset[c]
         for kind in ("hot", "cold"):
             coords = candidates.pixels[kind]
-            picked[kind].append(aligned[coords[:, 0], coords[:, 1]])
-        residual = aligned - mean_mosaic
-        residual[~valid] = 0.0
+            picked[kind].append(residual[coords[:, 0], coords[:, 1]])
+        residual -= mean_mosaic
+        residual[invalid] = 0.0
         r = residual.sum(axis=1, dtype=np.float64)[rows_ok] / per_row[rows_ok]
         row_means.append(r)
-        corrected = (residual[rows_ok] - r[:, None].astype(np.float32))[valid[rows_ok]]
-        step = max(1, corrected.size // per_frame)
-        samples.append(corrected[::step] * math.sqrt(n / (n - 1)))
+        corrected = residual[sample_at] - r.astype(np.float32)[sample_row]
+        samples.append(corrected * math.sqrt(n / (n - 1)))
     r2 = np.square(np.array(row_means)) / (1.0 - 1.0 / n)
     a = float(r2.mean())
     a_se = float(r2.std()) / math.sqrt(r2.shape[1] * (n - 1))

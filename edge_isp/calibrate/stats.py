@@ -211,12 +211,13 @@ def _robust_offset(diff: np.ndarray) -> np.ndarray:
     # rows would put its average into the offset.
     step = max(1, diff.shape[1] * diff.shape[2] // ROBUST_SAMPLE)
     step = min(step, diff.shape[2])
+    d = diff[:, :, ::step].astype(np.float64).reshape(4, -1)
+    med = np.median(d, axis=1)
+    deviation = np.abs(d - med[:, None])
+    spread = 1.4826 * np.median(deviation, axis=1)
     out = np.zeros(4)
     for c in range(4):
-        d = diff[c, :, ::step].astype(np.float64).ravel()
-        med = float(np.median(d))
-        spread = 1.4826 * float(np.median(np.abs(d - med)))
-        inside = d[np.abs(d - med) <= 6.0 * spread] if spread > 0 else d[d == med]
+        inside = d[c][deviation[c] <= 6.0 * spread[c]] if spread[c] > 0 else d[c][d[c] == med[c]]
         out[c] = float(inside.mean())
     return out
 
@@ -258,13 +259,14 @@ def _noise_scale(mean: np.ndarray, var: np.ndarray, usable: np.ndarray, median_r
     A scene need not be uniform (vignetting, an unclipped bright patch, hot pixels whose
     shot noise follows their level), so a pixel is an outlier only against its peers.
     """
-    step = max(1, int(usable.sum()) // ROBUST_SAMPLE)
+    step = max(1, int(np.count_nonzero(usable)) // ROBUST_SAMPLE)
     sampled = usable.ravel()[::step]
     ms, vs = mean.ravel()[::step][sampled], var.ravel()[::step][sampled]
     # Quantile bins follow where most pixels are; equal-width bins give a small bright
     # region its own bin instead of a bin shared with (and judged by) the background.
-    # Sorted by mean, each bin (a range of the mean) is one run, whose bounds follow from the
-    # bins' counts; a bin's median variance is the middle of its run's variances, found by
+    # Sorted by mean, each bin (edges[b] <= mean < edges[b + 1], the last one closed) is one
+    # run, which starts where its left edge would be inserted; a bin's median mean is the
+    # middle of its run, its median variance the middle of its run's variances, found by
     # partitioning that run alone.
     order = np.argsort(ms)
     by_mean = ms[order]
@@ -275,15 +277,15 @@ def _noise_scale(mean: np.ndarray, var: np.ndarray, usable: np.ndarray, median_r
     scales: list[float] = []
     lo = hi = np.zeros(0, dtype=np.int64)
     if edges.size >= 2:
-        which = np.clip(np.searchsorted(edges, by_mean, side="right") - 1, 0, edges.size - 2)
-        bounds = np.concatenate([[0], np.cumsum(np.bincount(which, minlength=edges.size - 1))])
+        starts = np.searchsorted(by_mean.astype(np.float64), edges[1:-1], side="left")
+        bounds = np.concatenate([[0], starts, [by_mean.size]])
         lo, hi = bounds[:-1], bounds[1:]
         big = hi - lo >= 30
         lo, hi = lo[big], hi[big]
+        middle = by_mean[(lo + hi - 1) // 2].astype(np.float64), by_mean[(lo + hi) // 2].astype(np.float64)
+        centers = (0.5 * (middle[0] + middle[1])).tolist()
         var_by_mean = vs[order]
-        for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
-            centers.append(_sorted_median(by_mean, a, b))
-            scales.append(_middle(var_by_mean[a:b]) / median_ratio)
+        scales = [_middle(var_by_mean[a:b]) / median_ratio for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
     counts = list(hi - lo)
     floor = 0.5 * min(scales) if scales else 0.0
     if len(centers) < 2 or np.ptp(centers) == 0:
@@ -313,12 +315,6 @@ def _middle(values: np.ndarray) -> float:
     return 0.5 * (float(part[i]) + float(part[j]))
 
 
-def _sorted_median(values: np.ndarray, lo: int, hi: int) -> float:
-    """Median of the sorted run ``values[lo:hi]``."""
-    mid = (lo + hi - 1) / 2.0
-    return 0.5 * (float(values[int(np.floor(mid))]) + float(values[int(np.ceil(mid))]))
-
-
 def _channel_stats(mean_map: np.ndarray, var_map: np.ndarray, usable: np.ndarray, n: int) -> dict:
     dof = n - 1
     q, median_ratio, factor = _chi2_constants(dof)
@@ -326,18 +322,21 @@ def _channel_stats(mean_map: np.ndarray, var_map: np.ndarray, usable: np.ndarray
     kept_all = np.zeros_like(usable)
     for c in range(4):
         u = usable[c]
-        n_usable = int(u.sum())
+        n_usable = int(np.count_nonzero(u))
         if n_usable < 16:
             out["mean_dn"][c] = out["var_dn2"][c] = out["var_se_dn2"][c] = np.nan
             continue
         m, v = mean_map[c], var_map[c]
         scale = _noise_scale(m, v, u, median_ratio)
         keep = u & ((v <= scale * (q / dof)) | (scale <= 0))
-        n_kept = int(keep.sum())
+        n_kept = int(np.count_nonzero(keep))
         kept_all[c] = keep
         out["mean_dn"][c] = float(m.mean(dtype=np.float64, where=keep))
-        out["var_dn2"][c] = float(v.mean(dtype=np.float64, where=keep)) / factor
-        out["var_se_dn2"][c] = float(v.std(dtype=np.float64, where=keep)) / np.sqrt(n_kept) / factor
+        v_mean = v.mean(dtype=np.float64, where=keep)
+        out["var_dn2"][c] = float(v_mean) / factor
+        # The standard deviation about that same mean, handed over instead of summed again.
+        spread = v.std(dtype=np.float64, where=keep, mean=np.reshape(v_mean, (1, 1)))
+        out["var_se_dn2"][c] = float(spread) / np.sqrt(n_kept) / factor
         out["n_kept"][c] = n_kept
         out["outlier_fraction"][c] = 1.0 - n_kept / n_usable
     out["kept"] = kept_all
@@ -427,23 +426,31 @@ def detrend_quadratic(plane: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
     Removes illumination fall-off and vignetting before a spatial (PRNU/DSNU) variance,
     which should measure pixel-to-pixel differences, not the optics.
+
+    The surface is ``1, x, y, x², xy, y²`` on [-0.5, 0.5] (x across, y down). Its normal
+    equations need only sums of ``x^a y^b`` (and of the plane times them) over the mask, and
+    each such sum is a row-power matrix times the mask (or masked plane) times a column-power
+    matrix: two small matrix products instead of a least-squares solve on a ``(pixels, 6)``
+    design matrix. With x and y centred the 6x6 system is well conditioned (the surface agrees
+    with the design-matrix solve to ~1e-13 relative).
     """
     h, w = plane.shape
-    basis = _quadratic_basis(h, w)
     m = mask.ravel()
-    step = max(1, int(m.sum() // 200_000))
-    rows = np.flatnonzero(m)[::step]
-    coef, *_ = np.linalg.lstsq(basis[rows], plane.ravel()[rows].astype(np.float64), rcond=None)
-    return plane - (basis @ coef).reshape(h, w)
-
-
-@functools.lru_cache(maxsize=1)
-def _quadratic_basis(h: int, w: int) -> np.ndarray:
-    """``(h * w, 6)`` read-only: 1, x, y, x², xy, y² on [-0.5, 0.5], the same for every plane of a
-    sensor (made once, not per plane and per stack)."""
-    yy, xx = np.mgrid[0:h, 0:w]
-    y = (yy / max(h - 1, 1) - 0.5).ravel()
-    x = (xx / max(w - 1, 1) - 0.5).ravel()
-    basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=1)
-    basis.flags.writeable = False
-    return basis
+    count = int(np.count_nonzero(m))
+    step = max(1, count // 200_000)
+    if step > 1:  # every step-th masked pixel (row-major), as a mask
+        m = np.zeros(m.size, dtype=bool)
+        m[np.flatnonzero(mask.ravel())[::step]] = True
+    weights = m.reshape(h, w).astype(np.float64)
+    x = np.arange(w) / max(w - 1, 1) - 0.5
+    y = np.arange(h) / max(h - 1, 1) - 0.5
+    x_pow = x[:, None] ** np.arange(5)  # (w, 5): x^0 .. x^4
+    y_pow = y[:, None] ** np.arange(5)
+    moments = y_pow.T @ (weights @ x_pow)  # moments[b, a] = sum over the mask of x^a y^b
+    weighted = y_pow[:, :3].T @ ((weights * plane) @ x_pow[:, :3])
+    powers = ((0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2))  # (a, b) of each basis term x^a y^b
+    normal = np.array([[moments[bi + bj, ai + aj] for aj, bj in powers] for ai, bi in powers])
+    rhs = np.array([weighted[b, a] for a, b in powers])
+    c1, cx, cy, cxx, cxy, cyy = np.linalg.lstsq(normal, rhs, rcond=None)[0]
+    surface = (c1 + cy * y + cyy * y * y)[:, None] + (cx * x + cxx * x * x)[None, :] + cxy * np.outer(y, x)
+    return plane - surface

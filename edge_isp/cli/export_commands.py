@@ -203,8 +203,8 @@ def _all(args: argparse.Namespace) -> int:
 
 
 def _onnx(args: argparse.Namespace) -> int:
-    from edge_isp.export.loading import default_input_kind, load_model
     from edge_isp.export.onnx_export import export_onnx
+    from edge_isp.model.loading import default_input_kind, load_model
     from edge_isp.sensor.profile import SensorProfile
 
     loaded = load_model(args.source)

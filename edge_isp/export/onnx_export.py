@@ -10,8 +10,8 @@ optionally ``image`` (B, 3, H, W), the learned ISP's sRGB. Written with the Torc
 exporter (``dynamo=False``; the torch.export one needs onnxscript) at opset 17, which
 TensorRT 8.5 and later parse.
 
-The detection decoding is ``CenterNetDetector.decode`` with the labels cast to int32, which
-TensorRT handles natively.
+The traced network is :class:`edge_isp.model.contract_module.ContractModule` (the runtime's torch
+backend runs the same module).
 """
 
 from __future__ import annotations
@@ -36,78 +36,16 @@ from edge_isp.contract.metadata import (
     check_conventional_isp,
     check_input_kind,
     is_profile_name,
-    output_names,
     set_metadata,
 )
 from edge_isp.contract.onnx_session import cpu_session
 from edge_isp.errors import InvalidInputError, require
 from edge_isp.fileio import write_bytes
-from edge_isp.model.heads import DETECTOR_STRIDE, CenterNetDetector
+from edge_isp.model.contract_module import DEFAULT_TOP_K, ContractModule
 from edge_isp.sensor.simulate import simulate
 
 OPSET = 17
-DEFAULT_TOP_K = 100
 DETECTION_MULTIPLE = 32
-# The detector's maps before decoding: what a sensitivity ranking compares (see precision_search).
-DENSE_DETECTION_OUTPUTS = ("heatmap", "size", "offset")
-
-
-def decode_detections(
-    maps: dict[str, torch.Tensor], top_k: int, stride: int = DETECTOR_STRIDE, raw_scale: int = 1
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CenterNet maps -> (boxes (B, K, 4) xyxy in the full-resolution input's pixels, scores
-    (B, K), labels (B, K) int32), ``K = min(top_k, C * cells)``. ``stride``: the maps' stride in
-    the picture's pixels; ``raw_scale``: the input's sides over the picture's (boxes are scaled
-    by it, so a half-resolution model's boxes are in the raw frame's pixels like any other's)."""
-    out = CenterNetDetector.decode(maps, top_k, stride)
-    boxes = out["boxes"] * raw_scale if raw_scale != 1 else out["boxes"]
-    return boxes, out["scores"], out["labels"].to(torch.int32)
-
-
-class ExportModule(nn.Module):
-    """A ``JointModel`` with the exported outputs: ``forward(raw, noise)`` returns the tuple
-    named by :func:`edge_isp.contract.metadata.output_names` for its task. With
-    ``input_kind="rgb"``, ``forward(rgb)`` runs the perception head alone on an sRGB batch."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        top_k: int = DEFAULT_TOP_K,
-        with_image: bool = False,
-        dense: bool = False,
-        input_kind: str = "raw",
-    ) -> None:
-        super().__init__()
-        if top_k < 1:
-            raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
-        self.input_kind = check_input_kind(input_kind)
-        if input_kind == "rgb" and (model.config.task == "reconstruction" or model.head is None):
-            raise InvalidInputError(
-                "an rgb-input export is the perception network alone; this model has none (a reconstruction model)"
-            )
-        if input_kind == "rgb" and with_image:
-            raise InvalidInputError("an rgb-input model has no learned ISP, so no 'image' output (drop --with-image)")
-        # Attribute names match JointModel's so the ONNX node names read /isp/..., /head/...
-        self.isp = model.isp
-        self.head = model.head
-        self.task = model.config.task
-        self.raw_scale = model.config.raw_scale
-        self.stride = int(getattr(model.head, "stride", DETECTOR_STRIDE))
-        self.top_k = top_k
-        self.with_image = with_image
-        self.dense = dense and self.task == "detection"
-        self.names = list(DENSE_DETECTION_OUTPUTS) if self.dense else output_names(self.task, with_image)
-
-    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        rgb = inputs[0] if self.input_kind == "rgb" else self.isp(*inputs)
-        if self.task == "reconstruction":
-            return (rgb,)
-        out = self.head(rgb)
-        if self.dense:
-            return tuple(out[name] for name in DENSE_DETECTION_OUTPUTS)
-        detection = self.task == "detection"
-        result = decode_detections(out, self.top_k, self.stride, self.raw_scale) if detection else (out,)
-        return (*result, rgb) if self.with_image else tuple(result)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,7 +191,7 @@ def export_onnx(
         dense: a detector's heatmap/size/offset maps instead of decoded boxes: not the
             deployment contract, the graph a sensitivity ranking measures.
         noise_range: the noise levels the model was trained on, for the metadata
-            (:attr:`~edge_isp.export.loading.LoadedModel.noise_range`); raw models only.
+            (:attr:`~edge_isp.model.loading.LoadedModel.noise_range`); raw models only.
         input_kind: "raw" (the fused model: inputs ``raw``, ``noise``) or "rgb" (the
             perception head alone: input ``rgb`` (B, 3, H, W), sRGB on [0, 1]).
         conventional_isp: for an rgb model, the conventional ISP it was trained behind
@@ -280,7 +218,7 @@ def export_onnx(
         conventional_isp = check_conventional_isp(conventional_isp)
     start = time.perf_counter()
     was_training = model.training
-    wrapper = ExportModule(model, top_k, with_image, dense, input_kind).eval()
+    wrapper = ContractModule(model, top_k, with_image, dense, input_kind).eval()
     names = wrapper.names
     inputs = parity_rgb(input_size, batch) if input_kind == "rgb" else parity_inputs(profile, input_size, batch)
     args = tuple(torch.from_numpy(inputs[name]) for name in input_names)

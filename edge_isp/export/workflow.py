@@ -40,11 +40,11 @@ from edge_isp.export.cpu_int8 import (
 )
 from edge_isp.export.evalset import check_class_names, light_levels, load_images, open_dataset
 from edge_isp.export.graph_stats import graph_stats
-from edge_isp.export.loading import default_input_kind, load_model
 from edge_isp.export.onnx_export import export_onnx
 from edge_isp.export.precision import DEFAULT_CALIBRATION, convert_fp16, precision_suffix, quantize_int8
 from edge_isp.export.precision_search import FrameSet, Ranking, reduce_precision
 from edge_isp.fileio import write_json
+from edge_isp.model.loading import default_input_kind, load_model
 from edge_isp.sensor.profile import SensorProfile
 
 RANKING_DIVISOR = 4

@@ -21,7 +21,7 @@ def lstsq_detrend(plane: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return plane - (basis @ coef).reshape(h, w)
 
 
-@pytest.mark.parametrize("shape", [(96, 128), (640, 700)])
+@pytest.mark.parametrize("shape", [(96, 128), (700, 720)])
 def test_detrend_equals_the_design_matrix_solve(shape):
     rng = np.random.default_rng(3)
     h, w = shape

@@ -10,8 +10,8 @@ import pytest
 import edge_isp.cli as cli
 from edge_isp.cli import export_commands
 from edge_isp.contract.metadata import read_metadata
-from edge_isp.export.loading import load_model
 from edge_isp.export.workflow import ranking_size
+from edge_isp.model.loading import load_model
 
 from .conftest import make_colour_folder
 
@@ -235,7 +235,7 @@ def baseline_checkpoint(tmp_path_factory):
 
 def test_a_baseline_checkpoint_exports_rgb_input_unless_told(run, baseline_checkpoint, checkpoint, tmp_path, capsys):
     from edge_isp.contract.metadata import read_metadata
-    from edge_isp.export.loading import default_input_kind
+    from edge_isp.model.loading import default_input_kind
 
     loaded = load_model(baseline_checkpoint)
     assert loaded.stage == "baseline" and loaded.conventional_isp == {"demosaic": "malvar", "denoise": "nlm"}

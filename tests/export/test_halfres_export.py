@@ -10,9 +10,9 @@ import torch
 from edge_isp.contract.metadata import ModelMetadata, read_metadata
 from edge_isp.contract.model_input import Geometry
 from edge_isp.errors import InvalidInputError
-from edge_isp.export.loading import load_model
 from edge_isp.export.onnx_export import export_onnx
 from edge_isp.model.heads import CenterNetDetector
+from edge_isp.model.loading import load_model
 from edge_isp.runtime.backends import make_backend
 from edge_isp.runtime.pipeline import image_scale
 from edge_isp.runtime.sources import SimulatedSource

@@ -10,16 +10,16 @@ import torch
 
 from edge_isp.contract.metadata import read_metadata
 from edge_isp.errors import InvalidInputError
-from edge_isp.export.loading import load_model
 from edge_isp.export.onnx_export import (
     OPSET,
     ParityStats,
     compare_outputs,
-    decode_detections,
     export_onnx,
 )
+from edge_isp.model.contract_module import decode_detections
 from edge_isp.model.heads import CenterNetDetector
 from edge_isp.model.joint import ModelConfig
+from edge_isp.model.loading import load_model
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -216,8 +216,8 @@ class TestTensorRT:
 
 def test_torch_backend_matches_its_onnx_export(tmp_path):
     torch = pytest.importorskip("torch")
-    from edge_isp.export.loading import load_model
     from edge_isp.export.onnx_export import export_onnx
+    from edge_isp.model.loading import load_model
     from edge_isp.model.registry import create_model
     from edge_isp.train.checkpoint import save_checkpoint
 

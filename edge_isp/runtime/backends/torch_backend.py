@@ -1,9 +1,9 @@
 """Torch backend, for development: run a training checkpoint without exporting it.
 
-It wraps the network exactly as the ONNX export does (``edge_isp.export.onnx_export.
-ExportModule``), so its outputs have the names, shapes and dtypes of an exported model and
-the rest of the runtime cannot tell the difference. Torch is imported only when this backend
-is made: the board never needs it.
+It wraps the network in the module the ONNX export traces
+(:class:`edge_isp.model.contract_module.ContractModule`), so its outputs have the names, shapes
+and dtypes of an exported model and the rest of the runtime cannot tell the difference. Torch
+is imported only when this backend is made: the board never needs it.
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ class TorchBackend(InferenceBackend):
     def __init__(self, checkpoint: str | Path, device: str = "auto", top_k: int = 100, with_image: bool = True) -> None:
         super().__init__()
         torch = require("torch", "train", "the torch backend (running a training checkpoint)")
-        # These build the torch network: imported here so the runtime never imports torch.
-        from edge_isp.export.loading import load_model
-        from edge_isp.export.onnx_export import ExportModule
+        # Torch-side modules (they import torch): imported here so the runtime never imports torch.
+        from edge_isp.model.contract_module import ContractModule
+        from edge_isp.model.loading import load_model
 
         if device not in DEVICES:
             raise InvalidInputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
@@ -56,7 +56,7 @@ class TorchBackend(InferenceBackend):
         if not loaded.trained:
             log.warning("the torch backend runs %s: untrained weights, its answers mean nothing", loaded.source)
         config = loaded.config
-        self._module = ExportModule(loaded.model, top_k=top_k, with_image=with_image).eval().to(self._device)
+        self._module = ContractModule(loaded.model, top_k=top_k, with_image=with_image).eval().to(self._device)
         self._names = list(self._module.names)
         self._inputs = [
             TensorSpec("raw", np.dtype(np.float32), (1, 4, None, None)),

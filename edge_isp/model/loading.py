@@ -1,4 +1,5 @@
-"""What the export starts from: a training checkpoint, or a registered model with fresh weights.
+"""A network from a training checkpoint, or a registered model with fresh weights: what the export
+starts from and what the runtime's torch backend runs.
 
 A checkpoint written by ``edge-isp train`` (:mod:`edge_isp.train.checkpoint`) carries the
 resolved ``ModelConfig``, the class names and the training config, from which the export
@@ -24,8 +25,9 @@ from typing import Any
 from edge_isp.contract.metadata import INPUT_KINDS, NoiseRange
 from edge_isp.errors import InvalidInputError, MissingFileError
 from edge_isp.model.registry import REGISTRY, create_model
+from edge_isp.train.batches import RawBatcher
 from edge_isp.train.checkpoint import load_checkpoint, model_from_checkpoint
-from edge_isp.train.config import BaselineSection, recorded_teacher
+from edge_isp.train.config import BaselineSection, TrainConfig, recorded_teacher
 
 DEFAULT_PROFILE = "nexus6p-rear"
 # Stages that train the perception network alone on sRGB pictures (edge_isp.train.stages).
@@ -140,9 +142,6 @@ def _from_checkpoint(path: Path) -> LoadedModel:
             conventional = {"demosaic": str(baseline["demosaic"]), "denoise": str(baseline["denoise"])}
         noise_range = None
         if data.get("stage") in ("isp", "joint") and train:
-            from edge_isp.train.batches import RawBatcher
-            from edge_isp.train.config import TrainConfig
-
             section = TrainConfig.from_dict(train, str(path)).sensor
             noise_range = NoiseRange(**RawBatcher.from_config(section).noise_range())
         return LoadedModel(
