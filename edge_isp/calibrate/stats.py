@@ -97,7 +97,7 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     import cv2
 
     if not mask.any():
-        return mask
+        return mask.copy()  # the caller adds defects to it: never the caller's own array
     kernel = np.ones((2 * radius + 1, 2 * radius + 1), dtype=np.uint8)
     return np.stack([cv2.dilate(m.astype(np.uint8), kernel).astype(bool) for m in mask])
 

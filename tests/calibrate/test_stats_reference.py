@@ -142,3 +142,15 @@ def test_distributions_equal_scipy_stats(dof):
     assert np.array_equal(distributions.norm_cdf(z), norm.cdf(z))
     assert np.array_equal(distributions.norm_ppf(p), norm.ppf(p))
     assert stats._chi2_constants(dof) == reference_constants(dof)
+
+
+def test_defects_are_not_counted_as_clipped(dirty_refs):
+    # A group that clips nowhere, measured with a defect map: the defects are left out of the
+    # statistics but are no clipping (the dilated clip mask was once the defect map itself).
+    groups = [list(g.frames()) for gain_groups in group(dirty_refs).values() for g in gain_groups if len(g.refs) >= 2]
+    frames = next(g for g in groups if not stats.measure_group(g, keep_maps=True).clip_mask.any())
+    defects = np.random.default_rng(6).random((4, 64, 64)) < 0.01
+    before = defects.copy()
+    measured = stats.measure_group(frames, defects=defects, keep_maps=True)
+    assert np.array_equal(measured.clipped_fraction, np.zeros(4)) and not measured.clip_mask.any()
+    assert np.array_equal(defects, before)
