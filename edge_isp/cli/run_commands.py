@@ -224,7 +224,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     kind, _ = parse_source_spec(source_spec)
     inference = make_backend(
         model, backend, device=device, threads=args.threads, engine_on_first_use=True,
-        precision=getattr(args, "precision", None) or "auto",
+        precision=getattr(args, "precision", None) or "auto", input_size=args.input_size,
     )  # fmt: skip
     # The file that runs, which may be a sibling of the one given (an INT8 file, a built engine).
     model = getattr(inference, "path", model)

@@ -161,7 +161,9 @@ def plan_build(
     if input_shapes is not None and any(not isinstance(d, int) for s in input_shapes.values() for d in s):
         if batch < 1:
             raise InvalidInputError(f"batch must be >= 1, got {batch}")
-        profile = {name: _profile(name, shape, batch, (spatial or {}).get(name)) for name, shape in input_shapes.items()}
+        profile = {
+            name: _profile(name, shape, batch, (spatial or {}).get(name)) for name, shape in input_shapes.items()
+        }
     return BuildPlan(
         api=path,
         tensorrt_version=str(version),
