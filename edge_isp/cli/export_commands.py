@@ -247,7 +247,7 @@ def _onnx(args: argparse.Namespace) -> int:
     for name, stats in result.parity.items():
         extra = f", {stats.unmatched} unmatched detections" if stats.unmatched else ""
         extra += "" if stats.ok() else "  <- larger than expected: check the exported graph"
-        print(f"  {name:<8} {stats.max_abs:.3g} (values up to {stats.ref_max_abs:.3g}){extra}")
+        print(f"  {name:<15} {stats.max_abs:.3g} (values up to {stats.ref_max_abs:.3g}){extra}")
     return 0
 
 

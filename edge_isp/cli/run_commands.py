@@ -133,7 +133,13 @@ def _add_common(p: argparse.ArgumentParser, http_default: str | None = None) -> 
     )
     p.add_argument("--lux", type=_positive_float, help="light level of the simulated source, lux (0.01 to 200000)")
     p.add_argument(
-        "--input-size", type=size_argument, metavar="WxH", help="model input size, for models without a fixed one"
+        "--input-size",
+        type=size_argument,
+        metavar="WxH",
+        help="model input size, for a dynamic-size model (export --dynamic-size): a multiple of its "
+        "edge_isp.size_multiple, no bigger than the frame (frames are cropped to its aspect and resized down, the "
+        "noise level corrected); default: each frame's own size cut to the multiple. A fixed-size model runs at its "
+        "own size, and a frame smaller than that is refused, never upscaled",
     )
     p.add_argument(
         "--score-threshold", type=float, default=0.3, help="keep detections above this (default %(default)s)"

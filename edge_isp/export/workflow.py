@@ -183,7 +183,7 @@ def export_all(source: str | Path, options: ExportOptions, say: Callable[[str], 
     say(f"fp32: {fp32_path} ({result.seconds:.1f} s); ONNX Runtime vs torch, largest difference per output:")
     for key, stats in result.parity.items():
         flag = "" if stats.ok() else "  <- larger than expected: check the exported graph"
-        say(f"  {key:<8} {stats.max_abs:.3g} (values up to {stats.ref_max_abs:.3g}){flag}")
+        say(f"  {key:<15} {stats.max_abs:.3g} (values up to {stats.ref_max_abs:.3g}){flag}")
     summary["onnx"] = {"fp32": str(fp32_path)}
     summary["parity"] = parity
     summary["parity_ok"] = all(stats.ok() for stats in result.parity.values())
