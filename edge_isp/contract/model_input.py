@@ -127,7 +127,7 @@ def area_variance_factor(size_in: tuple[int, int], size_out: tuple[int, int]) ->
     OpenCV's per-axis weights (its area resize is separable). 1 for no resize."""
     (w_in, h_in), (w_out, h_out) = size_in, size_out
     if w_out > w_in or h_out > h_in:
-        raise InvalidInputError(f"an area resize shrinks: {w_in}x{h_in} -> {w_out}x{h_out} grows")
+        raise InvalidInputError(f"an area resize only shrinks; {w_in}x{h_in} -> {w_out}x{h_out} would grow")
     x = 1.0 if w_in == w_out else _axis_variance_factor(w_in, w_out)
     y = 1.0 if h_in == h_out else _axis_variance_factor(h_in, h_out)
     return x * y

@@ -77,12 +77,21 @@ def test_dynamic_export_equals_fixed_exports_and_torch(tmp_path, profile, name, 
         with torch.no_grad():
             loaded.model.eval()
             from_torch = [t.numpy() for t in fixed_wrapper(loaded, feed)]
-        for stats in (compare_outputs(names, got, want), compare_outputs(names, got, from_torch)):
-            for key, s in stats.items():
+        for a, b in ((got, want), (got, from_torch), (want, got), (from_torch, got)):
+            for key, s in compare_outputs(names, a, _top(names, b)).items():
                 assert s.ok(1e-5), (name, other, key, s)
         image = got[names.index("image")]
         raw_scale = loaded.config.raw_scale
         assert image.shape[2:] == (other[1] // raw_scale, other[0] // raw_scale)
+
+
+def _top(names: list[str], outputs: list[np.ndarray], keep: int = 10) -> list[np.ndarray]:
+    """The reference's first ``keep`` detections (all other outputs whole): an untrained
+    heatmap has near-equal peaks, and which of them make the last places of the top K may
+    differ in the last float bit between two runtimes; the strong ones must all be found."""
+    if "boxes" not in names:
+        return outputs
+    return [o[:, :keep] if n in ("boxes", "scores", "labels") else o for n, o in zip(names, outputs, strict=True)]
 
 
 def fixed_wrapper(loaded, feed):
