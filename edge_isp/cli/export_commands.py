@@ -168,6 +168,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _add_graph_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dynamic-batch", action="store_true", help="make the batch axis dynamic")
+    p.add_argument(
+        "--dynamic-size",
+        action="store_true",
+        help="make height and width dynamic: the Bayer mask and every other shape-dependent part is computed from "
+        "the input's shape in the graph, so the file runs at any frame size that is a multiple of the model's "
+        "(32 for detectors, dp_* and dpnh_* alike; 4 for a full-resolution ISP's classifier, 8 for a "
+        "half-resolution one), recorded as metadata edge_isp.size_multiple; the input size is then the size "
+        "it is traced and checked at (and a second size is checked too); a TensorRT engine is still built "
+        "fixed, at the target's size",
+    )
     p.add_argument("--with-image", action="store_true", help="add the learned ISP's sRGB as output 'image'")
     p.add_argument("--top-k", type=int, default=100, help="detections per image (default %(default)s)")
 
@@ -195,7 +205,7 @@ def _all(args: argparse.Namespace) -> int:
         search_images=args.search_images, calib_images=args.calib_images, calib_frames=args.calib_frames,
         tolerance=args.tolerance, search=not args.no_search, calibration=args.calibration,
         with_image=args.with_image, top_k=args.top_k, dynamic_batch=args.dynamic_batch, engine=not args.no_engine,
-        cache_dir=args.cache, rebuild=args.rebuild, seed=args.seed,
+        cache_dir=args.cache, rebuild=args.rebuild, seed=args.seed, dynamic_size=args.dynamic_size,
     )  # fmt: skip
     export_all(args.source, options)
     print(f"summary: {args.out / 'export.json'}")
@@ -223,6 +233,7 @@ def _onnx(args: argparse.Namespace) -> int:
         dynamic_batch=args.dynamic_batch, with_image=args.with_image, top_k=args.top_k,
         noise_range=loaded.noise_range, input_kind=kind, conventional_isp=loaded.conventional_isp,
         teacher=loaded.teacher,
+        dynamic_size=args.dynamic_size,
     )  # fmt: skip
     behind = result.metadata.conventional_isp
     takes = (
@@ -231,12 +242,18 @@ def _onnx(args: argparse.Namespace) -> int:
         else "rgb input"
         + (f" (trained behind the conventional ISP {behind['demosaic']} + {behind['denoise']})" if behind else "")
     )
-    print(f"{result.path}: {loaded.config.name} at {size[0]}x{size[1]}, {takes}, {result.seconds:.1f} s")
+    multiple = result.metadata.size_multiple
+    at = (
+        f"at {size[0]}x{size[1]}"
+        if multiple is None
+        else f"at any size in multiples of {multiple} (traced at {size[0]}x{size[1]})"
+    )
+    print(f"{result.path}: {loaded.config.name} {at}, {takes}, {result.seconds:.1f} s")
     print("ONNX Runtime vs torch, largest difference per output:")
     for name, stats in result.parity.items():
         extra = f", {stats.unmatched} unmatched detections" if stats.unmatched else ""
         extra += "" if stats.ok() else "  <- larger than expected: check the exported graph"
-        print(f"  {name:<8} {stats.max_abs:.3g} (values up to {stats.ref_max_abs:.3g}){extra}")
+        print(f"  {name:<15} {stats.max_abs:.3g} (values up to {stats.ref_max_abs:.3g}){extra}")
     return 0
 
 

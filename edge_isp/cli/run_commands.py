@@ -22,6 +22,8 @@ from edge_isp.shipped import default_model
 log = logging.getLogger("edge_isp.run")
 
 _CAMERAS = ("picamera2", "v4l2")
+# The size multiple of a dynamic-size model whose metadata does not say (a detector's stride).
+DEFAULT_SIZE_MULTIPLE = 32
 _FINITE = ("replay", "file")  # files: every frame is processed, none dropped
 DEMO_MODEL_HINT = (
     "The demo runs the shipped detection model {path}, which is not there. Make it with: "
@@ -131,7 +133,13 @@ def _add_common(p: argparse.ArgumentParser, http_default: str | None = None) -> 
     )
     p.add_argument("--lux", type=_positive_float, help="light level of the simulated source, lux (0.01 to 200000)")
     p.add_argument(
-        "--input-size", type=size_argument, metavar="WxH", help="model input size, for models without a fixed one"
+        "--input-size",
+        type=size_argument,
+        metavar="WxH",
+        help="model input size, for a dynamic-size model (export --dynamic-size): a multiple of its "
+        "edge_isp.size_multiple, no bigger than the frame (frames are cropped to its aspect and resized down, the "
+        "noise level corrected); default: each frame's own size cut to the multiple. A fixed-size model runs at its "
+        "own size, and a frame smaller than that is refused, never upscaled",
     )
     p.add_argument(
         "--score-threshold", type=float, default=0.3, help="keep detections above this (default %(default)s)"
@@ -222,7 +230,7 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     kind, _ = parse_source_spec(source_spec)
     inference = make_backend(
         model, backend, device=device, threads=args.threads, engine_on_first_use=True,
-        precision=getattr(args, "precision", None) or "auto",
+        precision=getattr(args, "precision", None) or "auto", input_size=args.input_size,
     )  # fmt: skip
     # The file that runs, which may be a sibling of the one given (an INT8 file, a built engine).
     model = getattr(inference, "path", model)
@@ -242,12 +250,15 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
         raise InvalidInputError(
             f"the model {model} has no 'raw' input (it has {names}){hint}; see docs/ARCHITECTURE.md"
         )
-    input_size = model_input_size(raw_spec.shape, info.input_size, args.input_size)
+    # A dynamic-size model (None axes) runs at --input-size, else at each frame's own size cut
+    # to its multiple; a fixed one at its size, and a frame too small for it is refused.
+    multiple = info.size_multiple or DEFAULT_SIZE_MULTIPLE
+    input_size = model_input_size(raw_spec.shape, args.input_size, multiple)
     conventional = None
     if getattr(args, "conventional_model", None):
         conventional = _conventional_model(args, info, input_size, profile, device)
         if input_size is None:  # the learned model runs at any size: at the conventional one's
-            input_size = model_input_size(raw_spec.shape, info.input_size, conventional.size)
+            input_size = model_input_size(raw_spec.shape, conventional.size, multiple)
 
     if kind == "sim" and getattr(args, "size", None) is None and input_size is not None:
         # Simulate at the model's own size (a bigger frame is only resized down again), or for
@@ -268,7 +279,17 @@ def live(args: argparse.Namespace, *, source_spec: str, model: str | Path, backe
     # A camera's exposure controller sets exposure, gains and the frame's digital gain itself;
     # other frames that carry no gain get the digital auto-exposure of the preprocessing.
     digital = exposure and kind not in _CAMERAS
-    preprocessor = live_preprocessor(profile, input_size, auto_exposure=digital, noise_range=info.noise_range)
+    preprocessor = live_preprocessor(
+        profile, input_size, auto_exposure=digital, noise_range=info.noise_range, multiple=multiple
+    )
+    frame_size = _frame_size(source)
+    if frame_size is not None:  # else the first frame says it (the same check, in the preprocessing)
+        try:
+            preprocessor.geometry(frame_size)
+        except InvalidInputError:
+            source.close()
+            inference.close()
+            raise
     postprocessor = Postprocessor(
         info, score_threshold=args.score_threshold, top_k=args.top_k, nms_iou=args.nms,
         nms_across_classes=args.nms_across_classes,

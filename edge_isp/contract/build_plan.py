@@ -71,7 +71,11 @@ class BuildPlan:
         dla_core: the DLA core, or None.
         progress_monitor: whether the version has ``IProgressMonitor`` (bar and Ctrl-C).
         optimization_level: ``builder_optimization_level``, or None for the default.
-        input_shapes: ``{input: (min, opt, max) shapes}`` for a dynamic batch, else None.
+        input_shapes: ``{input: (min, opt, max) shapes}`` for an ONNX file with dynamic axes
+            (the optimization profile), else None. A dynamic batch spans 1 to the target's
+            batch; dynamic height and width are fixed (min = opt = max) at ``input_size``.
+        input_size: ``(width, height)`` of the full-resolution frame the engine runs at: part
+            of the cache key, so one dynamic-size ONNX file gives one engine per size.
     """
 
     api: str
@@ -84,6 +88,7 @@ class BuildPlan:
     progress_monitor: bool
     optimization_level: int | None
     input_shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] | None
+    input_size: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -99,6 +104,8 @@ def plan_build(
     optimization_level: int | None = None,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
     batch: int = 1,
+    input_size: tuple[int, int] | None = None,
+    spatial: dict[str, tuple[int, int]] | None = None,
 ) -> BuildPlan:
     """Decide the build for TensorRT ``version``.
 
@@ -108,9 +115,13 @@ def plan_build(
         dla_core: build for this DLA core; None for the GPU.
         gpu_fallback: with DLA, let layers it cannot run fall back to the GPU.
         optimization_level: TensorRT's builder optimization level 0..5, or None.
-        input_shapes: the ONNX inputs' shapes with None (or a string) for a dynamic batch
-            axis; the optimization profile then spans batch 1 to ``batch``.
+        input_shapes: the ONNX inputs' shapes with None (or a string) for a dynamic axis;
+            a dynamic batch (axis 0) spans 1 to ``batch`` in the optimization profile, a
+            dynamic height and width (axes 2 and 3) take ``spatial``'s size for that input.
         batch: the largest batch (and the one TensorRT optimizes for).
+        input_size: the full-resolution frame ``(width, height)`` the engine is for.
+        spatial: ``{input: (height, width)}`` of the 4-D inputs at ``input_size``
+            (:func:`spatial_shapes`); needed for an input whose height or width is dynamic.
     """
     path = api_path(version)
     if precision not in ("fp32", "fp16", "int8"):
@@ -147,13 +158,12 @@ def plan_build(
             f"builder_optimization_level needs TensorRT 8.6 or later, this is {version}; remove it from the target"
         )
     profile = None
-    if input_shapes is not None and any(not isinstance(s[0], int) for s in input_shapes.values()):
+    if input_shapes is not None and any(not isinstance(d, int) for s in input_shapes.values() for d in s):
         if batch < 1:
             raise InvalidInputError(f"batch must be >= 1, got {batch}")
-        profile = {}
-        for name, shape in input_shapes.items():
-            rest = tuple(int(d) for d in shape[1:])
-            profile[name] = ((1, *rest), (batch, *rest), (batch, *rest))
+        profile = {
+            name: _profile(name, shape, batch, (spatial or {}).get(name)) for name, shape in input_shapes.items()
+        }
     return BuildPlan(
         api=path,
         tensorrt_version=str(version),
@@ -165,4 +175,34 @@ def plan_build(
         progress_monitor=path != "weak-8",
         optimization_level=optimization_level,
         input_shapes=profile,
+        input_size=None if input_size is None else (int(input_size[0]), int(input_size[1])),
     )
+
+
+def spatial_shapes(input_kind: str, input_size: tuple[int, int]) -> dict[str, tuple[int, int]]:
+    """``{input: (height, width)}`` of a model's 4-D input at the full-resolution frame
+    ``input_size`` (width, height): the packed ``raw`` planes are half the frame; an ``rgb``
+    model's picture is the frame."""
+    width, height = (int(v) for v in input_size)
+    return {"raw": (height // 2, width // 2)} if input_kind == "raw" else {"rgb": (height, width)}
+
+
+def _profile(
+    name: str, shape: tuple[int | str | None, ...], batch: int, spatial: tuple[int, int] | None
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(min, opt, max) of one input: a dynamic batch from 1 to ``batch``, a dynamic height and
+    width fixed at ``spatial``; any other dynamic axis is refused."""
+    low, high = [], []
+    for axis, dim in enumerate(shape):
+        if isinstance(dim, int):
+            low.append(dim), high.append(dim)
+        elif axis == 0:
+            low.append(1), high.append(batch)
+        elif axis in (2, 3) and len(shape) == 4 and spatial is not None:
+            low.append(int(spatial[axis - 2])), high.append(int(spatial[axis - 2]))
+        else:
+            what = "height and width (give the engine's input size)" if axis in (2, 3) else f"axis {axis}"
+            raise InvalidInputError(
+                f"input {name!r} of shape {tuple(shape)} has a dynamic {what}; an engine is built for one size"
+            )
+    return tuple(low), tuple(high), tuple(high)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge_isp.contract.build_plan import BuildPlan, plan_build
+from edge_isp.contract.build_plan import BuildPlan, plan_build, spatial_shapes
 from edge_isp.contract.engine_cache import CachedEngine, EngineCache, EngineKey
 from edge_isp.contract.gpu import GpuInfo, detect_gpu
 from edge_isp.contract.metadata import read_metadata
@@ -58,7 +58,9 @@ def onnx_input_shapes(path: str | Path) -> dict[str, tuple[int | str, ...]]:
 
 def plan_for(target: Target, onnx_path: str | Path, tensorrt_version: str) -> BuildPlan:
     """The build plan of ``onnx_path`` for ``target`` with TensorRT ``tensorrt_version``; the
-    model's precision and input size must be the target's."""
+    model's precision must be the target's, and its input size too, unless it is a dynamic-size
+    model (metadata ``edge_isp.size_multiple``): its engine is then built fixed at the target's
+    size (an optimization profile with min = opt = max there), which must be a multiple."""
     metadata = read_metadata(onnx_path)
     if metadata.precision != target.precision:
         raise InvalidInputError(
@@ -66,7 +68,14 @@ def plan_for(target: Target, onnx_path: str | Path, tensorrt_version: str) -> Bu
             f"model; build from the {target.precision} ONNX file "
             f"(edge-isp export precision MODEL --precision {target.precision})"
         )
-    if tuple(metadata.input_size) != tuple(target.input_size):
+    if metadata.size_multiple is not None:
+        multiple = metadata.size_multiple
+        if target.input_size[0] % multiple or target.input_size[1] % multiple:
+            raise InvalidInputError(
+                f"target {target.name!r} has input size {target.input_size[0]}x{target.input_size[1]} but {onnx_path} "
+                f"runs at sizes that are multiples of {multiple} only (metadata edge_isp.size_multiple)"
+            )
+    elif tuple(metadata.input_size) != tuple(target.input_size):
         raise InvalidInputError(
             f"target {target.name!r} has input size {target.input_size[0]}x{target.input_size[1]} but {onnx_path} "
             f"was exported at {metadata.input_size[0]}x{metadata.input_size[1]}; export at the target's size"
@@ -80,6 +89,8 @@ def plan_for(target: Target, onnx_path: str | Path, tensorrt_version: str) -> Bu
         optimization_level=target.builder_optimization_level,
         input_shapes=onnx_input_shapes(onnx_path),
         batch=target.batch,
+        input_size=target.input_size,
+        spatial=spatial_shapes(metadata.input_kind, target.input_size),
     )
 
 
@@ -91,6 +102,8 @@ def engine_key(onnx_sha256: str, plan: BuildPlan, gpu: GpuInfo) -> EngineKey:
         "network_flags": list(plan.network_flags),
         "optimization_level": plan.optimization_level,
         "input_shapes": {k: [list(s) for s in v] for k, v in (plan.input_shapes or {}).items()},
+        # One ONNX file with a dynamic size gives one engine per size.
+        "input_size": None if plan.input_size is None else list(plan.input_size),
     }
     return EngineKey(onnx_sha256, plan.precision, plan.tensorrt_version, gpu.name, gpu.sm, plan.dla_core, settings)
 

@@ -14,9 +14,13 @@ output is ``input_size`` / 2; written when not 1, and read from ``model_config``
 ``edge_isp.input_kind`` (what the model takes, :data:`INPUT_KINDS`: ``raw``, the
 fused learned-ISP model, or ``rgb``, a perception network alone that runs behind a conventional
 ISP; absent means ``raw``) and, for an ``rgb`` model, ``edge_isp.conventional_isp`` (the
-conventional ISP it was trained behind: JSON ``{"demosaic": ..., "denoise": ...}``), and
+conventional ISP it was trained behind: JSON ``{"demosaic": ..., "denoise": ...}``),
 ``edge_isp.teacher`` (JSON object: the ``[teacher]`` table of a model distilled from a teacher,
-so an evaluation on a real set scores agreement with that teacher's answers).
+so an evaluation on a real set scores agreement with that teacher's answers) and
+``edge_isp.size_multiple`` (a whole number, written only for a graph with dynamic height and
+width, ``edge-isp export onnx --dynamic-size``: it runs at any full-resolution frame whose sides
+are multiples of it; ``input_size`` is then the size it was exported and checked at, the default
+for calibration and engines; absent means the graph takes ``input_size`` only).
 
 One reader, :meth:`ModelMetadata.from_props`, two modes: ``strict`` (the export side: every
 required key must be there) and lenient (the runtime: any ONNX file that follows the I/O
@@ -154,6 +158,10 @@ class ModelMetadata:
             (``{"demosaic": ..., "denoise": ...}``), or None when it does not say.
         teacher: the ``[teacher]`` table (training config) the model was distilled from, or
             None: an evaluation on an unlabelled real set labels it with this teacher.
+        size_multiple: for a graph with dynamic height and width, the multiple both sides of
+            the full-resolution frame must be (32 for a detector, whose deepest features are at
+            stride 32 of the raw); ``input_size`` is then the size it was exported at. None: the
+            graph takes ``input_size`` only.
     """
 
     task: str
@@ -171,6 +179,7 @@ class ModelMetadata:
     input_kind: str = "raw"
     conventional_isp: dict[str, str] | None = None
     teacher: dict[str, Any] | None = None
+    size_multiple: int | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -180,6 +189,12 @@ class ModelMetadata:
         if self.profile is not None:
             check_profile_name(self.profile)
         check_input_kind(self.input_kind)
+        if self.size_multiple is not None and (
+            not _is_number(self.size_multiple) or self.size_multiple < 2 or self.size_multiple % 2
+        ):
+            raise InvalidInputError(
+                f"model size_multiple must be an even whole number >= 2, got {self.size_multiple!r}"
+            )
         if self.conventional_isp is not None:
             object.__setattr__(self, "conventional_isp", check_conventional_isp(self.conventional_isp))
             if self.input_kind != "rgb":
@@ -191,6 +206,11 @@ class ModelMetadata:
         if self.input_size is None:
             return None
         return self.input_size[0] // self.raw_scale, self.input_size[1] // self.raw_scale
+
+    @property
+    def dynamic_size(self) -> bool:
+        """Whether the graph takes any frame size that is a multiple of :attr:`size_multiple`."""
+        return self.size_multiple is not None
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -224,6 +244,7 @@ class ModelMetadata:
             "input_kind": self.input_kind,
             "conventional_isp": None if self.conventional_isp is None else json.dumps(self.conventional_isp),
             "teacher": None if self.teacher is None else json.dumps(self.teacher, sort_keys=True),
+            "size_multiple": None if self.size_multiple is None else str(self.size_multiple),
         }
         return {PREFIX + k: v for k, v in props.items() if v is not None}
 
@@ -272,6 +293,11 @@ class ModelMetadata:
         top_k = values.get("top_k")
         if top_k is not None and not top_k.strip().isdigit():
             raise InvalidInputError(f"{origin}: metadata '{PREFIX}top_k' must be a whole number, got {top_k!r}")
+        multiple = values.get("size_multiple")
+        if multiple is not None and not (multiple.strip().isdigit() and int(multiple) >= 2 and int(multiple) % 2 == 0):
+            raise InvalidInputError(
+                f"{origin}: metadata '{PREFIX}size_multiple' must be an even whole number >= 2, got {multiple!r}"
+            )
         profile = values.get("profile") or None
         task = values.get("task") or task_from_outputs(output_names, origin)
         if task not in TASKS:
@@ -315,6 +341,7 @@ class ModelMetadata:
             input_kind=kind,
             conventional_isp=conventional,
             teacher=parse_json("teacher", dict) if "teacher" in values else None,
+            size_multiple=None if multiple is None else int(multiple),
         )
 
 

@@ -10,11 +10,19 @@ colours:
    whole 2x2 tiles, then black level per plane, divide by (white - black) per plane.
 2. Digital gain: the frame's own (the simulator's, an auto-exposure's), or for a camera
    whose frames carry 1.0 an :class:`AutoExposure` gain when one is given.
-3. Resize the planes to the model's input (``INTER_AREA`` down, ``INTER_LINEAR`` up).
+3. Resize the planes DOWN to the model's input (``INTER_AREA``). A frame is never upscaled
+   to a model: upscaling adds no detail, blurs what the network learnt to see sharp and gives
+   it noise it never met; a crop smaller than the model's input is refused
+   (:class:`UpscaleError`) with what to do instead (a model exported at that size, or a
+   dynamic-size export, which runs at the frame's own size).
 4. Noise ``(a, sigma)`` on that scale from the sensor profile at the frame's analogue gain
-   (``SensorProfile.normalized_noise(gain, digital_gain)``). Downscaling by area averages
-   about ``n = area ratio`` pixels, which divides the variance by ``n``, so both ``a`` and
-   ``sigma**2`` are divided by ``n`` (upscaling keeps them).
+   (``SensorProfile.normalized_noise(gain, digital_gain)``). An area resize makes each output
+   pixel a weighted mean of input pixels, weights ``w_i`` summing to 1, so the variance
+   ``a * x + sigma**2`` of flat independent noise becomes ``sum(w_i**2)`` times itself: both
+   ``a`` and ``sigma**2`` are multiplied by that factor averaged over the output
+   (:func:`area_variance_factor`, read off OpenCV's own weights). It is ``1 / n`` for a whole
+   ratio ``n`` of pixels, and less than that for a fractional one (a 1.25x shrink per side
+   keeps 0.6 of the variance per side, not 0.8).
 5. With the model's trained noise range (metadata ``edge_isp.noise_range``), a level outside
    it is clamped to the nearest trained one, each of ``a`` and ``sigma`` clipped to its range:
    a network has only learnt the levels it was shown, and fed a level far below them (a
@@ -29,6 +37,7 @@ frame.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -99,6 +108,31 @@ class ModelInput:
         return {"raw": self.raw, "noise": self.noise}
 
 
+class UpscaleError(InvalidInputError):
+    """The model's input is bigger than the part of the frame it would see: it would need an
+    upscaled frame, which the runtime never makes (module docstring, step 3)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _axis_variance_factor(size_in: int, size_out: int) -> float:
+    # Row i of the resized identity holds the weights input pixel i gives each output pixel.
+    weights = cv2.resize(np.eye(size_in, dtype=np.float64), (size_out, size_in), interpolation=cv2.INTER_AREA)
+    return float((weights**2).sum(axis=0).mean())
+
+
+def area_variance_factor(size_in: tuple[int, int], size_out: tuple[int, int]) -> float:
+    """How much of the variance of flat, independent pixel noise an ``INTER_AREA`` resize from
+    ``size_in`` to ``size_out`` (each ``(width, height)``, not larger than ``size_in``) keeps,
+    averaged over the output: the product over the two axes of the mean ``sum(w_i**2)`` of
+    OpenCV's per-axis weights (its area resize is separable). 1 for no resize."""
+    (w_in, h_in), (w_out, h_out) = size_in, size_out
+    if w_out > w_in or h_out > h_in:
+        raise InvalidInputError(f"an area resize only shrinks; {w_in}x{h_in} -> {w_out}x{h_out} would grow")
+    x = 1.0 if w_in == w_out else _axis_variance_factor(w_in, w_out)
+    y = 1.0 if h_in == h_out else _axis_variance_factor(h_in, h_out)
+    return x * y
+
+
 class AutoExposure:
     """A digital gain that brings the scene's mean to ``target`` (mid-grey), for cameras
     whose frames carry no exposure decision (digital gain 1).
@@ -161,7 +195,8 @@ class Preprocessor:
             resizes the whole frame.
         auto_exposure: applied to frames whose digital gain is 1.0; None for no auto-exposure.
         multiple: with ``input_size`` None, each side is cut down to a multiple of this
-            (32 for the detectors' stride).
+            (a dynamic-size model's ``size_multiple``: 32 for the detectors' stride), by a
+            centred crop of fewer than ``multiple`` pixels per side.
         noise_range: the model's trained noise levels; a frame's level outside them is
             clamped to the nearest (step 5 of the module docstring). None: never clamped.
     """
@@ -201,9 +236,21 @@ class Preprocessor:
             x0, y0 = 2 * ((width - size[0]) // 4), 2 * ((height - size[1]) // 4)
             return Geometry(frame_size, (x0, y0, x0 + size[0], y0 + size[1]), size)
         if self.fit == "stretch":
-            return Geometry(frame_size, (0, 0, width, height), self.input_size)
-        aspect = self.input_size[0] / self.input_size[1]
-        return Geometry(frame_size, _centre_crop(frame_size, aspect), self.input_size)
+            geometry = Geometry(frame_size, (0, 0, width, height), self.input_size)
+        else:
+            aspect = self.input_size[0] / self.input_size[1]
+            geometry = Geometry(frame_size, _centre_crop(frame_size, aspect), self.input_size)
+        x0, y0, x1, y1 = geometry.crop
+        if x1 - x0 < self.input_size[0] or y1 - y0 < self.input_size[1]:
+            raise UpscaleError(
+                f"a {width}x{height} frame is too small for this model's {self.input_size[0]}x{self.input_size[1]} "
+                f"input: its {x1 - x0}x{y1 - y0} part at the model's aspect would have to be upscaled, which edge-isp "
+                "never does (it adds no detail and gives the network blur and noise it was not trained on). Run a "
+                "model exported at the frame's size or smaller (edge-isp export onnx CHECKPOINT --input-size WxH), "
+                "or a dynamic-size export (--dynamic-size), which runs at the frame's own size; with a dynamic-size "
+                "model, give an --input-size no bigger than the frame, or none"
+            )
+        return geometry
 
     def __call__(self, frame: RawFrame) -> ModelInput:
         if not isinstance(frame, RawFrame):
@@ -223,12 +270,10 @@ class Preprocessor:
         out_w, out_h = geometry.input_size[0] // 2, geometry.input_size[1] // 2
         a, sigma = self.profile.normalized_noise(self.profile.gain_for_frame(frame), gain)
         if planes.shape[1:] != (out_h, out_w):
-            averaged = (planes.shape[1] * planes.shape[2]) / (out_h * out_w)
-            interpolation = cv2.INTER_AREA if averaged > 1 else cv2.INTER_LINEAR
-            resized = cv2.resize(planes.transpose(1, 2, 0), (out_w, out_h), interpolation=interpolation)
+            kept = area_variance_factor((planes.shape[2], planes.shape[1]), (out_w, out_h))
+            resized = cv2.resize(planes.transpose(1, 2, 0), (out_w, out_h), interpolation=cv2.INTER_AREA)
             planes = resized.transpose(2, 0, 1)
-            if averaged > 1:
-                a, sigma = a / averaged, sigma / math.sqrt(averaged)
+            a, sigma = a * kept, sigma * math.sqrt(kept)
         raw = np.ascontiguousarray(planes[None], dtype=np.float32)
         measured = (float(a), float(sigma))
         clamped = self.noise_range is not None and not self.noise_range.contains(*measured)
@@ -256,31 +301,38 @@ def live_preprocessor(
     input_size: tuple[int, int] | None,
     auto_exposure: bool = True,
     noise_range: NoiseRange | None = None,
+    multiple: int = 32,
 ) -> Preprocessor:
     """The preprocessing of a deployment: crop to the model's aspect, area resize, for a
     camera (frames with digital gain 1) the default :class:`AutoExposure` (up to 64x), and
-    the noise level clamped to the model's trained ``noise_range``.
+    the noise level clamped to the model's trained ``noise_range``; with ``input_size`` None (a
+    dynamic-size model) each frame runs at its own size cut to ``multiple``.
 
     ``edge-isp run`` builds its preprocessor here, and so does the INT8 calibration feed, so
     INT8 is calibrated on the inputs the deployed model meets.
     """
     exposure = AutoExposure() if auto_exposure else None
-    return Preprocessor(profile, input_size, auto_exposure=exposure, noise_range=noise_range)
+    return Preprocessor(profile, input_size, auto_exposure=exposure, multiple=multiple, noise_range=noise_range)
 
 
 def model_input_size(
-    raw_shape: Sequence[int | None], metadata_size: tuple[int, int] | None, override: tuple[int, int] | None = None
+    raw_shape: Sequence[int | None],
+    override: tuple[int, int] | None = None,
+    multiple: int | None = None,
 ) -> tuple[int, int] | None:
     """The full-resolution input ``(width, height)`` to run a model at.
 
     Args:
         raw_shape: the backend's ``raw`` input shape ``(B, 4, H/2, W/2)``, None for dynamic axes.
-        metadata_size: the model's ``edge_isp.input_size``, if any.
-        override: what the user asked for, if anything.
+        override: what the user asked for (``--input-size``), if anything.
+        multiple: a dynamic-size model's ``edge_isp.size_multiple``; an ``override`` must be a
+            multiple of it.
 
-    A model with fixed spatial axes runs at exactly that size (an ``override`` that
-    differs is refused); one with dynamic axes at ``override``, else its metadata size, else
-    None (each frame at its own size).
+    A model with fixed spatial axes runs at exactly that size (an ``override`` that differs is
+    refused). One with dynamic axes runs at ``override``, else at None: each frame at its own
+    size, cut to ``multiple`` by the preprocessing (:class:`Preprocessor`); never at the size
+    it was exported at (its ``edge_isp.input_size``), which would crop or resize every frame
+    for no reason.
     """
     if len(raw_shape) != 4 or raw_shape[1] not in (4, None):
         raise InvalidInputError(f"a model's 'raw' input must be (B, 4, H/2, W/2), got {tuple(raw_shape)}")
@@ -290,9 +342,19 @@ def model_input_size(
         if override is not None and tuple(override) != fixed:
             raise InvalidInputError(
                 f"this model takes {fixed[0]}x{fixed[1]} input only (fixed in the file), "
-                f"got an input size of {override[0]}x{override[1]}"
+                f"got an input size of {override[0]}x{override[1]}; export it at that size, or with "
+                "--dynamic-size to run it at any size"
             )
         return fixed
     if override is not None:
+        if multiple is not None and (override[0] % multiple or override[1] % multiple):
+            down = (
+                max(multiple, override[0] - override[0] % multiple),
+                max(multiple, override[1] - override[1] % multiple),
+            )
+            raise InvalidInputError(
+                f"this model runs at sizes that are multiples of {multiple} (metadata edge_isp.size_multiple), got "
+                f"an input size of {override[0]}x{override[1]}; try {down[0]}x{down[1]}"
+            )
         return tuple(override)
-    return metadata_size
+    return None

@@ -12,6 +12,14 @@ TensorRT 8.5 and later parse.
 
 The traced network is :class:`edge_isp.model.contract_module.ContractModule` (the runtime's torch
 backend runs the same module).
+
+Size: by default every axis but (optionally) the batch is fixed at the export size, and the
+tracer folds everything built from the input's shape (the Bayer mask, the U-Net's and the
+detector's upsampling sizes, the decoding's cell grid) into constants. With ``dynamic_size`` the
+height and width of every input and spatial output are dynamic axes, so those are computed from
+the input's shape inside the graph and one file runs at any frame size that is a multiple of
+:func:`size_multiple` (recorded as metadata ``edge_isp.size_multiple``); the export checks it
+against torch at the export size and at a second size.
 """
 
 from __future__ import annotations
@@ -39,9 +47,10 @@ from edge_isp.contract.metadata import (
     set_metadata,
 )
 from edge_isp.contract.onnx_session import cpu_session
+from edge_isp.contract.sizes import format_size
 from edge_isp.errors import InvalidInputError, require
 from edge_isp.fileio import write_bytes
-from edge_isp.model.contract_module import DEFAULT_TOP_K, ContractModule
+from edge_isp.model.contract_module import DEFAULT_TOP_K, DENSE_DETECTION_OUTPUTS, ContractModule
 from edge_isp.sensor.simulate import simulate
 
 OPSET = 17
@@ -74,6 +83,22 @@ class ExportResult:
     metadata: ModelMetadata
     parity: dict[str, ParityStats]
     seconds: float
+
+
+def size_multiple(task: str, raw_scale: int = 1, stem_stride: int = 2, has_isp: bool = True) -> int:
+    """The multiple both sides of a dynamic-size model's full-resolution frame must be.
+
+    Detection: 32 of the picture's pixels (the deepest features' stride), halved behind a
+    stride-1 stem, times ``raw_scale``: 32 for both ``dp_*_det`` and ``dpnh_*_det``. Otherwise
+    the ISP's U-Net (two 2x poolings where it runs) without padding: 4 for a full-resolution
+    ISP (it runs on the H x W mosaic), 8 for a half-resolution one (on the H/2 x W/2 planes);
+    2 (a Bayer tile) without an ISP. At these sizes the traced graph takes the same path as at
+    the export size: the ISP pads only sizes that are not multiples (a Python branch that the
+    tracer fixes at the export size).
+    """
+    if task == "detection":
+        return DETECTION_MULTIPLE * stem_stride // 2 * raw_scale
+    return 4 * raw_scale if has_isp else 2
 
 
 def check_input_size(
@@ -173,6 +198,7 @@ def export_onnx(
     input_kind: str = "raw",
     conventional_isp: dict[str, str] | None = None,
     teacher: dict[str, Any] | None = None,
+    dynamic_size: bool = False,
 ) -> ExportResult:
     """Export ``model`` (a ``JointModel``) to ``path`` and compare it with torch.
 
@@ -197,11 +223,26 @@ def export_onnx(
         conventional_isp: for an rgb model, the conventional ISP it was trained behind
             (``{"demosaic", "denoise"}``, a baseline checkpoint's), for the metadata.
         teacher: the ``[teacher]`` table the model was distilled from, for the metadata.
+        dynamic_size: make height and width dynamic (see the module docstring); ``input_size``
+            is then the size the graph is traced and checked at, and the metadata's
+            ``input_size``, and must be a multiple of :func:`size_multiple`.
     """
     onnx = require("onnx", "export", "exporting to ONNX")
 
     config = model.config
     input_size = check_input_size(config.task, input_size, config.raw_scale, config.stem_stride)
+    multiple = None
+    if dynamic_size:
+        # An rgb model's picture is the frame itself: no ISP, no raw scale.
+        raw_scale = config.raw_scale if input_kind == "raw" else 1
+        multiple = size_multiple(
+            config.task, raw_scale, config.stem_stride, config.isp is not None and input_kind == "raw"
+        )
+        if input_size[0] % multiple or input_size[1] % multiple:
+            raise InvalidInputError(
+                f"a dynamic-size {config.task} model ({config.name}) runs at frame sizes that are multiples of "
+                f"{multiple}; export it at one (got {input_size[0]}x{input_size[1]})"
+            )
     if config.task != "reconstruction" and len(class_names) != config.num_classes:
         raise InvalidInputError(
             f"the model has {config.num_classes} classes but {len(class_names)} class names were given"
@@ -222,21 +263,28 @@ def export_onnx(
     names = wrapper.names
     inputs = parity_rgb(input_size, batch) if input_kind == "rgb" else parity_inputs(profile, input_size, batch)
     args = tuple(torch.from_numpy(inputs[name]) for name in input_names)
-    dynamic = {n: {0: "batch"} for n in (*input_names, *names)} if dynamic_batch else None
+    dynamic = dynamic_axes(input_names, names, dynamic_batch, dynamic_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.export.tmp")
+    # The second size proves the shape-dependent parts really follow the input.
+    other = None if multiple is None else (input_size[0] + multiple, input_size[1] + 2 * multiple)
+    more = {}
+    if other is not None:
+        more = parity_rgb(other, batch) if input_kind == "rgb" else parity_inputs(profile, other, batch, seed=1)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
             torch.onnx.export(wrapper, args, str(tmp), opset_version=OPSET, dynamo=False, input_names=list(input_names),
                               output_names=names, dynamic_axes=dynamic, do_constant_folding=True)  # fmt: skip
         graph = onnx.load(str(tmp))
+        # The references in eval mode too (the wrapper shares the model's modules).
+        with torch.no_grad():
+            expected = [t.numpy() for t in wrapper(*args)]
+            reference = [t.numpy() for t in wrapper(*(torch.from_numpy(more[n]) for n in input_names))] if more else []
     finally:
         tmp.unlink(missing_ok=True)
         model.train(was_training)
-    with torch.no_grad():
-        expected = [t.numpy() for t in wrapper(*args)]
     metadata = ModelMetadata(
         version=__version__,
         # Through JSON, so the in-memory metadata equals what a reader gets (tuples -> lists).
@@ -253,12 +301,33 @@ def export_onnx(
         input_kind=input_kind,
         conventional_isp=conventional_isp if input_kind == "rgb" else None,
         teacher=teacher,
+        size_multiple=multiple,
     )
     set_metadata(graph, metadata)
     onnx.checker.check_model(graph, full_check=True)
     data = graph.SerializeToString()
-    write_bytes(path, data)
     session = cpu_session(data)
-    got = session.run(names, inputs)
-    parity = compare_outputs(names, got, expected)
+    parity = compare_outputs(names, session.run(names, inputs), expected)
+    if other is not None:
+        tag = f"@{format_size(other)}"
+        parity.update({k + tag: v for k, v in compare_outputs(names, session.run(names, more), reference).items()})
+    write_bytes(path, data)
     return ExportResult(path, metadata, parity, time.perf_counter() - start)
+
+
+def dynamic_axes(
+    input_names: tuple[str, ...], output_names: list[str], batch: bool, size: bool
+) -> dict[str, dict[int, str]] | None:
+    """The exporter's ``dynamic_axes``: axis 0 of everything ("batch"), and axes 2 and 3 of the
+    4-D inputs (``raw``, ``rgb``) and of the ``image`` output ("height", "width"; the raw's
+    planes and a half-resolution image are half the frame, but the names only say the axes
+    vary). None when nothing is dynamic."""
+    axes: dict[str, dict[int, str]] = {}
+    for name in (*input_names, *output_names):
+        spatial = size and name in ("raw", "rgb", "image", *DENSE_DETECTION_OUTPUTS)
+        entry = {0: "batch"} if batch else {}
+        if spatial:
+            entry.update({2: f"{name}_height", 3: f"{name}_width"})
+        if entry:
+            axes[name] = entry
+    return axes or None

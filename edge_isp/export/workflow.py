@@ -72,7 +72,7 @@ class ExportOptions:
         search: search for layers to keep in FP32 (False: reduce every layer and report).
         calibration: "minmax", "percentile" or "entropy"; None: each INT8 model's measured
             default (percentile for the Q/DQ graph, minmax for the CPU one).
-        with_image, top_k, dynamic_batch: the exported graph's options.
+        with_image, top_k, dynamic_batch, dynamic_size: the exported graph's options.
         engine: build (or look up) the engine when TensorRT is installed.
         cache_dir: the engine cache (default ``OUT/engines``).
         rebuild: build the engine even when the cache has it.
@@ -104,6 +104,7 @@ class ExportOptions:
     rebuild: bool = False
     seed: int = 0
     input_size: tuple[int, int] | None = None
+    dynamic_size: bool = False
 
 
 REPORT_EVERY_S = 10.0
@@ -177,12 +178,13 @@ def export_all(source: str | Path, options: ExportOptions, say: Callable[[str], 
         loaded.model, fp32_path, input_size=size, class_names=loaded.class_names, profile=profile,
         batch=target.batch if target else 1, dynamic_batch=options.dynamic_batch, with_image=options.with_image,
         top_k=options.top_k, noise_range=loaded.noise_range, teacher=loaded.teacher,
+        dynamic_size=options.dynamic_size,
     )  # fmt: skip
     parity = {k: dataclasses.asdict(v) for k, v in result.parity.items()}
     say(f"fp32: {fp32_path} ({result.seconds:.1f} s); ONNX Runtime vs torch, largest difference per output:")
     for key, stats in result.parity.items():
         flag = "" if stats.ok() else "  <- larger than expected: check the exported graph"
-        say(f"  {key:<8} {stats.max_abs:.3g} (values up to {stats.ref_max_abs:.3g}){flag}")
+        say(f"  {key:<15} {stats.max_abs:.3g} (values up to {stats.ref_max_abs:.3g}){flag}")
     summary["onnx"] = {"fp32": str(fp32_path)}
     summary["parity"] = parity
     summary["parity_ok"] = all(stats.ok() for stats in result.parity.values())

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from edge_isp.contract.build_plan import UnsupportedTensorRTError, api_path, parse_version, plan_build
+from edge_isp.contract.build_plan import (
+    UnsupportedTensorRTError,
+    api_path,
+    parse_version,
+    plan_build,
+    spatial_shapes,
+)
 from edge_isp.contract.trtexec import format_command, trtexec_args
 from edge_isp.errors import InvalidInputError
 
@@ -89,6 +95,28 @@ class TestPlan:
         static = plan_build("10.3", "fp16", workspace_mb=1, input_shapes={"raw": (1, 4, 240, 320)})
         assert static.input_shapes is None
 
+    def test_dynamic_size_is_fixed_at_the_engine_size(self):
+        # A dynamic-size export: batch, height and width all dynamic in the file.
+        shapes = {"raw": ("batch", 4, "raw_height", "raw_width"), "noise": ("batch", 2)}
+        spatial = spatial_shapes("raw", (640, 480))
+        assert spatial == {"raw": (240, 320)}
+        plan = plan_build("10.3", "fp16", workspace_mb=1, input_shapes=shapes, batch=2, input_size=(640, 480),
+                          spatial=spatial)  # fmt: skip
+        assert plan.input_size == (640, 480)
+        assert plan.input_shapes == {
+            "raw": ((1, 4, 240, 320), (2, 4, 240, 320), (2, 4, 240, 320)),
+            "noise": ((1, 2), (2, 2), (2, 2)),
+        }
+        fixed_batch = {"raw": (1, 4, "raw_height", "raw_width"), "noise": (1, 2)}
+        plan = plan_build("10.3", "fp16", workspace_mb=1, input_shapes=fixed_batch, input_size=(128, 96),
+                          spatial=spatial_shapes("raw", (128, 96)))  # fmt: skip
+        assert plan.input_shapes["raw"] == ((1, 4, 48, 64),) * 3  # min = opt = max
+        assert spatial_shapes("rgb", (128, 96)) == {"rgb": (96, 128)}
+        with pytest.raises(InvalidInputError, match=r"'raw'.*dynamic height and width.*input size"):
+            plan_build("10.3", "fp16", workspace_mb=1, input_shapes=fixed_batch)
+        with pytest.raises(InvalidInputError, match=r"dynamic axis 1"):
+            plan_build("10.3", "fp16", workspace_mb=1, input_shapes={"raw": (1, "c", 8, 8)})
+
     def test_bad_arguments(self):
         with pytest.raises(InvalidInputError, match=r"precision"):
             plan_build("10.3", "int4", workspace_mb=1)
@@ -117,6 +145,14 @@ class TestTrtexec:
         assert "--minShapes=raw:1x4x240x320,noise:1x2" in args
         assert "--maxShapes=raw:2x4x240x320,noise:2x2" in args
         assert "--builderOptimizationLevel=4" in args
+
+    def test_dynamic_size_engine_has_one_shape(self):
+        shapes = {"raw": (1, 4, "raw_height", "raw_width"), "noise": (1, 2)}
+        plan = plan_build("10.3", "int8", workspace_mb=64, input_shapes=shapes, input_size=(640, 480),
+                          spatial=spatial_shapes("raw", (640, 480)))  # fmt: skip
+        args = trtexec_args("m.int8.onnx", plan, "m.engine")
+        for flag in ("--minShapes", "--optShapes", "--maxShapes"):
+            assert f"{flag}=raw:1x4x240x320,noise:1x2" in args
 
     def test_format_quotes_and_breaks_lines(self):
         text = format_command(["trtexec", "--onnx=my model.onnx", "--fp16"])

@@ -93,7 +93,7 @@ def test_calibration_feed_equals_the_live_model_input(recording, profile):
 
 def test_the_feed_crops_auto_exposes_and_area_resizes(recording, profile):
     """The first frame's input by hand: crop to 2:1 on whole tiles, gain = 0.18 / mean, area
-    resize, and the noise level divided by the averaged pixel count."""
+    resize, and the noise level scaled by what the area resize leaves of a pixel's variance."""
     frame = recorded_frames(recording)[0]
     item = frames_feed([frame], profile, (MODEL_W, MODEL_H)).get_next()
     # 100x75 tiles cut to 2:1 -> 100x50 tiles, centred: rows 12..62 of tiles, i.e. pixels 24..124.
@@ -102,9 +102,23 @@ def test_the_feed_crops_auto_exposes_and_area_resizes(recording, profile):
     assert 5 < gain < 64  # auto-exposure really brightened it, below its 64x cap
     expected = cv2.resize((planes * np.float32(gain)).transpose(1, 2, 0), (32, 16), interpolation=cv2.INTER_AREA)
     np.testing.assert_allclose(item["raw"][0], expected.transpose(2, 0, 1), rtol=1e-4, atol=1e-6)
-    averaged = (50 * 100) / (16 * 32)
+    # Each output pixel is a mean over a 3.125 x 3.125 pixel window, each input pixel weighted
+    # by its overlap with the window: the noise variance keeps sum(w^2) of itself per side.
+    kept = _kept_variance(100, 32) * _kept_variance(50, 16)
+    assert kept < 1 / ((50 * 100) / (16 * 32))  # less than the plain 1/area a fractional ratio gives
     a, sigma = profile.normalized_noise(4.0, gain)
-    np.testing.assert_allclose(item["noise"][0], [a / averaged, sigma / math.sqrt(averaged)], rtol=1e-4)
+    np.testing.assert_allclose(item["noise"][0], [a * kept, sigma * math.sqrt(kept)], rtol=1e-4)
+
+
+def _kept_variance(size_in: int, size_out: int) -> float:
+    """The mean over output pixels of sum(w_i^2) for an area resize, from its definition."""
+    scale = size_in / size_out
+    total = 0.0
+    for j in range(size_out):
+        lo, hi = j * scale, (j + 1) * scale
+        overlaps = [min(hi, i + 1) - max(lo, i) for i in range(int(lo), min(size_in, int(np.ceil(hi))))]
+        total += sum((o / scale) ** 2 for o in overlaps if o > 0)
+    return total / size_out
 
 
 def test_a_frame_of_another_cfa_is_refused(recording, profile):

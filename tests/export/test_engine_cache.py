@@ -228,6 +228,36 @@ class TestBuildEngine:
         third = build_engine(int8_model, target, tmp_path / "c", backend=FakeBackend("10.4.0"), gpu=gpu, say=Recorder())
         assert third.built and third.entry.engine_path != first.entry.engine_path
 
+    def test_dynamic_size_model_gets_one_engine_per_size(self, tmp_path):
+        onnx = pytest.importorskip("onnx")
+        from edge_isp.contract.engine import build_engine
+        from edge_isp.contract.metadata import ModelMetadata, set_metadata
+        from edge_isp.contract.targets import Target
+
+        x = onnx.helper.make_tensor_value_info("raw", onnx.TensorProto.FLOAT, [1, 4, "raw_height", "raw_width"])
+        y = onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, [1, 4, "raw_height", "raw_width"])
+        model = onnx.helper.make_model(onnx.helper.make_graph([onnx.helper.make_node("Relu", ["raw"], ["image"])],
+                                                              "g", [x], [y]))  # fmt: skip
+        meta = ModelMetadata(task="reconstruction", input_size=(64, 64), profile="nexus6p-rear", version="0",
+                             model_config={}, precision="fp16", size_multiple=64)  # fmt: skip
+        set_metadata(model, meta)
+        path = tmp_path / "m.fp16.onnx"
+        onnx.save(model, str(path))
+        gpu, backend = GpuInfo("Orin", (8, 7)), FakeBackend()
+        built = {}
+        for size in ((640, 512), (320, 256), (640, 512)):
+            target = Target(name="t", precision="fp16", input_size=size, memory_pool_mb=16)
+            built[size] = build_engine(path, target, tmp_path / "c", backend=backend, gpu=gpu, say=Recorder())
+        small, big = built[(320, 256)], built[(640, 512)]
+        assert big.plan.input_shapes == {"raw": ((1, 4, 256, 320),) * 3}
+        assert small.plan.input_shapes == {"raw": ((1, 4, 128, 160),) * 3}
+        assert small.entry.engine_path != big.entry.engine_path
+        assert big.entry.info["key"]["settings"]["input_size"] == [640, 512]
+        assert len(backend.builds) == 2  # the second 640x512 came from the cache
+        off = Target(name="t", precision="fp16", input_size=(640, 480), memory_pool_mb=16)
+        with pytest.raises(InvalidInputError, match=r"640x480.*multiples of 64"):
+            build_engine(path, off, tmp_path / "c", backend=backend, gpu=gpu)
+
     def test_precision_and_size_must_match_the_target(self, tmp_path, int8_model):
         from edge_isp.contract.engine import build_engine
         from edge_isp.contract.targets import Target

@@ -13,7 +13,9 @@ from edge_isp.contract.build_plan import api_path
 from edge_isp.contract.engine import TensorRTBackend, build_engine
 from edge_isp.contract.progress import BuildCancelled, BuildProgress
 from edge_isp.contract.targets import Target
+from edge_isp.export.onnx_export import export_onnx
 from edge_isp.export.precision import convert_fp16
+from edge_isp.model.loading import load_model
 
 from .conftest import ColourClassifier, export_module
 
@@ -66,3 +68,18 @@ def test_cancel_from_the_monitor(models, tmp_path):
     with pytest.raises(BuildCancelled):
         build_engine(models["fp32"], target, tmp_path, backend=backend, progress=progress, rebuild=True)
     assert not list(tmp_path.glob("*.engine"))
+
+
+def test_dynamic_size_onnx_builds_one_fixed_engine_per_size(tmp_path, profile):
+    loaded = load_model("dpnh_s_det", num_classes=2, width_mult=0.35)
+    path = export_onnx(loaded.model, tmp_path / "d.fp32.onnx", input_size=(64, 64), class_names=["a", "b"],
+                       profile=profile, dynamic_size=True).path  # fmt: skip
+    shapes = {}
+    for size in ((128, 96), (320, 256)):
+        target = Target(name="t", precision="fp32", input_size=size, memory_pool_mb=256)
+        result = build_engine(path, target, tmp_path / "cache", say=lambda _m: None)
+        engine = result.engine.engine
+        low, opt, high = (tuple(s) for s in engine.get_tensor_profile_shape("raw", 0))
+        assert low == opt == high == (1, 4, size[1] // 2, size[0] // 2)
+        shapes[size] = result.entry.engine_path
+    assert len(set(shapes.values())) == 2

@@ -349,6 +349,10 @@ def _stand_in_tensorrt():
         def get_tensor_shape(self, name):
             return tensors[name][1]
 
+        def get_tensor_profile_shape(self, name, profile):
+            # A profile over a range of sizes: the height and width stay dynamic.
+            return [(1, 4, 2, 2), (1, 4, 240, 320), (1, 4, 1080, 1920)]
+
         def create_execution_context(self):
             return ExecutionContext()
 

@@ -13,12 +13,13 @@ import pytest
 from edge_isp.contract.engine_cache import EngineError
 from edge_isp.contract.engine_sidecar import read_sidecar
 from edge_isp.contract.gpu import GpuInfo, NoGpuError
-from edge_isp.contract.metadata import read_metadata
+from edge_isp.contract.metadata import read_metadata, set_metadata
 from edge_isp.contract.progress import BuildCancelled, BuildProgress
 from edge_isp.errors import InvalidInputError, MissingDependencyError
 from edge_isp.runtime.backends import engine_on_first_use as eofu
 from edge_isp.runtime.backends import make_backend
 from edge_isp.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edge_isp.runtime.backends.tensorrt_backend import profile_shape
 from tests.runtime.onnx_models import spot_detector
 
 ORIN = GpuInfo("Orin", (8, 7))
@@ -145,7 +146,9 @@ class TestMakeBackend:
         engine = tmp_path / "det.fp32.abc.engine"
         engine.write_bytes(b"plan")
         made = []
-        monkeypatch.setattr(eofu, "engine_on_first_use", lambda path, say: eofu.EngineChoice(engine, "TensorRT runs"))
+        monkeypatch.setattr(
+            eofu, "engine_on_first_use", lambda path, say, input_size=None: eofu.EngineChoice(engine, "TensorRT runs")
+        )
         monkeypatch.setattr(
             "edge_isp.runtime.backends.TensorRTBackend",
             lambda path, device: made.append((path, device)) or type("B", (), {"description": "trt"})(),
@@ -161,7 +164,7 @@ class TestMakeBackend:
     def test_only_auto_on_a_gpu_asks_for_an_engine(self, model, monkeypatch, backend, device, asked):
         calls = []
 
-        def fake(path, say):
+        def fake(path, say, input_size=None):
             calls.append(path)
             return eofu.EngineChoice(None, "ONNX Runtime runs det.onnx: because", False)
 
@@ -172,7 +175,7 @@ class TestMakeBackend:
 
     def test_a_fallback_is_a_warning_with_its_reason(self, model, monkeypatch, caplog):
         choice = eofu.EngineChoice(None, "ONNX Runtime runs det.onnx, not TensorRT 10.3: no CUDA GPU found", False)
-        monkeypatch.setattr(eofu, "engine_on_first_use", lambda path, say: choice)
+        monkeypatch.setattr(eofu, "engine_on_first_use", lambda path, say, input_size=None: choice)
         with caplog.at_level(logging.INFO, logger="edge_isp.runtime.backends"):
             assert isinstance(make_backend(model, "auto", engine_on_first_use=True), OnnxRuntimeBackend)
         (record,) = [r for r in caplog.records if "not TensorRT" in r.message]
@@ -207,3 +210,29 @@ def test_on_a_gpu_with_tensorrt_run_builds_then_reuses_an_engine_that_agrees_wit
         want, got = ort_backend.infer(feed), trt_backend.infer(feed)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-3, atol=1e-3, err_msg=name)
+
+
+def test_a_dynamic_size_model_gets_an_engine_at_the_size_asked_for(model, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.load(str(model))
+    raw = next(i for i in graph.graph.input if i.name == "raw")
+    for axis, name in ((2, "raw_height"), (3, "raw_width")):
+        raw.type.tensor_type.shape.dim[axis].dim_param = name
+    set_metadata(graph, read_metadata(model).replace(size_multiple=32))
+    dynamic = tmp_path / "dynamic.onnx"
+    onnx.save(graph, str(dynamic))
+    builder = StandInBuilder()
+    at_export, _ = first_use(dynamic, tmp_path, builder=builder)
+    asked, _ = first_use(dynamic, tmp_path, builder=builder, input_size=(640, 480))
+    assert [b[0].input_shapes["raw"][0] for b in builder.builds] == [(1, 4, 32, 32), (1, 4, 240, 320)]
+    assert at_export.engine != asked.engine
+    assert read_sidecar(asked.engine)["key"]["settings"]["input_size"] == [640, 480]
+    # A fixed-size model's engine is its own size whatever is asked (run refuses the mismatch).
+    fixed, _ = first_use(model, tmp_path, builder=builder, input_size=(640, 480))
+    assert builder.builds[-1][0].input_size == (64, 64) and fixed.engine is not None
+
+
+def test_an_engine_reports_the_size_its_profile_fixes():
+    # Height and width fixed by the profile (a dynamic-size model's engine), batch still a range.
+    assert profile_shape((-1, 4, -1, -1), (1, 4, 240, 320), (4, 4, 240, 320)) == (None, 4, 240, 320)
+    assert profile_shape((1, 2), (1, 2), (1, 2)) == (1, 2)

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from edge_isp.contract.metadata import ModelMetadata
-from edge_isp.contract.model_input import AutoExposure, Geometry, Preprocessor, model_input_size
+from edge_isp.contract.model_input import (
+    AutoExposure,
+    Geometry,
+    Preprocessor,
+    UpscaleError,
+    area_variance_factor,
+    model_input_size,
+)
 from edge_isp.errors import InvalidInputError
 from edge_isp.runtime.annotate import ViewMap, annotate, class_colour, to_bgr8
 from edge_isp.runtime.metrics import LatencyWindow, PipelineMetrics, RateMeter
@@ -68,6 +75,36 @@ class TestPreprocess:
         # 2x down in each direction averages 4 pixels: variance / 4.
         np.testing.assert_allclose(out.noise[0], [a / 4, sigma / 2], rtol=1e-5)
 
+    def test_noise_correction_matches_the_measured_variance_of_an_area_resize(self, profile):
+        # Flat noisy mosaics (Poisson-Gaussian at the profile's level, no quantization: 16-bit
+        # container; the frame's scale differs from the profile's, which only logs a warning),
+        # shrunk by whole and fractional ratios: the variance left in the planes is what the
+        # corrected noise level says, not the plain 1/area rule.
+        rng = np.random.default_rng(0)
+        a, sigma = profile.normalized_noise(8.0)
+        level = 0.3
+        white, black = 65535, 0
+        for frame_size, size in (((256, 256), (128, 128)), ((320, 256), (256, 192)), ((200, 160), (160, 128))):
+            mosaic = level + rng.normal(0, 1, (frame_size[1], frame_size[0])) * np.sqrt(a * level + sigma**2)
+            data = np.clip(np.rint(mosaic * white), 0, white).astype(np.uint16)
+            frame = RawFrame(data, "RGGB", 16, black, white, analogue_gain=8.0)
+            out = Preprocessor(profile, size, fit="stretch")(frame)  # the profile gives the noise level
+            measured = float(out.raw[0].var(axis=(1, 2)).mean())
+            predicted = float(out.noise[0, 0] * level + out.noise[0, 1] ** 2)
+            assert measured == pytest.approx(predicted, rel=0.05), (frame_size, size)
+        # 1.25x per side: OpenCV's weights keep 0.6 of the variance per side, not 1 / 1.25.
+        assert area_variance_factor((160, 128), (128, 128)) == pytest.approx(0.6, abs=1e-6)
+        assert area_variance_factor((256, 256), (128, 64)) == pytest.approx(1 / 8)
+
+    def test_never_upscales(self, profile):
+        # The case: a 128x128 frame to a model fixed at 160x128 used to be cropped to
+        # 128x102 and upscaled 1.25x; now it is refused with what to do.
+        with pytest.raises(UpscaleError, match=r"upscaled.*--dynamic-size"):
+            Preprocessor(profile, (160, 128)).geometry((128, 128))
+        with pytest.raises(UpscaleError):
+            Preprocessor(profile, (64, 64), fit="stretch").geometry((96, 48))
+        assert Preprocessor(profile, (128, 96)).geometry((128, 128)).crop == (0, 16, 128, 112)
+
     def test_dynamic_model_runs_each_frame_cut_to_the_multiple(self, profile):
         geometry = Preprocessor(profile, None, multiple=32).geometry((100, 70))
         assert geometry.input_size == (96, 64)
@@ -100,15 +137,18 @@ class TestPreprocess:
             AutoExposure(target=1.5)
 
     def test_model_input_size(self):
-        assert model_input_size((1, 4, 240, 320), None) == (640, 480)
-        assert model_input_size((1, 4, 240, 320), (128, 128), (640, 480)) == (640, 480)
-        with pytest.raises(InvalidInputError, match="640x480 input only"):
-            model_input_size((1, 4, 240, 320), None, (320, 240))
-        assert model_input_size((1, 4, None, None), (128, 96)) == (128, 96)
-        assert model_input_size((1, 4, None, None), (128, 96), (64, 64)) == (64, 64)
-        assert model_input_size((None, 4, None, None), None) is None
+        assert model_input_size((1, 4, 240, 320)) == (640, 480)
+        assert model_input_size((1, 4, 240, 320), (640, 480)) == (640, 480)
+        with pytest.raises(InvalidInputError, match=r"640x480 input only.*--dynamic-size"):
+            model_input_size((1, 4, 240, 320), (320, 240))
+        # A dynamic model runs at each frame's own size unless told, never at its export size.
+        assert model_input_size((1, 4, None, None), multiple=32) is None
+        assert model_input_size((1, 4, None, None), (64, 64), multiple=32) == (64, 64)
+        assert model_input_size((None, 4, None, None)) is None
+        with pytest.raises(InvalidInputError, match=r"multiples of 32.*try 96x64"):
+            model_input_size((1, 4, None, None), (100, 70), multiple=32)
         with pytest.raises(InvalidInputError, match="B, 4"):
-            model_input_size((1, 3, 240, 320), None)
+            model_input_size((1, 3, 240, 320))
 
     def test_bad_input_is_refused(self, profile):
         with pytest.raises(InvalidInputError, match="even"):

@@ -75,6 +75,7 @@ def make_backend(
     threads: int | None = None,
     engine_on_first_use: bool = False,
     precision: str = "auto",
+    input_size: tuple[int, int] | None = None,
 ) -> InferenceBackend:
     """Make (not yet open) the backend for ``model``.
 
@@ -89,6 +90,8 @@ def make_backend(
             is not "cpu".
         precision: for an ONNX file, which of the model's files runs: "auto" or "fp32",
             "fp16", "int8" (:data:`~edge_isp.contract.model_files.PRECISION_CHOICES`).
+        input_size: with ``engine_on_first_use``, the size a dynamic-size model's engine is
+            built at (None: the size it was exported at).
 
     Returns:
         The backend; its ``name`` and ``description`` say what runs the model.
@@ -110,7 +113,7 @@ def make_backend(
             log.info("not trying TensorRT: %s", exc)
             trt_file = None
         if trt_file is not None:
-            choice = first_use(trt_file.path, say=log.info)
+            choice = first_use(trt_file.path, say=log.info, input_size=input_size)
             if choice.engine is not None:
                 log.info("%s; %s", trt_file.reason, choice.message)
                 name, path = "tensorrt", choice.engine

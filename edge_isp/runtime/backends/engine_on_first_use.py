@@ -58,10 +58,15 @@ def engine_on_first_use(
     runtime_check: Callable[[], None] = _pycuda_importable,
     progress: Any = None,
     say: Callable[[str], None] = print,
+    input_size: tuple[int, int] | None = None,
 ) -> EngineChoice:
     """The TensorRT engine for ``onnx_path`` on this GPU (built now if the cache lacks it), or
     None with the reason ONNX Runtime runs it instead. Ctrl-C during a build raises
-    :class:`~edge_isp.contract.progress.BuildCancelled`."""
+    :class:`~edge_isp.contract.progress.BuildCancelled`.
+
+    An engine runs at one size: a fixed-size model's, or for a dynamic-size model (metadata
+    ``edge_isp.size_multiple``) ``input_size`` (``run --input-size``), else the size it was
+    exported at; each size is its own cached engine."""
     from edge_isp.contract.engine import TensorRTBackend, build_engine
     from edge_isp.contract.gpu import detect_gpu
     from edge_isp.contract.metadata import read_metadata
@@ -88,7 +93,7 @@ def engine_on_first_use(
         target = Target(
             name="this-gpu",
             precision=metadata.precision,
-            input_size=tuple(metadata.input_size),
+            input_size=tuple(input_size if input_size is not None and metadata.dynamic_size else metadata.input_size),
             memory_pool_mb=DEFAULT_WORKSPACE_MB,
             description=f"built on first use by edge-isp run for {gpu.name}",
         )

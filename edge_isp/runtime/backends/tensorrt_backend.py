@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,15 @@ def import_tensorrt() -> tuple[Any, Any]:
             "/usr/local/cuda/bin on PATH first (deploy/install-jetson.sh does all of this)"
         ) from exc
     return trt, cuda
+
+
+def profile_shape(shape: Sequence[int], low: Sequence[int], high: Sequence[int]) -> tuple[int | None, ...]:
+    """An engine input's shape as the runtime sees it: a dynamic axis (-1) that its
+    optimization profile fixes (min = max, as a dynamic-size model's engine built at one size
+    has for height and width) is that size; one that still varies (a batch range) is None."""
+    return tuple(
+        int(d) if d >= 0 else (int(lo) if lo == hi else None) for d, lo, hi in zip(shape, low, high, strict=True)
+    )
 
 
 class TensorRTBackend(InferenceBackend):
@@ -132,9 +141,13 @@ class TensorRTBackend(InferenceBackend):
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
             dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
-            shape = tuple(int(d) if d >= 0 else None for d in engine.get_tensor_shape(name))
-            spec = TensorSpec(name=name, dtype=dtype, shape=shape)
-            (inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outputs).append(spec)
+            shape = tuple(int(d) for d in engine.get_tensor_shape(name))
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            if is_input and -1 in shape:
+                low, _, high = engine.get_tensor_profile_shape(name, 0)
+                shape = profile_shape(shape, low, high)
+            spec = TensorSpec(name=name, dtype=dtype, shape=tuple(None if d is None or d < 0 else d for d in shape))
+            (inputs if is_input else outputs).append(spec)
         return inputs, outputs
 
     def _open(self) -> None:
