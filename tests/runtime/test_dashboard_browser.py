@@ -39,7 +39,7 @@ TOKEN = "dash-token"
 H, W = 128, 160  # the model's input
 SCALE = 4  # camera pixels per model pixel
 INFO = {
-    "model": "default-det/model.onnx", "task": "detection", "backend": "onnxruntime", "device": "CPU",
+    "model": "garment-det/model.onnx", "task": "detection", "backend": "onnxruntime", "device": "CPU",
     "profile": "nexus6p-rear", "input_size": f"{W}x{H}", "source": "sim", "frame_size": f"{SCALE * W}x{SCALE * H}",
     "conventional_model": "baseline/conventional.onnx",
 }  # fmt: skip
@@ -131,7 +131,7 @@ def test_layout_views_and_header(live, size):
             shown = page.rect(element)[2]
             assert shown >= min(natural, size[0] - 40), (element, shown)
         header = page.evaluate("document.querySelector('header').textContent")
-        for needle in ("default-det/model.onnx", "onnxruntime", "CPU", "nexus6p-rear", "160x128", "FPS"):
+        for needle in ("garment-det/model.onnx", "onnxruntime", "CPU", "nexus6p-rear", "160x128", "FPS"):
             assert needle in header
         wait_for(lambda: "gain 2.0" in page.evaluate("document.getElementById('exposure').textContent"), "gains")
         # One FPS figure on the page: the header's.
