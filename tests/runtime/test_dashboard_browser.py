@@ -222,3 +222,34 @@ def test_the_conventional_models_answers_are_on_its_view_and_in_its_panel(live):
 
         (shot,) = wait_for(boxed, "the conventional model's boxes on its view")
         assert colour_pixels(page.crop(shot, "learned"), car) < 20
+
+
+def test_a_classifiers_top_classes_are_listed_by_name():
+    info = {**INFO, "task": "classification", "conventional_model": None, "model": "real-cls/model.onnx"}
+    names = ["tench, Tinca tinca", "goldfish, Carassius auratus", "lakeside, lakeshore", "dock", "boathouse"]
+    labels = [{"label": n, "class_id": i, "score": round(0.5 - 0.1 * i, 2)} for i, n in enumerate(names)]
+    view = np.full((H, W, 3), 90, np.uint8)
+    out = HttpOutput("127.0.0.1", 0, token=TOKEN, info=info, class_names=names)
+    out.open()
+    stop = threading.Event()
+
+    def run() -> None:
+        i = 0
+        while not stop.wait(0.04):
+            out.publish(FrameResult(i, time.time(), view.copy(), None, {"labels": labels}, {"end_to_end": 9.0},
+                                    view=view))  # fmt: skip
+            i += 1
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        with chromium_page(page_url(out), (1400, 900)) as page:
+            table = lambda: page.evaluate("document.getElementById('results').innerText")  # noqa: E731
+            wait_for(lambda: "boathouse" in table(), "the classifier's labels")
+            assert all(name in table() for name in names)
+            assert page.evaluate("document.getElementById('learned-title').textContent") == "learned ISP + classifier"
+            assert page.evaluate("document.getElementById('detections-title').textContent") == "top classes"
+    finally:
+        stop.set()
+        thread.join()
+        out.close()
