@@ -17,9 +17,10 @@ from edge_isp.shipped import default_model, model_or_shipped
 
 SCENES = ("footage", "garments")
 TASKS = {"detection": "det", "classification": "cls"}
-# The light level the demo starts at: 3 lux, a dim street at night (about 400 electrons at
-# white on the default sensor): dark enough that the conventional view is grainy and dull,
-# bright enough that the real-world detector still finds most people (bench/demo_latency.py).
+# The light level the demo starts at: 3 lux, a dim street at night (8 electrons at a white
+# pixel of the default sensor, nexus6p-rear): dark enough that the conventional view is grainy,
+# bright enough that the real-world detector still finds most people (bench/demo_latency.py
+# --light-check: the people it finds at 1000 lux, found again at 3 lux).
 DEFAULT_LUX = 3.0
 # A VGA camera's frame for the footage (vtest.avi is 768x576, 4:3): the detector sees a
 # 600x480 centre crop brought down to its 320x256, the conventional view the whole frame.

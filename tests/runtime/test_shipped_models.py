@@ -1,4 +1,4 @@
-"""The shipped default detection model, run as the demo runs it: simulated camera, ONNX Runtime."""
+"""The shipped garment detection model, run as the garment demo runs it: simulated camera, ONNX Runtime."""
 
 from __future__ import annotations
 
