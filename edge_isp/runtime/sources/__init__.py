@@ -43,8 +43,8 @@ from edge_isp.runtime.sources.simulated import SimulatedSource, load_profile
 from edge_isp.runtime.sources.v4l2_source import V4L2Source
 
 SOURCE_FORMS = (
-    "sim", "replay:DIR", "file:VIDEO|DIR", "heldout:video|photos", "picamera2", "picamera2:N", "v4l2:/dev/videoN",
-    "v4l2:N", "/dev/videoN",
+    "sim", "replay:DIR", "file:VIDEO|DIR", "picamera2", "picamera2:N", "v4l2:/dev/videoN", "v4l2:N", "/dev/videoN",
+    "heldout:video|photos",
 )  # fmt: skip
 SOURCE_KINDS = ("sim", "replay", "file", "heldout", "picamera2", "v4l2")
 # What other tools' users type, and what it means here: one line each.
