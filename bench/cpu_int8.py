@@ -1,6 +1,6 @@
 """INT8 for boards without TensorRT: ONNX Runtime CPU, one thread, whole model, against FP32.
 
-For each shipped model (``models/default-det``, ``models/default-cls``) this makes, in a
+For each shipped model (``models/garment-det``, ``models/garment-cls``) this makes, in a
 temporary folder, every INT8 variant from the shipped FP32 file and times them side by side:
 
 - ``fp32``: the shipped ``model.onnx`` (the baseline);
@@ -55,7 +55,7 @@ from edge_isp.sensor.profile import SensorProfile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "cpu_int8.json"
-MODELS = {"default-det": ROOT / "models/default-det/model.onnx", "default-cls": ROOT / "models/default-cls/model.onnx"}
+MODELS = {"garment-det": ROOT / "models/garment-det/model.onnx", "garment-cls": ROOT / "models/garment-cls/model.onnx"}
 TARGET_RATIO = 0.6
 
 

@@ -61,7 +61,38 @@ def file_or_shipped(name_or_path: str | Path, kind: str, suffix: str, what: str)
     return shipped
 
 
-def default_model(task: str = "det") -> Path:
-    """The shipped default model's ONNX file for ``task`` ("det" or "cls"); it may not exist
-    in a checkout that has not trained it (`scripts/train_default_models.sh`)."""
-    return shipped_dir("models") / f"default-{task}" / "model.onnx"
+# The shipped models by scene: what the demo shows and which model it runs by default.
+MODEL_SCENES = {"footage": "real", "garments": "garment"}
+MODEL_TASKS = ("det", "cls")
+
+
+def default_model(task: str = "det", scene: str = "footage") -> Path:
+    """The shipped model's ONNX file for ``task`` ("det" or "cls") and ``scene``: "footage"
+    (the default) is the real-world one (``models/real-{task}``), "garments" the one trained
+    on the simulated garment scene (``models/garment-{task}``). It may not exist in a checkout
+    that has not trained it (`scripts/train_default_models.sh`)."""
+    if task not in MODEL_TASKS:
+        raise ValueError(f"unknown model task {task!r}; one of {', '.join(MODEL_TASKS)}")
+    if scene not in MODEL_SCENES:
+        raise ValueError(f"unknown scene {scene!r}; one of {', '.join(MODEL_SCENES)}")
+    return shipped_dir("models") / f"{MODEL_SCENES[scene]}-{task}" / "model.onnx"
+
+
+def shipped_model_names() -> list[str]:
+    """Names of the shipped models (``garment-det``, ``real-cls``...): folders holding a model.onnx."""
+    folder = shipped_dir("models")
+    return sorted(p.parent.name for p in folder.glob("*/model.onnx")) if folder.is_dir() else []
+
+
+def model_or_shipped(name_or_path: str | Path) -> Path:
+    """A model file the user names by path, or a shipped model by its bare name
+    (``garment-det`` -> ``models/garment-det/model.onnx``). A path that does not exist is
+    returned as given, for the backend to report; only a bare name is looked up."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix or path.name != str(path):
+        return path
+    shipped = shipped_file("models", f"{path}/model.onnx")
+    if shipped is None:
+        names = ", ".join(shipped_model_names()) or "none"
+        raise MissingFileError(f"model {str(name_or_path)!r} not found: not a file, nor a shipped model ({names})")
+    return shipped

@@ -10,7 +10,7 @@
 # evaluated from 1.5 lux to daylight (10,000 lux).
 #
 # Environment (defaults for cls / det; real-* alike under runs/study-real-* and docs/study/real-*):
-#   CONFIG  configs/default-cls.toml / configs/default-det.toml
+#   CONFIG  configs/garment-cls.toml / configs/garment-det.toml
 #   RUNS    runs/study-cls / runs/study-det
 #   OUT     docs/study/classification / docs/study/detection
 #   LIMIT   test images (default: all, 1000 / 400 in the built-in set)
@@ -35,8 +35,8 @@ data=data/demo
 build=("$edge_isp" data build --out data/demo)
 levels=()
 case "$task" in
-  cls) defaults=(configs/default-cls.toml runs/study-cls docs/study/classification "" "" classification) ;;
-  det) defaults=(configs/default-det.toml runs/study-det docs/study/detection "" 8 detection) ;;
+  cls) defaults=(configs/garment-cls.toml runs/study-cls docs/study/classification "" "" classification) ;;
+  det) defaults=(configs/garment-det.toml runs/study-det docs/study/detection "" 8 detection) ;;
   real-cls | real-det)
     kind=${task#real-}
     name=$([ "$kind" = cls ] && echo classification || echo detection)

@@ -26,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 edge_isp=.venv/bin/edge-isp
-config=${CONFIG:-configs/default-cls.toml}
+config=${CONFIG:-configs/garment-cls.toml}
 runs=${RUNS:-runs/study-cls}
 out=${OUT:-docs/study}
 limit=${LIMIT:-1000}

@@ -4,8 +4,8 @@
 #
 #   scripts/train_default_models.sh [det|cls|all]     (default: all)
 #
-# Writes runs/default-{det,cls}/ (checkpoints, resolved configs, histories) and
-# models/default-{det,cls}/ (model.onnx, config.toml, history.json). Resumes where a
+# Writes runs/garment-{det,cls}/ (checkpoints, resolved configs, histories) and
+# models/garment-{det,cls}/ (model.onnx, config.toml, history.json). Resumes where a
 # killed run left off. About 40 minutes for det and 20 for cls on a 2-core CPU. The detector
 # is exported at 160x128, the scale of its 128x128 training scenes, which the demo simulates.
 set -euo pipefail
@@ -17,7 +17,7 @@ which="${1:-all}"
 
 train_and_export() {
   local name=$1 input_size=$2
-  local config="configs/default-$name.toml" runs="runs/default-$name" out="models/default-$name"
+  local config="configs/garment-$name.toml" runs="runs/garment-$name" out="models/garment-$name"
   for stage in isp head joint; do
     if [ -f "$runs/$stage/DONE" ]; then continue; fi
     resume=()

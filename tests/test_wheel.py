@@ -69,7 +69,8 @@ def test_the_installed_package_is_the_wheel_with_its_data(installed):
     code = (
         "import edge_isp, edge_isp.shipped as s; print(edge_isp.__file__); "
         "print(s.shipped_names('profiles', '.json')); print(s.shipped_names('targets', '.toml')); "
-        "print(s.default_model('det').is_file(), s.default_model('cls').is_file()); "
+        "print(all(s.default_model(t, scene).is_file() for t in ('det', 'cls') for scene in ('footage', 'garments')), "
+        "s.shipped_model_names()); "
         "print(sorted(p.name for p in s.shipped_dir('deploy').iterdir()))"
     )
     lines = _run([str(bin_dir / "python"), "-c", code], cwd, env).stdout.splitlines()
@@ -77,7 +78,7 @@ def test_the_installed_package_is_the_wheel_with_its_data(installed):
     checkout_profiles = sorted(p.stem for p in (ROOT / "calibration" / "profiles").glob("*.json"))
     assert lines[1] == str(checkout_profiles) and "nexus6p-rear" in lines[1]
     assert lines[2] == str(sorted(p.stem for p in (ROOT / "export" / "targets").glob("*.toml")))
-    assert lines[3] == "True True"
+    assert lines[3] == "True ['garment-cls', 'garment-det', 'real-cls', 'real-det']"
     assert "edge-isp.service" in lines[4] and "install-jetson.sh" in lines[4]
 
 
@@ -103,13 +104,15 @@ def test_demo_and_run_from_anywhere(installed):
          "print(', '.join(p.id for p in sources.available_photos()['test'])); print(sources.fashion_mnist_dir())"],
         cwd, env,
     ).stdout.splitlines()  # fmt: skip
-    # The scene: Fashion-MNIST garments over one of the test split's photographs, as installed here.
-    print(f"demo scene: garments from {scene[1]} over one of the test photographs [{scene[0]}]")
-    demo = _run([str(bin_dir / "edge-isp"), "demo", "--max-frames", "3", "--http", "127.0.0.1:0"], cwd, env)
-    # The demo's camera is live: on a busy machine it drops the oldest frame rather than wait.
-    counts = re.search(r"(\d+) frame\(s\) processed, (\d+) dropped", demo.stdout)
-    assert counts and int(counts[1]) >= 1 and int(counts[1]) + int(counts[2]) == 3, demo.stdout + demo.stderr
-    assert "profile nexus6p-rear" in demo.stdout
+    # The garment scene: Fashion-MNIST garments over one of the test split's photographs, as installed here.
+    print(f"garment scene: garments from {scene[1]} over one of the test photographs [{scene[0]}]")
+    for scene_args, model in (([], "real-det/model.onnx"), (["--scene", "garments"], "garment-det/model.onnx")):
+        command = [str(bin_dir / "edge-isp"), "demo", *scene_args, "--max-frames", "3", "--http", "127.0.0.1:0"]
+        demo = _run(command, cwd, env)
+        # The demo's camera is live: on a busy machine it drops the oldest frame rather than wait.
+        counts = re.search(r"(\d+) frame\(s\) processed, (\d+) dropped", demo.stdout)
+        assert counts and int(counts[1]) >= 1 and int(counts[1]) + int(counts[2]) == 3, demo.stdout + demo.stderr
+        assert "profile nexus6p-rear" in demo.stdout and model in demo.stdout, demo.stdout
 
     model = _shipped_model(bin_dir, cwd, env)
     cmd = [str(bin_dir / "edge-isp"), "run", "--source", "sim", "--model", str(model), "--profile", "oneplus6-rear"]
@@ -119,5 +122,5 @@ def test_demo_and_run_from_anywhere(installed):
 
 
 def _shipped_model(bin_dir: Path, cwd: Path, env: dict[str, str]) -> Path:
-    code = "from edge_isp.shipped import default_model; print(default_model('det'))"
+    code = "from edge_isp.shipped import default_model; print(default_model('det', 'garments'))"
     return Path(_run([str(bin_dir / "python"), "-c", code], cwd, env).stdout.strip())

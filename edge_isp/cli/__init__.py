@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "edge_isp.cli.eval_commands",
     "edge_isp.cli.record_commands",
     "edge_isp.cli.run_commands",
+    "edge_isp.cli.demo_commands",
     "edge_isp.cli.calibrate_commands",
     "edge_isp.cli.export_commands",
     "edge_isp.cli.deploy_commands",

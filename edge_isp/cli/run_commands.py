@@ -1,4 +1,5 @@
-"""`edge-isp run` and `edge-isp demo`: the live pipeline from a camera to streams and files.
+"""`edge-isp run`: the live pipeline from a camera to streams and files (`edge-isp demo` is
+:mod:`edge_isp.cli.demo_commands`, on the same pipeline).
 
 Thin: the options become a source (``edge_isp.runtime.sources``), a backend
 (``edge_isp.runtime.backends``), the pre/post-processing for that model, outputs
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.contract.sizes import format_size, size_argument
-from edge_isp.errors import InvalidInputError, MissingFileError
-from edge_isp.shipped import default_model
+from edge_isp.errors import InvalidInputError
+from edge_isp.shipped import model_or_shipped
 
 log = logging.getLogger("edge_isp.run")
 
@@ -25,13 +26,6 @@ _CAMERAS = ("picamera2", "v4l2")
 # The size multiple of a dynamic-size model whose metadata does not say (a detector's stride).
 DEFAULT_SIZE_MULTIPLE = 32
 _FINITE = ("replay", "file")  # files: every frame is processed, none dropped
-DEMO_MODEL_HINT = (
-    "The demo runs the shipped detection model {path}, which is not there. Make it with: "
-    "edge-isp data build --out data/demo && edge-isp train isp --config configs/detection.toml && "
-    "edge-isp train head --config configs/detection.toml && edge-isp train joint --config configs/detection.toml "
-    "&& edge-isp export onnx runs/detection/joint/best.pt -o {path} --input-size 160x128 --with-image "
-    "-- or give any exported detection model with --model PATH."
-)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,10 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--source",
         metavar="SPEC",
-        help="sim | replay:DIR | file:VIDEO|DIR (or a path: footage to simulate raw from) | picamera2[:N] | "
-        "v4l2:/dev/videoN (or /dev/videoN)",
+        help="sim | replay:DIR | file:VIDEO|DIR (or a path: footage to simulate raw from) | heldout:video|photos "
+        "(the demo's real footage) | picamera2[:N] | v4l2:/dev/videoN (or /dev/videoN)",
     )
-    p.add_argument("--model", metavar="FILE", help="ONNX model, TensorRT engine, or (torch) checkpoint")
+    p.add_argument(
+        "--model",
+        metavar="FILE|NAME",
+        help="ONNX model, TensorRT engine, or (torch) checkpoint; or a shipped model's name (real-det, garment-det...)",
+    )
     p.add_argument(
         "--config",
         type=Path,
@@ -100,19 +98,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "live cameras drop the oldest frame instead)",
     )
     p.set_defaults(func=_run)
-
-    p = sub.add_parser(
-        "demo",
-        help="the live demo: a simulated camera in the dark, the detector, and a dashboard",
-        description="Run the shipped detection model on the simulated camera (a moving scene at a light level you "
-        "change from the dashboard) with ONNX Runtime on the CPU, and serve the dashboard: the learned view "
-        "with its detections beside the conventional ISP's view.",
-    )
-    p.add_argument(
-        "--model", type=Path, metavar="FILE", help="default: the shipped detection model (models/default-det)"
-    )
-    _add_common(p, http_default="127.0.0.1:8080")
-    p.set_defaults(func=_demo)
 
 
 def _add_common(p: argparse.ArgumentParser, http_default: str | None = None) -> None:
@@ -192,21 +177,7 @@ def _run(args: argparse.Namespace) -> int:
     if missing:
         raise InvalidInputError(f"edge-isp run needs {' and '.join(missing)} (or a --config FILE that gives them)")
     backend = args.backend or "auto"
-    return live(args, source_spec=args.source, model=args.model, backend=backend, device=args.device)
-
-
-def _demo(args: argparse.Namespace) -> int:
-    _logging()
-    if args.model is None:
-        args.model = default_model("det")
-    if not Path(args.model).is_file():
-        raise MissingFileError(DEMO_MODEL_HINT.format(path=args.model))
-    for name, value in (("rtsp", None), ("record", None), ("size", None), ("fps", None), ("loop", False)):
-        setattr(args, name, value)
-    args.auto_exposure, args.process_all, args.sim_scale = "off", False, 2
-    if args.conventional_every is None:
-        args.conventional_every = 2
-    return live(args, source_spec="sim", model=args.model, backend="onnxruntime", device="cpu")
+    return live(args, source_spec=args.source, model=model_or_shipped(args.model), backend=backend, device=args.device)
 
 
 def wants_auto_exposure(setting: str, kind: str) -> bool:
@@ -365,7 +336,7 @@ def _dashboard_info(
 
 
 def _short(model: str | Path) -> str:
-    """A model file's name, with its folder's when it has one (``default-det/model.onnx``)."""
+    """A model file's name, with its folder's when it has one (``garment-det/model.onnx``)."""
     path = Path(model)
     return path.name if path.parent.name in ("", ".") else f"{path.parent.name}/{path.name}"
 
@@ -416,14 +387,14 @@ def _frame_size(source: Any) -> tuple[int, int] | None:
 
 def _source_options(args: argparse.Namespace, kind: str, profile: Any) -> dict[str, Any]:
     opts: dict[str, Any] = {}
-    if kind in ("sim", "v4l2", "file"):
+    if kind in ("sim", "v4l2", "file", "heldout"):
         opts["profile"] = profile
     if getattr(args, "size", None) is not None:
         opts["size"] = args.size
     if getattr(args, "fps", None) is not None:
         opts["fps"] = args.fps
     if args.lux is not None:
-        if kind not in ("sim", "file"):
+        if kind not in ("sim", "file", "heldout"):
             raise InvalidInputError(f"--lux sets a simulated source's light level; the source here is {kind!r}")
         opts["lux"] = args.lux
     if getattr(args, "loop", False):

@@ -166,7 +166,9 @@ def annotate(
     line_h = cv2.getTextSize("Ag", _FONT, scale, thickness)[0][1] + 8
     for i, item in enumerate(results.get("labels", ())):
         colour = class_colour(int(item.get("class_id", 0)))
-        _label(image, f"{item['label']} {item['score']:.2f}", 4, (i + 1) * line_h + 4, colour)
+        # A class with several names (ImageNet's "tench, Tinca tinca") is drawn by its first.
+        name = str(item["label"]).split(",")[0]
+        _label(image, f"{name} {item['score']:.2f}", 4, (i + 1) * line_h + 4, colour)
     if fps is not None:
         text = f"{fps:.1f} FPS"
         w = cv2.getTextSize(text, _FONT, scale, thickness)[0][0]

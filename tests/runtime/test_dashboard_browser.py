@@ -39,7 +39,7 @@ TOKEN = "dash-token"
 H, W = 128, 160  # the model's input
 SCALE = 4  # camera pixels per model pixel
 INFO = {
-    "model": "default-det/model.onnx", "task": "detection", "backend": "onnxruntime", "device": "CPU",
+    "model": "garment-det/model.onnx", "task": "detection", "backend": "onnxruntime", "device": "CPU",
     "profile": "nexus6p-rear", "input_size": f"{W}x{H}", "source": "sim", "frame_size": f"{SCALE * W}x{SCALE * H}",
     "conventional_model": "baseline/conventional.onnx",
 }  # fmt: skip
@@ -131,7 +131,7 @@ def test_layout_views_and_header(live, size):
             shown = page.rect(element)[2]
             assert shown >= min(natural, size[0] - 40), (element, shown)
         header = page.evaluate("document.querySelector('header').textContent")
-        for needle in ("default-det/model.onnx", "onnxruntime", "CPU", "nexus6p-rear", "160x128", "FPS"):
+        for needle in ("garment-det/model.onnx", "onnxruntime", "CPU", "nexus6p-rear", "160x128", "FPS"):
             assert needle in header
         wait_for(lambda: "gain 2.0" in page.evaluate("document.getElementById('exposure').textContent"), "gains")
         # One FPS figure on the page: the header's.
@@ -222,3 +222,34 @@ def test_the_conventional_models_answers_are_on_its_view_and_in_its_panel(live):
 
         (shot,) = wait_for(boxed, "the conventional model's boxes on its view")
         assert colour_pixels(page.crop(shot, "learned"), car) < 20
+
+
+def test_a_classifiers_top_classes_are_listed_by_name():
+    info = {**INFO, "task": "classification", "conventional_model": None, "model": "real-cls/model.onnx"}
+    names = ["tench, Tinca tinca", "goldfish, Carassius auratus", "lakeside, lakeshore", "dock", "boathouse"]
+    labels = [{"label": n, "class_id": i, "score": round(0.5 - 0.1 * i, 2)} for i, n in enumerate(names)]
+    view = np.full((H, W, 3), 90, np.uint8)
+    out = HttpOutput("127.0.0.1", 0, token=TOKEN, info=info, class_names=names)
+    out.open()
+    stop = threading.Event()
+
+    def run() -> None:
+        i = 0
+        while not stop.wait(0.04):
+            out.publish(FrameResult(i, time.time(), view.copy(), None, {"labels": labels}, {"end_to_end": 9.0},
+                                    view=view))  # fmt: skip
+            i += 1
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        with chromium_page(page_url(out), (1400, 900)) as page:
+            table = lambda: page.evaluate("document.getElementById('results').innerText")  # noqa: E731
+            wait_for(lambda: "boathouse" in table(), "the classifier's labels")
+            assert all(name in table() for name in names)
+            assert page.evaluate("document.getElementById('learned-title').textContent") == "learned ISP + classifier"
+            assert page.evaluate("document.getElementById('detections-title').textContent") == "top classes"
+    finally:
+        stop.set()
+        thread.join()
+        out.close()

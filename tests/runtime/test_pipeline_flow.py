@@ -302,7 +302,8 @@ def test_the_runtime_never_imports_torch(spot_model):
         modules = [m.name for m in pkgutil.walk_packages(edge_isp.runtime.__path__, "edge_isp.runtime.")]
         # The contracts every side imports, and the INT8 calibration feed of recorded frames.
         modules += [m.name for m in pkgutil.walk_packages(edge_isp.contract.__path__, "edge_isp.contract.")]
-        modules += ["edge_isp.cli.run_commands", "edge_isp.export.calibration", "edge_isp.deploy.doctor"]
+        modules += ["edge_isp.cli.run_commands", "edge_isp.cli.demo_commands", "edge_isp.export.calibration",
+                    "edge_isp.deploy.doctor"]
         for name in modules:
             importlib.import_module(name)
 
@@ -344,10 +345,12 @@ def test_the_runtime_never_imports_torch(spot_model):
 
 
 def _cli(argv: list[str]) -> int:
-    from edge_isp.cli import run_commands
+    from edge_isp.cli import demo_commands, run_commands
 
     parser = argparse.ArgumentParser(prog="edge-isp")
-    run_commands.register(parser.add_subparsers(dest="command"))
+    sub = parser.add_subparsers(dest="command")
+    run_commands.register(sub)
+    demo_commands.register(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,4 +1,4 @@
-"""The shipped default detection model, run as the demo runs it: simulated camera, ONNX Runtime."""
+"""The shipped garment detection model, run as the garment demo runs it: simulated camera, ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from edge_isp.runtime.postprocess import Postprocessor
 from edge_isp.runtime.sources import SimulatedSource
 from edge_isp.sensor import SensorProfile
 
-MODEL = Path(__file__).resolve().parents[2] / "models" / "default-det" / "model.onnx"
+MODEL = Path(__file__).resolve().parents[2] / "models" / "garment-det" / "model.onnx"
 
 
 def recall_at_half_iou(lux: float, frames: int = 40) -> float:
@@ -49,7 +49,7 @@ def _best_iou(box: np.ndarray, boxes: np.ndarray) -> float:
     return float((inter / (area - inter)).max())
 
 
-@pytest.mark.skipif(not MODEL.exists(), reason="models/default-det/model.onnx is not in this checkout")
+@pytest.mark.skipif(not MODEL.exists(), reason="models/garment-det/model.onnx is not in this checkout")
 def test_shipped_detector_finds_the_garments_and_sees_better_with_more_light():
     # Measured when it was shipped (40 frames): recall 0.25 at 3 lux, 0.73 at 30 lux.
     bright, dark = recall_at_half_iou(30.0), recall_at_half_iou(3.0)

@@ -108,7 +108,7 @@ DASHBOARD_HTML = """<!doctype html>
 <div id="views">
   <figure id="learned-fig">
     <img id="learned" alt="learned ISP view">
-    <figcaption><b>learned ISP + detector</b> <span id="learned-size"></span></figcaption>
+    <figcaption><b id="learned-title">learned ISP + detector</b> <span id="learned-size"></span></figcaption>
   </figure>
   <figure id="conventional-fig" class="hidden">
     <img id="conventional" alt="conventional ISP view">
@@ -133,7 +133,8 @@ DASHBOARD_HTML = """<!doctype html>
     <div id="detections-empty">none above the threshold</div>
   </section>
   <section id="conventional-section" class="hidden">
-    <h2>conventional ISP + detector <span id="conventional-frame"></span></h2>
+    <h2><span id="conventional-model-title">conventional ISP + detector</span>
+      <span id="conventional-frame"></span></h2>
     <table id="conventional-results"><tbody></tbody></table>
     <div id="conventional-empty">none above the threshold</div>
   </section>
@@ -211,9 +212,14 @@ async function loadInfo() {
   $("one").checked = display.one;
   $("truth").checked = display.truth;
   if (String(info.source || "").startsWith("sim")) $("truth-label").classList.remove("hidden");
+  // A classifier's answers are its top classes, not detections.
+  const network = info.task === "classification" ? "classifier" : "detector";
+  $("learned-title").textContent = "learned ISP + " + network;
+  $("conventional-model-title").textContent = "conventional ISP + " + network;
+  if (network === "classifier") $("detections-title").textContent = "top classes";
   if (info.conventional_model) {
-    $("conventional-title").textContent = "conventional ISP + detector";
-    $("detections-title").textContent = "learned ISP + detector";
+    $("conventional-title").textContent = "conventional ISP + " + network;
+    $("detections-title").textContent = "learned ISP + " + network;
     $("conventional-section").classList.remove("hidden");
   }
   setStreams();

@@ -8,6 +8,9 @@
 - ``file:PATH``, ``file://PATH`` or a bare path: a folder of recorded raw frames replays as
   ``replay:DIR``; a video file or a folder of images is footage to simulate raw from
   (:class:`~edge_isp.runtime.sources.footage.FootageSource`);
+- ``heldout:video`` or ``heldout:photos``: footage no real-world model was trained on (the
+  test blocks of OpenCV's vtest.avi, the real set's test photographs), simulated into raw as
+  ``file`` footage is, looped (:mod:`~edge_isp.runtime.sources.heldout`; the demo's scenes);
 - ``picamera2`` or ``picamera2:N``: :class:`~edge_isp.runtime.sources.picamera2_source.
   Picamera2Source`, a Raspberry Pi camera (N = camera index);
 - ``v4l2:/dev/videoN`` (or ``v4l2:N``, ``v4l2:///dev/videoN``, ``/dev/videoN``):
@@ -32,6 +35,7 @@ from edge_isp.errors import InvalidInputError
 from edge_isp.runtime.interfaces import CameraSource, SourceEnded, SourceError
 from edge_isp.runtime.sources.clock import Clock, ManualClock, SystemClock
 from edge_isp.runtime.sources.footage import FootageSource, list_images
+from edge_isp.runtime.sources.heldout import HELDOUT_SCENES, open_heldout
 from edge_isp.runtime.sources.picamera2_source import Picamera2Source
 from edge_isp.runtime.sources.replay import ReplaySource
 from edge_isp.runtime.sources.retry import RetryEvent, RetryingSource, RetryPolicy, RetryStats
@@ -40,8 +44,9 @@ from edge_isp.runtime.sources.v4l2_source import V4L2Source
 
 SOURCE_FORMS = (
     "sim", "replay:DIR", "file:VIDEO|DIR", "picamera2", "picamera2:N", "v4l2:/dev/videoN", "v4l2:N", "/dev/videoN",
+    "heldout:video|photos",
 )  # fmt: skip
-SOURCE_KINDS = ("sim", "replay", "file", "picamera2", "v4l2")
+SOURCE_KINDS = ("sim", "replay", "file", "heldout", "picamera2", "v4l2")
 # What other tools' users type, and what it means here: one line each.
 _OTHER_SCHEMES = {
     "csi": "a CSI camera through Argus gives ISP-processed video, not raw Bayer; on a Jetson the sensor's raw "
@@ -114,6 +119,10 @@ def parse_source_spec(spec: str) -> tuple[str, str | None]:
         if not arg:
             raise _bad_spec(spec, "file needs a path, as file:clip.mp4 or file:DIR")
         return "file", arg
+    if kind == "heldout":
+        if arg not in HELDOUT_SCENES:
+            raise _bad_spec(spec, f"heldout takes one of {', '.join(HELDOUT_SCENES)}, got {arg!r}")
+        return "heldout", arg
     if kind == "picamera2":
         index = arg or "0"
         if not index.isdigit():
@@ -127,6 +136,11 @@ def parse_source_spec(spec: str) -> tuple[str, str | None]:
 
 
 def _build(cls: type, args: tuple, opts: dict[str, Any], spec: str) -> CameraSource:
+    _check_options(cls, opts, spec)
+    return cls(*args, **opts)
+
+
+def _check_options(cls: type, opts: dict[str, Any], spec: str) -> None:
     accepted = [
         p.name for p in inspect.signature(cls.__init__).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
     ]
@@ -135,7 +149,6 @@ def _build(cls: type, args: tuple, opts: dict[str, Any], spec: str) -> CameraSou
         raise InvalidInputError(
             f"source {spec!r} does not take option(s) {', '.join(unknown)}; it takes: {', '.join(accepted)}"
         )
-    return cls(*args, **opts)
 
 
 def open_source(spec: str, **opts: Any) -> CameraSource:
@@ -153,7 +166,7 @@ def open_source(spec: str, **opts: Any) -> CameraSource:
     """
     kind, arg = parse_source_spec(spec)
     opts = dict(opts)
-    if "size" in opts and kind in ("sim", "v4l2", "file"):
+    if "size" in opts and kind in ("sim", "v4l2", "file", "heldout"):
         width, height = opts.pop("size")
         opts.update(width=int(width), height=int(height))
     if kind == "sim":
@@ -167,6 +180,9 @@ def open_source(spec: str, **opts: Any) -> CameraSource:
     if kind == "file":
         profile = opts.pop("profile", None)
         return _build(FootageSource, (Path(arg),) if profile is None else (Path(arg), profile), opts, spec)
+    if kind == "heldout":
+        _check_options(FootageSource, {k: v for k, v in opts.items() if k != "profile"}, spec)
+        return open_heldout(arg, **opts)
     if kind == "picamera2":
         return _build(Picamera2Source, (int(arg),), opts, spec)
     if isinstance(opts.get("profile"), (str, Path)):

@@ -8,13 +8,16 @@ folder of recorded raw frames is :class:`~edge_isp.runtime.sources.replay.Replay
 instead (:func:`~edge_isp.runtime.sources.open_source` tells them apart).
 
 Frames are read one at a time (OpenCV's video reader, or one image file at a time in name
-order), cropped to even sizes (or resized to ``width`` x ``height``), at the video's frame
-rate (``fps`` overrides it; 30 for images); :class:`SourceEnded` after the last unless
-``loop``.
+order, or from a list of image files), cropped to even sizes (or resized to ``width`` x
+``height``, stretched or centre-cropped to that aspect first), at the video's frame rate
+(``fps`` overrides it; 30 for images); :class:`SourceEnded` after the last unless ``loop``.
+``frames`` plays a subset in a given order instead: the held-out time blocks of a video (the
+demo), or each photograph held for a few seconds (an index repeated holds its frame).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +46,17 @@ class FootageSource(SimulatedSource):
     """Raw frames of a video file or an image folder through a profile (module docstring).
 
     Args:
-        path: the video file or the folder of images.
+        path: the video file, the folder of images, or a list of image files.
         profile: the sensor (a :class:`SensorProfile`, a path or a shipped name).
         width, height: resize every frame to this (even) size; None keeps the footage's size
             (cropped to even).
         fps: frame rate; default the video's own (30 for images).
         loop: start again after the last frame instead of ending.
+        frames: the footage's frames to deliver, in this order (video frame numbers from 0, or
+            indices into the images); an index repeated holds that frame (new noise each time).
+            None: every frame in order.
+        fit: with ``width`` and ``height``: ``"stretch"`` resizes the whole frame, ``"crop"``
+            cuts the largest centred region of that aspect first.
 
     Attributes:
         frame_size: (width, height) of the frames it delivers.
@@ -59,13 +67,15 @@ class FootageSource(SimulatedSource):
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | Sequence[str | Path],
         profile: SensorProfile | str | Path = DEFAULT_PROFILE,
         *,
         width: int | None = None,
         height: int | None = None,
         fps: float | None = None,
         loop: bool = False,
+        frames: Sequence[int] | None = None,
+        fit: str = "stretch",
         lux: float | None = None,
         electrons_at_white: float | None = None,
         analogue_gain: str | float = "auto",
@@ -73,10 +83,17 @@ class FootageSource(SimulatedSource):
         paced: bool = True,
         clock: Clock | None = None,
     ) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise MissingFileError(f"footage {self.path} does not exist")
-        self._images = list_images(self.path) if self.path.is_dir() else None
+        if isinstance(path, (str, Path)):
+            self.path = Path(path)
+            if not self.path.exists():
+                raise MissingFileError(f"footage {self.path} does not exist")
+            self._images = list_images(self.path) if self.path.is_dir() else None
+        else:
+            self._images = [Path(p) for p in path]
+            missing = [str(p) for p in self._images if not p.is_file()]
+            if missing or not self._images:
+                raise MissingFileError(f"footage images missing: {', '.join(missing) or 'none given'}")
+            self.path = self._images[0].parent
         if self._images is not None and not self._images:
             raise InvalidInputError(
                 f"{self.path} holds neither recorded raw frames nor images ({', '.join(IMAGE_SUFFIXES)})"
@@ -86,6 +103,14 @@ class FootageSource(SimulatedSource):
         if width is not None and (width < 8 or height < 8 or width % 2 or height % 2):
             raise InvalidInputError(f"frame size must be even and at least 8x8 pixels, got {width}x{height}")
         self._size = None if width is None else (int(width), int(height))
+        if fit not in ("stretch", "crop"):
+            raise InvalidInputError(f"fit must be 'stretch' or 'crop', got {fit!r}")
+        self.fit = fit
+        self.frames = None if frames is None else [int(f) for f in frames]
+        if self.frames is not None and (not self.frames or min(self.frames) < 0):
+            raise InvalidInputError("frames must be a non-empty list of frame numbers >= 0")
+        if self.frames is not None and self._images is not None and max(self.frames) >= len(self._images):
+            raise InvalidInputError(f"frame {max(self.frames)} asked for, but there are {len(self._images)} images")
         self.loop = bool(loop)
         native_fps, native_size = self._probe()
         self.frame_size = self._size or (native_size[0] // 2 * 2, native_size[1] // 2 * 2)
@@ -95,7 +120,9 @@ class FootageSource(SimulatedSource):
             seed=seed, paced=paced, clock=clock,
         )  # fmt: skip
         self._capture: Any = None
-        self._next = 0
+        self._next = 0  # frames delivered since the start (of this pass, when looping)
+        self._position = 0  # the video frame the capture reads next
+        self._held: tuple[int, np.ndarray] | None = None  # the last frame read, by index
 
     def _probe(self) -> tuple[float, tuple[int, int]]:
         """The footage's own frame rate and (width, height)."""
@@ -120,6 +147,8 @@ class FootageSource(SimulatedSource):
             if not self._capture.isOpened():
                 raise InvalidInputError(f"OpenCV cannot read {self.path} as a video")
         self._next = 0
+        self._position = 0
+        self._held = None
         self._pacer.reset()
         self.sequence = -1
         self._rng = np.random.default_rng([self.seed, 0x2A4])
@@ -133,30 +162,49 @@ class FootageSource(SimulatedSource):
 
     def _next_bgr(self) -> np.ndarray:
         for _attempt in range(2):  # the second after rewinding, when looping
-            if self._images is not None:
-                if self._next < len(self._images):
-                    path = self._images[self._next]
-                    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                    if image is None:
-                        raise InvalidInputError(f"OpenCV cannot read the image {path}")
-                    self._next += 1
-                    return image
-            else:
-                ok, image = self._capture.read()
-                if ok:
+            count = len(self._images) if self._images is not None else None
+            if self.frames is not None:
+                count = len(self.frames)
+            if count is None or self._next < count:
+                index = self._next if self.frames is None else self.frames[self._next]
+                image = self._frame(index)
+                if image is not None:
                     self._next += 1
                     return image
             if not self.loop or self._next == 0:
                 raise SourceEnded(f"end of {self.path} after {self._next} frame(s)")
             self._next = 0
-            if self._capture is not None:
-                self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
         raise SourceEnded(f"{self.path} gave no frame after rewinding")
+
+    def _frame(self, index: int) -> np.ndarray | None:
+        """Frame ``index`` of the footage (BGR), None past the end of a video."""
+        if self._held is not None and self._held[0] == index:
+            return self._held[1]
+        if self._images is not None:
+            path = self._images[index]
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise InvalidInputError(f"OpenCV cannot read the image {path}")
+        else:
+            if index != self._position:  # OpenCV's FFmpeg reader seeks to the exact frame
+                self._capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+                self._position = index
+            ok, image = self._capture.read()
+            if not ok:
+                if self.frames is not None:
+                    raise InvalidInputError(f"{self.path} has no frame {index} (it ended or failed to decode)")
+                return None
+            self._position += 1
+        if self.frames is not None:  # a subset may hold a frame: keep it for the next read
+            self._held = (index, image)
+        return image
 
     def camera_mosaic(self, t: float) -> np.ndarray:
         """The next footage frame in linear camera values through the CFA, ``(H, W)`` float32."""
         bgr = self._next_bgr()
         if self._size is not None:
+            if self.fit == "crop":
+                bgr = centre_crop(bgr, self._size[0] / self._size[1])
             bgr = cv2.resize(bgr, self._size, interpolation=cv2.INTER_AREA)
         bgr = bgr[: bgr.shape[0] // 2 * 2, : bgr.shape[1] // 2 * 2]
         height, width = bgr.shape[:2]
@@ -172,3 +220,11 @@ class FootageSource(SimulatedSource):
 
     def truth(self, t: float) -> dict[str, Any] | None:
         return None
+
+
+def centre_crop(image: np.ndarray, aspect: float) -> np.ndarray:
+    """The largest centred region of ``image`` with width / height ``aspect``."""
+    height, width = image.shape[:2]
+    crop_w, crop_h = min(width, round(height * aspect)), min(height, round(width / aspect))
+    x0, y0 = (width - crop_w) // 2, (height - crop_h) // 2
+    return image[y0 : y0 + crop_h, x0 : x0 + crop_w]
