@@ -1,39 +1,102 @@
 #!/usr/bin/env bash
-# Train the shipped default models from the committed configs, as the paper's stages
-# (ISP for reconstruction, head on clean images, joint end to end), and export them.
+# Train the shipped models from the committed configs and export them, with their INT8 files
+# and accuracy reports (models/README.md says what each sees and how well).
 #
-#   scripts/train_default_models.sh [det|cls|all]     (default: all)
+#   scripts/train_default_models.sh [real|garment|all|real-det|real-cls|garment-det|garment-cls]
+#                                                                     (default: real)
 #
-# Writes runs/garment-{det,cls}/ (checkpoints, resolved configs, histories) and
-# models/garment-{det,cls}/ (model.onnx, config.toml, history.json). Resumes where a
-# killed run left off. About 40 minutes for det and 20 for cls on a 2-core CPU. The detector
-# is exported at 160x128, the scale of its 128x128 training scenes, which the demo simulates.
+# real-det, real-cls (the defaults of `edge-isp demo` and `run`): the fast half-resolution
+# models (dpnh_s_*), distilled without labels from daylight teachers on the real sets of
+# `edge-isp data build --real` (the Objectron SSD on footage and photographs; the ImageNet
+# MobileNetV2 on photographs), raw simulated through nexus6p-rear from 0.5 lux to daylight,
+# half of it below 10 lux. The stages, as the study's seed 0 (docs/STUDY.md, "Real images"):
+#   runs/real/isp        the half-resolution ISP for reconstruction (L1 + SSIM + log-MSE), 2 epochs
+#   runs/real/det-head   the detector on clean pictures against the cached teacher boxes, 24 epochs
+#   runs/real/det-joint  the detector end to end on raw, from isp + det-head, 16 epochs
+#   runs/real/cls-joint  the classifier end to end on raw, from isp + the teacher's weights, 2 epochs
+# then models/real-M/: model.onnx (FP32; the detector at 320x256, the classifier at 256x256 raw),
+# model.int8.onnx (Q/DQ for TensorRT), model.int8-cpu.onnx (ONNX Runtime's CPU INT8), the
+# resolved config.toml, history.json, and accuracy.json/accuracy.txt: `edge-isp export report`
+# of the three files on the held-out test split per light level (the 63 test frames x 7 noise
+# draws for the detector, 400 test crops for the classifier).
+#
+# garment-det, garment-cls: the Fashion-MNIST garment models of the garment study
+# (configs/garment-*.toml on `edge-isp data build`), exported as before.
+#
+# Every stage resumes where a killed run left off (a finished one, with DONE, is skipped). Times
+# on a free 2-core CPU: real about 1.5 hours (the teacher caches, then ~3 min a classification
+# epoch and ~30 s a detection one), garment about an hour.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 edge_isp=.venv/bin/edge-isp
-which="${1:-all}"
+which="${1:-real}"
+LIGHT=1.5,3,6,12,24,48,96,10000
 
-[ -f data/demo/dataset.json ] || "$edge_isp" data build --out data/demo
+stage() {  # stage STAGE CONFIG OUT [--set ...]: one resumable training stage
+  local name=$1 config=$2 out=$3
+  shift 3
+  [ -f "$out/DONE" ] && return 0
+  local resume=()
+  [ -f "$out/last.pt" ] && resume=(--resume)
+  "$edge_isp" train "$name" --config "$config" --out "$out" "$@" "${resume[@]}"
+  touch "$out/DONE"
+}
 
-train_and_export() {
+real_isp() {
+  [ -f data/real/real-classification/manifest.json ] || "$edge_isp" data build --real --out data/real
+  stage isp configs/real-cls-half.toml runs/real/isp --set run.seed=0 --set run.epochs=2 --set loss.rec_log_mse=0.1
+}
+
+export_real() {  # export_real NAME CHECKPOINT RAW_SIZE [report options...]
+  local name=$1 checkpoint=$2 size=$3 out="models/real-$1"
+  shift 3
+  mkdir -p "$out"
+  "$edge_isp" export onnx "$checkpoint" --out "$out/model.onnx" --input-size "$size" --with-image
+  for precision in int8 int8-cpu; do
+    "$edge_isp" export precision "$out/model.onnx" --precision "$precision" --no-search --data data/real \
+      --light "$LIGHT" --out "$out/model.$precision.onnx"
+  done
+  "$edge_isp" export report "$out/model.onnx" "$out/model.int8.onnx" "$out/model.int8-cpu.onnx" --data data/real \
+    --split test --light "$LIGHT" --json "$out/accuracy.json" "$@" | tee "$out/accuracy.txt"
+  cp "$(dirname "$checkpoint")/config.toml" "$(dirname "$checkpoint")/history.json" "$out/"
+}
+
+real_det() {
+  real_isp
+  local config=configs/real-det-half.toml
+  stage head "$config" runs/real/det-head --set run.seed=0
+  stage joint "$config" runs/real/det-joint --set run.seed=0 --set init.isp=runs/real/isp/best.pt \
+    --set init.head=runs/real/det-head/best.pt
+  export_real det runs/real/det-joint/best.pt 320x256 --draws 7
+}
+
+real_cls() {
+  real_isp
+  local config=configs/real-cls-half.toml
+  stage joint "$config" runs/real/cls-joint --set run.seed=0 --set run.epochs=2 --set init.isp=runs/real/isp/best.pt \
+    --set init.head=none
+  export_real cls runs/real/cls-joint/best.pt 256x256 --images 400
+}
+
+garment() {  # garment det|cls RAW_SIZE
   local name=$1 input_size=$2
   local config="configs/garment-$name.toml" runs="runs/garment-$name" out="models/garment-$name"
-  for stage in isp head joint; do
-    if [ -f "$runs/$stage/DONE" ]; then continue; fi
-    resume=()
-    [ -f "$runs/$stage/last.pt" ] && resume=(--resume)
-    "$edge_isp" train "$stage" --config "$config" "${resume[@]}"
-    touch "$runs/$stage/DONE"
+  [ -f data/demo/dataset.json ] || "$edge_isp" data build --out data/demo
+  for s in isp head joint; do
+    stage "$s" "$config" "$runs/$s"
   done
   mkdir -p "$out"
   "$edge_isp" export onnx "$runs/joint/best.pt" --out "$out/model.onnx" --input-size "$input_size" --with-image
-  cp "$runs/joint/config.toml" "$out/config.toml"
-  cp "$runs/joint/history.json" "$out/history.json"
+  cp "$runs/joint/config.toml" "$runs/joint/history.json" "$out/"
 }
 
 case "$which" in
-  det) train_and_export det 160x128 ;;
-  cls) train_and_export cls 64x64 ;;
-  all) train_and_export det 160x128; train_and_export cls 64x64 ;;
-  *) echo "usage: $0 [det|cls|all]" >&2; exit 1 ;;
+  real-det) real_det ;;
+  real-cls) real_cls ;;
+  real) real_det; real_cls ;;
+  garment-det) garment det 160x128 ;;
+  garment-cls) garment cls 64x64 ;;
+  garment) garment det 160x128; garment cls 64x64 ;;
+  all) real_det; real_cls; garment det 160x128; garment cls 64x64 ;;
+  *) echo "usage: $0 [real|garment|all|real-det|real-cls|garment-det|garment-cls]" >&2; exit 1 ;;
 esac
