@@ -70,10 +70,11 @@ class IspNetConfig:
         resolution: "full" (the paper's: demosaic to the raw's H x W) or "half" (the whole ISP on
             the packed H/2 x W/2 planes, output H/2 x W/2; see the module docstring). Checkpoints
             and ONNX files written before this field existed are full-resolution models.
-        unet_stride: 1 (the paper's) or 2: the U-Net sees its input pixel-unshuffled 2x2 (a
-            quarter of the positions, four times the channels: 16 in, 12 out) and its output is
-            shuffled back, so its top level runs on a quarter of the pixels at widths that fill
-            ONNX Runtime's blocked convolutions (16 channels, not 8; bench/isp_profile.py).
+        unet_stride: 1 (the paper's) or 2: the U-Net works on the 2x2 pixel-unshuffled input (a
+            quarter of the positions, four times the channels; its first convolution a 6x6 one of
+            stride 2, the same thing without the copy) and its 12-channel output is shuffled back,
+            so its top level runs on a quarter of the pixels at widths that fill ONNX Runtime's
+            blocked convolutions (16 channels, not 8; bench/isp_profile.py).
             Sides must then be multiples of 8 where it runs (the ISP pads). Checkpoints and ONNX
             files written before this field existed have 1.
     """

@@ -10,7 +10,7 @@ MobileNetV2 a stride-1 stem so its feature maps match the full-resolution detect
 same raw, ``dpnh_*_cls`` keeps the stride-2 stem, the teacher's network at the teacher's scale),
 ``dpnhu_s``/``dpnhu_xs`` (``dpnh`` with the U-Net on 2x2-unshuffled maps, ``IspNetConfig.unet_stride``
 2, widths 16/32/64 and 16/16/32: the same or two thirds of ``dpnh_s``'s MACs in ONNX Runtime's
-16-channel blocks, about half its CPU time; bench/fast_variant.py; not trained yet),
+16-channel blocks, a half to two thirds of its ISP's CPU time; bench/fast_variant.py; not trained yet),
 ``dp_s_noansc`` (the ablation without the Anscombe layers) or ``raw`` (perception straight on
 the packed raw), and the task part ``cls``, ``det`` or ``rec`` (the ISP alone, for
 reconstruction pretraining).
