@@ -8,6 +8,9 @@ these graphs does not depend on the weights' values, so nothing here says how we
   stride-2 stem), raw input W x H;
 - fused, fast: ``dpnh_s_det`` (the whole ISP on the packed H/2 x W/2 planes, stride-1 stem), the
   same raw input;
+- fused, fast with the lighter ISPs (not trained yet): ``dpnhu_s_det`` and ``dpnhu_xs_det``
+  (``dpnh`` with the U-Net on 2x2-unshuffled maps, ``IspNetConfig.unet_stride`` 2, widths
+  16/32/64 and 16/16/32); the same detector as ``dpnh_s_det``, so the same "detector alone";
 - each one's detector alone: the fused model's own perception network (same stem, backbone,
   neck, heads and box decoding) fed the picture its ISP gives it: W x H RGB for the full model,
   W/2 x H/2 RGB for the fast one;
@@ -85,6 +88,7 @@ from edge_isp.sensor.profile import SensorProfile
 
 RESULTS = Path(__file__).resolve().parent / "results" / "fast_variant.json"
 FULL, FAST = "dpn_s_det", "dpnh_s_det"
+LIGHT = ("dpnhu_s_det", "dpnhu_xs_det")  # lighter fast ISPs, same detector as FAST (module docstring)
 PROFILE = "nexus6p-rear"
 ELECTRONS_AT_WHITE = 8.0
 NUM_CLASSES = 10
@@ -203,14 +207,15 @@ def measure_size(raw_size: tuple[int, int], profile, rounds: int, warmup: int, f
     names = [f"class_{i}" for i in range(NUM_CLASSES)]
     inputs = parity_inputs(profile, size, batch=1, electrons_at_white=ELECTRONS_AT_WHITE)
     graphs: dict[str, Path] = {}
-    for name in (FULL, FAST):
+    for name in (FULL, FAST, *LIGHT):
         torch.manual_seed(0)
         model = create_model(name, num_classes=NUM_CLASSES, pretrained_backbone=False).eval()
         tag = f"{name}_{w}x{h}"
         export_onnx(model, folder / f"{tag}.onnx", input_size=size, class_names=names, profile=profile)
         graphs[f"{name} fused"] = folder / f"{tag}.onnx"
-        picture = (w // model.config.raw_scale, h // model.config.raw_scale)
-        graphs[f"{name} detector alone"] = export_alone(model, folder / f"{tag}.alone.onnx", picture, 100)
+        if name not in LIGHT:  # a light variant's detector alone is FAST's (same head, same picture)
+            picture = (w // model.config.raw_scale, h // model.config.raw_scale)
+            graphs[f"{name} detector alone"] = export_alone(model, folder / f"{tag}.alone.onnx", picture, 100)
     sessions = {key: cpu_session(path, THREADS) for key, path in graphs.items()}
     modes = {str(s.get_session_options().execution_mode) for s in sessions.values()}
 
@@ -238,7 +243,9 @@ def measure_size(raw_size: tuple[int, int], profile, rounds: int, warmup: int, f
             lambda: opencv_render(mosaic, profile.cfa, profile.white_balance, profile.color_matrix)
         ),
         "conventional Malvar + NLM + detector": conventional(lambda: render_mosaic(mosaic, profile.cfa, nlm)),
-    }
+        **{f"fused fast, light ISP ({name})": lambda name=name: sessions[f"{name} fused"].run(None, inputs)
+           for name in LIGHT},
+    }  # fmt: skip
     keys = list(rows)
     times = interleaved(rows, rounds, warmup)
     ratios = {
@@ -252,6 +259,11 @@ def measure_size(raw_size: tuple[int, int], profile, rounds: int, warmup: int, f
         "conventional OpenCV + detector / fused full": ratio(times, keys[5], keys[0]),
         "conventional Malvar + NLM + detector / fused full": ratio(times, keys[6], keys[0]),
     }
+    for key in keys[7:]:
+        name = key[key.index("(") + 1 : -1]
+        ratios[f"{name} / fast detector alone"] = ratio(times, key, keys[3], "<= 1.3")
+        ratios[f"conventional Malvar + detector / {name}"] = ratio(times, keys[4], key, ">= 1.0")
+        ratios[f"{name} / fused fast"] = ratio(times, key, keys[1])
     return {
         "raw_size": format_size(raw_size),
         "size": format_size(size),

@@ -91,7 +91,7 @@ def test_the_bench_runs_end_to_end_at_a_tiny_size(tmp_path):
     data = json.loads(out.read_text())
     assert data["rounds"] == 1 and data["ort_intra_op_threads"] == 1 and "noisy" in data["note"]
     (entry,) = data["sizes"]
-    assert entry["size"] == "64x64" and len(entry["timings_ms"]) == 7
+    assert entry["size"] == "64x64" and len(entry["timings_ms"]) == 9  # 7 + the two light ISPs
     assert all(t["n"] == 1 and t["median"] > 0 for t in entry["timings_ms"].values())
     assert entry["ratios"]["fused fast / its detector alone"]["target"] == "<= 1.3"
     cost = entry["cost_per_frame"]
@@ -102,5 +102,9 @@ def test_the_bench_runs_end_to_end_at_a_tiny_size(tmp_path):
         # picture does the full-resolution detector's work exactly.
         assert fused[part]["gmacs"] == alone[part]["gmacs"] == full_alone[part]["gmacs"] > 0
     assert "isp" not in alone and 0 < fused["isp"]["gmacs"] < cost["dpn_s_det fused"]["parts"]["isp"]["gmacs"]
+    # The light ISPs: the same detector; the unshuffled U-Net at widths 16/16/32 has fewer MACs.
+    light = cost["dpnhu_xs_det fused"]["parts"]
+    assert light["heads"]["gmacs"] == fused["heads"]["gmacs"] and 0 < light["isp"]["gmacs"] < fused["isp"]["gmacs"]
+    assert entry["ratios"]["conventional Malvar + detector / dpnhu_xs_det"]["target"] == ">= 1.0"
     if not torch.cuda.is_available():
         assert data["pytorch_gpu_fp16"].startswith("not measured")

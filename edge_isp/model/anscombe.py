@@ -52,7 +52,7 @@ def inverse_anscombe(t: torch.Tensor, noise: torch.Tensor, unbiased: bool = True
         return algebraic_inverse(t, a, sigma)
     # In the unit-variance form D = 2/a * t. Below ZERO_COUNT_D (the transform of a zero
     # count) the closed form turns; it is ~0 there, so clamping keeps it monotone and finite.
-    d = (2.0 * t / a).clamp_min(ZERO_COUNT_D)
+    d = (t * (2.0 / a)).clamp_min(ZERO_COUNT_D)
     return a * unbiased_counts(d, sigma / a).clamp_min(0.0)
 
 

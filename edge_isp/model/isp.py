@@ -70,6 +70,13 @@ class IspNetConfig:
         resolution: "full" (the paper's: demosaic to the raw's H x W) or "half" (the whole ISP on
             the packed H/2 x W/2 planes, output H/2 x W/2; see the module docstring). Checkpoints
             and ONNX files written before this field existed are full-resolution models.
+        unet_stride: 1 (the paper's) or 2: the U-Net works on the 2x2 pixel-unshuffled input (a
+            quarter of the positions, four times the channels; its first convolution a 6x6 one of
+            stride 2, the same thing without the copy) and its 12-channel output is shuffled back,
+            so its top level runs on a quarter of the pixels at widths that fill ONNX Runtime's
+            blocked convolutions (16 channels, not 8; bench/isp_profile.py).
+            Sides must then be multiples of 8 where it runs (the ISP pads). Checkpoints and ONNX
+            files written before this field existed have 1.
     """
 
     widths: tuple[int, int, int] = (8, 16, 32)
@@ -78,6 +85,7 @@ class IspNetConfig:
     unbiased_inverse: bool = True
     unit_range: bool = False
     resolution: str = "full"
+    unet_stride: int = 1
 
     @property
     def raw_scale(self) -> int:
@@ -89,6 +97,8 @@ class IspNetConfig:
             raise InvalidInputError(f"resolution must be one of {', '.join(RESOLUTIONS)}, got {self.resolution!r}")
         if len(self.widths) != 3 or min(self.widths) < 1:
             raise InvalidInputError(f"widths must be 3 positive channel counts, got {self.widths}")
+        if self.unet_stride not in (1, 2):
+            raise InvalidInputError(f"unet_stride must be 1 or 2, got {self.unet_stride!r}")
         if self.iterations < 1:
             raise InvalidInputError(f"iterations must be >= 1, got {self.iterations}")
         if self.unit_range and not self.anscombe:
@@ -127,33 +137,55 @@ def bilinear_fill(masked: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return num / den
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    """Two 3x3 convolutions with leaky ReLUs. With ``stride`` 2 the first one is a 6x6
+    convolution of stride 2: exactly a 3x3 convolution of the 2x2 pixel-unshuffled input (each
+    output sees the 3x3 unshuffled cells around it), without the unshuffle's copy."""
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.Conv2d(cin, cout, 3 * stride, stride=stride, padding=stride),
         nn.LeakyReLU(0.2, inplace=True),
         nn.Conv2d(cout, cout, 3, padding=1),
         nn.LeakyReLU(0.2, inplace=True),
     )
 
 
+def _upsample(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour 2x upsampling. The U-Net's 1x1 ``up`` convolutions act on each pixel
+    alone, so they run before it (on a quarter of the pixels) with the same result as after."""
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+def _merge(block: nn.Sequential, up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``block(cat([up, skip]))`` without the concatenation: the block's first convolution as
+    the sum of its two halves (split by input channel) on each input, the same sum. ONNX
+    Runtime adds the second into the first's output buffer; concatenating two thin (8-channel)
+    maps costs it layout conversions and a copy (bench/isp_profile.py)."""
+    conv, n = block[0], up.shape[1]
+    x = F.conv2d(up, conv.weight[:, :n], conv.bias, padding=conv.padding)
+    x = x + F.conv2d(skip, conv.weight[:, n:], None, padding=conv.padding)
+    return block[1:](x)
+
+
 class UNetPrior(nn.Module):
     """A 3-scale U-Net: (image (B, 3, H, W), noise std map (B, 1, H, W)) -> residual (B, 3, H, W).
 
-    H and W must be multiples of 4 (two 2x downsamplings); :class:`DirtyPixelsISP` pads.
+    H and W must be multiples of 4 (two 2x downsamplings; 8 with ``stride`` 2, which runs it on
+    the 2x2 pixel-unshuffled input, see ``IspNetConfig.unet_stride``); :class:`DirtyPixelsISP` pads.
     The last layer starts at zero, so an untrained prior leaves its input unchanged.
     """
 
-    def __init__(self, widths: tuple[int, int, int] = (8, 16, 32), in_channels: int = 4) -> None:
+    def __init__(self, widths: tuple[int, int, int] = (8, 16, 32), in_channels: int = 4, stride: int = 1) -> None:
         super().__init__()
         w0, w1, w2 = widths
-        self.enc0 = _block(in_channels, w0)
+        self.stride = stride
+        self.enc0 = _block(in_channels, w0, stride)
         self.enc1 = _block(w0, w1)
         self.mid = _block(w1, w2)
         self.up1 = nn.Conv2d(w2, w1, 1)
         self.dec1 = _block(2 * w1, w1)
         self.up0 = nn.Conv2d(w1, w0, 1)
         self.dec0 = _block(2 * w0, w0)
-        self.out = nn.Conv2d(w0, 3, 3, padding=1)
+        self.out = nn.Conv2d(w0, 3 * stride * stride, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
@@ -161,9 +193,21 @@ class UNetPrior(nn.Module):
         e0 = self.enc0(torch.cat([x, sigma_map], dim=1))
         e1 = self.enc1(F.avg_pool2d(e0, 2))
         m = self.mid(F.avg_pool2d(e1, 2))
-        d1 = self.dec1(torch.cat([self.up1(F.interpolate(m, scale_factor=2.0, mode="nearest")), e1], dim=1))
-        d0 = self.dec0(torch.cat([self.up0(F.interpolate(d1, scale_factor=2.0, mode="nearest")), e0], dim=1))
-        return self.out(d0)
+        d1 = self.dec1(torch.cat([_upsample(self.up1(m)), e1], dim=1))
+        d0 = _merge(self.dec0, _upsample(self.up0(d1)), e0)
+        out = self.out(d0)
+        return F.pixel_shuffle(out, self.stride) if self.stride > 1 else out
+
+
+def srgb_curve(x: torch.Tensor) -> torch.Tensor:
+    """The sRGB transfer curve of linear ``x`` on [0, 1]: ``12.92 x`` up to 0.0031308, then
+    ``1.055 x^(1/2.4) - 0.055``. Written as the smaller of the two (the power branch, taken from
+    0.0031308, lies above the line below the threshold and below it beyond, so the minimum is
+    the curve; where the two meet, 0.0031308 to 0.003166, they differ by under 1e-5) and the
+    power as ``exp(log(x) / 2.4)``: ONNX Runtime runs Where and a fractional Pow element by
+    element, several times slower than Min, Log and Exp (bench/isp_profile.py)."""
+    power = 1.055 * torch.exp(torch.log(x.clamp_min(0.0031308)) * (1.0 / 2.4)) - 0.055
+    return torch.minimum(12.92 * x, power)
 
 
 class ColourTone(nn.Module):
@@ -180,8 +224,7 @@ class ColourTone(nn.Module):
         nn.init.zeros_(self.residual[2].bias)
 
     def forward(self, linear: torch.Tensor) -> torch.Tensor:
-        x = self.matrix(linear).clamp(0.0, 1.0)
-        srgb = torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055)
+        srgb = srgb_curve(self.matrix(linear).clamp(0.0, 1.0))
         return srgb + self.residual(srgb)
 
 
@@ -193,7 +236,9 @@ class DirtyPixelsISP(nn.Module):
         self.config = config or IspNetConfig()
         self.anscombe = Anscombe(self.config.anscombe)
         self.inverse = InverseAnscombe(self.config.anscombe, self.config.unbiased_inverse)
-        self.priors = nn.ModuleList(UNetPrior(self.config.widths) for _ in range(self.config.iterations))
+        self.priors = nn.ModuleList(
+            UNetPrior(self.config.widths, stride=self.config.unet_stride) for _ in range(self.config.iterations)
+        )
         # Positive through exp; lambda = beta at the start weighs measurement and prior equally.
         self.log_lambda = nn.Parameter(torch.zeros(self.config.iterations))
         self.log_beta = nn.Parameter(torch.zeros(self.config.iterations))
@@ -214,8 +259,9 @@ class DirtyPixelsISP(nn.Module):
         ((B, 3, H/2, W/2) at half resolution)."""
         h, w = packed.shape[-2:]
         half = self.config.resolution == "half"
-        # The U-Net needs sides that are multiples of 4 where it runs: pad the packed planes.
-        multiple = 4 if half else 2
+        # The U-Net needs sides that are multiples of 4 (8 with unet_stride 2) where it runs:
+        # pad the packed planes.
+        multiple = 4 * self.config.unet_stride // (1 if half else 2)
         ph, pw = (-h) % multiple, (-w) % multiple
         if ph or pw:
             packed = F.pad(packed, (0, pw, 0, ph), mode="replicate")

@@ -8,6 +8,9 @@ with the whole ISP on the packed half-resolution planes, ``IspNetConfig.resoluti
 its raw is twice the picture's sides, ``ModelConfig.raw_scale`` 2; ``dpnh_*_det`` gives
 MobileNetV2 a stride-1 stem so its feature maps match the full-resolution detector's for the
 same raw, ``dpnh_*_cls`` keeps the stride-2 stem, the teacher's network at the teacher's scale),
+``dpnhu_s``/``dpnhu_xs`` (``dpnh`` with the U-Net on 2x2-unshuffled maps, ``IspNetConfig.unet_stride``
+2, widths 16/32/64 and 16/16/32: the same or two thirds of ``dpnh_s``'s MACs in ONNX Runtime's
+16-channel blocks, a half to two thirds of its ISP's CPU time; bench/fast_variant.py; not trained yet),
 ``dp_s_noansc`` (the ablation without the Anscombe layers) or ``raw`` (perception straight on
 the packed raw), and the task part ``cls``, ``det`` or ``rec`` (the ISP alone, for
 reconstruction pretraining).
@@ -33,6 +36,8 @@ _ISPS: dict[str, IspNetConfig | None] = {
     "dpn_m": IspNetConfig(widths=(16, 32, 64), unit_range=True),
     "dpnh_s": IspNetConfig(widths=(8, 16, 32), unit_range=True, resolution="half"),
     "dpnh_m": IspNetConfig(widths=(16, 32, 64), unit_range=True, resolution="half"),
+    "dpnhu_s": IspNetConfig(widths=(16, 32, 64), unit_range=True, resolution="half", unet_stride=2),
+    "dpnhu_xs": IspNetConfig(widths=(16, 16, 32), unit_range=True, resolution="half", unet_stride=2),
     "raw": None,
 }
 _TASKS = {"cls": "classification", "det": "detection", "rec": "reconstruction"}
