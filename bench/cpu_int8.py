@@ -26,7 +26,7 @@ Measured on this machine's x86 CPU (the JSON names it); an Arm CPU (a Raspberry 
 Cortex-A72/A76) has other integer kernels (A76: dot-product instructions; A72: none) and its
 ratios may differ: measure there with the same command.
 
-Run: PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python bench/cpu_int8.py --data data/demo
+Run: PYTHONPATH=. OMP_NUM_THREADS=1 .venv/bin/python bench/cpu_int8.py [--models real-det,real-cls]
 JSON: bench/results/cpu_int8.json
 """
 
@@ -55,7 +55,10 @@ from edge_isp.sensor.profile import SensorProfile
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "cpu_int8.json"
-MODELS = {"garment-det": ROOT / "models/garment-det/model.onnx", "garment-cls": ROOT / "models/garment-cls/model.onnx"}
+MODELS = {name: ROOT / f"models/{name}/model.onnx" for name in ("real-det", "real-cls", "garment-det", "garment-cls")}
+# Calibration images of each model: the real models' real sets, the garment models' demo set.
+DATA = {"real-det": ROOT / "data/real", "real-cls": ROOT / "data/real", "garment-det": ROOT / "data/demo",
+        "garment-cls": ROOT / "data/demo"}  # fmt: skip
 TARGET_RATIO = 0.6
 
 
@@ -106,7 +109,9 @@ def bench_model(name: str, fp32: Path, args: argparse.Namespace, folder: Path) -
     meta = read_metadata(fp32)
     profile = SensorProfile.load(meta.profile)
     levels = light_levels(profile, args.light, "lux")
-    calib = load_images(open_dataset(args.data, meta.task, "train"), meta.task, meta.input_size, args.calib_images)
+    data = open_dataset(args.data or DATA[name], meta.task, "train", teacher=meta.teacher, input_size=meta.input_size,
+                        raw_scale=meta.raw_scale)  # fmt: skip
+    calib = load_images(data, meta.task, meta.input_size, args.calib_images)
     feed = simulated_feed(calib.images, profile, [lv.electrons for lv in levels], seed=0)
     variants = make_variants(fp32, feed, folder / name)
     frame = feed.items[0]
@@ -130,13 +135,15 @@ def table(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT / "data/demo", help="built data set (calibration images)")
+    parser.add_argument("--data", type=Path, help="built data set of the calibration images (default: each "
+                        "model's own, data/real for real-*, data/demo for garment-*)")  # fmt: skip
     parser.add_argument("--light", type=lambda s: [float(v) for v in s.split(",")], default=[3.0, 6.0, 30.0],
                         help="calibration light levels in lux (default 3,6,30)")  # fmt: skip
     parser.add_argument("--calib-images", type=int, default=16, help="calibration images per light level")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--runs", type=int, default=5, help="runs of each variant per round")
-    parser.add_argument("--models", default=",".join(MODELS), help="which shipped models (default: both)")
+    parser.add_argument("--models", default="real-det,real-cls", help=f"which shipped models, of {', '.join(MODELS)} "
+                        "(default: the real ones)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     results = {}
