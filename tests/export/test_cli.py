@@ -10,6 +10,7 @@ import pytest
 import edge_isp.cli as cli
 from edge_isp.cli import export_commands
 from edge_isp.contract.metadata import read_metadata
+from edge_isp.export.precision import output_layers, quantized_nodes
 from edge_isp.export.workflow import ranking_size
 from edge_isp.model.loading import load_model
 
@@ -259,3 +260,26 @@ def test_a_baseline_checkpoint_exports_rgb_input_unless_told(run, baseline_check
     with pytest.raises(SystemExit):
         run(["export", "all", str(baseline_checkpoint), "--no-engine", "--out", str(tmp_path / "all")])
     assert "baseline-stage checkpoint" in " ".join(capsys.readouterr().err.split())
+
+
+def test_int8_outputs_puts_the_last_layer_in_int8_too(run, checkpoint, tmp_path, capsys):
+    path, data = checkpoint
+    fp32 = tmp_path / "m.onnx"
+    assert run(["export", "onnx", str(path), "-o", str(fp32), "--input-size", "64x64"]) == 0
+    last = output_layers(fp32)
+    assert last  # the classifier's Gemm
+    common = ["--data", str(data), "--light", "3,30", "--calib-images", "2", "--no-search"]
+    for precision in ("int8", "int8-cpu"):
+        kept = tmp_path / f"kept.{precision}.onnx"
+        both = tmp_path / f"all.{precision}.onnx"
+        assert run(["export", "precision", str(fp32), "--precision", precision, "-o", str(kept), *common]) == 0
+        argv = ["export", "precision", str(fp32), "--precision", precision, "-o", str(both), "--int8-outputs"]
+        assert run([*argv, *common]) == 0
+        # The last layer's weights go from float32 to int8: the file shrinks by 3 bytes a weight.
+        assert kept.stat().st_size - both.stat().st_size > 1_000
+        if precision == "int8":
+            assert last[0] in quantized_nodes(both) and last[0] not in quantized_nodes(kept)
+    with pytest.raises(SystemExit):
+        run(["export", "precision", str(fp32), "--precision", "int8", "--int8-outputs", "--data", str(data),
+             "--light", "3"])  # fmt: skip
+    assert "--int8-outputs goes with --no-search" in capsys.readouterr().err
