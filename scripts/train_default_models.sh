@@ -33,19 +33,13 @@ edge_isp=.venv/bin/edge-isp
 which="${1:-real}"
 LIGHT=1.5,3,6,12,24,48,96,10000
 
-stage() {  # stage STAGE CONFIG OUT [--set ...]: one resumable training stage
-  local name=$1 config=$2 out=$3
-  shift 3
-  [ -f "$out/DONE" ] && return 0
-  local resume=()
-  [ -f "$out/last.pt" ] && resume=(--resume)
-  "$edge_isp" train "$name" --config "$config" --out "$out" "$@" "${resume[@]}"
-  touch "$out/DONE"
-}
+# train STAGE RUN_DIR [--set ...] with $config: one resumable stage (skipped when DONE).
+# shellcheck source=scripts/study_lib.sh
+. scripts/study_lib.sh
 
 real_isp() {
   [ -f data/real/real-classification/manifest.json ] || "$edge_isp" data build --real --out data/real
-  stage isp configs/real-cls-half.toml runs/real/isp --set run.seed=0 --set run.epochs=2 --set loss.rec_log_mse=0.1
+  config=configs/real-cls-half.toml train isp runs/real/isp --set run.seed=0 --set run.epochs=2 --set loss.rec_log_mse=0.1
 }
 
 export_real() {  # export_real NAME CHECKPOINT RAW_SIZE INT8_OPTIONS [report options...]
@@ -66,9 +60,9 @@ export_real() {  # export_real NAME CHECKPOINT RAW_SIZE INT8_OPTIONS [report opt
 
 real_det() {
   real_isp
-  local config=configs/real-det-half.toml
-  stage head "$config" runs/real/det-head --set run.seed=0
-  stage joint "$config" runs/real/det-joint --set run.seed=0 --set init.isp=runs/real/isp/best.pt \
+  config=configs/real-det-half.toml
+  train head runs/real/det-head --set run.seed=0
+  train joint runs/real/det-joint --set run.seed=0 --set init.isp=runs/real/isp/best.pt \
     --set init.head=runs/real/det-head/best.pt
   # The Q/DQ file's layer search keeps what the 1.5 lux level needs (every layer in int8 lost 1.01
   # points there); the CPU file needs no search.
@@ -77,8 +71,8 @@ real_det() {
 
 real_cls() {
   real_isp
-  local config=configs/real-cls-half.toml
-  stage joint "$config" runs/real/cls-joint --set run.seed=0 --set run.epochs=2 --set init.isp=runs/real/isp/best.pt \
+  config=configs/real-cls-half.toml
+  train joint runs/real/cls-joint --set run.seed=0 --set run.epochs=2 --set init.isp=runs/real/isp/best.pt \
     --set init.head=none --set teacher.kd_balance=log
   # The last layer (1280 x 1000 weights, a third of the network's) in int8 too: half the file.
   export_real cls runs/real/cls-joint/best.pt 256x256 "--no-search --int8-outputs" --images 400
@@ -86,10 +80,11 @@ real_cls() {
 
 garment() {  # garment det|cls RAW_SIZE
   local name=$1 input_size=$2
-  local config="configs/garment-$name.toml" runs="runs/garment-$name" out="models/garment-$name"
+  local runs="runs/garment-$name" out="models/garment-$name"
+  config="configs/garment-$name.toml"
   [ -f data/demo/dataset.json ] || "$edge_isp" data build --out data/demo
   for s in isp head joint; do
-    stage "$s" "$config" "$runs/$s"
+    train "$s" "$runs/$s"
   done
   mkdir -p "$out"
   "$edge_isp" export onnx "$runs/joint/best.pt" --out "$out/model.onnx" --input-size "$input_size" --with-image
