@@ -16,10 +16,11 @@
 #   runs/real/cls-joint  the classifier end to end on raw, from isp + the teacher's weights, 2 epochs,
 #                        each image's KL counted relative to its own size (teacher.kd_balance = log)
 # then models/real-M/: model.onnx (FP32; the detector at 320x256, the classifier at 256x256 raw),
-# model.int8.onnx (Q/DQ for TensorRT), model.int8-cpu.onnx (ONNX Runtime's CPU INT8), the
-# resolved config.toml, history.json, and accuracy.json/accuracy.txt: `edge-isp export report`
-# of the three files on the held-out test split per light level (the 63 test frames x 7 noise
-# draws for the detector, 400 test crops for the classifier).
+# model.int8.onnx (Q/DQ for TensorRT) and model.int8-cpu.onnx (ONNX Runtime's CPU INT8) for the
+# detector, the resolved config.toml, history.json, and accuracy.json/accuracy.txt: `edge-isp
+# export report` of the files on the held-out test split per light level (the 63 test frames x 7
+# noise draws for the detector, 400 test crops for the classifier, whose INT8 files are measured,
+# accuracy-int8-not-shipped.*, and left in runs/real/cls-int8).
 #
 # garment-det, garment-cls: the Fashion-MNIST garment models of the garment study
 # (configs/garment-*.toml on `edge-isp data build`), exported as before.
@@ -42,19 +43,27 @@ real_isp() {
   config=configs/real-cls-half.toml train isp runs/real/isp --set run.seed=0 --set run.epochs=2 --set loss.rec_log_mse=0.1
 }
 
-export_real() {  # export_real NAME CHECKPOINT RAW_SIZE INT8_OPTIONS [report options...]
-  local name=$1 checkpoint=$2 size=$3 out="models/real-$1"
+export_real() {  # export_real NAME CHECKPOINT RAW_SIZE INT8_OPTIONS SHIP_INT8 [report options...]
+  local name=$1 checkpoint=$2 size=$3 ship=$5 out="models/real-$1"
   local -a int8_options
   read -r -a int8_options <<< "$4"
-  shift 4
+  shift 5
   mkdir -p "$out"
   "$edge_isp" export onnx "$checkpoint" --out "$out/model.onnx" --input-size "$size" --with-image
+  # INT8 files that lose more than the contract's point are measured but not shipped (beside
+  # model.onnx, `edge-isp run` would pick the CPU one on its own): they go to a scratch folder.
+  local int8_dir="$out" report="$out/accuracy"
+  if [ "$ship" = no ]; then
+    int8_dir="runs/real/$name-int8"
+    report="$out/accuracy-int8-not-shipped"
+    mkdir -p "$int8_dir"
+  fi
   for precision in int8 int8-cpu; do
     "$edge_isp" export precision "$out/model.onnx" --precision "$precision" --data data/real --light "$LIGHT" \
-      --out "$out/model.$precision.onnx" "${int8_options[@]}"
+      --out "$int8_dir/model.$precision.onnx" "${int8_options[@]}"
   done
-  "$edge_isp" export report "$out/model.onnx" "$out/model.int8.onnx" "$out/model.int8-cpu.onnx" --data data/real \
-    --split test --light "$LIGHT" --json "$out/accuracy.json" "$@" | tee "$out/accuracy.txt"
+  "$edge_isp" export report "$out/model.onnx" "$int8_dir/model.int8.onnx" "$int8_dir/model.int8-cpu.onnx" \
+    --data data/real --split test --light "$LIGHT" --json "$report.json" "$@" | tee "$report.txt"
   cp "$(dirname "$checkpoint")/config.toml" "$(dirname "$checkpoint")/history.json" "$out/"
 }
 
@@ -66,7 +75,7 @@ real_det() {
     --set init.head=runs/real/det-head/best.pt
   # The Q/DQ file's layer search keeps what the 1.5 lux level needs (every layer in int8 lost 1.01
   # points there); the CPU file needs no search.
-  export_real det runs/real/det-joint/best.pt 320x256 "--tolerance 0.5" --draws 7
+  export_real det runs/real/det-joint/best.pt 320x256 "--tolerance 0.5" yes --draws 7
 }
 
 real_cls() {
@@ -74,8 +83,8 @@ real_cls() {
   config=configs/real-cls-half.toml
   train joint runs/real/cls-joint --set run.seed=0 --set run.epochs=2 --set init.isp=runs/real/isp/best.pt \
     --set init.head=none --set teacher.kd_balance=log
-  # The last layer (1280 x 1000 weights, a third of the network's) in int8 too: half the file.
-  export_real cls runs/real/cls-joint/best.pt 256x256 "--no-search --int8-outputs" --images 400
+  # Its INT8 files lose 10 to 22 points of daylight agreement (models/README.md): not shipped.
+  export_real cls runs/real/cls-joint/best.pt 256x256 "--no-search" no --images 400
 }
 
 garment() {  # garment det|cls RAW_SIZE
