@@ -19,14 +19,6 @@ from edge_isp.train.checkpoint import load_submodule, save_checkpoint
 NOISE = torch.tensor([[2e-3, 1e-3], [5e-2, 2e-2]])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def half_isp(**kwargs) -> DirtyPixelsISP:
     torch.manual_seed(0)
     return DirtyPixelsISP(IspNetConfig(unit_range=True, resolution="half", **kwargs)).eval()

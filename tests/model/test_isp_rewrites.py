@@ -19,14 +19,6 @@ from edge_isp.sensor.anscombe import SQRT_3_2, ZERO_COUNT_D, unbiased_counts
 NOISE = torch.tensor([[2e-3, 1e-3], [5e-2, 2e-2]])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def perturbed(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """``module`` with every parameter moved at random (the prior's output layer starts at zero)."""
     torch.manual_seed(seed)

@@ -11,14 +11,6 @@ from edge_isp.model.joint import JointModel, ModelConfig
 from edge_isp.model.registry import REGISTRY, create_model, get_config, list_models
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name", list_models())
 def test_variant_forward_backward(name):
     torch.manual_seed(0)
