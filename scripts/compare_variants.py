@@ -1,7 +1,7 @@
 """One pipeline of two model variants, seed by seed: per light level the mean ± std over seeds of
 each and of their paired difference (B minus A within a seed: same held-out images, same noise
-draws), with issue 17's criterion: B costs at most max(1 point, the difference's std), i.e.
-mean(B - A) >= -max(1, std).
+draws; or one variant's pipeline against another's, --pipeline-b), with issue 17's criterion: B
+costs at most max(1 point, the difference's std), i.e. mean(B - A) >= -max(1, std).
 
     .venv/bin/python scripts/compare_variants.py --pipeline e --metric map50 \\
         --a docs/study/real-detection/seed0 docs/study/real-detection/seed1 docs/study/real-detection/seed2 \\
@@ -41,13 +41,17 @@ def pipeline_values(folder: Path, pipeline: str, metric: str) -> tuple[list[str]
     return levels, np.asarray(sweep["values"][pipeline][metric], float).mean(axis=0)
 
 
-def compare(a: list[Path], b: list[Path], pipeline: str, metric: str, scale: float = 100.0) -> dict:
+def compare(
+    a: list[Path], b: list[Path], pipeline: str, metric: str, scale: float = 100.0, pipeline_b: str | None = None
+) -> dict:
+    """A's ``pipeline`` against B's ``pipeline_b`` (default the same), seed by seed."""
+    pipeline_b = pipeline_b or pipeline
     if len(a) != len(b) or not a:
         raise InvalidInputError(f"--a and --b must name the same number of seed folders (got {len(a)} and {len(b)})")
     levels, rows_a, rows_b = None, [], []
     for fa, fb in zip(a, b, strict=True):
         la, va = pipeline_values(fa, pipeline, metric)
-        lb, vb = pipeline_values(fb, pipeline, metric)
+        lb, vb = pipeline_values(fb, pipeline_b, metric)
         if la != lb or (levels is not None and la != levels):
             raise InvalidInputError(f"{fa} and {fb} are not swept at the same light levels ({la} vs {lb})")
         levels = la
@@ -59,7 +63,7 @@ def compare(a: list[Path], b: list[Path], pipeline: str, metric: str, scale: flo
     std = diff.std(axis=0, ddof=ddof)
     mean = diff.mean(axis=0)
     return {
-        "pipeline": pipeline,
+        "pipeline": pipeline if pipeline_b == pipeline else f"{pipeline} vs {pipeline_b}",
         "metric": metric,
         "seeds": len(a),
         "levels": levels,
@@ -89,12 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--a", type=Path, nargs="+", required=True, help="seed folders of variant A")
     parser.add_argument("--b", type=Path, nargs="+", required=True, help="seed folders of variant B, same order")
     parser.add_argument("--pipeline", default="e", help="pipeline key (default e, the joint model)")
+    parser.add_argument("--pipeline-b", help="B's pipeline key, when it is another (default: --pipeline)")
     parser.add_argument("--metric", default="map50", help="metric of sweep.json (default map50)")
     parser.add_argument("--labels", nargs=2, default=("A", "B"), help="names of A and B in the table")
     parser.add_argument("--out", type=Path, help="write OUT/compare.md and OUT/compare.json")
     args = parser.parse_args(argv)
     try:
-        result = compare(args.a, args.b, args.pipeline, args.metric)
+        result = compare(args.a, args.b, args.pipeline, args.metric, pipeline_b=args.pipeline_b)
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
