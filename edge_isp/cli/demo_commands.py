@@ -26,10 +26,10 @@ DEFAULT_LUX = 3.0
 # 600x480 centre crop brought down to its 320x256, the conventional view the whole frame.
 FOOTAGE_SIZE = (640, 480)
 # The footage's frame rate unless --fps: a 15 FPS camera (vtest.avi itself is 10 FPS), the
-# rate the demo keeps up with on two cores (bench/demo_latency.py).
+# rate issue 17 asks the demo to keep up with on two cores.
 FOOTAGE_FPS = 15.0
-# The conventional ISP's view on every Nth frame only: the N that keeps up with a 15 FPS
-# camera on two cores (bench/demo_latency.py measured it).
+# The conventional ISP's view on every Nth frame only. bench/demo_latency.py measures the CPU a
+# frame costs: about 1.8 cores at 15 FPS with N = 2, 2.2 with N = 1 (more than two cores have).
 CONVENTIONAL_EVERY = 2
 MODEL_HINT = (
     "The demo runs the model {path}, which is not there. The shipped ones are trained and exported as "
