@@ -28,8 +28,8 @@ FOOTAGE_SIZE = (640, 480)
 # The footage's frame rate unless --fps: a 15 FPS camera (vtest.avi itself is 10 FPS), the
 # rate issue 17 asks the demo to keep up with on two cores.
 FOOTAGE_FPS = 15.0
-# The conventional ISP's view on every Nth frame only. bench/demo_latency.py measures the CPU a
-# frame costs: about 1.8 cores at 15 FPS with N = 2, 2.2 with N = 1 (more than two cores have).
+# The conventional ISP's view on every Nth frame only. bench/demo_latency.py on two free cores:
+# 15 FPS kept with N = 1 and N = 2, e2e p99 128 and 97 ms (1.8 and 1.6 cores of CPU a frame).
 CONVENTIONAL_EVERY = 2
 MODEL_HINT = (
     "The demo runs the model {path}, which is not there. The shipped ones are trained and exported as "
