@@ -52,6 +52,34 @@ def _noise_zero(nodes: list) -> str:
     return "noise_zero"
 
 
+def _peak_box(width: int, radius: float, scale: float, out: str) -> list:
+    """Nodes turning ``idx`` (the flat index of the peak in a map ``width`` wide) into ``out``
+    (1, 1, 4): a box of ``2 * radius`` px centred on the peak's centre times ``scale`` (2 from
+    the packed planes to the full-resolution frame)."""
+    return [
+        _const("w_i", np.array(width, np.int64)),
+        helper.make_node("Div", ["idx", "w_i"], ["row"]),
+        helper.make_node("Mul", ["row", "w_i"], ["row_w"]),
+        helper.make_node("Sub", ["idx", "row_w"], ["col"]),
+        helper.make_node("Cast", ["row"], ["row_f"], to=TensorProto.FLOAT),
+        helper.make_node("Cast", ["col"], ["col_f"], to=TensorProto.FLOAT),
+        _const("half", np.float32(0.5)),
+        _const("scale", np.float32(scale)),
+        _const("r", np.float32(radius)),
+        helper.make_node("Add", ["col_f", "half"], ["cx0"]),
+        helper.make_node("Mul", ["cx0", "scale"], ["cx"]),
+        helper.make_node("Add", ["row_f", "half"], ["cy0"]),
+        helper.make_node("Mul", ["cy0", "scale"], ["cy"]),
+        helper.make_node("Sub", ["cx", "r"], ["x0"]),
+        helper.make_node("Sub", ["cy", "r"], ["y0"]),
+        helper.make_node("Add", ["cx", "r"], ["x1"]),
+        helper.make_node("Add", ["cy", "r"], ["y1"]),
+        helper.make_node("Concat", ["x0", "y0", "x1", "y1"], ["peak_box"], axis=1),
+        _const("box_shape", np.array([1, 1, 4], np.int64)),
+        helper.make_node("Reshape", ["peak_box", "box_shape"], [out]),
+    ]
+
+
 def spot_detector(
     path: Path, width: int, height: int, radius: float = 8.0, with_image: bool = True, class_names=("thing", "spot")
 ) -> Path:
@@ -68,26 +96,7 @@ def spot_detector(
     zero = _noise_zero(nodes)
     nodes += [
         helper.make_node("Add", ["peak", zero], ["spot_score"]),
-        _const("w_i", np.array(w, np.int64)),
-        helper.make_node("Div", ["idx", "w_i"], ["row"]),
-        helper.make_node("Mul", ["row", "w_i"], ["row_w"]),
-        helper.make_node("Sub", ["idx", "row_w"], ["col"]),
-        helper.make_node("Cast", ["row"], ["row_f"], to=TensorProto.FLOAT),
-        helper.make_node("Cast", ["col"], ["col_f"], to=TensorProto.FLOAT),
-        _const("half", np.float32(0.5)),
-        _const("two", np.float32(2.0)),
-        _const("r", np.float32(radius)),
-        helper.make_node("Add", ["col_f", "half"], ["cx0"]),
-        helper.make_node("Mul", ["cx0", "two"], ["cx"]),
-        helper.make_node("Add", ["row_f", "half"], ["cy0"]),
-        helper.make_node("Mul", ["cy0", "two"], ["cy"]),
-        helper.make_node("Sub", ["cx", "r"], ["x0"]),
-        helper.make_node("Sub", ["cy", "r"], ["y0"]),
-        helper.make_node("Add", ["cx", "r"], ["x1"]),
-        helper.make_node("Add", ["cy", "r"], ["y1"]),
-        helper.make_node("Concat", ["x0", "y0", "x1", "y1"], ["spot_box"], axis=1),
-        _const("box_shape", np.array([1, 1, 4], np.int64)),
-        helper.make_node("Reshape", ["spot_box", "box_shape"], ["spot_box3"]),
+        *_peak_box(w, radius, scale=2.0, out="spot_box3"),
         _const("fixed_box", np.array([[[0, 0, 10, 10]]], np.float32)),
         helper.make_node("Concat", ["spot_box3", "fixed_box"], ["boxes"], axis=1),
         _const("fixed_score", np.array([[0.01]], np.float32)),
@@ -197,23 +206,7 @@ def rgb_spot_detector(
         outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])]
     else:
         nodes += [
-            _const("w_i", np.array(width, np.int64)),
-            helper.make_node("Div", ["idx", "w_i"], ["row"]),
-            helper.make_node("Mul", ["row", "w_i"], ["row_w"]),
-            helper.make_node("Sub", ["idx", "row_w"], ["col"]),
-            helper.make_node("Cast", ["row"], ["row_f"], to=TensorProto.FLOAT),
-            helper.make_node("Cast", ["col"], ["col_f"], to=TensorProto.FLOAT),
-            _const("half", np.float32(0.5)),
-            _const("r", np.float32(radius)),
-            helper.make_node("Add", ["col_f", "half"], ["cx"]),
-            helper.make_node("Add", ["row_f", "half"], ["cy"]),
-            helper.make_node("Sub", ["cx", "r"], ["x0"]),
-            helper.make_node("Sub", ["cy", "r"], ["y0"]),
-            helper.make_node("Add", ["cx", "r"], ["x1"]),
-            helper.make_node("Add", ["cy", "r"], ["y1"]),
-            helper.make_node("Concat", ["x0", "y0", "x1", "y1"], ["box"], axis=1),
-            _const("box_shape", np.array([1, 1, 4], np.int64)),
-            helper.make_node("Reshape", ["box", "box_shape"], ["boxes"]),
+            *_peak_box(width, radius, scale=1.0, out="boxes"),
             _const("labels", np.array([[1]], np.int32)),
         ]
         outputs = [
