@@ -8,6 +8,13 @@ import subprocess
 import sys
 
 
+def run_python(code: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter (so the modules it blocks are not already imported here)."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_every_command_module_imports_without_torch_or_scipy():
     code = (
         "import importlib, sys\n"
@@ -18,8 +25,7 @@ def test_every_command_module_imports_without_torch_or_scipy():
         "    importlib.import_module(name)\n"
         "assert sys.modules['torch'] is None and sys.modules['scipy'] is None\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    run_python(code)
 
 
 def test_run_help_works_without_torch():
@@ -32,6 +38,4 @@ def test_run_help_works_without_torch():
         "except SystemExit as exit:\n"
         "    assert exit.code in (0, None), exit.code\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "--model" in result.stdout
+    assert "--model" in run_python(code).stdout
