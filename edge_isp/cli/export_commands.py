@@ -81,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="INT8 range estimator (default: percentile, the 99.99th of |x|: what measured best)",
     )
     p.add_argument("--tolerance", type=float, default=1.0, help="largest acceptable drop from fp32 (points)")
+    _add_mac_budget(p)
     p.add_argument("--no-search", action="store_true", help="reduce every layer; do not search for ones to keep")
     _add_graph_options(p)
     p.add_argument("--no-engine", action="store_true", help="stop before the TensorRT engine")
@@ -136,6 +137,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="INT8 range estimator (default: percentile, the 99.99th of |x|: what measured best)",
     )
     p.add_argument("--tolerance", type=float, default=1.0, help="largest acceptable drop from fp32 (points)")
+    _add_mac_budget(p)
     p.add_argument("--no-search", action="store_true", help="reduce every layer (no --data needed for fp16)")
     p.add_argument(
         "--int8-outputs", action="store_true",
@@ -209,9 +211,10 @@ def _all(args: argparse.Namespace) -> int:
         target=target, input_size=args.input_size, out_dir=args.out, data=args.data, split=args.split, light=args.light,
         light_unit=args.light_unit, profile=args.profile, precisions=precisions, eval_images=args.eval_images,
         search_images=args.search_images, calib_images=args.calib_images, calib_frames=args.calib_frames,
-        tolerance=args.tolerance, search=not args.no_search, calibration=args.calibration,
-        with_image=args.with_image, top_k=args.top_k, dynamic_batch=args.dynamic_batch, engine=not args.no_engine,
-        cache_dir=args.cache, rebuild=args.rebuild, seed=args.seed, dynamic_size=args.dynamic_size,
+        tolerance=args.tolerance, min_int8_macs=args.min_int8_macs, search=not args.no_search,
+        calibration=args.calibration, with_image=args.with_image, top_k=args.top_k, dynamic_batch=args.dynamic_batch,
+        engine=not args.no_engine, cache_dir=args.cache, rebuild=args.rebuild, seed=args.seed,
+        dynamic_size=args.dynamic_size,
     )  # fmt: skip
     export_all(args.source, options)
     print(f"summary: {args.out / 'export.json'}")
@@ -261,6 +264,30 @@ def _onnx(args: argparse.Namespace) -> int:
         extra += "" if stats.ok() else "  <- larger than expected: check the exported graph"
         print(f"  {name:<15} {stats.max_abs:.3g} (values up to {stats.ref_max_abs:.3g}){extra}")
     return 0
+
+
+def _min_int8_macs(text: str) -> float | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 or 'none', got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1 or 'none', got {text!r}")
+    return value
+
+
+def _add_mac_budget(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--min-int8-macs",
+        type=_min_int8_macs,
+        default=0.9,
+        metavar="SHARE",
+        help="int8 search: the share of the multiply-accumulates that must stay in int8; a layer group that "
+        "would take more out is passed over for the next one ranked ('none': no budget; default %(default)s, "
+        "the contract's target)",
+    )
 
 
 def _light_and_data(args: argparse.Namespace, metadata, split: str | None = None):
@@ -331,6 +358,7 @@ def _precision(args: argparse.Namespace) -> int:
     frames = FrameSet.simulate(images.images, profile, levels, args.seed)
     result = reduce_precision(
         args.precision, args.model, output, images=images, frames=frames, feed=feed, tolerance=args.tolerance,
+        min_int8_macs=args.min_int8_macs,
         calibration_method=args.calibration or DEFAULT_CALIBRATION, progress=lambda text: print("  " + text),
     )  # fmt: skip
     print(f"{output}: {result.summary()}")

@@ -26,6 +26,7 @@ import numpy as np
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.accuracy import MetricAccumulator, OnnxModel
 from edge_isp.export.evalset import EvalImages, LightLevel, simulate_inputs
+from edge_isp.export.graph_stats import graph_stats
 from edge_isp.export.precision import (
     DEFAULT_CALIBRATION,
     INT8_OP_TYPES,
@@ -38,6 +39,8 @@ from edge_isp.export.precision import (
 from edge_isp.export.sensitivity import SearchResult, group_nodes, output_divergence, search
 
 GROUP_DEPTH = {"int8": 3, "fp16": 2}
+# The contract's INT8 target (issue #16): at least this share of the MACs in INT8.
+DEFAULT_MIN_INT8_MACS = 0.9
 
 
 @dataclasses.dataclass
@@ -91,12 +94,16 @@ def reduce_precision(
     tolerance: float = 1.0,
     calibration_method: str = DEFAULT_CALIBRATION,
     progress: Callable[[str], None] | None = None,
+    min_int8_macs: float | None = DEFAULT_MIN_INT8_MACS,
 ) -> SearchResult:
     """Write the ``precision`` ("fp16" or "int8") model of ``fp32_path`` to ``out_path``,
     with the layers the search finds keeping it within ``tolerance`` points of FP32 left in
     FP32. ``images`` holds the search set's targets and ``frames`` its simulated inputs;
     ``feed`` is the INT8 calibration feed; ``ranking`` makes the :class:`Ranking` (called
-    only if the fully reduced model misses the tolerance). Returns the search's result."""
+    only if the fully reduced model misses the tolerance). For INT8, ``min_int8_macs`` is the
+    share of the MACs that must stay in INT8 (the groups kept in FP32, with the ISP's float
+    islands and the output layers that stay float anyway, hold at most the rest); None lets the
+    search keep whatever it ranks first. Returns the search's result."""
     if precision not in GROUP_DEPTH:
         raise InvalidInputError(f"precision must be fp16 or int8, got {precision!r}")
     if precision == "int8" and feed is None:
@@ -143,7 +150,14 @@ def reduce_precision(
             outputs = outputs_by_level(OnnxModel(path), setup["setup"].frames)
             return float(np.mean([output_divergence(outputs[k], setup["reference"][k]) for k in outputs]))
 
-        result = search(precision, groups, measure_drop, measure_error_only, tolerance=tolerance, progress=progress)
+        budget: dict[str, Any] = {}
+        if precision == "int8" and min_int8_macs is not None:
+            stats = graph_stats(fp32_path)
+            budget["macs"] = {g: stats.mac_fraction(nodes) for g, nodes in groups.items()}
+            budget["max_float_macs"] = max(0.0, 1.0 - min_int8_macs - stats.mac_fraction(sorted(fixed)))
+        result = search(
+            precision, groups, measure_drop, measure_error_only, tolerance=tolerance, progress=progress, **budget
+        )
         make(fp32_path, out_path, result.kept_nodes, feed)
         return result
     finally:

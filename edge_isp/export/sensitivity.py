@@ -14,6 +14,12 @@ The search, for a precision P (fp16 or int8):
    re-measuring the task metric each time, until every level is within ``tolerance``; or
    report that even keeping all of them did not get there.
 
+With a MAC budget (``macs`` and ``max_float_macs``: the share of the model's multiply-accumulates
+that may stay in FP32), a group whose MACs would take the kept share past the budget is passed
+over and the next one in the ranking is taken instead: an INT8 model that keeps its biggest
+convolutions in FP32 is within tolerance but is not an INT8 model (the detector's stride-1 stem
+ranks first and holds a third of its MACs). Without a budget every group is eligible.
+
 Groups are module scopes from the exported node names (:func:`layer_group`): at depth 3 each
 convolution of the ISP's U-Net and of MobileNetV2's blocks is its own group (the unit INT8 is
 decided at); at depth 2 a whole block, the U-Net, the Anscombe transform or its inverse (the
@@ -190,6 +196,29 @@ def keep_counts(total: int) -> list[int]:
     return sorted(set(c for c in counts if c >= 1))
 
 
+def within_budget(
+    ranking: Sequence[GroupScore], macs: Mapping[str, float] | None, max_float_macs: float | None
+) -> list[GroupScore]:
+    """The groups of ``ranking`` (in its order) that can be kept together within the budget:
+    each taken if its MAC share fits what the groups taken before it left, else passed over."""
+    if max_float_macs is None:
+        return list(ranking)
+    if macs is None:
+        raise InvalidInputError("a MAC budget needs each group's share of the MACs")
+    if not 0.0 <= max_float_macs <= 1.0:
+        raise InvalidInputError(f"the share of MACs kept in float must be in [0, 1], got {max_float_macs}")
+    missing = [s.group for s in ranking if s.group not in macs]
+    if missing:
+        raise InvalidInputError(f"no MAC share for group(s) {', '.join(missing)}")
+    taken, used = [], 0.0
+    for score in ranking:
+        share = float(macs[score.group])
+        if used + share <= max_float_macs + 1e-12:
+            taken.append(score)
+            used += share
+    return taken
+
+
 def search(
     precision: str,
     groups: Mapping[str, Sequence[str]],
@@ -198,6 +227,8 @@ def search(
     *,
     tolerance: float = 1.0,
     progress: Callable[[str], None] | None = None,
+    macs: Mapping[str, float] | None = None,
+    max_float_macs: float | None = None,
 ) -> SearchResult:
     """Run the search described in the module docstring.
 
@@ -208,6 +239,9 @@ def search(
         measure_error_only: node names reduced alone -> output error against FP32.
         tolerance: the largest acceptable drop, in points.
         progress: optional callable receiving a line of text per measurement.
+        macs: ``{group: share of the model's MACs}`` (0 to 1), for ``max_float_macs``.
+        max_float_macs: the largest share of the MACs the kept groups may hold together, or
+            None for no budget.
     """
     if not groups:
         raise InvalidInputError(f"no layer groups to search for {precision}")
@@ -223,9 +257,17 @@ def search(
         ranking.append(score)
         say(f"[{i + 1}/{len(groups)}] {group} alone in {precision}: output error {score.error:.3g}")
     ranking.sort(key=lambda s: -s.error)
-    for count in keep_counts(len(ranking)):
-        kept = [s.group for s in ranking[:count]]
-        nodes = [n for s in ranking[:count] for n in s.nodes]
+    eligible = within_budget(ranking, macs, max_float_macs)
+    if len(eligible) < len(ranking):
+        say(
+            f"{len(ranking) - len(eligible)} of {len(ranking)} group(s) passed over: keeping them would take "
+            f"more than {max_float_macs:.1%} of the MACs out of {precision}"
+        )
+    if not eligible:
+        return SearchResult(precision, tolerance, steps, ranking, [], [], False)
+    for count in keep_counts(len(eligible)):
+        kept = [s.group for s in eligible[:count]]
+        nodes = [n for s in eligible[:count] for n in s.nodes]
         step = SearchStep(tuple(kept), dict(measure_drop(nodes)))
         steps.append(step)
         say(f"keeping {count} group(s) in fp32: worst drop {step.worst_drop:.2f} point(s)")

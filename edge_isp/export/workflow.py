@@ -42,7 +42,7 @@ from edge_isp.export.evalset import check_class_names, light_levels, load_images
 from edge_isp.export.graph_stats import graph_stats
 from edge_isp.export.onnx_export import export_onnx
 from edge_isp.export.precision import DEFAULT_CALIBRATION, convert_fp16, precision_suffix, quantize_int8
-from edge_isp.export.precision_search import FrameSet, Ranking, reduce_precision
+from edge_isp.export.precision_search import DEFAULT_MIN_INT8_MACS, FrameSet, Ranking, reduce_precision
 from edge_isp.fileio import write_json
 from edge_isp.model.loading import default_input_kind, load_model
 from edge_isp.sensor.profile import SensorProfile
@@ -69,6 +69,8 @@ class ExportOptions:
             metric, and INT8 calibration (each spread over its set; None = all for the report).
         calib_frames: a folder of recorded RawFrames to calibrate INT8 on instead.
         tolerance: the largest acceptable drop from FP32 in points.
+        min_int8_macs: the share of the MACs the INT8 search must leave in INT8 (None: no
+            budget; the layers it keeps in FP32 may be any).
         search: search for layers to keep in FP32 (False: reduce every layer and report).
         calibration: "minmax", "percentile" or "entropy"; None: each INT8 model's measured
             default (percentile for the Q/DQ graph, minmax for the CPU one).
@@ -94,6 +96,7 @@ class ExportOptions:
     calib_images: int = 32
     calib_frames: Path | None = None
     tolerance: float = 1.0
+    min_int8_macs: float | None = DEFAULT_MIN_INT8_MACS
     search: bool = True
     calibration: str | None = None
     with_image: bool = False
@@ -262,7 +265,7 @@ def _reduced_precisions(
             if options.search:
                 found = reduce_precision(
                     precision, fp32_path, out_path, images=search_images, frames=frames, feed=feed,
-                    ranking=ranking, tolerance=options.tolerance,
+                    ranking=ranking, tolerance=options.tolerance, min_int8_macs=options.min_int8_macs,
                     calibration_method=options.calibration or DEFAULT_CALIBRATION, progress=lambda t: say("  " + t),
                 )  # fmt: skip
                 searches[precision] = found.to_json()
