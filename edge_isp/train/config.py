@@ -1,7 +1,7 @@
 """Training configuration: a frozen dataclass read from TOML, with dotted overrides.
 
 A config file has one table per section (``[model]``, ``[data]``, ``[sensor]``, ``[optim]``,
-``[loss]``, ``[run]``, ``[init]``, ``[baseline]``, ``[teacher]``) and optional per-stage tables that apply
+``[loss]``, ``[run]``, ``[init]``, ``[baseline]``, ``[teacher]``, ``[quant]``) and optional per-stage tables that apply
 only when that stage runs, e.g. ``[stage.isp.model] name = "dp_s_rec"``. Resolution order:
 defaults, then the file's sections, then ``[stage.STAGE]``, then ``--set KEY=VALUE``
 overrides (``--set optim.lr=1e-3``; the value is read as TOML, bare words as strings,
@@ -333,6 +333,26 @@ class TeacherSection:
         return self.model is not None or self.decode != "logits"
 
 
+@dataclasses.dataclass(frozen=True)
+class QuantSection:
+    """Quantization-aware fine-tuning (:mod:`edge_isp.train.qat`). ``fake_quant``: every
+    forward pass rounds the layers the INT8 export quantizes to 8 bits (weights per output
+    channel, layer inputs per tensor) with straight-through gradients; meant for a few epochs
+    from a checkpoint trained in float (``init.isp``/``init.head``) at a small learning rate.
+    The activation ranges are the ``percentile`` of each layer's ``|input|`` over
+    ``calib_batches`` training batches (simulated at their random light levels) when the run
+    starts, as the export calibrates; they are kept in the checkpoint for a resumed run.
+    """
+
+    fake_quant: bool = False
+    percentile: float = 99.99
+    calib_batches: int = 8
+
+    def __post_init__(self) -> None:
+        _check(0 < self.percentile <= 100, "quant.percentile", "in (0, 100]", self.percentile)
+        _check(self.calib_batches >= 1, "quant.calib_batches", ">= 1", self.calib_batches)
+
+
 def recorded_teacher(train: Mapping[str, Any]) -> dict[str, Any] | None:
     """The ``[teacher]`` table of a resolved training config (a checkpoint's ``train_config``)
     when it names a teacher (the rule of :attr:`TeacherSection.enabled`), else None."""
@@ -355,6 +375,7 @@ class TrainConfig:
     init: InitSection = dataclasses.field(default_factory=InitSection)
     baseline: BaselineSection = dataclasses.field(default_factory=BaselineSection)
     teacher: TeacherSection = dataclasses.field(default_factory=TeacherSection)
+    quant: QuantSection = dataclasses.field(default_factory=QuantSection)
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Nested plain dict (tuples as lists), the inverse of :meth:`from_dict`."""

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
@@ -42,6 +43,7 @@ from edge_isp.train.checkpoint import (
 )
 from edge_isp.train.config import TrainConfig
 from edge_isp.train.datasets import data_task, open_datasets, open_real_datasets
+from edge_isp.train.qat import FakeQuant, calibrate_ranges, quantized_layers
 from edge_isp.train.stages import Stage, StageModule, check_stage, seeded_generator
 
 # Keys that may differ between a run and its resumption: they change how long it runs and
@@ -225,6 +227,9 @@ class Trainer:
             self.train_module = DistributedDataParallel(self.module, device_ids=ids)
         self._make_loaders(train_ds, val_ds)
         self._make_optimizer()
+        self.fake_quant: FakeQuant | None = None
+        if cfg.quant.fake_quant and not resume:
+            self._start_fake_quant(None)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best_metric: float | None = None
         self.best_step: int | None = None
@@ -256,6 +261,39 @@ class Trainer:
         self.train_loader = DataLoader(train_ds, sampler=self.sampler, drop_last=self.drop_last, **common)
         self.val_loader = DataLoader(val_ds, shuffle=False, **common)
         self.num_train, self.num_val = len(train_ds), len(val_ds)
+
+    def _start_fake_quant(self, scales: dict[str, float] | None) -> None:
+        """Round the layers the INT8 export quantizes from now on (:mod:`edge_isp.train.qat`), at
+        ``scales`` (a resumed run's) or at ranges calibrated on the first ``quant.calib_batches``
+        training batches, each simulated at its own random light level (fixed seeds)."""
+        q, seed = self.config.quant, self.config.run.seed
+        if scales is None:
+            count = min(q.calib_batches * self.batch_size, len(self.train_ds))
+            indices = np.linspace(0, len(self.train_ds) - 1, count).round().astype(int).tolist()
+            loader = DataLoader(
+                torch.utils.data.Subset(self.train_ds, indices), batch_size=self.batch_size, shuffle=False,
+                num_workers=0, collate_fn=self.train_loader.collate_fn,
+            )  # fmt: skip
+            batches = [
+                self.stage.inputs(to_float(batch[0], self.device), seeded_generator(self.device, seed, 7, i))[0]
+                for i, batch in enumerate(loader)
+            ]
+            was_training = self.module.training
+            self.module.eval()
+            try:
+                names = quantized_layers(self.model, lambda: self.module(*batches[0]))
+                scales = calibrate_ranges(
+                    self.model, names, [lambda b=b: self.module(*b) for b in batches], percentile=q.percentile
+                )
+            finally:
+                self.module.train(was_training)
+            if self.dist.is_main:
+                print(
+                    f"fake quantization: {len(scales)} layers in int8, ranges from {len(batches)} batches "
+                    f"({count} images) at the {q.percentile:g}th percentile",
+                    file=sys.stderr,
+                )
+        self.fake_quant = FakeQuant(self.model, scales).attach()
 
     def _make_optimizer(self) -> None:
         o = self.config.optim
@@ -293,6 +331,13 @@ class Trainer:
         if changed and self.dist.is_main:
             print(f"warning: resuming with changed config keys: {', '.join(changed)}", file=sys.stderr)
         self.model.load_state_dict(data["model"])
+        if self.config.quant.fake_quant:
+            if not data.get("fake_quant"):
+                raise InvalidInputError(
+                    f"{path} was trained without quant.fake_quant; resume it without, or start the fake-quantized "
+                    "fine-tuning in another run.out from it (init.isp/init.head)"
+                )
+            self._start_fake_quant(data["fake_quant"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
         states = data["rng"]
@@ -344,6 +389,7 @@ class Trainer:
             "metric_name": self.stage.metric_name,
             "history": self.history,
             "epoch_losses": self.epoch_losses,
+            "fake_quant": self.fake_quant.state_dict() if self.fake_quant is not None else None,
         }
 
     def save(self, best: bool = False) -> None:
