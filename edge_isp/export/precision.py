@@ -265,9 +265,48 @@ def quantize_int8(
         quantized = _load(tmp)
     finally:
         tmp.unlink(missing_ok=True)
+    quantized = inputs_only(quantized, op_types)
     groups = sorted({layer_name(n) for n in keep})
     set_metadata(quantized, metadata.replace(precision="int8", higher_precision=tuple(groups)))
     return _save(quantized, dst)
+
+
+def inputs_only(model: Any, op_types: Sequence[str] = INT8_OP_TYPES) -> Any:
+    """``model`` (a Q/DQ graph, changed in place and returned) with activations rounded only where
+    a quantized layer (``op_types``) reads them: TensorRT's recommended placement (Q/DQ on the
+    inputs of weighted layers; the engine fuses each layer with its activation and the next
+    layer's rounding). ONNX Runtime's quantizer also rounds every quantized layer's output, before
+    its ReLU6 at the pre-activation's wider range and before residual additions, and hands the
+    rounded tensor to every user of a tensor it rounds: measured on the shipped classifier with
+    every layer in INT8 (200 validation crops, 10,000 lux), that placement lost 28 points of top-1
+    agreement, this one 19. Here a Q/DQ pair on an activation stays only for the ``op_types`` nodes
+    that read it (other users read the float tensor), and a pair no such node reads is removed."""
+    graph = model.graph
+    weights = {t.name for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    users: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    unused = []
+    for q in graph.node:
+        if q.op_type != "QuantizeLinear" or q.input[0] in weights:
+            continue
+        dqs = users.get(q.output[0], [])
+        if len(dqs) != 1 or dqs[0].op_type != "DequantizeLinear":
+            continue
+        dq = dqs[0]
+        readers = users.get(dq.output[0], [])
+        for node in readers:
+            if node.op_type not in op_types:
+                for i, name in enumerate(node.input):
+                    if name == dq.output[0]:
+                        node.input[i] = q.input[0]
+        if not any(n.op_type in op_types for n in readers) and dq.output[0] not in outputs:
+            unused += [q, dq]
+    for node in unused:
+        graph.node.remove(node)
+    return model
 
 
 def quantized_nodes(model_or_path: Any, op_types: Sequence[str] = INT8_OP_TYPES) -> list[str]:

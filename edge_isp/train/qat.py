@@ -1,23 +1,18 @@
 """Quantization-aware fine-tuning: the INT8 export's rounding, simulated in the training step.
 
 The INT8 export (:func:`edge_isp.export.precision.quantize_int8`) rounds each quantized layer's
-weights to 8 bits with one symmetric scale per output channel, and its input and output
-activations to 8 bits with one symmetric scale per tensor, set from the 99.99th percentile of
-``|x|`` over calibration frames (ONNX Runtime's Q/DQ placement, measured against its file in
-tests/train/test_qat.py). Post-training, that costs the real classifier 29 points of daylight agreement
-with the teacher, all but 4 of them in MobileNetV2 (docs/STUDY.md, "INT8"). Fine-tuning with the
-same rounding in the forward pass, and straight-through gradients in the backward pass (Jacob et
-al. 2018; Krishnamoorthi 2018), lets the weights settle where the rounding costs least.
+weights to 8 bits with one symmetric scale per output channel, and its input activations to 8
+bits with one symmetric scale per tensor, set from the 99.99th percentile of ``|x|`` over
+calibration frames (TensorRT's placement, :func:`edge_isp.export.precision.inputs_only`; held to
+the export's file in tests/train/test_qat.py). Fine-tuning with the same rounding in the forward
+pass and straight-through gradients in the backward pass (Jacob et al. 2018; Krishnamoorthi 2018)
+lets the weights settle where the rounding costs least; models/README.md says what it measured
+on the shipped models.
 
 Which layers: the model's ``Conv2d`` and ``Linear`` modules that the export quantizes
 (:func:`quantized_layers`), i.e. all of them but the ISP's outside its learned prior (the
 numerically delicate parts the export keeps in float) and the output layers (no other
 convolution or linear layer downstream: the export keeps them float too).
-
-One difference remains, by design: in the file a tensor rounded for one quantized layer is
-rounded for every other user of it too (a residual addition sees its input rounded), while here
-only the layer sees the rounded tensor; a tensor a quantized layer writes is rounded for all its
-users in both.
 
 The checkpoint keeps plain weights: the rounding lives in per-instance ``forward`` overrides that
 :meth:`FakeQuant.attach` installs and :meth:`FakeQuant.detach` removes, so a fine-tuned checkpoint
@@ -126,19 +121,14 @@ def fake_quant_activation(x: Tensor, scale: float) -> Tensor:
     return torch.fake_quantize_per_tensor_affine(x, scale, 0, QMIN, QMAX)
 
 
-def _round_output(module: nn.Module, y: Tensor) -> Tensor:
-    scale = module._fake_quant_scales[1]
-    return y if scale is None else fake_quant_activation(y, scale)
-
-
 def _conv_forward(module: nn.Conv2d, x: Tensor) -> Tensor:
-    x = fake_quant_activation(x, module._fake_quant_scales[0])
-    return _round_output(module, module._conv_forward(x, fake_quant_weight(module.weight), module.bias))
+    x = fake_quant_activation(x, module._fake_quant_scale)
+    return module._conv_forward(x, fake_quant_weight(module.weight), module.bias)
 
 
 def _linear_forward(module: nn.Linear, x: Tensor) -> Tensor:
-    x = fake_quant_activation(x, module._fake_quant_scales[0])
-    return _round_output(module, F.linear(x, fake_quant_weight(module.weight), module.bias))
+    x = fake_quant_activation(x, module._fake_quant_scale)
+    return F.linear(x, fake_quant_weight(module.weight), module.bias)
 
 
 def _percentile_scale(parts: list[Tensor], percentile: float) -> float:
@@ -149,12 +139,11 @@ def _percentile_scale(parts: list[Tensor], percentile: float) -> float:
 
 def calibrate_ranges(
     model: nn.Module, names: Iterable[str], batches: Iterable[Callable[[], Any]], percentile: float = 99.99
-) -> dict[str, tuple[float, float | None]]:
-    """``{layer: (input scale, output scale or None)}``: the ``percentile`` of ``|input|`` and of
-    ``|output|`` of each named layer over the forward passes ``batches`` yields (each a callable
-    running ``model`` on one batch), as the export's percentile calibration measures them,
-    divided by 127. Each tensor keeps a random sample of at most :data:`SAMPLES_PER_BATCH`
-    values a batch (fixed seed)."""
+) -> dict[str, float]:
+    """``{layer: activation scale}``: the ``percentile`` of ``|input|`` of each named layer over
+    the forward passes ``batches`` yields (each a callable running ``model`` on one batch), as
+    the export's percentile calibration measures it, divided by 127. Each layer keeps a random
+    sample of at most :data:`SAMPLES_PER_BATCH` values a batch (fixed seed)."""
     if not 0 < percentile <= 100:
         raise InvalidInputError(f"percentile must be in (0, 100], got {percentile}")
     layers = _layers(model)
@@ -162,41 +151,34 @@ def calibrate_ranges(
     unknown = [n for n in names if n not in layers]
     if unknown:
         raise InvalidInputError(f"no Conv2d/Linear layer named {', '.join(unknown[:5])} in the model")
-    batches = list(batches)
-    if not batches:
-        raise InvalidInputError("calibrating the fake quantization needs at least one batch")
-    samples: dict[tuple[str, int], list[Tensor]] = {(n, side): [] for n in names for side in (0, 1)}
+    samples: dict[str, list[Tensor]] = {n: [] for n in names}
     generator = torch.Generator().manual_seed(0)
 
-    def keep(key: tuple[str, int], x: Tensor) -> None:
+    def keep(name: str, x: Tensor) -> None:
         values = x.detach().abs().reshape(-1).float().cpu()
         if values.numel() > SAMPLES_PER_BATCH:
             values = values[torch.randint(values.numel(), (SAMPLES_PER_BATCH,), generator=generator)]
-        samples[key].append(values)
+        samples[name].append(values)
 
-    hooks = [layers[n].register_forward_pre_hook(lambda _m, args, n=n: keep((n, 0), args[0])) for n in names]
-    hooks += [layers[n].register_forward_hook(lambda _m, _i, out, n=n: keep((n, 1), out)) for n in names]
+    hooks = [layers[n].register_forward_pre_hook(lambda _m, args, n=n: keep(n, args[0])) for n in names]
+    count = 0
     try:
         with torch.no_grad():
             for run in batches:
                 run()
+                count += 1
     finally:
         for hook in hooks:
             hook.remove()
-    return {
-        n: (
-            _percentile_scale(samples[(n, 0)], percentile),
-            _percentile_scale(samples[(n, 1)], percentile),
-        )
-        for n in names
-    }
+    if count == 0:
+        raise InvalidInputError("calibrating the fake quantization needs at least one batch")
+    return {n: _percentile_scale(samples[n], percentile) for n in names}
 
 
 class FakeQuant:
-    """The fake quantization of ``model``'s layers ``scales`` names, at their (input, output)
-    activation scales (an output scale None: the output is not rounded)."""
+    """The fake quantization of ``model``'s layers ``scales`` names, at those activation scales."""
 
-    def __init__(self, model: nn.Module, scales: Mapping[str, Iterable[float | None]]) -> None:
+    def __init__(self, model: nn.Module, scales: Mapping[str, float]) -> None:
         layers = _layers(model)
         unknown = [n for n in scales if n not in layers]
         if unknown:
@@ -204,18 +186,17 @@ class FakeQuant:
                 f"fake quantization names layer(s) the model lacks: {', '.join(unknown[:5])} "
                 "(a checkpoint of another model?)"
             )
-        pairs = {n: tuple(v) for n, v in scales.items()}
-        bad = [n for n, v in pairs.items() if len(v) != 2 or not v[0] > 0 or not (v[1] is None or v[1] > 0)]
+        bad = [n for n, v in scales.items() if not isinstance(v, (int, float)) or not v > 0]
         if bad:
-            raise InvalidInputError(f"activation scales must be (input > 0, output > 0 or none): {', '.join(bad[:5])}")
+            raise InvalidInputError(f"activation scale(s) must be numbers > 0: {', '.join(bad[:5])}")
         self.model = model
-        self.scales = {n: (float(i), None if o is None else float(o)) for n, (i, o) in pairs.items()}
+        self.scales = {n: float(v) for n, v in scales.items()}
         self.layers = {n: layers[n] for n in self.scales}
 
     def attach(self) -> FakeQuant:
         """Round in every named layer's forward from now on."""
         for name, layer in self.layers.items():
-            layer._fake_quant_scales = self.scales[name]
+            layer._fake_quant_scale = self.scales[name]
             forward = _conv_forward if isinstance(layer, nn.Conv2d) else _linear_forward
             layer.forward = types.MethodType(forward, layer)
         return self
@@ -224,7 +205,7 @@ class FakeQuant:
         """Back to float: the layers' own forward."""
         for layer in self.layers.values():
             layer.__dict__.pop("forward", None)
-            layer.__dict__.pop("_fake_quant_scales", None)
+            layer.__dict__.pop("_fake_quant_scale", None)
 
-    def state_dict(self) -> dict[str, list[float | None]]:
-        return {n: list(v) for n, v in self.scales.items()}
+    def state_dict(self) -> dict[str, float]:
+        return dict(self.scales)
