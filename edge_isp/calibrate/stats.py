@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -133,10 +134,10 @@ def measure_group(
     for frame in frames:
         if first is None:
             cfa, white = frame.cfa, frame.white_level
+            # Integer raw data: every difference from the first frame is a whole number.
+            whole = frame.data.dtype.kind in "ui"
             shape = (4, frame.height // 2, frame.width // 2)
             first = np.empty(shape, dtype=np.float32)
-            s1 = np.zeros_like(first)
-            s2 = np.zeros_like(first)
             clipped = np.zeros(shape, dtype=bool)
             # Work buffers reused frame after frame: a fresh map per frame costs page faults.
             d, square, hit = np.empty_like(first), np.empty_like(first), np.empty(shape, dtype=bool)
@@ -148,23 +149,32 @@ def measure_group(
             )
         else:
             planes = d
+            whole = whole and frame.data.dtype.kind in "ui"
         # The planes (packed order) straight into float32, exact for 16-bit values.
         for c, (y, x) in enumerate(cfa.plane_offsets()):
             np.copyto(planes[c], frame.data[y::2, x::2])
-        top = float(planes.max())
+        # The extremes of the raw data as float32 are those of the planes (rounding is monotonic).
+        top = float(np.float32(frame.data.max()))
         max_dn = max(max_dn, top)
-        if top >= white or float(planes.min()) <= 0:  # most frames clip nowhere: two passes, not four
+        if top >= white or float(np.float32(frame.data.min())) <= 0:  # most frames clip nowhere: two passes, not four
             clipped |= np.equal(planes, 0, out=hit)
             clipped |= np.greater_equal(planes, white, out=hit)
         if not frame_means:
-            frame_means.append(_frame_means(planes, defects))
+            frame_means.append(_frame_means(planes, defects, whole and frame.data.dtype.itemsize <= 2))
             continue
         d -= first
-        offset = _robust_offset(d)
+        offset = _robust_offset(d, whole=whole)
         frame_means.append(frame_means[0] + offset)
         d -= offset.astype(np.float32)[:, None, None]
-        s1 += d
-        s2 += np.multiply(d, d, out=square)
+        np.multiply(d, d, out=square)
+        if s1 is None:
+            # The first difference becomes the sums themselves (0 + x is x: no difference is
+            # -0.0, a whole number less its offset being +0.0 when they are equal), and fresh
+            # work buffers take its place: a pair never adds to, nor allocates, a zeroed map.
+            s1, s2, d, square = d, square, np.empty_like(first), np.empty_like(first)
+        else:
+            s1 += d
+            s2 += square
     n = len(frame_means)
     if n < 2:
         raise InvalidInputError(f"a group needs at least 2 frames to measure temporal noise, got {n}")
@@ -188,7 +198,7 @@ def measure_group(
         stats["kept"] = None
     return GroupStats(
         n_frames=n,
-        clipped_fraction=clipped.reshape(4, -1).mean(axis=1),
+        clipped_fraction=np.count_nonzero(clipped.reshape(4, -1), axis=1) / clipped[0].size,
         all_mean_dn=all_mean,
         all_var_dn2=all_var,
         frame_means_dn=np.array(frame_means),
@@ -200,18 +210,28 @@ def measure_group(
     )
 
 
-def _robust_offset(diff: np.ndarray) -> np.ndarray:
+def _robust_offset(diff: np.ndarray, whole: bool = False) -> np.ndarray:
     """Per-channel mean of a frame-to-frame difference ``(4, h, w)``, outliers trimmed.
 
     Estimated within 6 robust standard deviations of the median, so a cosmic ray does not
     shift a whole frame, on at most ~ROBUST_SAMPLE pixels per channel: the estimate's own
     noise then adds under 1e-4 of the variance to every pixel.
+
+    ``whole``: every value of ``diff`` is a whole number (two frames of integer raw data), so
+    the sample's medians, and the trimmed mean, come from its histogram: the same numbers as
+    the sorts and sums below (whole numbers and their halves are exact, and so is every sum of
+    them), at a fraction of the cost.
     """
     # Every row is kept (columns are thinned): row noise moves whole rows, and a subset of
     # rows would put its average into the offset.
     step = max(1, diff.shape[1] * diff.shape[2] // ROBUST_SAMPLE)
     step = min(step, diff.shape[2])
-    d = diff[:, :, ::step].astype(np.float64).reshape(4, -1)
+    sample = diff[:, :, ::step]
+    if whole:
+        out = _whole_robust_offset(sample.astype(np.int64).reshape(4, -1))
+        if out is not None:
+            return out
+    d = sample.astype(np.float64).reshape(4, -1)
     med = np.median(d, axis=1)
     deviation = np.abs(d - med[:, None])
     spread = 1.4826 * np.median(deviation, axis=1)
@@ -222,10 +242,83 @@ def _robust_offset(diff: np.ndarray) -> np.ndarray:
     return out
 
 
-def _frame_means(planes: np.ndarray, defects: np.ndarray | None) -> np.ndarray:
+# Widest span of whole-number differences taken by histogram (the bins of one channel).
+_HISTOGRAM_SPAN = 1 << 18
+
+
+def _middle_of_histogram(counts: np.ndarray, n: int) -> tuple[int, int]:
+    """Indices of the two middle order statistics (0-based (n - 1) // 2 and n // 2) of ``n``
+    values given as ``counts`` per index."""
+    cumulative = np.cumsum(counts)
+    i, j = np.searchsorted(cumulative, ((n - 1) // 2, n // 2), side="right")
+    return int(i), int(j)
+
+
+def _whole_robust_offset(sample: np.ndarray) -> np.ndarray | None:
+    """:func:`_robust_offset` of whole numbers ``(4, m)``, from each channel's histogram (None
+    when a channel spans more than _HISTOGRAM_SPAN values: then the sorts are the cheaper).
+
+    ``np.median`` is the mean of the two middle order statistics, in float64: ``(a + b) / 2``
+    here too. The median is a whole number or a half, so twice each deviation from it is a
+    whole number, and the deviations' median is found the same way. Values within the cut are
+    whole numbers: their sum is exact in any order, so sum / count is the mean numpy gives.
+    """
+    out = np.zeros(4)
+    n = sample.shape[1]
+    for c in range(4):
+        values = sample[c]
+        low, high = int(values.min()), int(values.max())
+        if high - low >= _HISTOGRAM_SPAN:
+            return None
+        counts = np.bincount(values - low, minlength=high - low + 1)
+        whole = np.arange(low, high + 1)
+        a, b = _middle_of_histogram(counts, n)
+        med = 0.5 * (float(low + a) + float(low + b))
+        twice = np.abs(2 * whole - round(2 * med))  # twice each value's deviation from the median
+        a2, b2 = _middle_of_histogram(np.bincount(twice, weights=counts), n)
+        spread = 1.4826 * (0.5 * (0.5 * a2 + 0.5 * b2))
+        inside = np.abs(whole.astype(np.float64) - med) <= 6.0 * spread if spread > 0 else whole == med
+        kept = counts[inside]
+        total, count = int(np.dot(kept, whole[inside])), int(kept.sum())
+        out[c] = total / count if count else float("nan")
+    return out
+
+
+def _frame_means(planes: np.ndarray, defects: np.ndarray | None, small_whole: bool = False) -> np.ndarray:
+    """Each plane's mean, defects left out, in float64. ``small_whole``: the planes hold whole
+    numbers below 2**16 (8- or 16-bit raw data), whose every partial sum is exact: the mean is
+    their exact sum over their count however it is summed, so it is summed in place."""
     if defects is None:
         return np.array([planes[c].mean(dtype=np.float64) for c in range(4)])
+    if small_whole:
+        valid = ~defects
+        return np.array([_masked_mean(planes[c], valid[c], np.count_nonzero(valid[c])) for c in range(4)])
     return np.array([planes[c][~defects[c]].mean(dtype=np.float64) for c in range(4)])
+
+
+def _median(values: np.ndarray) -> float:
+    """``float(np.median(values))`` of a 1-D array, found by partitioning at the two middle
+    positions only (np.median adds the last one, to find NaNs: a NaN gives NaN here too)."""
+    n = values.size
+    if n == 0 or np.isnan(values.max()):
+        return float(np.median(values))
+    i, j = (n - 1) // 2, n // 2
+    part = np.partition(values, (i, j) if i != j else i)
+    return float(np.mean(part[i : j + 1]))
+
+
+def _masked_mean(values: np.ndarray, where: np.ndarray, count: int) -> float:
+    """``values.mean(dtype=np.float64, where=where)`` with the mask's ``count`` given: numpy's
+    sum, divided by the same count (the mean counts the mask itself, a third of its cost)."""
+    return float(np.add.reduce(values, axis=None, dtype=np.float64, where=where)) / count
+
+
+def _masked_std(values: np.ndarray, where: np.ndarray, count: int, mean: float, work: np.ndarray) -> float:
+    """``values.std(dtype=np.float64, where=where, mean=mean)`` with the mask's ``count`` given,
+    the deviations in ``work`` (float64, the shape of ``values``): the same operations."""
+    np.subtract(values, np.float64(mean), out=work)
+    np.square(work, out=work)
+    return math.sqrt(float(np.add.reduce(work, axis=None, where=where)) / count)
 
 
 def _all_pixel_stats(
@@ -242,13 +335,17 @@ def _all_pixel_stats(
     for c in range(4):
         m, v = mean_map[c], var_map[c]
         valid = None if defects is None else ~defects[c]
-        typical = float(np.median(v.ravel()[:: max(1, v.size // ROBUST_SAMPLE)]))
+        typical = _median(v.ravel()[:: max(1, v.size // ROBUST_SAMPLE)])
         keep = v <= OUTLIER_FACTOR * typical / median_ratio
         if valid is not None:
             keep &= valid
         # Reductions with where= instead of copies of the selected pixels: same sums, less memory traffic.
-        means[c] = float(m.mean(dtype=np.float64, where=True if valid is None else valid))
-        variances[c] = float(v.mean(dtype=np.float64, where=keep)) if keep.any() else 0.0
+        if valid is None:
+            means[c] = float(m.mean(dtype=np.float64))
+        else:
+            means[c] = _masked_mean(m, valid, np.count_nonzero(valid))
+        kept = np.count_nonzero(keep)
+        variances[c] = _masked_mean(v, keep, kept) if kept else 0.0
     return means, variances
 
 
@@ -320,6 +417,7 @@ def _channel_stats(mean_map: np.ndarray, var_map: np.ndarray, usable: np.ndarray
     q, median_ratio, factor = _chi2_constants(dof)
     out = {k: np.zeros(4) for k in ("mean_dn", "var_dn2", "var_se_dn2", "n_kept", "outlier_fraction")}
     kept_all = np.zeros_like(usable)
+    work = None
     for c in range(4):
         u = usable[c]
         n_usable = int(np.count_nonzero(u))
@@ -331,12 +429,14 @@ def _channel_stats(mean_map: np.ndarray, var_map: np.ndarray, usable: np.ndarray
         keep = u & ((v <= scale * (q / dof)) | (scale <= 0))
         n_kept = int(np.count_nonzero(keep))
         kept_all[c] = keep
-        out["mean_dn"][c] = float(m.mean(dtype=np.float64, where=keep))
-        v_mean = v.mean(dtype=np.float64, where=keep)
-        out["var_dn2"][c] = float(v_mean) / factor
+        out["mean_dn"][c] = _masked_mean(m, keep, n_kept)
+        v_mean = _masked_mean(v, keep, n_kept)
+        out["var_dn2"][c] = v_mean / factor
         # The standard deviation about that same mean, handed over instead of summed again.
-        spread = v.std(dtype=np.float64, where=keep, mean=np.reshape(v_mean, (1, 1)))
-        out["var_se_dn2"][c] = float(spread) / np.sqrt(n_kept) / factor
+        if work is None:
+            work = np.empty(v.shape)
+        spread = _masked_std(v, keep, n_kept, v_mean, work)
+        out["var_se_dn2"][c] = spread / np.sqrt(n_kept) / factor
         out["n_kept"][c] = n_kept
         out["outlier_fraction"][c] = 1.0 - n_kept / n_usable
     out["kept"] = kept_all

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from edge_isp.contract.sizes import size_argument
 from edge_isp.errors import InvalidInputError, require
-from edge_isp.runtime.sources import open_source
 from edge_isp.sensor.profile import SensorProfile
 
 
@@ -278,6 +277,7 @@ def _image(args: argparse.Namespace) -> int:
 def _capture(args: argparse.Namespace) -> int:
     from edge_isp.calibrate.capture import CapturePlan, ControlledSource, run_capture
     from edge_isp.calibrate.simulated_capture import DEFAULT_SIZE, SimulatedBench
+    from edge_isp.runtime.sources import open_source  # the cameras' drivers: only a capture needs them
 
     plan = CapturePlan(gains=tuple(args.gains), levels=args.levels)
     if args.source.strip().lower() == "sim":

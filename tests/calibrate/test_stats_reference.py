@@ -154,3 +154,66 @@ def test_defects_are_not_counted_as_clipped(dirty_refs):
     measured = stats.measure_group(frames, defects=defects, keep_maps=True)
     assert np.array_equal(measured.clipped_fraction, np.zeros(4)) and not measured.clip_mask.any()
     assert np.array_equal(defects, before)
+
+
+def _integer_differences(rng, shape, kind):
+    """A frame-to-frame difference of integer raw data, as float32 (what measure_group hands over)."""
+    if kind == "noise":
+        d = np.rint(rng.normal(rng.uniform(-20, 20), rng.uniform(0.3, 60), shape))
+    elif kind == "outliers":
+        d = np.rint(rng.normal(3, 8, shape))
+        d.flat[rng.choice(d.size, 50, replace=False)] = rng.integers(-4000, 4000, 50)
+    elif kind == "ties":  # most values equal: zero spread in some channels
+        d = np.where(rng.random(shape) < 0.8, 5.0, rng.integers(-3, 9, shape))
+    else:  # a span too wide for the histograms (32-bit data)
+        d = np.rint(rng.normal(0, 5, shape))
+        d[..., 0, 0] = [-200_000, 200_000, 0, 1]
+        d[..., 1, 0] = [200_000, -200_000, 1, 0]
+    return d.astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["noise", "outliers", "ties", "wide"])
+@pytest.mark.parametrize("shape", [(4, 96, 128), (4, 67, 41), (4, 384, 512)])
+def test_robust_offset_of_whole_numbers_equals_the_sorted_one(kind, shape):
+    rng = np.random.default_rng(hash((kind, shape)) % 2**32)
+    for _ in range(3):
+        d = _integer_differences(rng, shape, kind)
+        fast, plain = stats._robust_offset(d, whole=True), stats._robust_offset(d)
+        assert np.array_equal(fast, plain), (fast, plain)
+    if kind == "wide":
+        sample = d[:, :, :: max(1, d.shape[1] * d.shape[2] // ROBUST_SAMPLE)].astype(np.int64).reshape(4, -1)
+        assert stats._whole_robust_offset(sample) is None  # the sorts did it
+
+
+def test_frame_means_of_whole_numbers_equal_the_selected_pixels_mean():
+    rng = np.random.default_rng(7)
+    planes = rng.integers(0, 65536, (4, 200, 300)).astype(np.float32)
+    defects = rng.random(planes.shape) < 0.01
+    plain = np.array([planes[c][~defects[c]].mean(dtype=np.float64) for c in range(4)])
+    assert np.array_equal(stats._frame_means(planes, defects, small_whole=True), plain)
+    assert np.array_equal(stats._frame_means(planes, defects), plain)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 28_087, 28_088])
+def test_median_equals_numpy(n):
+    rng = np.random.default_rng(n)
+    for values in (
+        rng.normal(10, 3, n).astype(np.float32),
+        rng.integers(0, 5, n).astype(np.float32),
+        rng.normal(size=n),
+    ):
+        assert stats._median(values) == float(np.median(values))
+    values = rng.normal(size=n).astype(np.float32)
+    values[n // 2] = np.nan
+    assert np.isnan(stats._median(values))
+
+
+def test_masked_mean_and_std_equal_numpy():
+    rng = np.random.default_rng(8)
+    values = rng.gamma(2.0, 30.0, (384, 512)).astype(np.float32)
+    where = rng.random(values.shape) > 0.02
+    count = int(np.count_nonzero(where))
+    mean = stats._masked_mean(values, where, count)
+    assert mean == float(values.mean(dtype=np.float64, where=where))
+    spread = stats._masked_std(values, where, count, mean, np.empty(values.shape))
+    assert spread == float(values.std(dtype=np.float64, where=where, mean=np.reshape(mean, (1, 1))))
