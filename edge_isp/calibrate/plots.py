@@ -3,10 +3,7 @@ and the single-image level sets."""
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import os
-import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,22 +30,6 @@ def _figure(figsize: tuple[float, float], **options):
     return fig
 
 
-def warm_up() -> threading.Thread:
-    """Import matplotlib (and the scipy parts the analyses use) in a background thread, so that
-    on a machine with a spare core the imports overlap the statistics instead of following
-    them. Any failure is left for the real use to report."""
-
-    def work() -> None:
-        with contextlib.suppress(Exception):
-            _figure((1, 1))
-            for name in ("scipy.ndimage", "scipy.optimize"):  # flat-field defects, the read-noise shape fit
-                importlib.import_module(name)
-
-    thread = threading.Thread(target=work, name="edge-isp-import", daemon=True)
-    thread.start()
-    return thread
-
-
 def _save(fig, path: str | os.PathLike) -> None:
     with atomic_open(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=100)
@@ -56,14 +37,14 @@ def _save(fig, path: str | os.PathLike) -> None:
 
 def plot_ptc(results: Sequence[PtcGainResult], path: str | os.PathLike) -> None:
     """Photon transfer (temporal variance against signal) and SNR against signal, per gain."""
-    from matplotlib import colormaps
-    from matplotlib.lines import Line2D
-
     # Fixed margins: constrained layout measures every label's extent and cost as much as the
     # whole photon-transfer analysis of a 1024x768 sweep. The titles sit at the top of their axes
     # (y=1, where matplotlib would put them above axes with no labels on top) without a
     # measurement of the axes' tick labels to place them (a quarter of the drawing).
     fig = _figure((13, 5.2))
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
     ax, ax_snr = fig.subplots(1, 2)
     fig.subplots_adjust(left=0.055, right=0.99, bottom=0.1, top=0.93, wspace=0.17)
     colours = colormaps["viridis"](np.linspace(0.0, 0.85, max(len(results), 1)))

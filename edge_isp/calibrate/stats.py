@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import threading
 from collections.abc import Iterable
 
 import numpy as np
@@ -93,6 +94,34 @@ class GroupStats:
         return dataclasses.replace(self, **stats)
 
 
+class _Scratch(threading.local):
+    """Frame-sized work maps kept from one group to the next, one set per thread.
+
+    A fresh map is fresh memory from the system (numpy's allocator maps arrays this large
+    directly), and its first pass pays a page fault every 4 kB: over a sweep's 50 groups that
+    was as much time as the statistics themselves. Maps a caller keeps are never handed back.
+    """
+
+    KEEP = 8  # maps held at most (a few MB each)
+
+    def __init__(self) -> None:
+        self.free: list[np.ndarray] = []
+
+    def take(self, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """An array of ``shape`` and ``dtype`` with arbitrary contents."""
+        for i, array in enumerate(self.free):
+            if array.shape == shape and array.dtype == dtype:
+                return self.free.pop(i)
+        return np.empty(shape, dtype=dtype)
+
+    def give(self, *arrays: np.ndarray) -> None:
+        self.free.extend(arrays)
+        del self.free[: max(0, len(self.free) - self.KEEP)]
+
+
+_scratch = _Scratch()
+
+
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     """Grow a ``(4, h, w)`` mask by ``radius`` pixels in each plane (square neighbourhood)."""
     import cv2
@@ -127,7 +156,7 @@ def measure_group(
         keep_maps: keep the per-pixel mean/variance maps and the kept mask (for the dark
             analysis, DSNU and PRNU), at the cost of their memory.
     """
-    first = None
+    first = first_data = None
     s1 = s2 = clipped = None
     frame_means = []
     max_dn = 0.0
@@ -137,11 +166,13 @@ def measure_group(
             # Integer raw data: every difference from the first frame is a whole number.
             whole = frame.data.dtype.kind in "ui"
             shape = (4, frame.height // 2, frame.width // 2)
-            first = np.empty(shape, dtype=np.float32)
-            clipped = np.zeros(shape, dtype=bool)
-            # Work buffers reused frame after frame: a fresh map per frame costs page faults.
-            d, square, hit = np.empty_like(first), np.empty_like(first), np.empty(shape, dtype=bool)
+            # Work buffers reused frame after frame, and group after group (_Scratch).
+            first, d, square = (_scratch.take(shape, np.float32) for _ in range(3))
+            clipped, hit = _scratch.take(shape, bool), _scratch.take(shape, bool)
+            clipped.fill(False)
             planes = first
+            # 8- and 16-bit raw data: the first frame's own samples, to subtract from the next ones.
+            first_data = frame.data if whole and frame.data.dtype.itemsize <= 2 else None
         elif frame.data.shape != (2 * first.shape[1], 2 * first.shape[2]) or frame.cfa != cfa:
             raise InvalidInputError(
                 f"frames of one group must share size and CFA: expected {2 * first.shape[1]}x{2 * first.shape[2]} "
@@ -150,19 +181,25 @@ def measure_group(
         else:
             planes = d
             whole = whole and frame.data.dtype.kind in "ui"
-        # The planes (packed order) straight into float32, exact for 16-bit values.
-        for c, (y, x) in enumerate(cfa.plane_offsets()):
-            np.copyto(planes[c], frame.data[y::2, x::2])
         # The extremes of the raw data as float32 are those of the planes (rounding is monotonic).
         top = float(np.float32(frame.data.max()))
         max_dn = max(max_dn, top)
-        if top >= white or float(np.float32(frame.data.min())) <= 0:  # most frames clip nowhere: two passes, not four
-            clipped |= np.equal(planes, 0, out=hit)
-            clipped |= np.greater_equal(planes, white, out=hit)
-        if not frame_means:
-            frame_means.append(_frame_means(planes, defects, whole and frame.data.dtype.itemsize <= 2))
-            continue
-        d -= first
+        clips = top >= white or float(np.float32(frame.data.min())) <= 0
+        if planes is d and not clips and first_data is not None and frame.data.dtype == first_data.dtype:
+            # planes - first in one pass: both sides' samples become float32 exactly, as in the copy.
+            for c, (y, x) in enumerate(cfa.plane_offsets()):
+                np.subtract(frame.data[y::2, x::2], first_data[y::2, x::2], out=d[c], dtype=np.float32)
+        else:
+            # The planes (packed order) straight into float32, exact for 16-bit values.
+            for c, (y, x) in enumerate(cfa.plane_offsets()):
+                np.copyto(planes[c], frame.data[y::2, x::2])
+            if clips:  # most frames clip nowhere: two passes, not four
+                clipped |= np.equal(planes, 0, out=hit)
+                clipped |= np.greater_equal(planes, white, out=hit)
+            if not frame_means:
+                frame_means.append(_frame_means(planes, defects, first_data is not None))
+                continue
+            d -= first
         offset = _robust_offset(d, whole=whole)
         frame_means.append(frame_means[0] + offset)
         d -= offset.astype(np.float32)[:, None, None]
@@ -171,7 +208,7 @@ def measure_group(
             # The first difference becomes the sums themselves (0 + x is x: no difference is
             # -0.0, a whole number less its offset being +0.0 when they are equal), and fresh
             # work buffers take its place: a pair never adds to, nor allocates, a zeroed map.
-            s1, s2, d, square = d, square, np.empty_like(first), np.empty_like(first)
+            s1, s2, d, square = d, square, _scratch.take(shape, np.float32), _scratch.take(shape, np.float32)
         else:
             s1 += d
             s2 += square
@@ -180,13 +217,21 @@ def measure_group(
         raise InvalidInputError(f"a group needs at least 2 frames to measure temporal noise, got {n}")
     # first + s1 / n and (s2 - s1 * s1 / n) / (n - 1), the same float32 operations done in
     # place (the maps are the size of a frame: each temporary costs a pass over memory).
-    mean_map = s1 / n
-    mean_map += first
-    s1 *= s1
-    s1 /= n
-    var_map = s2
-    var_map -= s1
-    var_map /= n - 1
+    if n == 2:
+        # One difference: s1 * s1 is s2 itself (the same product), and x / 1 is x.
+        mean_map = np.divide(s1, n, out=s1)
+        mean_map += first
+        var_map = s2
+        var_map -= np.divide(s2, n, out=first)
+    else:
+        mean_map = s1 / n
+        mean_map += first
+        s1 *= s1
+        s1 /= n
+        var_map = s2
+        var_map -= s1
+        var_map /= n - 1
+    _scratch.give(first, d, square, hit)
     del s1, s2, first, d, square, hit
     all_mean, all_var = _all_pixel_stats(mean_map, var_map, defects, n)
     excluded = _dilate(clipped, CLIP_MARGIN_PX)
@@ -194,11 +239,14 @@ def measure_group(
     if defects is not None:
         excluded |= defects
     stats = _channel_stats(mean_map, var_map, ~excluded, n)
+    clipped_fraction = np.count_nonzero(clipped.reshape(4, -1), axis=1) / clipped[0].size
+    _scratch.give(clipped)
     if not keep_maps:
         stats["kept"] = None
+        _scratch.give(mean_map, var_map)
     return GroupStats(
         n_frames=n,
-        clipped_fraction=np.count_nonzero(clipped.reshape(4, -1), axis=1) / clipped[0].size,
+        clipped_fraction=clipped_fraction,
         all_mean_dn=all_mean,
         all_var_dn2=all_var,
         frame_means_dn=np.array(frame_means),
@@ -349,14 +397,41 @@ def _all_pixel_stats(
     return means, variances
 
 
-def _noise_scale(mean: np.ndarray, var: np.ndarray, usable: np.ndarray, median_ratio: float) -> np.ndarray:
+def _sorted_quantiles(values: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``np.quantile(values, q)`` (linear interpolation, float64) of an already sorted 1-D array:
+    numpy's own steps (the interpolation between the order statistics either side of (n - 1) q)
+    without its partition, which a sorted array does not need."""
+    n = values.size
+    virtual = (n - 1) * q
+    previous = np.floor(virtual)
+    following = previous + 1
+    above = virtual >= n - 1
+    previous[above] = -1
+    following[above] = -1
+    previous, following = previous.astype(np.intp), following.astype(np.intp)
+    a, b = values[previous], values[following]
+    gamma = np.asarray(virtual - previous, dtype=virtual.dtype)
+    diff = b - a
+    result = np.add(a, diff * gamma)
+    np.subtract(b, diff * (1 - gamma), out=result, where=gamma >= 0.5, casting="unsafe", dtype=result.dtype)
+    if np.isnan(values[-1]):
+        result[...] = np.nan
+    return result
+
+
+_BIN_QUANTILES = np.linspace(0, 1, 21)
+
+
+def _noise_scale(
+    mean: np.ndarray, var: np.ndarray, usable: np.ndarray, median_ratio: float, n_usable: int | None = None
+) -> np.ndarray:
     """Per-pixel expected variance from pixels of similar mean (robust, binned medians), for
     every pixel of a plane, judged from a sample of its ``usable`` pixels.
 
     A scene need not be uniform (vignetting, an unclipped bright patch, hot pixels whose
     shot noise follows their level), so a pixel is an outlier only against its peers.
     """
-    step = max(1, int(np.count_nonzero(usable)) // ROBUST_SAMPLE)
+    step = max(1, (int(np.count_nonzero(usable)) if n_usable is None else n_usable) // ROBUST_SAMPLE)
     sampled = usable.ravel()[::step]
     ms, vs = mean.ravel()[::step][sampled], var.ravel()[::step][sampled]
     # Quantile bins follow where most pixels are; equal-width bins give a small bright
@@ -368,7 +443,7 @@ def _noise_scale(mean: np.ndarray, var: np.ndarray, usable: np.ndarray, median_r
     order = np.argsort(ms)
     by_mean = ms[order]
     edges = np.unique(
-        np.concatenate([np.quantile(by_mean, np.linspace(0, 1, 21)), np.linspace(by_mean[0], by_mean[-1], 21)])
+        np.concatenate([_sorted_quantiles(by_mean, _BIN_QUANTILES), np.linspace(by_mean[0], by_mean[-1], 21)])
     )
     centers: list[float] = []
     scales: list[float] = []
@@ -390,7 +465,10 @@ def _noise_scale(mean: np.ndarray, var: np.ndarray, usable: np.ndarray, median_r
     # Temporal variance is affine in the mean (shot noise plus read noise), so one line
     # through the bin medians covers a bright region too small to make a bin of its own.
     slope, intercept = _weighted_line(np.array(centers), np.array(scales), np.sqrt(np.array(counts, dtype=float)))
-    return np.maximum(intercept + slope * mean, floor)
+    # intercept + slope * mean, at least the floor: the same operations (in the mean's dtype), in place.
+    scale = np.multiply(mean, slope)
+    scale += intercept
+    return np.maximum(scale, floor, out=scale)
 
 
 def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
@@ -425,10 +503,14 @@ def _channel_stats(mean_map: np.ndarray, var_map: np.ndarray, usable: np.ndarray
             out["mean_dn"][c] = out["var_dn2"][c] = out["var_se_dn2"][c] = np.nan
             continue
         m, v = mean_map[c], var_map[c]
-        scale = _noise_scale(m, v, u, median_ratio)
-        keep = u & ((v <= scale * (q / dof)) | (scale <= 0))
+        scale = _noise_scale(m, v, u, median_ratio, n_usable)
+        # keep = u & ((v <= scale * (q / dof)) | (scale <= 0)), in place.
+        keep = kept_all[c]
+        flat = scale <= 0
+        np.less_equal(v, np.multiply(scale, q / dof, out=scale), out=keep)
+        keep |= flat
+        keep &= u
         n_kept = int(np.count_nonzero(keep))
-        kept_all[c] = keep
         out["mean_dn"][c] = _masked_mean(m, keep, n_kept)
         v_mean = _masked_mean(v, keep, n_kept)
         out["var_dn2"][c] = v_mean / factor

@@ -217,3 +217,30 @@ def test_masked_mean_and_std_equal_numpy():
     assert mean == float(values.mean(dtype=np.float64, where=where))
     spread = stats._masked_std(values, where, count, mean, np.empty(values.shape))
     assert spread == float(values.std(dtype=np.float64, where=where, mean=np.reshape(mean, (1, 1))))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 21, 22, 1_001, 28_087])
+def test_sorted_quantiles_equal_numpy(n):
+    rng = np.random.default_rng(n)
+    q = np.linspace(0, 1, 21)
+    for values in (
+        rng.normal(1000, 30, n).astype(np.float32),
+        rng.integers(0, 5, n).astype(np.float32),
+        rng.normal(size=n),
+    ):
+        fast, plain = stats._sorted_quantiles(np.sort(values), q), np.quantile(values, q)
+        assert fast.dtype == plain.dtype and np.array_equal(fast, plain)
+
+
+def test_scratch_maps_are_reused_and_never_the_callers(dirty_refs):
+    # Maps a caller keeps (keep_maps) are its own; the next group's work maps come from the pool.
+    groups = [list(g.frames()) for gain_groups in group(dirty_refs).values() for g in gain_groups if len(g.refs) >= 2]
+    kept = stats.measure_group(groups[0], keep_maps=True)
+    before = kept.mean_map.copy(), kept.var_map.copy()
+    for frames in groups[1:6]:
+        stats.measure_group(frames)
+    assert np.array_equal(kept.mean_map, before[0]) and np.array_equal(kept.var_map, before[1])
+    assert all(
+        not np.shares_memory(kept.mean_map, a) and not np.shares_memory(kept.var_map, a) for a in stats._scratch.free
+    )
+    assert 0 < len(stats._scratch.free) <= stats._Scratch.KEEP
