@@ -244,3 +244,17 @@ def test_scratch_maps_are_reused_and_never_the_callers(dirty_refs):
         not np.shares_memory(kept.mean_map, a) and not np.shares_memory(kept.var_map, a) for a in stats._scratch.free
     )
     assert 0 < len(stats._scratch.free) <= stats._Scratch.KEEP
+
+
+@pytest.mark.parametrize("shape", [(4, 64, 64), (4, 7, 9), (4, 3, 2), (4, 1, 5)])
+def test_dilation_equals_opencv(shape):
+    import cv2
+
+    rng = np.random.default_rng(sum(shape))
+    for fraction in (0.001, 0.05, 0.4):
+        mask = rng.random(shape) < fraction
+        for radius in (1, 2, 3):
+            kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+            expected = np.stack([cv2.dilate(m.astype(np.uint8), kernel).astype(bool) for m in mask])
+            grown = stats._dilate(mask, radius)
+            assert np.array_equal(grown, expected) and not np.shares_memory(grown, mask)
