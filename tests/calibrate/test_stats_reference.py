@@ -258,3 +258,21 @@ def test_dilation_equals_opencv(shape):
             expected = np.stack([cv2.dilate(m.astype(np.uint8), kernel).astype(bool) for m in mask])
             grown = stats._dilate(mask, radius)
             assert np.array_equal(grown, expected) and not np.shares_memory(grown, mask)
+
+
+@pytest.mark.parametrize("shape", [(384, 512), (64, 64), (20, 33), (9, 40), (5, 30)])
+def test_box_mean_equals_scipy_uniform_filter(shape):
+    from scipy.ndimage import uniform_filter
+
+    from edge_isp.calibrate.defects import _box_mean
+
+    rng = np.random.default_rng(shape[0] * shape[1])
+    images = [
+        rng.normal(100, 10, shape) * (rng.random(shape) > 0.1),  # a response with holes
+        (rng.random(shape) > 0.3).astype(np.float64),  # a usable-pixel weight
+    ]
+    images.append(images[0].copy())
+    images[-1][shape[0] // 2, shape[1] // 3] = np.nan
+    for image in images:
+        expected = uniform_filter(image, size=9, mode="reflect")
+        assert np.array_equal(_box_mean(image, 9), expected, equal_nan=True)
