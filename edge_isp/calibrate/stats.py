@@ -521,11 +521,13 @@ def _channel_stats(mean_map: np.ndarray, var_map: np.ndarray, usable: np.ndarray
         out["var_dn2"][c] = v_mean / factor
         # The standard deviation about that same mean, handed over instead of summed again.
         if work is None:
-            work = np.empty(v.shape)
+            work = _scratch.take(v.shape, np.float64)
         spread = _masked_std(v, keep, n_kept, v_mean, work)
         out["var_se_dn2"][c] = spread / np.sqrt(n_kept) / factor
         out["n_kept"][c] = n_kept
         out["outlier_fraction"][c] = 1.0 - n_kept / n_usable
+    if work is not None:
+        _scratch.give(work)
     out["kept"] = kept_all
     return out
 
