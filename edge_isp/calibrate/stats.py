@@ -100,9 +100,12 @@ class _Scratch(threading.local):
     A fresh map is fresh memory from the system (numpy's allocator maps arrays this large
     directly), and its first pass pays a page fault every 4 kB: over a sweep's 50 groups that
     was as much time as the statistics themselves. Maps a caller keeps are never handed back.
+    A thread holds at most KEEP maps and KEEP_BYTES (a 1 MP sweep's set: 24 MB; of large frames,
+    fewer maps), until it ends or hands more back.
     """
 
-    KEEP = 8  # maps held at most (a few MB each)
+    KEEP = 8
+    KEEP_BYTES = 64 << 20
 
     def __init__(self) -> None:
         self.free: list[np.ndarray] = []
@@ -117,6 +120,8 @@ class _Scratch(threading.local):
     def give(self, *arrays: np.ndarray) -> None:
         self.free.extend(arrays)
         del self.free[: max(0, len(self.free) - self.KEEP)]
+        while self.free and sum(a.nbytes for a in self.free) > self.KEEP_BYTES:
+            del self.free[0]
 
 
 _scratch = _Scratch()

@@ -276,3 +276,13 @@ def test_box_mean_equals_scipy_uniform_filter(shape):
     for image in images:
         expected = uniform_filter(image, size=9, mode="reflect")
         assert np.array_equal(_box_mean(image, 9), expected, equal_nan=True)
+
+
+def test_scratch_holds_a_bounded_set():
+    scratch = stats._Scratch()
+    scratch.give(*(np.empty((4, 8, 8), np.float32) for _ in range(12)))
+    assert len(scratch.free) == stats._Scratch.KEEP
+    big = np.empty(stats._Scratch.KEEP_BYTES // 3, np.uint8)
+    scratch.give(big, big.copy(), big.copy(), big.copy())
+    assert sum(a.nbytes for a in scratch.free) <= stats._Scratch.KEEP_BYTES
+    assert scratch.take(big.shape, np.uint8).shape == big.shape
