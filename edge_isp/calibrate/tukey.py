@@ -99,28 +99,24 @@ class ShapeFit:
         return abs(self.lam - GAUSSIAN_LAMBDA) > 3.0 * max(self.lam_se, 1e-6)
 
 
-class _Correlator:
-    """The PPCC of one sorted sample at any shape, as :func:`ppcc` computes it, bit for bit, with
-    what does not depend on the shape done once: ``1 - p``, the sample's centred row, and the
-    buffers. The shape fit evaluates it some 25 times per sample, 21 samples a dark stack.
+class _Quantiles:
+    """The Tukey-lambda quantiles at a fit's plotting positions, as :func:`quantile` gives them,
+    kept for the first few shapes asked for: every fit of one sample size starts with the same
+    shapes (Brent's first steps do not depend on the function), a quarter of a bootstrap's."""
 
-    ``np.corrcoef(x, q)`` is ``c = X @ X.T / (n - 1)`` for ``X`` the rows ``x`` and ``q``, each
-    less its mean (``X.mean(axis=1)``), then ``c[0, 1] / sqrt(c[0, 0]) / sqrt(c[1, 1])``
-    clipped to [-1, 1]; here the same operations on the same ``(2, n)`` array.
-    """
+    KEEP = 4
 
-    def __init__(self, sorted_sample: np.ndarray, positions: np.ndarray) -> None:
-        n = sorted_sample.size
+    def __init__(self, positions: np.ndarray) -> None:
         self.p, self.one_minus_p = positions, 1.0 - positions
-        self.rows = np.empty((2, n))
-        self.rows[0] = sorted_sample
-        self.rows[1] = 0.0
-        self.rows[0] -= self.rows.mean(axis=1)[0]
-        self.other = np.empty(n)
-        self.scale = np.true_divide(1, n - 1)
+        self.other = np.empty(positions.size)
+        self.kept: dict[float, np.ndarray] = {}
 
-    def __call__(self, lam: float) -> float:
-        q = self.rows[1]
+    def into(self, q: np.ndarray, lam: float) -> None:
+        """Q(p; lam) written into ``q``."""
+        kept = self.kept.get(lam)
+        if kept is not None:
+            np.copyto(q, kept)
+            return
         if abs(lam) < 1e-9:
             np.log(self.p, out=q)
             q -= np.log1p(-self.p, out=self.other)
@@ -128,6 +124,33 @@ class _Correlator:
             np.power(self.p, lam, out=q)
             q -= np.power(self.one_minus_p, lam, out=self.other)
             q /= lam
+        if len(self.kept) < self.KEEP:
+            self.kept[lam] = q.copy()
+
+
+class _Correlator:
+    """The PPCC of one sorted sample at any shape, as :func:`ppcc` computes it, bit for bit, with
+    what does not depend on the shape done once: the quantiles' ``1 - p`` (and the first shapes'
+    quantiles, :class:`_Quantiles`), the sample's centred row, and the buffers. The shape fit
+    evaluates it some 11 times per sample, 21 samples a dark stack.
+
+    ``np.corrcoef(x, q)`` is ``c = X @ X.T / (n - 1)`` for ``X`` the rows ``x`` and ``q``, each
+    less its mean (``X.mean(axis=1)``), then ``c[0, 1] / sqrt(c[0, 0]) / sqrt(c[1, 1])``
+    clipped to [-1, 1]; here the same operations on the same ``(2, n)`` array.
+    """
+
+    def __init__(self, sorted_sample: np.ndarray, quantiles: np.ndarray | _Quantiles) -> None:
+        n = sorted_sample.size
+        self.quantiles = quantiles if isinstance(quantiles, _Quantiles) else _Quantiles(quantiles)
+        self.rows = np.empty((2, n))
+        self.rows[0] = sorted_sample
+        self.rows[1] = 0.0
+        self.rows[0] -= self.rows.mean(axis=1)[0]
+        self.scale = np.true_divide(1, n - 1)
+
+    def __call__(self, lam: float) -> float:
+        q = self.rows[1]
+        self.quantiles.into(q, lam)
         q -= self.rows[1:].mean(axis=1)[0]
         c = np.dot(self.rows, self.rows.T)
         c *= self.scale
@@ -210,7 +233,7 @@ def _sign(value: float) -> float:
     return -1.0 if value < 0 else 1.0
 
 
-def _best_lambda(sorted_sample: np.ndarray, positions: np.ndarray) -> tuple[float, float]:
+def _best_lambda(sorted_sample: np.ndarray, positions: np.ndarray | _Quantiles) -> tuple[float, float]:
     correlation = _Correlator(sorted_sample, positions)
     lam, neg_r = _bounded_minimum(lambda lam: -correlation(lam), *LAMBDA_BOUNDS, xatol=1e-4)
     return float(lam), float(-neg_r)
@@ -230,9 +253,10 @@ def fit_shape(values: np.ndarray, *, n_boot: int = 20, seed: int = 0) -> ShapeFi
     if not np.all(np.isfinite(x)) or x[-1] == x[0]:
         raise InvalidInputError("a Tukey-lambda shape fit needs finite values that are not all equal")
     positions = _plotting_positions(x.size)
-    lam, r = _best_lambda(x, positions)
+    quantiles = _Quantiles(positions)  # one sample size: the same positions for every fit
+    lam, r = _best_lambda(x, quantiles)
     r_gauss = float(np.corrcoef(x, norm_ppf(positions))[0, 1])
     rng = np.random.default_rng(seed)
-    boots = [_best_lambda(np.sort(rng.choice(x, x.size)), positions)[0] for _ in range(n_boot)]
+    boots = [_best_lambda(np.sort(rng.choice(x, x.size)), quantiles)[0] for _ in range(n_boot)]
     lam_se = float(np.std(boots, ddof=1)) if n_boot > 1 else float("nan")
     return ShapeFit(lam=lam, lam_se=lam_se, ppcc=r, ppcc_gaussian=r_gauss, n=int(x.size), n_boot=n_boot)

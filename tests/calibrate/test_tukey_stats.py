@@ -122,3 +122,19 @@ class TestTukeyFitSteps:
             for bounds, xatol in ((tukey.LAMBDA_BOUNDS, 1e-4), ((0.0, 5.0), 1e-7)):
                 res = minimize_scalar(f, bounds=bounds, method="bounded", options={"xatol": xatol})
                 assert tukey._bounded_minimum(f, *bounds, xatol=xatol) == (float(res.x), float(res.fun))
+
+    def test_kept_quantiles_change_nothing(self, monkeypatch):
+        # The first shapes' quantiles, kept for the bootstrap's fits, are the ones computed afresh.
+        rng = np.random.default_rng(4)
+        x = tukey.sample(rng, (5_000,), 1.5, -0.1)
+        kept = tukey.fit_shape(x, n_boot=6)
+        monkeypatch.setattr(tukey._Quantiles, "KEEP", 0)
+        assert tukey.fit_shape(x, n_boot=6) == kept
+        quantiles = tukey._Quantiles(tukey._plotting_positions(x.size))
+        first, again = np.empty(x.size), np.empty(x.size)
+        monkeypatch.setattr(tukey._Quantiles, "KEEP", 4)
+        for lam in (0.3, 0.0, 0.3):
+            quantiles.into(first, lam)
+            assert np.array_equal(first, tukey.quantile(quantiles.p, lam))
+        quantiles.into(again, 0.3)
+        assert 0.3 in quantiles.kept and np.array_equal(again, tukey.quantile(quantiles.p, 0.3))
