@@ -158,6 +158,8 @@ class _Correlator:
         return float(np.clip(c[0, 1] / std[0] / std[1], -1.0, 1.0))
 
 
+# _bounded_minimum transcribes SciPy's _minimize_scalar_bounded (scipy/optimize/_optimize.py),
+# Copyright (c) 2001-2002 Enthought, Inc. 2003, SciPy Developers, under the BSD 3-Clause licence.
 def _bounded_minimum(func, low: float, high: float, xatol: float) -> tuple[float, float]:
     """(x, func(x)) minimizing ``func`` on [low, high]: Brent's bounded method, step for step as
     ``scipy.optimize.minimize_scalar(func, bounds=(low, high), method="bounded",
