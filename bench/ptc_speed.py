@@ -8,7 +8,9 @@ exposure: 130 RawFrame files. Each checkout runs the command in its own process
 (``python -m edge_isp calibrate ptc SWEEP --out DIR``, its own code on ``PYTHONPATH``),
 alternating, ``--repeats`` times; the table gives the median wall time and the CPU time
 (user + system) of each with their range over the runs, and the ratios of the medians. On a
-shared machine the CPU time is the steadier of the two.
+shared machine the CPU time is the steadier of the two; the JSON records the load average. This
+tree measures frame groups on threads only where cores are idle (CPUs less the 1-minute load):
+on a busy machine it measures them one after the other (threads there added CPU and wall time).
 
 Then the results are compared. Against the other checkout: K, read noise, row noise and black
 level (profile.json), the defect count, and the saturation capacity (report.md), with K's and

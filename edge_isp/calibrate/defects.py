@@ -191,18 +191,49 @@ def confirm_persistent(
     return DefectMap(candidates.height, candidates.width, pixels)
 
 
+def _box_mean(image: np.ndarray, size: int) -> np.ndarray:
+    """``scipy.ndimage.uniform_filter(image, size, mode="reflect")`` of a 2-D float64 image, the
+    same numbers without importing scipy.ndimage: each axis in turn (rows' axis first), each line
+    extended by reflection (``d c b a | a b c d | d c b a``), its running sum (the first window
+    summed in order, then one value in and one out at each step, in order: a cumulative sum)
+    divided by ``size`` at each position, as SciPy's C loop does. Images smaller than the
+    window, whose reflections repeat, are left to SciPy."""
+    if min(image.shape) < size:
+        from scipy.ndimage import uniform_filter
+
+        return uniform_filter(image, size=size, mode="reflect")
+    before, after = size // 2, size - size // 2 - 1
+    out = image
+    for axis in (0, 1):
+        n = out.shape[axis]
+
+        def span(start, stop=None, step=None, axis=axis):
+            return (slice(None), slice(start, stop, step)) if axis else (slice(start, stop, step),)
+
+        extended = np.concatenate(
+            [out[span(before - 1, None, -1)], out, out[span(n - 1, n - 1 - after, -1)]], axis=axis
+        )
+        steps = np.empty(out.shape)
+        first = steps[span(0, 1)]
+        first[...] = 0.0
+        for k in range(size):
+            first += extended[span(k, k + 1)]
+        np.subtract(extended[span(size, None)], extended[span(0, n - 1)], out=steps[span(1, None)])
+        out = np.cumsum(steps, axis=axis, out=steps)
+        out /= size
+    return out
+
+
 def flat_defects(response: np.ndarray, cfa: CFA, usable: np.ndarray | None = None) -> DefectMap:
     """Dead and over-responsive pixels from a ``(4, h, w)`` dark-subtracted flat response."""
-    from scipy.ndimage import uniform_filter
-
     dead = np.zeros(response.shape, dtype=bool)
     over = np.zeros_like(dead)
     usable = np.ones(response.shape, dtype=bool) if usable is None else usable
     for c in range(4):
         # The neighbourhood mean over usable pixels only, so a clipped region next door
         # does not make its neighbours look dead.
-        weight = uniform_filter(usable[c].astype(np.float64), size=9, mode="reflect")
-        total = uniform_filter(np.where(usable[c], response[c], 0.0).astype(np.float64), size=9, mode="reflect")
+        weight = _box_mean(usable[c].astype(np.float64), 9)
+        total = _box_mean(np.where(usable[c], response[c], 0.0).astype(np.float64), 9)
         local = np.divide(total, weight, out=np.zeros_like(total), where=weight > 0.2)
         ok = usable[c] & (local > 0)
         dead[c] = ok & (response[c] < 0.5 * local)

@@ -248,7 +248,9 @@ def _ref_for_file(path: Path, relative: str, settings: dict[str, Any], forced_ki
     def loader() -> RawFrame:
         return load_raw_with_color(path, **options)[0]
 
-    frame, color = load_raw_with_color(path, **options)
+    # Only a sample of the pixels is looked at here (the signal level): a RawFrame file's are
+    # mapped, not read (the frame is read in full when a method loads it).
+    frame, color = load_raw_with_color(path, mapped=True, **options)
     ref = ref_from_frame(frame, kind, relative)
     # A camera raw file states its ISO, not its gain: the gain waits until all files are seen.
     from_iso = bool(frame.iso) and options["base_iso"] is None and options["analogue_gain"] is None

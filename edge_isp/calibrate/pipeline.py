@@ -132,7 +132,6 @@ def calibrate_ptc(
 ) -> Calibration:
     """Photon transfer at every gain, the gain fit, the profile and all outputs."""
     out_dir = Path(out_dir)
-    plots.warm_up()
     result: PtcResult = photon_transfer(refs, progress=progress)
     points = [
         GainPoint(

@@ -3,10 +3,7 @@ and the single-image level sets."""
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import os
-import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,28 +18,16 @@ from edge_isp.sensor.cfa import PLANE_ORDER
 MARKERS = ("o", "s", "D", "^")
 
 
-def _pyplot():
-    matplotlib = require("matplotlib", "train", "calibration plots")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _figure(figsize: tuple[float, float], **options):
+    """A matplotlib figure drawn by the Agg canvas, without pyplot (whose figure manager a file
+    does not need)."""
+    require("matplotlib", "train", "calibration plots")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    return plt
-
-
-def warm_up() -> threading.Thread:
-    """Import matplotlib (and the scipy parts the analyses use) in a background thread, so that
-    on a machine with a spare core the imports overlap the statistics instead of following
-    them. Any failure is left for the real use to report."""
-
-    def work() -> None:
-        with contextlib.suppress(Exception):
-            _pyplot()
-            for name in ("scipy.ndimage", "scipy.optimize"):  # flat-field defects, the read-noise shape fit
-                importlib.import_module(name)
-
-    thread = threading.Thread(target=work, name="edge-isp-import", daemon=True)
-    thread.start()
-    return thread
+    fig = Figure(figsize=figsize, **options)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def _save(fig, path: str | os.PathLike) -> None:
@@ -52,12 +37,17 @@ def _save(fig, path: str | os.PathLike) -> None:
 
 def plot_ptc(results: Sequence[PtcGainResult], path: str | os.PathLike) -> None:
     """Photon transfer (temporal variance against signal) and SNR against signal, per gain."""
-    plt = _pyplot()
     # Fixed margins: constrained layout measures every label's extent and cost as much as the
-    # whole photon-transfer analysis of a 1024x768 sweep.
-    fig, (ax, ax_snr) = plt.subplots(1, 2, figsize=(13, 5.2))
+    # whole photon-transfer analysis of a 1024x768 sweep. The titles sit at the top of their axes
+    # (y=1, where matplotlib would put them above axes with no labels on top) without a
+    # measurement of the axes' tick labels to place them (a quarter of the drawing).
+    fig = _figure((13, 5.2))
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
+    ax, ax_snr = fig.subplots(1, 2)
     fig.subplots_adjust(left=0.055, right=0.99, bottom=0.1, top=0.93, wspace=0.17)
-    colours = plt.cm.viridis(np.linspace(0.0, 0.85, max(len(results), 1)))
+    colours = colormaps["viridis"](np.linspace(0.0, 0.85, max(len(results), 1)))
     for res, colour in zip(results, colours, strict=True):
         label_done = False
         for c in range(4):
@@ -88,22 +78,23 @@ def plot_ptc(results: Sequence[PtcGainResult], path: str | os.PathLike) -> None:
         )  # fmt: skip
         ax_snr.plot(grid, res.snr_model(grid), color=colour, lw=1, label=f"gain {res.analogue_gain:g} model")
     ax.set(xscale="log", yscale="log", xlabel="signal above dark (DN)", ylabel="temporal variance above dark (DN²)")
-    ax.set_title("Photon transfer (filled: in the fit; dotted: 70 % of saturation; dashed: saturation)", fontsize=10)
+    ax.set_title(
+        "Photon transfer (filled: in the fit; dotted: 70 % of saturation; dashed: saturation)", fontsize=10, y=1
+    )
     ax.legend(fontsize=8)
     ax_snr.set(xscale="log", yscale="log", xlabel="signal above dark (DN)", ylabel="SNR")
-    ax_snr.set_title("SNR up to saturation: measured (points) and model", fontsize=10)
+    ax_snr.set_title("SNR up to saturation: measured (points) and model", fontsize=10, y=1)
     ax_snr.legend(fontsize=8)
-    handles = [plt.Line2D([], [], color="grey", marker=m, ls="") for m in MARKERS]
+    handles = [Line2D([], [], color="grey", marker=m, ls="") for m in MARKERS]
     ax_snr.add_artist(ax_snr.legend(handles, PLANE_ORDER, loc="lower right", fontsize=8, title="channel"))
     ax_snr.legend(fontsize=8, loc="upper left")
     _save(fig, path)
-    plt.close(fig)
 
 
 def plot_gain(fit: GainFit, path: str | os.PathLike) -> None:
     """K against analogue gain and read noise against K, with the fits."""
-    plt = _pyplot()
-    fig, (ax_k, ax_r) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    fig = _figure((12, 4.8), layout="constrained")
+    ax_k, ax_r = fig.subplots(1, 2)
     g = np.array([p.analogue_gain for p in fit.points])
     k = np.array([p.gain_dn_per_e for p in fit.points])
     r = np.array([p.read_noise_dn for p in fit.points])
@@ -125,13 +116,12 @@ def plot_gain(fit: GainFit, path: str | os.PathLike) -> None:
     ax_r.set_title("Read noise against system gain")
     ax_r.legend(fontsize=8)
     _save(fig, path)
-    plt.close(fig)
 
 
 def plot_level_sets(results: Sequence[SingleImageResult], path: str | os.PathLike) -> None:
     """Single-image level sets (noise std against level) with the fitted clipped model."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.8), squeeze=False, layout="constrained")
+    fig = _figure((6 * len(results), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(results), squeeze=False)
     for ax, res in zip(axes[0], results, strict=True):
         for image_sets in res.level_sets:
             for c, sets in enumerate(image_sets):
@@ -145,4 +135,3 @@ def plot_level_sets(results: Sequence[SingleImageResult], path: str | os.PathLik
         ax.set_title(f"Single image, gain {res.analogue_gain:g}")
         ax.legend(fontsize=8)
     _save(fig, path)
-    plt.close(fig)

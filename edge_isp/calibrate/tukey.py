@@ -99,16 +99,146 @@ class ShapeFit:
         return abs(self.lam - GAUSSIAN_LAMBDA) > 3.0 * max(self.lam_se, 1e-6)
 
 
-def _best_lambda(sorted_sample: np.ndarray, positions: np.ndarray) -> tuple[float, float]:
-    from scipy.optimize import minimize_scalar
+class _Quantiles:
+    """The Tukey-lambda quantiles at a fit's plotting positions, as :func:`quantile` gives them,
+    kept for the first few shapes asked for: every fit of one sample size starts with the same
+    shapes (Brent's first steps do not depend on the function), a quarter of a bootstrap's."""
 
-    res = minimize_scalar(
-        lambda lam: -ppcc(sorted_sample, lam, positions),
-        bounds=LAMBDA_BOUNDS,
-        method="bounded",
-        options={"xatol": 1e-4},
-    )
-    return float(res.x), float(-res.fun)
+    KEEP = 4
+
+    def __init__(self, positions: np.ndarray) -> None:
+        self.p, self.one_minus_p = positions, 1.0 - positions
+        self.other = np.empty(positions.size)
+        self.kept: dict[float, np.ndarray] = {}
+
+    def into(self, q: np.ndarray, lam: float) -> None:
+        """Q(p; lam) written into ``q``."""
+        kept = self.kept.get(lam)
+        if kept is not None:
+            np.copyto(q, kept)
+            return
+        if abs(lam) < 1e-9:
+            np.log(self.p, out=q)
+            q -= np.log1p(-self.p, out=self.other)
+        else:
+            np.power(self.p, lam, out=q)
+            q -= np.power(self.one_minus_p, lam, out=self.other)
+            q /= lam
+        if len(self.kept) < self.KEEP:
+            self.kept[lam] = q.copy()
+
+
+class _Correlator:
+    """The PPCC of one sorted sample at any shape, as :func:`ppcc` computes it, bit for bit, with
+    what does not depend on the shape done once: the quantiles' ``1 - p`` (and the first shapes'
+    quantiles, :class:`_Quantiles`), the sample's centred row, and the buffers. The shape fit
+    evaluates it some 11 times per sample, 21 samples a dark stack.
+
+    ``np.corrcoef(x, q)`` is ``c = X @ X.T / (n - 1)`` for ``X`` the rows ``x`` and ``q``, each
+    less its mean (``X.mean(axis=1)``), then ``c[0, 1] / sqrt(c[0, 0]) / sqrt(c[1, 1])``
+    clipped to [-1, 1]; here the same operations on the same ``(2, n)`` array.
+    """
+
+    def __init__(self, sorted_sample: np.ndarray, quantiles: np.ndarray | _Quantiles) -> None:
+        n = sorted_sample.size
+        self.quantiles = quantiles if isinstance(quantiles, _Quantiles) else _Quantiles(quantiles)
+        self.rows = np.empty((2, n))
+        self.rows[0] = sorted_sample
+        self.rows[1] = 0.0
+        self.rows[0] -= self.rows.mean(axis=1)[0]
+        self.scale = np.true_divide(1, n - 1)
+
+    def __call__(self, lam: float) -> float:
+        q = self.rows[1]
+        self.quantiles.into(q, lam)
+        q -= self.rows[1:].mean(axis=1)[0]
+        c = np.dot(self.rows, self.rows.T)
+        c *= self.scale
+        std = np.sqrt(np.diag(c))
+        return float(np.clip(c[0, 1] / std[0] / std[1], -1.0, 1.0))
+
+
+# _bounded_minimum transcribes SciPy's _minimize_scalar_bounded (scipy/optimize/_optimize.py),
+# Copyright (c) 2001-2002 Enthought, Inc. 2003, SciPy Developers, under the BSD 3-Clause licence.
+def _bounded_minimum(func, low: float, high: float, xatol: float) -> tuple[float, float]:
+    """(x, func(x)) minimizing ``func`` on [low, high]: Brent's bounded method, step for step as
+    ``scipy.optimize.minimize_scalar(func, bounds=(low, high), method="bounded",
+    options={"xatol": xatol})`` (SciPy's ``_minimize_scalar_bounded``, BSD licence, with its
+    500-evaluation limit), so the same evaluations give the same minimum without importing
+    scipy.optimize (a tenth of a second, more than the fit it serves)."""
+    sqrt_eps = math.sqrt(2.2e-16)
+    golden_mean = 0.5 * (3.0 - math.sqrt(5.0))
+    a, b = low, high
+    fulc = a + golden_mean * (b - a)
+    nfc = xf = fulc
+    rat = e = 0.0
+    fx = func(xf)
+    num = 1
+    ffulc = fnfc = fx
+    xm = 0.5 * (a + b)
+    tol1 = sqrt_eps * abs(xf) + xatol / 3.0
+    tol2 = 2.0 * tol1
+    while abs(xf - xm) > (tol2 - 0.5 * (b - a)):
+        golden = True
+        if abs(e) > tol1:  # a parabolic step, if acceptable
+            golden = False
+            r = (xf - nfc) * (fx - ffulc)
+            q = (xf - fulc) * (fx - fnfc)
+            p = (xf - fulc) * q - (xf - nfc) * r
+            q = 2.0 * (q - r)
+            if q > 0.0:
+                p = -p
+            q = abs(q)
+            r = e
+            e = rat
+            if abs(p) < abs(0.5 * q * r) and p > q * (a - xf) and p < q * (b - xf):
+                rat = (p + 0.0) / q
+                x = xf + rat
+                if (x - a) < tol2 or (b - x) < tol2:
+                    rat = tol1 * _sign(xm - xf)
+            else:
+                golden = True
+        if golden:
+            e = (a - xf) if xf >= xm else (b - xf)
+            rat = golden_mean * e
+        x = xf + _sign(rat) * max(abs(rat), tol1)
+        fu = func(x)
+        num += 1
+        if fu <= fx:
+            if x >= xf:
+                a = xf
+            else:
+                b = xf
+            fulc, ffulc = nfc, fnfc
+            nfc, fnfc = xf, fx
+            xf, fx = x, fu
+        else:
+            if x < xf:
+                a = x
+            else:
+                b = x
+            if fu <= fnfc or nfc == xf:
+                fulc, ffulc = nfc, fnfc
+                nfc, fnfc = x, fu
+            elif fu <= ffulc or fulc in (xf, nfc):
+                fulc, ffulc = x, fu
+        xm = 0.5 * (a + b)
+        tol1 = sqrt_eps * abs(xf) + xatol / 3.0
+        tol2 = 2.0 * tol1
+        if num >= 500:
+            break
+    return xf, fx
+
+
+def _sign(value: float) -> float:
+    """SciPy's ``np.sign(value) + (value == 0)``: -1 or 1, and 1 at zero."""
+    return -1.0 if value < 0 else 1.0
+
+
+def _best_lambda(sorted_sample: np.ndarray, positions: np.ndarray | _Quantiles) -> tuple[float, float]:
+    correlation = _Correlator(sorted_sample, positions)
+    lam, neg_r = _bounded_minimum(lambda lam: -correlation(lam), *LAMBDA_BOUNDS, xatol=1e-4)
+    return float(lam), float(-neg_r)
 
 
 def fit_shape(values: np.ndarray, *, n_boot: int = 20, seed: int = 0) -> ShapeFit:
@@ -125,9 +255,10 @@ def fit_shape(values: np.ndarray, *, n_boot: int = 20, seed: int = 0) -> ShapeFi
     if not np.all(np.isfinite(x)) or x[-1] == x[0]:
         raise InvalidInputError("a Tukey-lambda shape fit needs finite values that are not all equal")
     positions = _plotting_positions(x.size)
-    lam, r = _best_lambda(x, positions)
+    quantiles = _Quantiles(positions)  # one sample size: the same positions for every fit
+    lam, r = _best_lambda(x, quantiles)
     r_gauss = float(np.corrcoef(x, norm_ppf(positions))[0, 1])
     rng = np.random.default_rng(seed)
-    boots = [_best_lambda(np.sort(rng.choice(x, x.size)), positions)[0] for _ in range(n_boot)]
+    boots = [_best_lambda(np.sort(rng.choice(x, x.size)), quantiles)[0] for _ in range(n_boot)]
     lam_se = float(np.std(boots, ddof=1)) if n_boot > 1 else float("nan")
     return ShapeFit(lam=lam, lam_se=lam_se, ppcc=r, ppcc_gaussian=r_gauss, n=int(x.size), n_boot=n_boot)

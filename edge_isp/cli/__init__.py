@@ -31,6 +31,24 @@ COMMAND_MODULES = (
     "edge_isp.cli.export_commands",
     "edge_isp.cli.deploy_commands",
 )
+# The top-level commands each module registers: a command line that names one needs only its
+# module (the others import what their commands use, e.g. the data sets, the runtime's sources
+# and the deploy planner: a fifth of a second that `calibrate` or `info` would wait for).
+COMMANDS = {
+    "simulate": "edge_isp.cli.sensor_commands",
+    "isp": "edge_isp.cli.sensor_commands",
+    "info": "edge_isp.cli.sensor_commands",
+    "data": "edge_isp.cli.data_commands",
+    "train": "edge_isp.cli.train_commands",
+    "eval": "edge_isp.cli.eval_commands",
+    "record": "edge_isp.cli.record_commands",
+    "run": "edge_isp.cli.run_commands",
+    "demo": "edge_isp.cli.demo_commands",
+    "calibrate": "edge_isp.cli.calibrate_commands",
+    "export": "edge_isp.cli.export_commands",
+    "doctor": "edge_isp.cli.deploy_commands",
+    "deploy": "edge_isp.cli.deploy_commands",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,7 +79,18 @@ def _os_message(exc: OSError) -> str:
     return f"{where}: {exc.strerror}{hint}"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _modules_for(argv: Sequence[str] | None) -> tuple[str, ...]:
+    """The command modules a command line needs: the one of the command it names (the first
+    word that is not an option: the top-level options take no value), else all of them (for
+    the top-level help, and the message that lists the commands)."""
+    command = next((word for word in argv if not word.startswith("-")), None) if argv is not None else None
+    module = COMMANDS.get(command)
+    return (module,) if module in COMMAND_MODULES else tuple(COMMAND_MODULES)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with every command, or with only what ``argv`` (a command line to parse)
+    needs."""
     parser = _Parser(
         prog="edge-isp",
         description="RAW Bayer frames straight into one network that does the ISP and the task.",
@@ -69,13 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edge-isp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMAND_MODULES:
+    for name in _modules_for(argv):
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         code = args.func(args)
         sys.stdout.flush()

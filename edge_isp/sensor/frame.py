@@ -145,15 +145,18 @@ class RawFrame:
         return npy
 
     @classmethod
-    def load(cls, path: str | Path) -> RawFrame:
-        """Read a frame written by :meth:`save`, from its ``.npy`` or ``.json`` path."""
+    def load(cls, path: str | Path, *, mapped: bool = False) -> RawFrame:
+        """Read a frame written by :meth:`save`, from its ``.npy`` or ``.json`` path.
+
+        ``mapped``: map the pixels from the file, read-only, instead of reading them all (for a
+        look at a sample of them: only the pages touched are read)."""
         npy, sidecar = _pair_paths(path)
         for p in (npy, sidecar):
             if not p.exists():
                 raise MissingFileError(f"RawFrame file {p} does not exist (a frame is a .npy plus a .json sidecar)")
         meta = read_json(sidecar, "RawFrame sidecar")
         try:
-            data = np.load(npy, allow_pickle=False)
+            data = np.load(npy, allow_pickle=False, mmap_mode="r" if mapped else None)
         except Exception as exc:  # numpy's header parser raises ValueError, EOFError, SyntaxError...
             raise InvalidInputError(
                 f"{npy} is not a readable .npy array ({type(exc).__name__}: {str(exc)[:200] or 'no data'})"

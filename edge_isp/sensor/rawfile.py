@@ -81,6 +81,7 @@ def load_raw_with_color(
     sensor: str | None = None,
     iso: float | None = None,
     base_iso: float | None = None,
+    mapped: bool = False,
 ) -> tuple[RawFrame, dict[str, Any]]:
     """Read a raw frame and whatever colour information the file carries.
 
@@ -99,6 +100,8 @@ def load_raw_with_color(
             given (beyond the sensor's largest analogue gain that ratio includes digital
             gain) and ``analogue_gain`` is not; otherwise the file's gain (1.0 for a
             camera raw file) stays. A profile keyed by ISO uses the frame's ``iso`` anyway.
+        mapped: a RawFrame file's pixels mapped from the file, read-only, not read (see
+            :meth:`RawFrame.load`); the other kinds are read as usual.
 
     Returns:
         ``(frame, color)``. ``color`` has the keys ``color_matrix`` (3x3, white-balanced
@@ -132,7 +135,7 @@ def load_raw_with_color(
         "optical_black": None,
     }  # fmt: skip
     if kind == "frame":
-        frame = RawFrame.load(path)
+        frame = RawFrame.load(path, mapped=mapped)
     elif kind == "camera_raw":
         frame, color = _read_camera_raw(path)
     elif kind == "dump":

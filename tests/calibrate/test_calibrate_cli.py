@@ -142,3 +142,23 @@ def test_through_the_edge_isp_command(monkeypatch, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["calibrate", "ptc", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     assert "does not exist" in " ".join(capsys.readouterr().err.split())  # the message is wrapped
+
+
+def test_measuring_commands_collect_less_often_and_restore_the_collector():
+    import gc
+
+    before = gc.get_threshold()
+    seen = []
+
+    def command(args):
+        seen.append(gc.get_threshold())
+        if args == "fail":
+            raise InvalidInputError("bad input")
+        return 0
+
+    wrapped = calibrate_commands._few_collections(command)
+    assert wrapped("ok") == 0 and gc.get_threshold() == before
+    with pytest.raises(InvalidInputError):
+        wrapped("fail")
+    assert gc.get_threshold() == before
+    assert all(t[0] >= 50_000 and t[1:] == before[1:] for t in seen)

@@ -105,3 +105,17 @@ def test_synthetic_write_frames_round_trip(tmp_path, clean_sensor):
     refs = discover(tmp_path)
     assert len(refs) == len(paths) == 12
     assert sum(r.kind == "dark" for r in refs) == 2
+
+
+def test_discovery_maps_the_pixels_it_samples_and_methods_read_them(tmp_path):
+    # discover() looks at a sample of each frame (its signal level) through a read-only map of
+    # the file; a method's load reads the frame in full, writable, with the same pixels.
+    frame = RawFrame(data=_mosaic(900), cfa="RGGB", bit_depth=12, black_level=64.0, white_level=4095.0)
+    path = frame.save(tmp_path / "flat_001")
+    mapped = RawFrame.load(path, mapped=True)
+    assert np.array_equal(mapped.data, frame.data) and not mapped.data.flags.writeable
+    (ref,) = discover([tmp_path])
+    loaded = ref.load()
+    assert np.array_equal(loaded.data, frame.data) and loaded.data.flags.writeable
+    assert type(loaded.data) is np.ndarray
+    assert ref.signal_fraction == frames_mod._signal_fraction(frame.data, frame.black_level, frame.white_level)

@@ -128,3 +128,23 @@ def test_a_pixel_blind_to_light_is_found_dead_in_the_flats(clean_sensor):
     result = photon_transfer(refs_of(items)).gains[0]
     assert {tuple(p) for p in result.defects.pixels["dead"]} == set(blind)
     assert result.dark.defects.count() == 0
+
+
+def test_results_do_not_depend_on_the_threads(monkeypatch, dirty_refs):
+    # One worker measures the groups in the caller's thread, when asked for; several, on a
+    # thread pool: the same numbers either way (the groups are independent, taken in order).
+    from edge_isp.calibrate import ptc
+
+    results = []
+    for workers in (1, 3):
+        monkeypatch.setattr(ptc, "_workers", lambda workers=workers: workers)
+        results.append(photon_transfer(dirty_refs))
+    for a, b in zip(results[0].gains, results[1].gains, strict=True):
+        for field in ("gain_dn_per_e", "gain_se", "prnu_pct", "prnu_se", "saturation_e"):
+            assert np.array_equal(getattr(a, field), getattr(b, field), equal_nan=True), field
+        for la, lb in zip(a.levels, b.levels, strict=True):
+            for field in ("signal_dn", "variance_dn2", "variance_se", "total_variance_dn2", "all_variance_dn2"):
+                assert np.array_equal(getattr(la, field), getattr(lb, field), equal_nan=True), field
+        assert a.defects.pixels.keys() == b.defects.pixels.keys()
+        assert all(np.array_equal(a.defects.pixels[k], b.defects.pixels[k]) for k in a.defects.pixels)
+    assert 1 <= ptc._workers() <= ptc.MAX_WORKERS

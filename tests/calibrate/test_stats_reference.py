@@ -154,3 +154,135 @@ def test_defects_are_not_counted_as_clipped(dirty_refs):
     measured = stats.measure_group(frames, defects=defects, keep_maps=True)
     assert np.array_equal(measured.clipped_fraction, np.zeros(4)) and not measured.clip_mask.any()
     assert np.array_equal(defects, before)
+
+
+def _integer_differences(rng, shape, kind):
+    """A frame-to-frame difference of integer raw data, as float32 (what measure_group hands over)."""
+    if kind == "noise":
+        d = np.rint(rng.normal(rng.uniform(-20, 20), rng.uniform(0.3, 60), shape))
+    elif kind == "outliers":
+        d = np.rint(rng.normal(3, 8, shape))
+        d.flat[rng.choice(d.size, 50, replace=False)] = rng.integers(-4000, 4000, 50)
+    elif kind == "ties":  # most values equal: zero spread in some channels
+        d = np.where(rng.random(shape) < 0.8, 5.0, rng.integers(-3, 9, shape))
+    else:  # a span too wide for the histograms (32-bit data)
+        d = np.rint(rng.normal(0, 5, shape))
+        d[..., 0, 0] = [-200_000, 200_000, 0, 1]
+        d[..., 1, 0] = [200_000, -200_000, 1, 0]
+    return d.astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["noise", "outliers", "ties", "wide"])
+@pytest.mark.parametrize("shape", [(4, 96, 128), (4, 67, 41), (4, 384, 512)])
+def test_robust_offset_of_whole_numbers_equals_the_sorted_one(kind, shape):
+    rng = np.random.default_rng(hash((kind, shape)) % 2**32)
+    for _ in range(3):
+        d = _integer_differences(rng, shape, kind)
+        fast, plain = stats._robust_offset(d, whole=True), stats._robust_offset(d)
+        assert np.array_equal(fast, plain), (fast, plain)
+    if kind == "wide":
+        sample = d[:, :, :: max(1, d.shape[1] * d.shape[2] // ROBUST_SAMPLE)].astype(np.int64).reshape(4, -1)
+        assert stats._whole_robust_offset(sample) is None  # the sorts did it
+
+
+def test_frame_means_of_whole_numbers_equal_the_selected_pixels_mean():
+    rng = np.random.default_rng(7)
+    planes = rng.integers(0, 65536, (4, 200, 300)).astype(np.float32)
+    defects = rng.random(planes.shape) < 0.01
+    plain = np.array([planes[c][~defects[c]].mean(dtype=np.float64) for c in range(4)])
+    assert np.array_equal(stats._frame_means(planes, defects, small_whole=True), plain)
+    assert np.array_equal(stats._frame_means(planes, defects), plain)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 28_087, 28_088])
+def test_median_equals_numpy(n):
+    rng = np.random.default_rng(n)
+    for values in (
+        rng.normal(10, 3, n).astype(np.float32),
+        rng.integers(0, 5, n).astype(np.float32),
+        rng.normal(size=n),
+    ):
+        assert stats._median(values) == float(np.median(values))
+    values = rng.normal(size=n).astype(np.float32)
+    values[n // 2] = np.nan
+    assert np.isnan(stats._median(values))
+
+
+def test_masked_mean_and_std_equal_numpy():
+    rng = np.random.default_rng(8)
+    values = rng.gamma(2.0, 30.0, (384, 512)).astype(np.float32)
+    where = rng.random(values.shape) > 0.02
+    count = int(np.count_nonzero(where))
+    mean = stats._masked_mean(values, where, count)
+    assert mean == float(values.mean(dtype=np.float64, where=where))
+    spread = stats._masked_std(values, where, count, mean, np.empty(values.shape))
+    assert spread == float(values.std(dtype=np.float64, where=where, mean=np.reshape(mean, (1, 1))))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 21, 22, 1_001, 28_087])
+def test_sorted_quantiles_equal_numpy(n):
+    rng = np.random.default_rng(n)
+    q = np.linspace(0, 1, 21)
+    for values in (
+        rng.normal(1000, 30, n).astype(np.float32),
+        rng.integers(0, 5, n).astype(np.float32),
+        rng.normal(size=n),
+    ):
+        fast, plain = stats._sorted_quantiles(np.sort(values), q), np.quantile(values, q)
+        assert fast.dtype == plain.dtype and np.array_equal(fast, plain)
+
+
+def test_scratch_maps_are_reused_and_never_the_callers(dirty_refs):
+    # Maps a caller keeps (keep_maps) are its own; the next group's work maps come from the pool.
+    groups = [list(g.frames()) for gain_groups in group(dirty_refs).values() for g in gain_groups if len(g.refs) >= 2]
+    kept = stats.measure_group(groups[0], keep_maps=True)
+    before = kept.mean_map.copy(), kept.var_map.copy()
+    for frames in groups[1:6]:
+        stats.measure_group(frames)
+    assert np.array_equal(kept.mean_map, before[0]) and np.array_equal(kept.var_map, before[1])
+    assert all(
+        not np.shares_memory(kept.mean_map, a) and not np.shares_memory(kept.var_map, a) for a in stats._scratch.free
+    )
+    assert 0 < len(stats._scratch.free) <= stats._Scratch.KEEP
+
+
+@pytest.mark.parametrize("shape", [(4, 64, 64), (4, 7, 9), (4, 3, 2), (4, 1, 5)])
+def test_dilation_equals_opencv(shape):
+    import cv2
+
+    rng = np.random.default_rng(sum(shape))
+    for fraction in (0.001, 0.05, 0.4):
+        mask = rng.random(shape) < fraction
+        for radius in (1, 2, 3):
+            kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+            expected = np.stack([cv2.dilate(m.astype(np.uint8), kernel).astype(bool) for m in mask])
+            grown = stats._dilate(mask, radius)
+            assert np.array_equal(grown, expected) and not np.shares_memory(grown, mask)
+
+
+@pytest.mark.parametrize("shape", [(384, 512), (64, 64), (20, 33), (9, 40), (5, 30)])
+def test_box_mean_equals_scipy_uniform_filter(shape):
+    from scipy.ndimage import uniform_filter
+
+    from edge_isp.calibrate.defects import _box_mean
+
+    rng = np.random.default_rng(shape[0] * shape[1])
+    images = [
+        rng.normal(100, 10, shape) * (rng.random(shape) > 0.1),  # a response with holes
+        (rng.random(shape) > 0.3).astype(np.float64),  # a usable-pixel weight
+    ]
+    images.append(images[0].copy())
+    images[-1][shape[0] // 2, shape[1] // 3] = np.nan
+    for image in images:
+        expected = uniform_filter(image, size=9, mode="reflect")
+        assert np.array_equal(_box_mean(image, 9), expected, equal_nan=True)
+
+
+def test_scratch_holds_a_bounded_set():
+    scratch = stats._Scratch()
+    scratch.give(*(np.empty((4, 8, 8), np.float32) for _ in range(12)))
+    assert len(scratch.free) == stats._Scratch.KEEP
+    big = np.empty(stats._Scratch.KEEP_BYTES // 3, np.uint8)
+    scratch.give(big, big.copy(), big.copy(), big.copy())
+    assert sum(a.nbytes for a in scratch.free) <= stats._Scratch.KEEP_BYTES
+    assert scratch.take(big.shape, np.uint8).shape == big.shape

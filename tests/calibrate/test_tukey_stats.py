@@ -90,3 +90,51 @@ class TestFits:
         yy, xx = np.mgrid[0:32, 0:32] / 31.0
         plane = 5 + 2 * xx - 3 * yy**2 + xx * yy
         assert np.abs(detrend_quadratic(plane, np.ones_like(plane, dtype=bool))).max() < 1e-9
+
+
+class TestTukeyFitSteps:
+    """The shape fit's PPCC and minimizer are numpy's and SciPy's computations, step for step."""
+
+    def test_correlator_equals_ppcc(self):
+        rng = np.random.default_rng(2)
+        for n in (500, 4_001, 60_000):
+            x = np.sort(tukey.sample(rng, (n,), 2.5, 0.05) + 800.0)
+            positions = tukey._plotting_positions(n)
+            correlation = tukey._Correlator(x, positions)
+            for lam in (*rng.uniform(*tukey.LAMBDA_BOUNDS, 6), 0.0, 1e-10, -1e-10):
+                assert correlation(lam) == tukey.ppcc(x, lam, positions)
+
+    def test_bounded_minimum_equals_scipy(self):
+        from scipy.optimize import minimize_scalar
+
+        rng = np.random.default_rng(3)
+        x = np.sort(tukey.sample(rng, (3_000,), 1.0, 0.3))
+        positions = tukey._plotting_positions(x.size)
+        functions = [
+            lambda lam: -tukey.ppcc(x, lam, positions),
+            lambda lam: (lam - 0.2) ** 2,
+            lambda lam: abs(lam - 0.31),
+            lambda lam: lam,
+            lambda lam: -lam,
+            lambda lam: math.cos(7 * lam),
+        ]
+        for f in functions:
+            for bounds, xatol in ((tukey.LAMBDA_BOUNDS, 1e-4), ((0.0, 5.0), 1e-7)):
+                res = minimize_scalar(f, bounds=bounds, method="bounded", options={"xatol": xatol})
+                assert tukey._bounded_minimum(f, *bounds, xatol=xatol) == (float(res.x), float(res.fun))
+
+    def test_kept_quantiles_change_nothing(self, monkeypatch):
+        # The first shapes' quantiles, kept for the bootstrap's fits, are the ones computed afresh.
+        rng = np.random.default_rng(4)
+        x = tukey.sample(rng, (5_000,), 1.5, -0.1)
+        kept = tukey.fit_shape(x, n_boot=6)
+        monkeypatch.setattr(tukey._Quantiles, "KEEP", 0)
+        assert tukey.fit_shape(x, n_boot=6) == kept
+        quantiles = tukey._Quantiles(tukey._plotting_positions(x.size))
+        first, again = np.empty(x.size), np.empty(x.size)
+        monkeypatch.setattr(tukey._Quantiles, "KEEP", 4)
+        for lam in (0.3, 0.0, 0.3):
+            quantiles.into(first, lam)
+            assert np.array_equal(first, tukey.quantile(quantiles.p, lam))
+        quantiles.into(again, 0.3)
+        assert 0.3 in quantiles.kept and np.array_equal(again, tukey.quantile(quantiles.p, 0.3))

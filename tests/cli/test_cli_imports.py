@@ -39,3 +39,32 @@ def test_run_help_works_without_torch():
         "    assert exit.code in (0, None), exit.code\n"
     )
     assert "--model" in run_python(code).stdout
+
+
+def test_the_command_table_names_what_each_module_registers():
+    import argparse
+    import importlib
+
+    from edge_isp import cli
+
+    registered = {}
+    for name in cli.COMMAND_MODULES:
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(name).register(sub)
+        registered.update(dict.fromkeys(sub.choices, name))
+    assert registered == cli.COMMANDS
+
+
+def test_a_command_line_imports_only_its_command_module():
+    code = (
+        "import sys\n"
+        "import edge_isp.cli as cli\n"
+        "parser = cli.build_parser(['calibrate', 'ptc', 'frames', '--out', 'o'])\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('edge_isp.cli.'))\n"
+        "assert loaded == ['edge_isp.cli.calibrate_commands'], loaded\n"
+        "assert 'edge_isp.runtime.sources' not in sys.modules and 'edge_isp.deploy.deployer' not in sys.modules\n"
+        "assert parser.parse_args(['calibrate', 'ptc', 'frames', '--out', 'o']).func.__name__ == '_ptc'\n"
+        "everything = cli.build_parser(['--help'])._subparsers._group_actions[0].choices\n"
+        "assert sorted(everything) == sorted(cli.COMMANDS)\n"
+    )
+    run_python(code)
