@@ -17,13 +17,15 @@ if [ "$(id -u)" -ne 0 ]; then sudo_="sudo"; fi
 # Debian packages: the offline data the built-in data sets are made from (docs/DATA.md; the
 # real photographs of edge_isp/data/real_photos.json come from the wallpaper packages) and
 # venv support; for the tests also a browser (dashboard test), GStreamer's RTSP server with the
-# headers PyGObject builds against, and an SSH server, shellcheck and systemd-analyze (deploy).
+# headers PyGObject builds against, an SSH server, shellcheck and systemd-analyze (deploy), and
+# libcamera-ipa (Raspberry Pi's sensor tuning files, which the shipped Pi profiles are tested against).
 apt_wanted=(dataset-fashion-mnist opencv-doc plasma-workspace-wallpapers mate-backgrounds gnome-backgrounds)
 python3 -c "import ensurepip, venv" 2>/dev/null || apt_wanted+=(python3-venv)
 if [ "$mode" = test ]; then
   apt_wanted+=(chromium gir1.2-gst-rtsp-server-1.0 gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
-    libgirepository1.0-dev libcairo2-dev pkg-config openssh-server openssh-client shellcheck rsync systemd)
+    libgirepository1.0-dev libcairo2-dev pkg-config openssh-server openssh-client shellcheck rsync systemd
+    libcamera-ipa)
 fi
 apt_missing=()
 for pkg in "${apt_wanted[@]}"; do

@@ -158,87 +158,13 @@ class _Correlator:
         return float(np.clip(c[0, 1] / std[0] / std[1], -1.0, 1.0))
 
 
-# _bounded_minimum transcribes SciPy's _minimize_scalar_bounded (scipy/optimize/_optimize.py),
-# Copyright (c) 2001-2002 Enthought, Inc. 2003, SciPy Developers, under the BSD 3-Clause licence.
-def _bounded_minimum(func, low: float, high: float, xatol: float) -> tuple[float, float]:
-    """(x, func(x)) minimizing ``func`` on [low, high]: Brent's bounded method, step for step as
-    ``scipy.optimize.minimize_scalar(func, bounds=(low, high), method="bounded",
-    options={"xatol": xatol})`` (SciPy's ``_minimize_scalar_bounded``, BSD licence, with its
-    500-evaluation limit), so the same evaluations give the same minimum without importing
-    scipy.optimize (a tenth of a second, more than the fit it serves)."""
-    sqrt_eps = math.sqrt(2.2e-16)
-    golden_mean = 0.5 * (3.0 - math.sqrt(5.0))
-    a, b = low, high
-    fulc = a + golden_mean * (b - a)
-    nfc = xf = fulc
-    rat = e = 0.0
-    fx = func(xf)
-    num = 1
-    ffulc = fnfc = fx
-    xm = 0.5 * (a + b)
-    tol1 = sqrt_eps * abs(xf) + xatol / 3.0
-    tol2 = 2.0 * tol1
-    while abs(xf - xm) > (tol2 - 0.5 * (b - a)):
-        golden = True
-        if abs(e) > tol1:  # a parabolic step, if acceptable
-            golden = False
-            r = (xf - nfc) * (fx - ffulc)
-            q = (xf - fulc) * (fx - fnfc)
-            p = (xf - fulc) * q - (xf - nfc) * r
-            q = 2.0 * (q - r)
-            if q > 0.0:
-                p = -p
-            q = abs(q)
-            r = e
-            e = rat
-            if abs(p) < abs(0.5 * q * r) and p > q * (a - xf) and p < q * (b - xf):
-                rat = (p + 0.0) / q
-                x = xf + rat
-                if (x - a) < tol2 or (b - x) < tol2:
-                    rat = tol1 * _sign(xm - xf)
-            else:
-                golden = True
-        if golden:
-            e = (a - xf) if xf >= xm else (b - xf)
-            rat = golden_mean * e
-        x = xf + _sign(rat) * max(abs(rat), tol1)
-        fu = func(x)
-        num += 1
-        if fu <= fx:
-            if x >= xf:
-                a = xf
-            else:
-                b = xf
-            fulc, ffulc = nfc, fnfc
-            nfc, fnfc = xf, fx
-            xf, fx = x, fu
-        else:
-            if x < xf:
-                a = x
-            else:
-                b = x
-            if fu <= fnfc or nfc == xf:
-                fulc, ffulc = nfc, fnfc
-                nfc, fnfc = x, fu
-            elif fu <= ffulc or fulc in (xf, nfc):
-                fulc, ffulc = x, fu
-        xm = 0.5 * (a + b)
-        tol1 = sqrt_eps * abs(xf) + xatol / 3.0
-        tol2 = 2.0 * tol1
-        if num >= 500:
-            break
-    return xf, fx
-
-
-def _sign(value: float) -> float:
-    """SciPy's ``np.sign(value) + (value == 0)``: -1 or 1, and 1 at zero."""
-    return -1.0 if value < 0 else 1.0
-
-
 def _best_lambda(sorted_sample: np.ndarray, positions: np.ndarray | _Quantiles) -> tuple[float, float]:
+    from scipy.optimize import minimize_scalar
+
     correlation = _Correlator(sorted_sample, positions)
-    lam, neg_r = _bounded_minimum(lambda lam: -correlation(lam), *LAMBDA_BOUNDS, xatol=1e-4)
-    return float(lam), float(-neg_r)
+    res = minimize_scalar(lambda lam: -correlation(lam), bounds=LAMBDA_BOUNDS, method="bounded",
+                          options={"xatol": 1e-4})  # fmt: skip
+    return float(res.x), float(-res.fun)
 
 
 def fit_shape(values: np.ndarray, *, n_boot: int = 20, seed: int = 0) -> ShapeFit:

@@ -93,7 +93,7 @@ class TestFits:
 
 
 class TestTukeyFitSteps:
-    """The shape fit's PPCC and minimizer are numpy's and SciPy's computations, step for step."""
+    """The shape fit's PPCC is numpy's computation, step for step."""
 
     def test_correlator_equals_ppcc(self):
         rng = np.random.default_rng(2)
@@ -103,25 +103,6 @@ class TestTukeyFitSteps:
             correlation = tukey._Correlator(x, positions)
             for lam in (*rng.uniform(*tukey.LAMBDA_BOUNDS, 6), 0.0, 1e-10, -1e-10):
                 assert correlation(lam) == tukey.ppcc(x, lam, positions)
-
-    def test_bounded_minimum_equals_scipy(self):
-        from scipy.optimize import minimize_scalar
-
-        rng = np.random.default_rng(3)
-        x = np.sort(tukey.sample(rng, (3_000,), 1.0, 0.3))
-        positions = tukey._plotting_positions(x.size)
-        functions = [
-            lambda lam: -tukey.ppcc(x, lam, positions),
-            lambda lam: (lam - 0.2) ** 2,
-            lambda lam: abs(lam - 0.31),
-            lambda lam: lam,
-            lambda lam: -lam,
-            lambda lam: math.cos(7 * lam),
-        ]
-        for f in functions:
-            for bounds, xatol in ((tukey.LAMBDA_BOUNDS, 1e-4), ((0.0, 5.0), 1e-7)):
-                res = minimize_scalar(f, bounds=bounds, method="bounded", options={"xatol": xatol})
-                assert tukey._bounded_minimum(f, *bounds, xatol=xatol) == (float(res.x), float(res.fun))
 
     def test_kept_quantiles_change_nothing(self, monkeypatch):
         # The first shapes' quantiles, kept for the bootstrap's fits, are the ones computed afresh.
