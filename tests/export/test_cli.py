@@ -283,3 +283,18 @@ def test_int8_outputs_puts_the_last_layer_in_int8_too(run, checkpoint, tmp_path,
         run(["export", "precision", str(fp32), "--precision", "int8", "--int8-outputs", "--data", str(data),
              "--light", "3"])  # fmt: skip
     assert "--int8-outputs goes with --no-search" in capsys.readouterr().err
+
+
+def test_the_int8_mac_budget_option():
+    parser = argparse.ArgumentParser()
+    actions = parser.add_subparsers(dest="command")
+    export_commands.register(actions)
+    for action in ("precision", "all"):
+        first = ["export", action, "m.onnx" if action == "precision" else "best.pt"]
+        extra = ["--precision", "int8"] if action == "precision" else []
+        assert parser.parse_args([*first, *extra]).min_int8_macs == 0.9
+        assert parser.parse_args([*first, *extra, "--min-int8-macs", "none"]).min_int8_macs is None
+        assert parser.parse_args([*first, *extra, "--min-int8-macs", "0.75"]).min_int8_macs == 0.75
+        for bad in ("1.5", "-0.1", "most"):
+            with pytest.raises(SystemExit):
+                parser.parse_args([*first, *extra, "--min-int8-macs", bad])
