@@ -6,13 +6,14 @@
 #                                                                     (default: real)
 #
 # real-det, real-cls (the defaults of `edge-isp demo` and `run`): the fast half-resolution
-# models (dpnh_s_*), distilled without labels from daylight teachers on the real sets of
+# models (dpnhu_xs_det, dpnh_s_cls), distilled without labels from daylight teachers on the real sets of
 # `edge-isp data build --real` (the Objectron SSD on footage and photographs; the ImageNet
 # MobileNetV2 on photographs), raw simulated through nexus6p-rear from 0.5 lux to daylight,
 # half of it below 10 lux. The stages, as the study's seed 0 (docs/STUDY.md, "Real images"):
-#   runs/real/isp        the half-resolution ISP for reconstruction (L1 + SSIM + log-MSE), 2 epochs
+#   runs/real/isp        the classifier's half-resolution ISP for reconstruction (L1 + SSIM + log-MSE),
+#                        2 epochs; runs/real/dpnhu-xs/isp the detector's lighter one, the same way
 #   runs/real/det-head   the detector on clean pictures against the cached teacher boxes, 24 epochs
-#   runs/real/det-joint  the detector end to end on raw, from isp + det-head, 16 epochs
+#   runs/real/det-joint  the detector end to end on raw, from dpnhu-xs/isp + det-head, 16 epochs
 #   runs/real/cls-joint  the classifier end to end on raw, from isp + the teacher's weights, 2 epochs,
 #                        each image's KL counted relative to its own size (teacher.kd_balance = log)
 #   runs/real/cls-qat    1 epoch from cls-joint with the INT8 export's rounding (quant.fake_quant), for
@@ -77,11 +78,15 @@ export_real() {  # export_real NAME CHECKPOINT RAW_SIZE INT8_OPTIONS SHIP_INT8 [
 }
 
 real_det() {
-  real_isp
+  [ -f data/real/real-classification/manifest.json ] || "$edge_isp" data build --real --out data/real
+  # The detector's lighter ISP (dpnhu_xs: the U-Net on 2x2-unshuffled maps, which meets issue 17's
+  # speed targets), trained for reconstruction like the classifier's.
+  config=configs/real-cls-half.toml train isp runs/real/dpnhu-xs/isp --set model.name=dpnhu_xs_rec --set run.seed=0 \
+    --set run.epochs=2 --set loss.rec_log_mse=0.1
   config=configs/real-det-half.toml
   train head runs/real/det-head --set run.seed=0
-  train joint runs/real/det-joint --set run.seed=0 --set init.isp=runs/real/isp/best.pt \
-    --set init.head=runs/real/det-head/best.pt
+  train joint runs/real/det-joint --set model.name=dpnhu_xs_det --set run.seed=0 \
+    --set init.isp=runs/real/dpnhu-xs/isp/best.pt --set init.head=runs/real/det-head/best.pt
   # Every layer in int8 but the ISP's delicate parts and the output layers (99.7% of the MACs;
   # the layer search at 0.5 points kept 12 groups and half the MACs in float: models/README.md).
   export_real det runs/real/det-joint/best.pt 320x256 "--no-search" yes --draws 7

@@ -29,7 +29,7 @@ FOOTAGE_SIZE = (640, 480)
 # rate issue 17 asks the demo to keep up with on two cores.
 FOOTAGE_FPS = 15.0
 # The conventional ISP's view on every Nth frame only. bench/demo_latency.py on two free cores:
-# 15 FPS kept with N = 1 and N = 2, e2e p99 128 and 97 ms (1.8 and 1.6 cores of CPU a frame).
+# 15 FPS kept with N = 1 and N = 2, e2e p99 126 and 87 ms (1.8 and 1.6 cores of CPU a frame).
 CONVENTIONAL_EVERY = 2
 MODEL_HINT = (
     "The demo runs the model {path}, which is not there. The shipped ones are trained and exported as "
