@@ -32,8 +32,9 @@ import numpy as np
 
 from edge_isp.calibrate import tukey
 from edge_isp.calibrate.defects import DefectMap, confirm_persistent, dark_defects
+from edge_isp.calibrate.fitting import detrend_quadratic, weighted_mean
 from edge_isp.calibrate.frames import FrameRef
-from edge_isp.calibrate.stats import GroupStats, detrend_quadratic, measure_group, weighted_mean
+from edge_isp.calibrate.stats import GroupStats, measure_group
 from edge_isp.errors import InvalidInputError
 from edge_isp.sensor.cfa import unpack
 from edge_isp.sensor.frame import RawFrame

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edge_isp.calibrate.stats import LineFit, fit_line
+from edge_isp.calibrate.fitting import LineFit, fit_line
 from edge_isp.errors import InvalidInputError
 from edge_isp.sensor.cfa import CFA
 from edge_isp.sensor.profile import NoiseAtGain, SensorProfile

@@ -40,15 +40,16 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import math
-import os
 from collections.abc import Sequence
 
 import numpy as np
 
 from edge_isp.calibrate.dark import DarkResult, _spatial_std, analyze_dark
 from edge_isp.calibrate.defects import DefectMap, flat_defects
+from edge_isp.calibrate.fitting import LineFit, fit_line, weighted_mean
 from edge_isp.calibrate.frames import FrameGroup, FrameRef, check_consistent, group
-from edge_isp.calibrate.stats import GroupStats, LineFit, fit_line, measure_group, weighted_mean
+from edge_isp.calibrate.stats import GroupStats, measure_group
+from edge_isp.calibrate.workers import InOrder, group_workers
 from edge_isp.errors import InvalidInputError
 from edge_isp.sensor.cfa import PLANE_ORDER
 
@@ -56,56 +57,6 @@ FIT_MAX_FRACTION = 0.7
 MIN_LEVELS = 5
 REJECT_SIGMA = 5.0
 MIN_STACK = 4
-# Threads measuring frame groups at once, at most (memory: a few maps of the frame's size each).
-MAX_WORKERS = 4
-
-
-def _workers() -> int:
-    """Threads for the frame groups: the idle cores (CPUs less the 1-minute load), 1 to MAX_WORKERS.
-
-    numpy releases the GIL in the heavy parts, so groups measured at once overlap on cores that
-    nobody else uses; on a busy machine a second thread only adds CPU time and wall time (cache
-    and GIL contention: +7 % CPU and +10 % wall measured at load 4 on 2 cores). The results do
-    not depend on it: the groups are independent and taken in order.
-    """
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        busy = 0.0
-    return max(1, min(MAX_WORKERS, int(cpus - busy)))
-
-
-class _Later:
-    """A call made when its result is first asked for (a future of the one-worker case)."""
-
-    def __init__(self, fn, args: tuple, kwargs: dict) -> None:
-        self._call = (fn, args, kwargs)
-        self._done = False
-        self._value = None
-
-    def result(self):
-        if not self._done:
-            fn, args, kwargs = self._call
-            self._value, self._done = fn(*args, **kwargs), True
-        return self._value
-
-
-class _InOrder:
-    """The executor of one worker: each task runs in the caller's thread when its result is
-    asked for (no thread to hand the maps to and back; progress bars still advance)."""
-
-    def __enter__(self) -> _InOrder:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def submit(self, fn, /, *args, **kwargs) -> _Later:
-        return _Later(fn, args, kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,8 +322,8 @@ def _at_gain(gain: float, groups: list[FrameGroup], fit_max: float, min_levels: 
     nearest = [_dark_for(darks, flat.exposure_time_s) for flat in flats]
     pending = {d.exposure_time_s: d for d in (*nearest, *darks) if len(d.refs) >= 2}
     pending = {e: d for e, d in pending.items() if e not in dark_stats}
-    workers = _workers()
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers) if workers > 1 else _InOrder()
+    workers = group_workers()
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers) if workers > 1 else InOrder()
     with executor as pool:
         dark_futures = {e: pool.submit(measure_group, d.frames(), defects=defect_mask) for e, d in pending.items()}
         # A stack (PRNU's candidates) keeps its maps, so that PRNU need not read it again.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_isp.calibrate.stats import detrend_quadratic
+from edge_isp.calibrate.fitting import detrend_quadratic
 
 
 def lstsq_detrend(plane: np.ndarray, mask: np.ndarray) -> np.ndarray:

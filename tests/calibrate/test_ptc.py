@@ -10,6 +10,7 @@ import pytest
 from edge_isp.calibrate import synthetic
 from edge_isp.calibrate.frames import ref_from_frame
 from edge_isp.calibrate.ptc import photon_transfer
+from edge_isp.calibrate.workers import MAX_WORKERS, group_workers
 from edge_isp.errors import InvalidInputError
 
 from .conftest import GAINS, SIZE, refs_of
@@ -137,7 +138,7 @@ def test_results_do_not_depend_on_the_threads(monkeypatch, dirty_refs):
 
     results = []
     for workers in (1, 3):
-        monkeypatch.setattr(ptc, "_workers", lambda workers=workers: workers)
+        monkeypatch.setattr(ptc, "group_workers", lambda workers=workers: workers)
         results.append(photon_transfer(dirty_refs))
     for a, b in zip(results[0].gains, results[1].gains, strict=True):
         for field in ("gain_dn_per_e", "gain_se", "prnu_pct", "prnu_se", "saturation_e"):
@@ -147,4 +148,4 @@ def test_results_do_not_depend_on_the_threads(monkeypatch, dirty_refs):
                 assert np.array_equal(getattr(la, field), getattr(lb, field), equal_nan=True), field
         assert a.defects.pixels.keys() == b.defects.pixels.keys()
         assert all(np.array_equal(a.defects.pixels[k], b.defects.pixels[k]) for k in a.defects.pixels)
-    assert 1 <= ptc._workers() <= ptc.MAX_WORKERS
+    assert 1 <= group_workers() <= MAX_WORKERS

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from edge_isp.calibrate import tukey
-from edge_isp.calibrate.stats import detrend_quadratic, fit_line, measure_group, weighted_mean
+from edge_isp.calibrate.fitting import detrend_quadratic, fit_line, weighted_mean
+from edge_isp.calibrate.stats import measure_group
 from edge_isp.errors import InvalidInputError
 from edge_isp.sensor.frame import RawFrame
 
