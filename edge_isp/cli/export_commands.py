@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from edge_isp.contract.model_files import MIN_INT8_MAC_SHARE
 from edge_isp.contract.sizes import size_argument
 from edge_isp.contract.targets import load_target
 from edge_isp.errors import InvalidInputError, MissingFileError
@@ -282,7 +283,7 @@ def _add_mac_budget(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--min-int8-macs",
         type=_min_int8_macs,
-        default=0.9,
+        default=MIN_INT8_MAC_SHARE,
         metavar="SHARE",
         help="int8 search: the share of the multiply-accumulates that must stay in int8; a layer group that "
         "would take more out is passed over for the next one ranked ('none': no budget; default %(default)s, "

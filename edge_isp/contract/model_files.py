@@ -35,6 +35,9 @@ from edge_isp.errors import InvalidInputError, MissingFileError
 RUNTIMES = ("tensorrt", "onnxruntime-cpu", "onnxruntime-gpu")
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "int8")
 FILE_PRECISIONS = ("fp32", "fp16", "int8", "int8-cpu")
+# The contract's INT8 target (issue #16): an INT8 file computes at least this share of its
+# model's multiply-accumulates in INT8 (the layer search's default budget).
+MIN_INT8_MAC_SHARE = 0.9
 _SUFFIX = re.compile(r"\.(fp32|fp16|int8|int8-cpu)$")
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_isp.contract.model_files import MIN_INT8_MAC_SHARE
 from edge_isp.errors import InvalidInputError
 from edge_isp.export.accuracy import MetricAccumulator, OnnxModel
 from edge_isp.export.evalset import EvalImages, LightLevel, simulate_inputs
@@ -39,8 +40,7 @@ from edge_isp.export.precision import (
 from edge_isp.export.sensitivity import SearchResult, group_nodes, output_divergence, search
 
 GROUP_DEPTH = {"int8": 3, "fp16": 2}
-# The contract's INT8 target (issue #16): at least this share of the MACs in INT8.
-DEFAULT_MIN_INT8_MACS = 0.9
+DEFAULT_MIN_INT8_MACS = MIN_INT8_MAC_SHARE
 
 
 @dataclasses.dataclass
