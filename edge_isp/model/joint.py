@@ -47,6 +47,10 @@ class ModelConfig:
             detector (``dpnh_*_det``) takes 1, so its feature maps have the full-resolution
             detector's sizes for the same raw; the classifiers keep 2 (the teacher's weights at
             the teacher's scale). Checkpoints and ONNX files without the field have 2.
+        raw_resolution: the no-ISP ablation's (``isp`` None) input layer: "full" (a 3x3
+            convolution and a pixel shuffle to an H x W image) or "half" (a 3x3 convolution on
+            the packed planes to an H/2 x W/2 image, ``raw_scale`` 2: the half-resolution models'
+            pipeline (d), ``rawh_*``). Models with an ISP take the ISP's resolution and keep "full".
     """
 
     name: str
@@ -58,12 +62,15 @@ class ModelConfig:
     size_activation: str = "softplus"
     dropout: float = 0.2
     stem_stride: int = 2
+    raw_resolution: str = "full"
 
     @property
     def raw_scale(self) -> int:
         """How many times larger (per side) the raw input is than the image the ISP gives the
-        head: 2 for a half-resolution ISP, else 1."""
-        return 1 if self.isp is None else self.isp.raw_scale
+        head: 2 for a half-resolution ISP or raw stem, else 1."""
+        if self.isp is None:
+            return 2 if self.raw_resolution == "half" else 1
+        return self.isp.raw_scale
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -78,6 +85,14 @@ class ModelConfig:
             )
         if self.stem_stride not in (1, 2):
             raise InvalidInputError(f"stem_stride must be 1 or 2, got {self.stem_stride!r}")
+        if self.raw_resolution not in RAW_RESOLUTIONS:
+            raise InvalidInputError(
+                f"raw_resolution must be one of {', '.join(RAW_RESOLUTIONS)}, got {self.raw_resolution!r}"
+            )
+        if self.isp is not None and self.raw_resolution != "full":
+            raise InvalidInputError(
+                "raw_resolution is the no-ISP model's setting; a model with an ISP takes IspNetConfig.resolution"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -93,17 +108,28 @@ class ModelConfig:
         return cls(**data)
 
 
-class RawStem(nn.Module):
-    """The "no ISP" ablation's input layer: packed raw + noise level -> a 3-channel
-    full-resolution image by one learned 3x3 convolution and a pixel shuffle."""
+RAW_RESOLUTIONS = ("full", "half")
 
-    def __init__(self) -> None:
+
+class RawStem(nn.Module):
+    """The "no ISP" ablation's input layer: packed raw + noise level -> a 3-channel image by
+    one learned 3x3 convolution, followed by a pixel shuffle to full resolution ("full"), or
+    left at the packed planes' half resolution ("half")."""
+
+    def __init__(self, resolution: str = "full") -> None:
         super().__init__()
-        self.conv = nn.Conv2d(5, 12, 3, padding=1)
+        self.resolution = resolution
+        self.conv = nn.Conv2d(5, 12 if resolution == "full" else 3, 3, padding=1)
+
+    @property
+    def raw_scale(self) -> int:
+        """The raw's sides over the image's: 1 (full) or 2 (half)."""
+        return 1 if self.resolution == "full" else 2
 
     def forward(self, packed: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         level = noise[:, 1:2, None, None].expand(-1, 1, *packed.shape[-2:])
-        return F.pixel_shuffle(self.conv(torch.cat([packed, level], dim=1)), 2)
+        out = self.conv(torch.cat([packed, level], dim=1))
+        return F.pixel_shuffle(out, 2) if self.resolution == "full" else out
 
 
 class JointModel(nn.Module):
@@ -112,7 +138,7 @@ class JointModel(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.isp: nn.Module = DirtyPixelsISP(config.isp) if config.isp is not None else RawStem()
+        self.isp: nn.Module = DirtyPixelsISP(config.isp) if config.isp is not None else RawStem(config.raw_resolution)
         if config.task == "classification":
             self.head: nn.Module | None = Classifier(
                 config.num_classes, config.pretrained_backbone, config.width_mult, config.dropout, config.stem_stride

@@ -10,10 +10,13 @@ MobileNetV2 a stride-1 stem so its feature maps match the full-resolution detect
 same raw, ``dpnh_*_cls`` keeps the stride-2 stem, the teacher's network at the teacher's scale),
 ``dpnhu_s``/``dpnhu_xs`` (``dpnh`` with the U-Net on 2x2-unshuffled maps, ``IspNetConfig.unet_stride``
 2, widths 16/32/64 and 16/16/32: the same or two thirds of ``dpnh_s``'s MACs in ONNX Runtime's
-16-channel blocks, a half to two thirds of its ISP's CPU time; bench/fast_variant.py; not trained yet),
-``dp_s_noansc`` (the ablation without the Anscombe layers) or ``raw`` (perception straight on
-the packed raw), and the task part ``cls``, ``det`` or ``rec`` (the ISP alone, for
-reconstruction pretraining).
+16-channel blocks, a half to two thirds of its ISP's CPU time; bench/fast_variant.py; models/real-det is
+``dpnhu_xs_det``),
+``dp_s_noansc`` (the ablation without the Anscombe layers), ``raw`` (perception straight on
+the packed raw: a 3x3 convolution and a pixel shuffle to the full-resolution image) or ``rawh``
+(the same at half resolution: the 3x3 convolution's image is the packed planes' size, the
+half-resolution models' pipeline (d); ``rawh_det`` with the stride-1 stem), and the task part
+``cls``, ``det`` or ``rec`` (the ISP alone, for reconstruction pretraining).
 
 Example:
     >>> model = create_model("dp_s_cls", num_classes=10, pretrained_backbone=False)
@@ -39,7 +42,10 @@ _ISPS: dict[str, IspNetConfig | None] = {
     "dpnhu_s": IspNetConfig(widths=(16, 32, 64), unit_range=True, resolution="half", unet_stride=2),
     "dpnhu_xs": IspNetConfig(widths=(16, 16, 32), unit_range=True, resolution="half", unet_stride=2),
     "raw": None,
+    "rawh": None,
 }
+# The no-ISP models' input layer (ModelConfig.raw_resolution).
+_RAW_RESOLUTION = {"raw": "full", "rawh": "half"}
 _TASKS = {"cls": "classification", "det": "detection", "rec": "reconstruction"}
 
 
@@ -50,9 +56,11 @@ def _build_registry() -> dict[str, ModelConfig]:
             if isp is None and task == "reconstruction":
                 continue
             name = f"{isp_name}_{task_name}"
+            raw_resolution = _RAW_RESOLUTION.get(isp_name, "full")
+            half = raw_resolution == "half" if isp is None else isp.resolution == "half"
             # A half-resolution detector's stem keeps the resolution (module docstring).
-            stem = 1 if isp is not None and isp.resolution == "half" and task == "detection" else 2
-            registry[name] = ModelConfig(name=name, task=task, isp=isp, stem_stride=stem)
+            stem = 1 if half and task == "detection" else 2
+            registry[name] = ModelConfig(name=name, task=task, isp=isp, stem_stride=stem, raw_resolution=raw_resolution)
     return registry
 
 

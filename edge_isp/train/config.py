@@ -291,9 +291,12 @@ class TeacherSection:
     ``temperature``-softened answers (times temperature squared, Hinton et al. 2015), plus
     ``label_weight`` times the cross-entropy where the data has labels. ``kd_balance``: how
     the batch's per-image KL divergences combine: ``mean`` (their mean), or ``log`` (the mean
-    of log(KL + 0.01), each image's divergence counted relative to its own size, as
+    of log(KL + ``kd_log_eps``), each image's divergence counted relative to its own size, as
     ``loss.rec_log_mse`` does for reconstruction: a batch from 0.5 lux to daylight is otherwise
-    ruled by the dark images' large divergences). Detection: the
+    ruled by the dark images' large divergences). ``kd_log_eps`` (default 0.01) is the dial
+    between the two: an image's gradient is its divergence's times 1 / (KL + eps), so a large eps
+    weighs every image alike (the mean, scaled by 1 / eps) and a small one counts each relative to
+    its own size. Detection: the
     teacher's boxes scoring at least ``score_threshold`` (of ``classes`` only, if given) are
     the student's targets; ``tiles`` [columns, rows] also runs a detection teacher on that
     grid of overlapping tiles of each image (small objects seen larger; merged by NMS).
@@ -306,6 +309,7 @@ class TeacherSection:
     kd_weight: float = 1.0
     label_weight: float = 0.0
     kd_balance: str = "mean"
+    kd_log_eps: float = 0.01
     score_threshold: float = 0.5
     classes: tuple[str, ...] = ()
     tiles: tuple[int, int] | None = None
@@ -319,6 +323,8 @@ class TeacherSection:
             value = getattr(self, key)
             _check(value >= 0 and math.isfinite(value), f"teacher.{key}", ">= 0", value)
         _check_choice(self.kd_balance, "teacher.kd_balance", KD_BALANCES)
+        ok = self.kd_log_eps > 0 and math.isfinite(self.kd_log_eps)
+        _check(ok, "teacher.kd_log_eps", "> 0", self.kd_log_eps)
         _check(0 <= self.score_threshold < 1, "teacher.score_threshold", "in [0, 1)", self.score_threshold)
         if self.input_size is not None:
             ok = all(s >= 16 for s in self.input_size)

@@ -242,7 +242,7 @@ def reconstruction_loss(
     return total, parts
 
 
-# log(KL + eps): below 0.01 (times T^2) the student already gives the teacher's answer.
+# log(KL + eps)'s default eps: below 0.01 (times T^2) the student already gives the teacher's answer.
 LOG_KD_EPS = 0.01
 
 
@@ -251,13 +251,15 @@ def classification_loss(logits: Tensor, labels: Tensor, label_smoothing: float =
     return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
 
 
-def distillation_loss(student: Tensor, teacher: Tensor, temperature: float, balance: str = "mean") -> Tensor:
+def distillation_loss(
+    student: Tensor, teacher: Tensor, temperature: float, balance: str = "mean", log_eps: float = LOG_KD_EPS
+) -> Tensor:
     """KL(teacher || student) of the ``temperature``-softened class distributions, times
     ``temperature**2`` so its gradient keeps the scale of a cross-entropy (Hinton, Vinyals and
     Dean 2015, "Distilling the Knowledge in a Neural Network"). Logits (B, C). ``balance``:
-    "mean" over B, or "log": the mean over B of log(KL + :data:`LOG_KD_EPS`), in which each
-    image's divergence counts relative to its own size (the dark images' large divergences no
-    longer rule the batch's gradient)."""
+    "mean" over B, or "log": the mean over B of log(KL + ``log_eps``), in which each image's
+    divergence counts relative to its own size (the dark images' large divergences no longer
+    rule the batch's gradient); an image's gradient is then its KL's times 1 / (KL + log_eps)."""
     if student.shape != teacher.shape:
         raise InvalidInputError(
             f"student logits {tuple(student.shape)} and teacher logits {tuple(teacher.shape)} differ in shape"
@@ -268,5 +270,5 @@ def distillation_loss(student: Tensor, teacher: Tensor, temperature: float, bala
     log_teacher = F.log_softmax(teacher.float() / temperature, dim=1)
     per_image = (log_teacher.exp() * (log_teacher - log_student)).sum(1) * temperature**2
     if balance == "log":
-        return torch.log(per_image.clamp_min(0.0) + LOG_KD_EPS).mean()
+        return torch.log(per_image.clamp_min(0.0) + log_eps).mean()
     return per_image.mean()

@@ -162,7 +162,9 @@ class Stage:
             # A teacher's answers: distil them, plus cross-entropy on the labels if asked.
             teacher = self.config.teacher
             labels = batch[1].to(self.device)
-            kd = losses.distillation_loss(prediction, batch[2].to(self.device), teacher.temperature, teacher.kd_balance)
+            kd = losses.distillation_loss(
+                prediction, batch[2].to(self.device), teacher.temperature, teacher.kd_balance, teacher.kd_log_eps
+            )
             total = teacher.kd_weight * kd
             if teacher.label_weight > 0:
                 ce = losses.classification_loss(prediction, labels, cfg.label_smoothing)

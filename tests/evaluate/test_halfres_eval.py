@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from edge_isp.errors import InvalidInputError
-from edge_isp.evaluate.pipelines import EvalBatch, build_pipelines
+from edge_isp.evaluate.pipelines import EvalBatch, build_pipelines, to_picture
 from edge_isp.evaluate.runner import evaluate_recon, evaluate_task, open_real_eval_data
+from edge_isp.model.registry import create_model
 from edge_isp.sensor.profile import SensorProfile
 from edge_isp.sensor.simulate import simulate
 from edge_isp.train.stages import seeded_generator
@@ -27,6 +28,7 @@ def half_cls(tmp_path_factory, checkpoint_factory):
         "isp": checkpoint_factory(runs / "isp.pt", "isp", "classification"),
         "joint": checkpoint_factory(runs / "joint.pt", "joint", "classification", isp="dpnh_s"),
         "joint:full": checkpoint_factory(runs / "full.pt", "joint", "classification"),
+        "raw:half": checkpoint_factory(runs / "rawh.pt", "raw", "classification", isp="rawh"),
     }
 
 
@@ -49,11 +51,27 @@ def test_every_pipeline_gives_the_picture_of_a_2x_raw(half_cls):
         assert out.prediction.shape == (2, len(made.class_names))
         if out.image is not None:
             assert out.image.shape == (2, 3, 32, 32), pipeline.key
-    assert keys == {"a", "b", "c", "d", "e", "e:full"}
+    assert keys == {"a", "b", "c", "d", "d:half", "e", "e:full"}
     # (a) and (b) see the conventional ISP's rendering of the whole raw, area-averaged.
     full = _batch(1)
     assert full.conventional.shape == (2, 3, 64, 64)
     assert torch.allclose(batch.conventional, torch.nn.functional.avg_pool2d(full.conventional, 2), atol=1e-6)
+
+
+def test_the_half_resolution_raw_stem_is_pipeline_d_at_the_pictures_size(half_cls):
+    # rawh_cls alone asks for the 2x raw, and its image is the packed planes' size, the picture;
+    # the full-resolution raw stem's image of the same raw is area-averaged to it.
+    made = build_pipelines("classification", {"raw": half_cls["raw:half"], "raw:full": half_cls["raw"]})
+    assert made.raw_scale == 2
+    batch = _batch(2)
+    for pipeline in made.pipelines:
+        assert pipeline(batch).prediction.shape == (2, len(made.class_names))
+    for name in ("rawh_cls", "raw_cls"):
+        stem = create_model(name, pretrained_backbone=False).isp
+        image = to_picture(stem(batch.sim.packed, batch.sim.noise), stem, batch)
+        assert image.shape == (2, 3, 32, 32), name
+    with pytest.raises(InvalidInputError, match="--raw-scale 2"):
+        next(p for p in made.pipelines if p.key == "d")(_batch(1))
 
 
 def test_a_half_resolution_model_is_refused_a_raw_at_the_pictures_size(half_cls, cls_folder, tmp_path):

@@ -106,18 +106,48 @@ def test_registered_half_variants_and_their_stems():
     assert create_model("dpnh_s_rec").raw_scale == 2
 
 
+def test_half_resolution_raw_stem_is_pipeline_d_of_the_half_models():
+    # rawh_*: no ISP, one 3x3 convolution on the packed planes; the image is their size.
+    for task, stem in (("cls", 2), ("det", 1)):
+        config = REGISTRY[f"rawh_{task}"]
+        assert config.isp is None and config.raw_resolution == "half" and config.raw_scale == 2
+        assert config.stem_stride == stem
+    assert REGISTRY["raw_det"].raw_resolution == "full" and REGISTRY["raw_det"].stem_stride == 2
+    torch.manual_seed(0)
+    model = create_model("rawh_cls", num_classes=4, pretrained_backbone=False, width_mult=0.35).eval()
+    packed = torch.rand(2, 4, 12, 20)
+    with torch.no_grad():
+        image = model.image(packed, NOISE)
+        assert image.shape == (2, 3, 12, 20) and model.raw_scale == model.isp.raw_scale == 2
+        # Exactly the convolution of the planes and the noise level, no shuffle.
+        level = NOISE[:, 1:2, None, None].expand(-1, 1, 12, 20)
+        expected = torch.nn.functional.conv2d(
+            torch.cat([packed, level], 1), model.isp.conv.weight, model.isp.conv.bias, padding=1
+        )
+        assert torch.equal(image, expected)
+    assert create_model("raw_cls", pretrained_backbone=False).image(packed, NOISE).shape == (2, 3, 24, 40)
+
+
 def test_configs_written_before_the_fields_load_as_full_resolution_stride_2():
     old = get_config("dpn_s_det").to_dict()
-    del old["isp"]["resolution"], old["stem_stride"]
+    del old["isp"]["resolution"], old["stem_stride"], old["raw_resolution"]
     loaded = ModelConfig.from_dict(old)
     assert loaded.isp.resolution == "full" and loaded.stem_stride == 2 and loaded.raw_scale == 1
+    raw = get_config("raw_det").to_dict()
+    del raw["raw_resolution"]
+    assert ModelConfig.from_dict(raw).raw_scale == 1
     half = ModelConfig.from_dict(get_config("dpnh_s_det").to_dict())
     assert half == REGISTRY["dpnh_s_det"]
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"resolution": "quarter"}, "resolution"), ({"stem_stride": 3}, "stem_stride")],
+    [
+        ({"resolution": "quarter"}, "resolution"),
+        ({"stem_stride": 3}, "stem_stride"),
+        ({"raw_resolution": "quarter", "isp": None}, "raw_resolution must be one of"),
+        ({"raw_resolution": "half"}, "a model with an ISP takes IspNetConfig.resolution"),
+    ],
 )
 def test_bad_settings_are_refused(kwargs, match):
     with pytest.raises(InvalidInputError, match=match):

@@ -92,6 +92,27 @@ class TestDistillationLoss:
         assert grads["mean"][0] > 5 * grads["mean"][1]
         assert grads["log"][1] > grads["log"][0]
 
+    def test_log_eps_is_the_dial_between_the_log_and_the_mean(self):
+        # Each image's gradient is its KL's times 1 / (KL + eps): a large eps brings back the
+        # mean's balance (scaled by 1 / eps), the default 0.01 the log's; the value in
+        # between sits between them.
+        teacher = torch.tensor([[3.0, 0.0, 0.0], [3.0, 0.0, 0.0]])
+        ratios = {}
+        for balance, eps in (("mean", 0.01), ("log", 0.01), ("log", 0.3), ("log", 1e4)):
+            student = torch.tensor([[0.0, 3.0, 0.0], [2.5, 0.0, 0.0]], requires_grad=True)
+            loss = distillation_loss(student, teacher, 1.0, balance, eps)
+            loss.backward()
+            grad = student.grad.norm(dim=1)
+            ratios[(balance, eps)] = float(grad[0] / grad[1])
+            if balance == "log":
+                per_image = (
+                    distillation_loss(student.detach()[:1], teacher[:1], 1.0),
+                    distillation_loss(student.detach()[1:], teacher[1:], 1.0),
+                )
+                assert float(loss) == pytest.approx(float(np.mean([np.log(float(k) + eps) for k in per_image])))
+        assert ratios[("log", 1e4)] == pytest.approx(ratios[("mean", 0.01)], rel=1e-3)
+        assert ratios[("log", 0.01)] < ratios[("log", 0.3)] < ratios[("mean", 0.01)]
+
 
 class TestClassificationStudent:
     def test_joint_run_builds_the_cache_once_and_learns_the_teachers_answers(self, cls_real, tmp_path):
@@ -208,6 +229,8 @@ class TestDetectionStudent:
 
 def test_teacher_settings_are_checked():
     assert TeacherSection(kd_balance="log").kd_balance == "log"
-    for bad in ({"kd_balance": "median"}, {"temperature": 0.0}, {"score_threshold": 1.0}):
+    assert TeacherSection(kd_balance="log", kd_log_eps=1.0).kd_log_eps == 1.0
+    bad_settings = ({"kd_balance": "median"}, {"temperature": 0.0}, {"score_threshold": 1.0}, {"kd_log_eps": 0.0})
+    for bad in (*bad_settings, {"kd_log_eps": float("inf")}):
         with pytest.raises(InvalidInputError, match="teacher\\."):
             TeacherSection(**bad)
