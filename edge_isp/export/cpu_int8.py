@@ -33,7 +33,7 @@ from typing import Any
 
 from edge_isp.contract.metadata import read_metadata, set_metadata
 from edge_isp.errors import InvalidInputError, require
-from edge_isp.export.calibration import chunked
+from edge_isp.export.calibration import calibration_errors, chunked
 from edge_isp.export.graph_stats import graph_stats
 from edge_isp.export.precision import (
     CALIBRATION_METHODS,
@@ -193,7 +193,7 @@ def quantize_int8_cpu(
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.quant.tmp")
     try:
-        with _quiet_root_logger():
+        with _quiet_root_logger(), calibration_errors(method, feed):
             ort_quant.quantize_static(
                 model,
                 str(tmp),

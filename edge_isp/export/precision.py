@@ -35,7 +35,7 @@ from typing import Any
 
 from edge_isp.contract.metadata import read_metadata, set_metadata
 from edge_isp.errors import InvalidInputError, MissingDependencyError, MissingFileError, install_hint, require
-from edge_isp.export.calibration import chunked
+from edge_isp.export.calibration import calibration_errors, chunked
 from edge_isp.fileio import write_bytes
 
 INT8_OP_TYPES = ("Conv", "Gemm", "MatMul")
@@ -247,7 +247,7 @@ def quantize_int8(
     dst = Path(dst)
     tmp = dst.with_name(f".{dst.name}.quant.tmp")
     try:
-        with _quiet_root_logger():
+        with _quiet_root_logger(), calibration_errors(method, feed):
             ort_quant.quantize_static(
                 str(src) if isinstance(src, (str, Path)) else model,
                 str(tmp),

@@ -105,6 +105,15 @@ def test_quantized_by_onnxruntime_end_to_end(joint, tmp_path):
     assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 0.05
 
 
+def test_an_activation_without_range_is_a_clear_error(joint, tmp_path):
+    rng = np.random.default_rng(0)
+    flat = [{"raw": (1 + 1e-6 * rng.random((1, 4, 16, 16))).astype(np.float32), "noise": np.float32([[0.01, 0.001]])}
+            for _ in range(3)]  # fmt: skip
+    with pytest.raises(InvalidInputError, match=r"almost no range over 3 calibration batches.*--calibration minmax"):
+        quantize_int8_cpu(joint, tmp_path / "x.onnx", CalibrationFeed(flat), method="percentile", isp="int8")
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_qdq_format_and_errors(joint, tmp_path):
     out = quantize_int8_cpu(joint, tmp_path / "q.onnx", _feed(4), isp="fp32", quant_format="qdq")
     integer = integer_nodes(out)

@@ -165,6 +165,17 @@ class TestInt8:
         with pytest.raises(InvalidInputError, match=r"minmax, percentile, entropy"):
             quantize_int8(two_convs, tmp_path / "x.onnx", _feed(), method="kl")
 
+    def test_an_activation_without_range_is_a_clear_error(self, two_convs, tmp_path):
+        # ONNX Runtime's histogram calibrators (2048 bins in float32) cannot split a range of
+        # 1e-6 at 1.0; NumPy's "Too many bins" becomes an error that says what to change.
+        rng = np.random.default_rng(0)
+        flat = [{"raw": (1 + 1e-6 * rng.random((1, 4, 8, 8))).astype(np.float32), "noise": np.float32([[0.01, 0.001]])}
+                for _ in range(4)]  # fmt: skip
+        with pytest.raises(InvalidInputError, match=r"almost no range over 4 calibration batches.*--calib-images"):
+            quantize_int8(two_convs, tmp_path / "x.onnx", CalibrationFeed(flat), method="percentile")
+        assert not (tmp_path / "x.onnx").exists()
+        assert quantize_int8(two_convs, tmp_path / "x.onnx", CalibrationFeed(flat), method="minmax").is_file()
+
     def test_per_tensor_input_scale_loses_a_small_signal(self, tmp_path):
         """The reason layers must be measured: the sensitive model's first layer, quantized,
         rounds its 0.05 signal to 0 next to a +-100 distractor; FP32 is always right."""
