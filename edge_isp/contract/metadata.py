@@ -58,6 +58,8 @@ TASK_OUTPUTS = {
     "reconstruction": ("image",),
 }
 TASKS = tuple(TASK_OUTPUTS)
+# Detections a detector's file keeps per frame (its Top-K), unless the export asks for another.
+DEFAULT_TOP_K = 100
 REQUIRED_KEYS = ("version", "model_config", "task", "class_names", "input_size", "profile")
 # A profile name: what `SensorProfile.load` finds among the shipped profiles. Never a path.
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

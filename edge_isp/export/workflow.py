@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_isp.contract.engine import build_engine, plan_for
+from edge_isp.contract.metadata import DEFAULT_TOP_K
 from edge_isp.contract.progress import BuildProgress
 from edge_isp.contract.targets import Target
 from edge_isp.contract.tensorrt_build import installed_version
@@ -100,7 +101,7 @@ class ExportOptions:
     search: bool = True
     calibration: str | None = None
     with_image: bool = False
-    top_k: int = 100
+    top_k: int = DEFAULT_TOP_K
     dynamic_batch: bool = False
     engine: bool = True
     cache_dir: Path | None = None

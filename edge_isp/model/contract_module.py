@@ -12,11 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edge_isp.contract.metadata import check_input_kind, output_names
+from edge_isp.contract.metadata import DEFAULT_TOP_K, check_input_kind, output_names
 from edge_isp.errors import InvalidInputError
 from edge_isp.model.heads import DETECTOR_STRIDE, CenterNetDetector
 
-DEFAULT_TOP_K = 100
 # The detector's maps before decoding: what a sensitivity ranking compares (see
 # edge_isp.export.precision_search).
 DENSE_DETECTION_OUTPUTS = ("heatmap", "size", "offset")

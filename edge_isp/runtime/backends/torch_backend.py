@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge_isp import __version__
-from edge_isp.contract.metadata import ModelMetadata, is_profile_name
+from edge_isp.contract.metadata import DEFAULT_TOP_K, ModelMetadata, is_profile_name
 from edge_isp.errors import InvalidInputError, require
 from edge_isp.runtime.interfaces import InferenceBackend, TensorSpec
 
@@ -38,7 +38,9 @@ class TorchBackend(InferenceBackend):
 
     name = "torch"
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto", top_k: int = 100, with_image: bool = True) -> None:
+    def __init__(
+        self, checkpoint: str | Path, device: str = "auto", top_k: int = DEFAULT_TOP_K, with_image: bool = True
+    ) -> None:
         super().__init__()
         torch = require("torch", "train", "the torch backend (running a training checkpoint)")
         # Torch-side modules (they import torch): imported here so the runtime never imports torch.

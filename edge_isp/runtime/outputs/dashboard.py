@@ -310,7 +310,11 @@ function resultRows(results) {
     const swatch = document.createElement("span");
     swatch.className = "swatch";
     swatch.style.background = classColour(item.class_id || 0);
-    name.append(swatch, String(item.label));
+    // ImageNet's names list synonyms ("great white shark, white shark, man-eater, ..."): the
+    // first is shown, as on the picture, and the whole list on hover.
+    const label = String(item.label);
+    name.append(swatch, label.split(",")[0]);
+    name.title = label;
     const score = document.createElement("td");
     score.textContent = item.score.toFixed(2);
     const box = document.createElement("td");
