@@ -40,7 +40,6 @@ from edge_isp.export.precision import (
 from edge_isp.export.sensitivity import SearchResult, group_nodes, output_divergence, search
 
 GROUP_DEPTH = {"int8": 3, "fp16": 2}
-DEFAULT_MIN_INT8_MACS = MIN_INT8_MAC_SHARE
 
 
 @dataclasses.dataclass
@@ -94,7 +93,7 @@ def reduce_precision(
     tolerance: float = 1.0,
     calibration_method: str = DEFAULT_CALIBRATION,
     progress: Callable[[str], None] | None = None,
-    min_int8_macs: float | None = DEFAULT_MIN_INT8_MACS,
+    min_int8_macs: float | None = MIN_INT8_MAC_SHARE,
 ) -> SearchResult:
     """Write the ``precision`` ("fp16" or "int8") model of ``fp32_path`` to ``out_path``,
     with the layers the search finds keeping it within ``tolerance`` points of FP32 left in

@@ -26,6 +26,7 @@ from typing import Any
 
 from edge_isp.contract.engine import build_engine, plan_for
 from edge_isp.contract.metadata import DEFAULT_TOP_K
+from edge_isp.contract.model_files import MIN_INT8_MAC_SHARE
 from edge_isp.contract.progress import BuildProgress
 from edge_isp.contract.targets import Target
 from edge_isp.contract.tensorrt_build import installed_version
@@ -43,7 +44,7 @@ from edge_isp.export.evalset import check_class_names, light_levels, load_images
 from edge_isp.export.graph_stats import graph_stats
 from edge_isp.export.onnx_export import export_onnx
 from edge_isp.export.precision import DEFAULT_CALIBRATION, convert_fp16, precision_suffix, quantize_int8
-from edge_isp.export.precision_search import DEFAULT_MIN_INT8_MACS, FrameSet, Ranking, reduce_precision
+from edge_isp.export.precision_search import FrameSet, Ranking, reduce_precision
 from edge_isp.fileio import write_json
 from edge_isp.model.loading import default_input_kind, load_model
 from edge_isp.sensor.profile import SensorProfile
@@ -97,7 +98,7 @@ class ExportOptions:
     calib_images: int = 32
     calib_frames: Path | None = None
     tolerance: float = 1.0
-    min_int8_macs: float | None = DEFAULT_MIN_INT8_MACS
+    min_int8_macs: float | None = MIN_INT8_MAC_SHARE
     search: bool = True
     calibration: str | None = None
     with_image: bool = False
